@@ -1,0 +1,36 @@
+# fpgagen: every target creates and fills the virtualenv itself, so a fresh clone needs only python3, g++ and make.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+BOARD ?= pynq_z2
+
+.PHONY: setup test test-all demo bench lint bitstream clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip "setuptools<81" wheel
+	# Pin torch alone first: an unpinned resolve would pull a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-all: setup
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+demo: setup
+	$(BIN)/python scripts/demo.py --board $(BOARD)
+
+bench: setup
+	$(BIN)/python scripts/bench_generator.py
+
+lint: setup
+	$(BIN)/ruff check fpgagen tests scripts
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,87 @@
+"""The ``fpgagen`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .errors import FpgagenError
+
+EPILOG = """examples:
+  fpgagen build my_net.onnx --board pynq_z2 -o build/my_net
+  fpgagen csim build/my_net --input x.npy --output y.npy
+  fpgagen report build/my_net
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fpgagen", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                description="Build bit-exact FPGA dataflow accelerators from Brevitas QONNX models.")
+    sub = p.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="QONNX model -> verified HLS project + C-sim library + reports",
+                       description="Streamline the QONNX model to integer layers, fold it, generate Vitis-HLS "
+                       "C++, compile the C-simulation and check it equals the numpy reference bit for bit.")
+    b.add_argument("model", help="QONNX file exported by brevitas export_qonnx or fpgagen.export")
+    b.add_argument("--board", default="pynq_z2", help="target board (boards/<name>/board.yaml; default pynq_z2)")
+    b.add_argument("-o", "--out", help="build directory (default build/<model name>)")
+    b.add_argument("--folding", help="JSON file {layer: {pe: .., simd: ..}}; validated against each kernel")
+    b.add_argument("--target-fps", type=float, help="throughput target for the default folding")
+    b.add_argument("--no-verify", action="store_true", help="skip the C-sim vs reference check")
+    c = sub.add_parser("csim", help="run inputs through a built accelerator's C-simulation",
+                       description="Run a float input (.npy, as the torch model takes it) through the C-simulated "
+                       "accelerator and save what the torch model would return.")
+    c.add_argument("build_dir")
+    c.add_argument("--input", required=True, help=".npy float32 input, NCHW (or NC)")
+    c.add_argument("--output", required=True, help=".npy file to write")
+    c.add_argument("--codes", action="store_true", help="save integer output codes instead of dequantized floats")
+    c.add_argument("--reference", action="store_true", help="use the numpy reference instead of C-sim")
+    r = sub.add_parser("report", help="print a build's report (report.md)")
+    r.add_argument("build_dir")
+    return p
+
+
+def _load_input(path: str) -> np.ndarray:
+    try:
+        return np.load(path)
+    except (OSError, ValueError) as exc:
+        raise FpgagenError(f"cannot read input array ({exc})", path, "pass a .npy file written by numpy.save") \
+            from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "build":
+            from .accelerator import build
+
+            build(args.model, board=args.board, out_dir=args.out, folding=args.folding,
+                  target_fps=args.target_fps, verify=not args.no_verify)
+        elif args.command == "csim":
+            from .accelerator import load
+
+            acc = load(args.build_dir)
+            x = _load_input(args.input)
+            y = (acc.reference if args.reference else acc.run)(x, codes=args.codes)
+            out = Path(args.output)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            np.save(out, y)
+            print(f"wrote {out} {list(y.shape)} {y.dtype}")
+        elif args.command == "report":
+            path = Path(args.build_dir) / "report.md"
+            if not path.is_file():
+                raise FpgagenError("no report.md", args.build_dir, "build it first with 'fpgagen build'")
+            print(path.read_text())
+    except FpgagenError as exc:
+        print(f"fpgagen: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fpgagen: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

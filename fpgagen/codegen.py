@@ -1,0 +1,149 @@
+"""Render templates/hls/*.j2 into a Vitis-HLS project: top.cpp (DATAFLOW, AXI-Stream), one header per layer,
+kernels, the C-simulation bridge, a csim testbench and the HLS Tcl script."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import numpy as np
+from qonnx.core.datatype import DataType
+
+from .ir import Layer, Network
+from .quant import smallest_dtype
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "hls"
+KERNEL_TEMPLATES = {"MVAU": "mvau.h.j2", "SlidingWindow": "sliding_window.h.j2", "MaxPool": "maxpool.h.j2",
+                    "Threshold": "threshold.h.j2", "WidthConverter": "width_converter.h.j2"}
+
+
+class CppHelpers:
+    """Small formatting helpers the templates call as ``g.*``."""
+
+    @staticmethod
+    def ctype(dtype: str) -> str:
+        dt = DataType[dtype]
+        if not dt.is_integer() or dt.name == "BIPOLAR":
+            raise ValueError(f"no C++ integer type for {dtype}")
+        return f"ap_int<{dt.bitwidth()}>" if dt.signed() else f"ap_uint<{dt.bitwidth()}>"
+
+    @staticmethod
+    def bits(dtype: str) -> int:
+        return DataType[dtype].bitwidth()
+
+    @staticmethod
+    def native(dtype: str) -> str:
+        dt = DataType[dtype]
+        prefix = "int" if dt.signed() else "uint"
+        for bits in (8, 16, 32, 64):
+            if dt.bitwidth() <= bits:
+                return f"{prefix}{bits}_t"
+        raise ValueError(f"{dtype} is wider than 64 bits")
+
+    @staticmethod
+    def thr_dtype(thresholds: np.ndarray | None) -> str:
+        if thresholds is None or thresholds.size == 0:
+            return "INT2"
+        return smallest_dtype(min(int(thresholds.min()), -1), int(thresholds.max())).name
+
+    @staticmethod
+    def count_bits(n: int) -> int:
+        return max(1, int(n).bit_length())
+
+    @staticmethod
+    def zeros(*shape: int) -> np.ndarray:
+        return np.zeros(shape, np.int64)
+
+    @staticmethod
+    def c_array(a: np.ndarray) -> str:
+        """A brace initializer; the innermost rows stay on one line each, so a weight ROM reads row by row."""
+        a = np.asarray(a)
+        if a.dtype == bool:
+            a = a.astype(np.int64)
+        if a.ndim == 1:
+            return "{" + ", ".join(str(int(v)) for v in a) + "}"
+        inner = [CppHelpers.c_array(sub) for sub in a]
+        if a.ndim > 2:
+            return "{" + ",\n".join(inner) + "}"
+        lines, line = [], ""
+        for item in inner:  # wrap the rows of the last two dimensions at ~110 columns
+            if line and len(line) + len(item) > 108:
+                lines.append(line)
+                line = ""
+            line += item + ", "
+        lines.append(line)
+        return "{" + "\n ".join(lines).rstrip(", ") + "}"
+
+
+@dataclass
+class StreamGeometry:
+    """How one frame crosses the AXI-Stream ports."""
+
+    in_word: int
+    in_bits: int
+    in_words: int
+    out_word: int
+    out_bits: int
+    out_words: int
+
+    @property
+    def in_axi_bits(self) -> int:
+        return -(-self.in_word * self.in_bits // 8) * 8
+
+    @property
+    def out_axi_bits(self) -> int:
+        return -(-self.out_word * self.out_bits // 8) * 8
+
+
+def stream_geometry(net: Network) -> StreamGeometry:
+    first, last = net.layers[0], net.layers[-1]
+    h, w, c = first.in_shape
+    oh, ow, oc = last.out_shape
+    return StreamGeometry(first.in_word, first.idt.bitwidth(), h * w * c // first.in_word,
+                          last.out_word, last.odt.bitwidth(), oh * ow * oc // last.out_word)
+
+
+def top_name(net: Network) -> str:
+    return c_identifier(net.name) + "_top"
+
+
+def c_identifier(name: str) -> str:
+    ident = re.sub(r"\W", "_", name)
+    return ident if re.match(r"[A-Za-z_]", ident) else "net_" + ident
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)), undefined=jinja2.StrictUndefined,
+                              keep_trailing_newline=True, trim_blocks=False, lstrip_blocks=False)
+
+
+def generate(net: Network, out_dir: Path, board: dict, source: str = "") -> Path:
+    """Write the HLS project for ``net`` into ``out_dir`` and return it."""
+    out_dir = Path(out_dir)
+    (out_dir / "layers").mkdir(parents=True, exist_ok=True)
+    env, g = _environment(), CppHelpers()
+    io = stream_geometry(net)
+    kinds = list(dict.fromkeys(layer.kind for layer in net.layers))
+    kernels = {kind: env.get_template(KERNEL_TEMPLATES[kind]).module.kernel() for kind in kinds}
+    streams = [{"name": "input_codes", "ctype": g.ctype(net.layers[0].in_dtype), "word": io.in_word, "depth": 2}]
+    streams += [{"name": f"{layer.name}_out", "ctype": g.ctype(layer.out_dtype), "word": layer.out_word,
+                 "depth": getattr(layer, "fifo_depth", 2)} for layer in net.layers]
+    bottleneck = net.bottleneck()
+    ctx = dict(net=net, top=top_name(net), io=io, kinds=kinds, kernels=kernels, streams=streams, board=board,
+               clock_mhz=board["clock_mhz"], bottleneck=bottleneck, source=source or net.name,
+               fps=board["clock_mhz"] * 1e6 / bottleneck.cycles())
+    (out_dir / "fg_common.h").write_text(env.get_template("common.h.j2").render(**ctx))
+    for layer in net.layers:
+        _write_layer(env, g, layer, out_dir / "layers" / f"{layer.name}.h")
+    for template, name in (("top.h.j2", "top.h"), ("top.cpp.j2", "top.cpp"), ("bridge.cpp.j2", "csim_bridge.cpp"),
+                           ("testbench.cpp.j2", "testbench.cpp"), ("run_hls.tcl.j2", "run_hls.tcl")):
+        (out_dir / name).write_text(env.get_template(template).render(**ctx))
+    return out_dir
+
+
+def _write_layer(env: jinja2.Environment, g: CppHelpers, layer: Layer, path: Path) -> None:
+    body = env.get_template(KERNEL_TEMPLATES[layer.kind]).module.instance(layer, g)
+    path.write_text(f"// Generated by fpgagen: layer {layer.name} ({layer.kind}). Included by top.cpp only.\n"
+                    f"#pragma once\n\n{body}\n")

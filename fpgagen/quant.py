@@ -1,0 +1,101 @@
+"""Integer quantizer semantics: QONNX ``Quant`` in numpy, and the thresholds that replace a requantization.
+
+The thresholds are exact: for an integer input ``acc`` whose real value is ``alpha*acc + beta`` (per channel),
+the output code of ``Quant(rounding_mode=ROUND)`` (round half to even, as numpy and torch round) is
+``q_min + #{k : acc >= T_k}``. See shared/facts.md, "Quantizer semantics and thresholds".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from qonnx.core.datatype import DataType
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """Inclusive integer code range of a quantizer."""
+
+    lo: int
+    hi: int
+
+    @staticmethod
+    def of(bits: int, signed: bool, narrow: bool) -> IntRange:
+        if signed:
+            return IntRange(-(2 ** (bits - 1)) + int(narrow), 2 ** (bits - 1) - 1)
+        return IntRange(0, 2**bits - 1 - int(narrow))
+
+    def dtype(self) -> DataType:
+        return smallest_dtype(self.lo, self.hi)
+
+
+def smallest_dtype(lo: int, hi: int) -> DataType:
+    """Smallest UINTn/INTn DataType holding [lo, hi] (qonnx's helper only looks at one value)."""
+    lo, hi = int(lo), int(hi)
+    if lo >= 0:
+        return DataType[f"UINT{max(1, int(hi).bit_length())}"]
+    bits = max((-lo - 1).bit_length(), max(hi, 0).bit_length()) + 1
+    return DataType[f"INT{bits}"]
+
+
+def quantize(x: np.ndarray, scale, zero_point, rng: IntRange) -> np.ndarray:
+    """QONNX Quant (ROUND) to integer codes, computed in float32 exactly as brevitas/onnxruntime do."""
+    x = np.asarray(x, dtype=np.float32)
+    v = x / np.asarray(scale, dtype=np.float32) + np.asarray(zero_point, dtype=np.float32)
+    return np.clip(np.round(v), rng.lo, rng.hi).astype(np.int64)
+
+
+def requant_thresholds(
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    out_scale: np.ndarray,
+    out_zero: np.ndarray,
+    out_range: IntRange,
+    in_lo: np.ndarray,
+    in_hi: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel integer thresholds for ``q = clip(round((alpha*acc + beta)/s + z))``.
+
+    Returns ``(thresholds, negate)``: thresholds has shape (C, hi-lo) and is non-decreasing per row; where
+    ``negate[c]`` the comparison is on ``-acc`` (alpha < 0 flips the inequality; we negate instead so hardware
+    always compares ``>=``). Thresholds are clipped to [in_lo, in_hi + 1] per channel: anything below never
+    fails, anything above never passes, so the clipped values keep the semantics and bound the bit width.
+
+    For alpha > 0: ``round(v) >= k`` iff ``v > k - 1/2`` or (``v == k - 1/2`` and k even, half-to-even).
+    With ``u_k = (s*(k - 1/2 - z) - beta)/alpha``, ``acc >= T_k`` where ``T_k = ceil(u_k)`` unless ``u_k`` is an
+    integer and k odd, then ``T_k = u_k + 1``. alpha == 0 gives a constant channel.
+    """
+    alpha = np.asarray(alpha, np.float64)
+    beta = np.asarray(beta, np.float64)
+    c = alpha.shape[0]
+    s = np.broadcast_to(np.asarray(out_scale, np.float64), (c,))
+    z = np.broadcast_to(np.asarray(out_zero, np.float64), (c,))
+    negate = alpha < 0
+    a = np.abs(alpha)
+    # Negating acc maps its range [lo, hi] to [-hi, -lo].
+    lo = np.where(negate, -np.asarray(in_hi), np.asarray(in_lo)).astype(np.int64)
+    hi = np.where(negate, -np.asarray(in_lo), np.asarray(in_hi)).astype(np.int64)
+    ks = np.arange(out_range.lo + 1, out_range.hi + 1, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = (s[:, None] * (ks[None, :] - 0.5 - z[:, None]) - beta[:, None]) / a[:, None]
+        is_int = np.isfinite(u) & (u == np.floor(u))
+        odd = (ks.astype(np.int64) % 2 != 0)[None, :]
+        t = np.where(is_int & odd, u + 1, np.ceil(u))
+        # alpha == 0: v is the constant beta/s + z; the channel passes level k iff round(v) >= k.
+        const_code = np.clip(np.round(beta / s + z), out_range.lo, out_range.hi)
+        t = np.where((a == 0)[:, None], np.where(const_code[:, None] >= ks[None, :], -np.inf, np.inf), t)
+    t = np.clip(t, lo[:, None], hi[:, None] + 1).astype(np.int64)
+    assert np.all(np.diff(t, axis=1) >= 0), "thresholds must be non-decreasing"
+    return t, negate
+
+
+def apply_thresholds(x: np.ndarray, thresholds: np.ndarray, base: int, negate: np.ndarray | None = None):
+    """Reference multi-threshold: ``base + #{k : x_c >= T_ck}`` on the last (channel) axis."""
+    x = np.asarray(x, np.int64)
+    if negate is not None and negate.any():
+        x = np.where(negate, -x, x)
+    count = np.zeros(x.shape, np.int64)
+    for k in range(thresholds.shape[1]):  # loop over levels keeps memory at one copy of x
+        count += x >= thresholds[:, k]
+    return base + count

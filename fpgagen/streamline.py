@@ -1,0 +1,423 @@
+"""Lower a cleaned QONNX graph to an integer-only dataflow of IR layers.
+
+The walk keeps, for the one tensor flowing through the chain, an *affine view* of its integer stream:
+``real = alpha_c * q + beta_c`` per channel, plus a pending monotone clamp (ReLU, Clip). Linear ops (Conv,
+Gemm/MatMul) turn codes into integer accumulators of a new MVAU; BatchNorm, Mul, Add, Sub and Div only update
+(alpha, beta); the next ``Quant`` is folded into exact integer thresholds, in the MVAU that produced the
+accumulator when it can, else in a standalone Threshold layer. MaxPool acts on integer codes (alpha >= 0, so
+max commutes with dequantization). Nothing is computed in floating point on the accelerator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.util.basic import get_by_name
+
+from .errors import FpgagenError
+from .ir import MVAU, InputSpec, Layer, MaxPool, Network, OutputSpec, SlidingWindow, Threshold
+from .quant import IntRange, quantize, requant_thresholds, smallest_dtype
+
+SUPPORTED_OPS = ("Quant (ROUND)", "Conv (group=1, dilation=1)", "Gemm", "MatMul", "BatchNormalization",
+                 "Relu", "Clip", "MaxPool (kernel == stride, no padding)", "Mul/Add/Sub/Div by a per-channel "
+                 "constant", "Flatten", "Reshape (to N x features)", "Identity", "Dropout")
+
+
+@dataclass
+class _Stream:
+    """The affine view of the integer tensor flowing between layers."""
+
+    shape: tuple[int, int, int]  # (H, W, C) of the integer stream
+    alpha: np.ndarray  # (C,) float64: real = alpha * q + beta
+    beta: np.ndarray
+    lo: np.ndarray  # (C,) int64: range of the integer values
+    hi: np.ndarray
+    quant: tuple[np.ndarray, np.ndarray] | None = None  # (scale, zero) when q are the codes of a Quant
+    absorber: MVAU | None = None  # an MVAU still emitting raw accumulators for exactly this tensor
+    clamp: tuple[float, float] | None = None  # pending monotone clamp of the real value
+    flat_from: tuple[int, int, int] | None = None  # stream (H, W, C) flattened in torch (C, H, W) order
+    where: str = "graph input"
+
+    @property
+    def dtype(self) -> str:
+        return smallest_dtype(self.lo.min(), self.hi.max()).name
+
+
+@dataclass
+class _ConstQuant:
+    codes: np.ndarray  # integer codes minus zero point
+    scale: np.ndarray
+    lo: int
+    hi: int
+
+
+def _err(node, what: str, fix: str) -> FpgagenError:
+    return FpgagenError(what, f"node '{node.name}' ({node.op_type})", fix)
+
+
+def _per_channel(value: np.ndarray, channels: int, node, axis_len_ok=(1,)) -> np.ndarray:
+    """A constant that broadcasts over the channel axis only, as a (C,) float64 vector."""
+    v = np.asarray(value, np.float64)
+    squeezed = v.reshape(-1) if v.size in (1, channels) else None
+    if squeezed is None or (v.ndim > 1 and sorted(d for d in v.shape if d != 1) not in ([], [channels])):
+        raise _err(node, f"constant of shape {list(v.shape)} varies along more than the channel axis",
+                   "only scalar or per-channel constants can be folded into thresholds")
+    return np.broadcast_to(squeezed, (channels,)).copy()
+
+
+class _Lowering:
+    def __init__(self, model: ModelWrapper, name: str):
+        self.model = model
+        self.name = name
+        self.layers: list[Layer] = []
+        self.consts: dict[str, _ConstQuant] = {}
+        self.cur: _Stream | None = None
+        self.cur_name: str | None = None
+        self.input_spec: InputSpec | None = None
+        self.graph_input = model.graph.input[0].name
+
+    # --- helpers ------------------------------------------------------------------------------------------
+    def const(self, name: str):
+        return self.model.get_initializer(name) if name else None
+
+    def is_const(self, name: str) -> bool:
+        return name == "" or self.const(name) is not None or name in self.consts
+
+    def uname(self, base: str) -> str:
+        base = base.lower()
+        taken = {layer.name for layer in self.layers}
+        name, i = base, 1
+        while name in taken:
+            name, i = f"{base}_{i}", i + 1
+        return name
+
+    def quant_params(self, node):
+        scale, zero, bits = (self.const(n) for n in node.input[1:4])
+        if scale is None or zero is None or bits is None:
+            raise _err(node, "Quant with non-constant scale, zero point or bit width",
+                       "export with constant (inference-mode) quantizer parameters")
+        rounding = get_by_name(node.attribute, "rounding_mode")
+        mode = rounding.s.decode() if rounding is not None else "ROUND"
+        if mode != "ROUND":
+            raise _err(node, f"rounding_mode={mode} is not supported", "use brevitas' default ROUND quantizers")
+        attr = {a: getattr(get_by_name(node.attribute, a), "i", 0) for a in ("signed", "narrow")}
+        bits_f = float(np.asarray(bits).reshape(-1)[0])
+        if bits_f != int(bits_f) or bits_f < 1:
+            raise _err(node, f"bit width {bits_f} is not a positive integer", "use integer bit widths")
+        rng = IntRange.of(int(bits_f), bool(attr["signed"]), bool(attr["narrow"]))
+        return np.asarray(scale, np.float32), np.asarray(zero, np.float32), rng
+
+    # --- the walk -----------------------------------------------------------------------------------------
+    def run(self) -> Network:
+        handlers = {
+            "Quant": self.on_quant, "Conv": self.on_conv, "Gemm": self.on_linear, "MatMul": self.on_linear,
+            "BatchNormalization": self.on_batchnorm, "Mul": self.on_affine, "Add": self.on_affine,
+            "Sub": self.on_affine, "Div": self.on_affine, "Relu": self.on_relu, "Clip": self.on_clip,
+            "MaxPool": self.on_maxpool, "Flatten": self.on_flatten, "Reshape": self.on_flatten,
+            "Identity": self.on_passthrough, "Dropout": self.on_passthrough,
+        }
+        for node in self.model.graph.node:
+            handler = handlers.get(node.op_type)
+            if handler is None:
+                raise _err(node, f"unsupported op type '{node.op_type}'",
+                           f"fpgagen supports: {', '.join(SUPPORTED_OPS)}")
+            data_inputs = [i for i in node.input if not self.is_const(i)]
+            if node.op_type == "Quant" and not data_inputs:
+                self.on_weight_quant(node)
+                continue
+            if node.op_type == "Quant" and data_inputs == [self.graph_input] and self.cur is None:
+                self.on_input_quant(node)
+                continue
+            if self.cur is None:
+                raise _err(node, "the first operation on the network input is not a Quant (float input layer)",
+                           "start the model with a brevitas QuantIdentity input quantizer")
+            if data_inputs != [self.cur_name]:
+                raise _err(node, "branching graphs (skip connections, concatenation) are not supported yet",
+                           "fpgagen builds straight-line networks")
+            self.cur = handler(node, self.cur)
+            self.cur.where = f"node '{node.name}'"
+            self.cur_name = node.output[0]
+        if self.cur is None or not self.layers:
+            raise FpgagenError("the graph has no quantized layer to build", f"model '{self.name}'",
+                               "export a brevitas network with at least one QuantConv2d or QuantLinear")
+        if self.cur_name != self.model.graph.output[0].name:
+            raise FpgagenError("the graph output is not produced by the main chain", f"model '{self.name}'",
+                               "fpgagen builds single-output straight-line networks")
+        return Network(self.name, self.input_spec, self.output_spec(), self.layers)
+
+    def output_spec(self) -> OutputSpec:
+        s, node_where = self.cur, self.cur.where
+        if s.clamp is not None:
+            raise FpgagenError("the network ends in a float activation (ReLU/Clip with no quantizer after it)",
+                               node_where, "end the model with a quantized activation (QuantReLU, QuantIdentity)")
+        shape = tuple(self.model.get_tensor_shape(self.cur_name))
+        if s.absorber is not None:
+            return OutputSpec("accumulators", shape, s.alpha, s.beta, s.dtype)
+        if s.quant is not None:
+            return OutputSpec("codes", shape, s.quant[0], s.quant[1], s.dtype)
+        return OutputSpec("affine", shape, s.alpha, s.beta, s.dtype)
+
+    # --- Quant --------------------------------------------------------------------------------------------
+    def on_weight_quant(self, node) -> None:
+        value = self.const(node.input[0])
+        scale, zero, rng = self.quant_params(node)
+        codes = quantize(value, scale, zero, rng)
+        zero_i = np.rint(zero).astype(np.int64)
+        if np.any(zero != zero_i):
+            raise _err(node, "non-integer weight zero point", "use integer zero points")
+        self.consts[node.output[0]] = _ConstQuant(codes - zero_i, scale, rng.lo - int(zero_i.max()),
+                                                  rng.hi - int(zero_i.min()))
+
+    def on_input_quant(self, node) -> None:
+        scale, zero, rng = self.quant_params(node)
+        shape = tuple(self.model.get_tensor_shape(self.graph_input))
+        if len(shape) == 4:
+            stream = (shape[2], shape[3], shape[1])
+        elif len(shape) == 2:
+            stream = (1, 1, shape[1])
+        else:
+            raise _err(node, f"input of rank {len(shape)} ({list(shape)})", "use an NCHW image or NC vector input")
+        c = stream[2]
+        s, z = _per_channel(scale, c, node), _per_channel(zero, c, node)
+        if np.any(z != np.rint(z)):
+            raise _err(node, "non-integer input zero point", "use an integer zero point")
+        self.input_spec = InputSpec(shape, scale, zero, rng.lo, rng.hi, rng.dtype().name)
+        self.cur = _Stream(stream, s, -s * z, np.full(c, rng.lo), np.full(c, rng.hi), quant=(s, z))
+        self.cur_name = node.output[0]
+
+    def on_quant(self, node, s: _Stream) -> _Stream:
+        scale, zero, rng = self.quant_params(node)
+        c = s.shape[2]
+        out_s, out_z = _per_channel(scale, c, node), _per_channel(zero, c, node)
+        if np.any(out_z != np.rint(out_z)):
+            raise _err(node, "non-integer activation zero point", "use integer zero points")
+        # A clamp before a monotone quantizer clamps the codes: Q(clip(y, a, b)) = clip(Q(y), Q(a), Q(b)).
+        q_lo, q_hi = np.full(c, rng.lo), np.full(c, rng.hi)
+        if s.clamp is not None:
+            a, b = s.clamp
+            if np.isfinite(a):
+                q_lo = np.maximum(q_lo, quantize(np.full(c, a), out_s, out_z, rng))
+            if np.isfinite(b):
+                q_hi = np.minimum(q_hi, quantize(np.full(c, b), out_s, out_z, rng))
+        if (s.quant is not None and s.clamp is None and np.array_equal(s.alpha, out_s)
+                and np.array_equal(s.beta, -out_s * out_z) and np.all(s.lo >= q_lo) and np.all(s.hi <= q_hi)):
+            return replace(s, quant=(out_s, out_z))  # requantizing to the same grid is the identity
+        base, top = int(q_lo.min()), int(q_hi.max())
+        thresholds, negate = requant_thresholds(s.alpha, s.beta, out_s, out_z, IntRange(base, top), s.lo, s.hi)
+        levels = np.arange(base + 1, top + 1)
+        in_lo = np.where(negate, -s.hi, s.lo)
+        in_hi = np.where(negate, -s.lo, s.hi)
+        # Per-channel clamp levels: always pass below the channel's floor, never pass above its ceiling.
+        thresholds = np.where(levels[None, :] <= q_lo[:, None], in_lo[:, None], thresholds)
+        thresholds = np.where(levels[None, :] > q_hi[:, None], in_hi[:, None] + 1, thresholds)
+        odt = smallest_dtype(base, top).name
+        mvau = s.absorber
+        if mvau is not None:
+            mvau.weights = np.where(negate[:, None], -mvau.weights, mvau.weights)
+            mvau.thresholds, mvau.out_base, mvau.out_dtype = thresholds, base, odt
+        else:
+            self.layers.append(Threshold(self.uname(node.name), s.shape, s.shape, s.dtype, odt,
+                                         thresholds=thresholds, negate=negate, out_base=base))
+        return _Stream(s.shape, out_s, -out_s * out_z, q_lo, q_hi, quant=(out_s, out_z))
+
+    # --- linear layers ------------------------------------------------------------------------------------
+    def weight(self, node, name: str) -> _ConstQuant:
+        if name not in self.consts:
+            raise _err(node, "the layer has float (unquantized) weights",
+                       "use brevitas QuantConv2d/QuantLinear so weights are exported through a Quant node")
+        return self.consts[name]
+
+    def bias(self, node, name: str | None, mh: int) -> np.ndarray:
+        if not name:
+            return np.zeros(mh)
+        if name in self.consts:
+            q = self.consts[name]
+            return _per_channel(q.codes * q.scale.astype(np.float64), mh, node)
+        value = self.const(name)
+        if value is None:
+            raise _err(node, "bias is not a constant", "export in inference mode")
+        return _per_channel(value, mh, node)
+
+    def input_view(self, node, s: _Stream) -> float:
+        if s.quant is None or s.clamp is not None:
+            raise _err(node, f"the input is not quantized (a float activation reaches it from {s.where})",
+                       "put a brevitas quantized activation (QuantReLU, QuantIdentity) before this layer")
+        alpha = s.alpha[0]
+        if not np.all(s.alpha == alpha) or alpha <= 0:
+            raise _err(node, "per-channel input scales cannot be folded into integer weights",
+                       "use a per-tensor activation quantizer before this layer")
+        return float(alpha)
+
+    def add_mvau(self, node, s: _Stream, w: _ConstQuant, wmat: np.ndarray, beta_cols: np.ndarray,
+                 cols_lo: np.ndarray, cols_hi: np.ndarray, bias: np.ndarray, alpha: float,
+                 in_shape: tuple[int, int, int]) -> _Stream:
+        mh = wmat.shape[0]
+        w_scale = _per_channel(w.scale, mh, node)
+        acc_lo = np.minimum(wmat * cols_lo, wmat * cols_hi).sum(axis=1)
+        acc_hi = np.maximum(wmat * cols_lo, wmat * cols_hi).sum(axis=1)
+        acc_dt = smallest_dtype(min(acc_lo.min(), -acc_hi.max()), max(acc_hi.max(), -acc_lo.min()))
+        mvau = MVAU(self.uname(node.name), in_shape, (*in_shape[:2], mh), _dtype_of(cols_lo, cols_hi),
+                    acc_dt.name, weights=wmat, weight_dtype=smallest_dtype(w.lo, w.hi).name,
+                    acc_dtype=acc_dt.name)
+        self.layers.append(mvau)
+        beta = w_scale * (wmat.astype(np.float64) @ beta_cols) + bias
+        return _Stream(mvau.out_shape, alpha * w_scale, beta, acc_lo, acc_hi, absorber=mvau)
+
+    def on_conv(self, node, s: _Stream) -> _Stream:
+        attrs = {a.name: list(a.ints) if a.ints else a.i for a in node.attribute}
+        if attrs.get("group", 1) != 1:
+            raise _err(node, f"grouped/depthwise convolution (group={attrs['group']})", "use group=1 convs")
+        if any(d != 1 for d in attrs.get("dilations", [1, 1])):
+            raise _err(node, "dilated convolution", "use dilation 1")
+        w = self.weight(node, node.input[1])
+        mh, c, kh, kw = w.codes.shape
+        if c != s.shape[2]:
+            raise _err(node, f"weight expects {c} input channels, the stream has {s.shape[2]}", "check the model")
+        alpha = self.input_view(node, s)
+        stride = tuple(attrs.get("strides", [1, 1]))
+        pads = attrs.get("pads", [0, 0, 0, 0])
+        pads = (pads[0], pads[1], pads[2], pads[3])  # ONNX: top, left, bottom, right
+        h, wd, _ = s.shape
+        oh = (h + pads[0] + pads[2] - kh) // stride[0] + 1
+        ow = (wd + pads[1] + pads[3] - kw) // stride[1] + 1
+        wmat = w.codes.transpose(0, 2, 3, 1).reshape(mh, -1)  # columns in (ky, kx, c) window order
+        taps = kh * kw
+        lo, hi = s.lo, s.hi
+        if any(pads):
+            pad_code = -s.beta / alpha  # the code whose real value is 0
+            if not np.all(pad_code == pad_code[0]) or pad_code[0] != np.rint(pad_code[0]):
+                raise _err(node, "zero padding needs an integer zero point shared by all channels",
+                           "use a per-tensor integer zero point before padded convolutions")
+            pad = int(pad_code[0])
+            lo, hi = np.minimum(lo, pad), np.maximum(hi, pad)
+        else:
+            pad = 0
+        if (kh, kw) != (1, 1) or stride != (1, 1) or any(pads):
+            self.layers.append(SlidingWindow(self.uname(node.name + "_window"), s.shape, (oh, ow, taps * c),
+                                             s.dtype, s.dtype, kernel=(kh, kw), stride=stride, pads=pads,
+                                             pad_value=pad))
+        in_shape = (oh, ow, taps * c)
+        bias = self.bias(node, node.input[2] if len(node.input) > 2 else None, mh)
+        return self.add_mvau(node, s, w, wmat, np.tile(s.beta, taps), np.tile(lo, taps), np.tile(hi, taps),
+                             bias, alpha, in_shape)
+
+    def on_linear(self, node, s: _Stream) -> _Stream:
+        if node.op_type == "Gemm":
+            attrs = {a.name: (a.f if a.type == 1 else a.i) for a in node.attribute}
+            if attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0 or attrs.get("transA", 0):
+                raise _err(node, "Gemm with alpha/beta != 1 or transA", "export a plain QuantLinear")
+            w = self.weight(node, node.input[1])
+            wmat = w.codes if attrs.get("transB", 0) else w.codes.T
+            scale = w.scale.reshape(-1) if attrs.get("transB", 0) else w.scale.T.reshape(-1)
+            bias_name = node.input[2] if len(node.input) > 2 else None
+        else:
+            w = self.weight(node, node.input[1])
+            if w.codes.ndim != 2:
+                raise _err(node, "MatMul with a weight of rank != 2", "use QuantLinear on a flattened input")
+            wmat, scale, bias_name = w.codes.T, w.scale.T.reshape(-1), None
+        w = replace(w, scale=scale)
+        mh, mw = wmat.shape
+        if s.shape[:2] != (1, 1) or s.shape[2] != mw:
+            raise _err(node, f"fully connected layer on a stream of shape {s.shape}",
+                       "flatten the input (MW must equal all stream elements)")
+        alpha = self.input_view(node, s)
+        if s.flat_from is not None:  # torch flattened (C, H, W); the stream carries (H, W, C)
+            h, wd, c = s.flat_from
+            wmat = wmat.reshape(mh, c, h, wd).transpose(0, 2, 3, 1).reshape(mh, mw)
+        bias = self.bias(node, bias_name, mh)
+        return self.add_mvau(node, s, w, np.ascontiguousarray(wmat), s.beta, s.lo, s.hi, bias, alpha, s.shape)
+
+    # --- elementwise and shape ops ------------------------------------------------------------------------
+    def on_batchnorm(self, node, s: _Stream) -> _Stream:
+        c = s.shape[2]
+        gamma, bn_beta, mean, var = (_per_channel(self.const(n), c, node) for n in node.input[1:5])
+        eps = get_by_name(node.attribute, "epsilon")
+        eps = eps.f if eps is not None else 1e-5
+        k = gamma / np.sqrt(var + eps)
+        return self._affine(node, s, k, bn_beta - mean * k)
+
+    def on_affine(self, node, s: _Stream) -> _Stream:
+        other = next(n for n in node.input if n != self.cur_name)
+        value = self.const(other)
+        if value is None:
+            raise _err(node, "elementwise op with a non-constant operand", "only constant operands are folded")
+        v = _per_channel(value, s.shape[2], node)
+        if node.op_type == "Mul":
+            return self._affine(node, s, v, np.zeros_like(v))
+        if node.op_type == "Div":
+            if node.input[0] != self.cur_name:
+                raise _err(node, "division by the activation", "only division by a constant is folded")
+            return self._affine(node, s, 1.0 / v, np.zeros_like(v))
+        if node.op_type == "Sub" and node.input[0] != self.cur_name:
+            return self._affine(node, s, -np.ones_like(v), v)
+        return self._affine(node, s, np.ones_like(v), -v if node.op_type == "Sub" else v)
+
+    def _affine(self, node, s: _Stream, mul: np.ndarray, add: np.ndarray) -> _Stream:
+        if s.clamp is not None:
+            raise _err(node, "an affine op after a float activation (ReLU/Clip) cannot be folded",
+                       "quantize the activation before this op")
+        return replace(s, alpha=s.alpha * mul, beta=s.beta * mul + add, quant=None)
+
+    def on_relu(self, node, s: _Stream) -> _Stream:
+        return self._clamp(s, 0.0, np.inf)
+
+    def on_clip(self, node, s: _Stream) -> _Stream:
+        lo = hi = None
+        if len(node.input) > 1:
+            lo, hi = (self.const(n) if n else None for n in (list(node.input) + ["", ""])[1:3])
+        attr_lo, attr_hi = get_by_name(node.attribute, "min"), get_by_name(node.attribute, "max")
+        lo = float(lo) if lo is not None else (attr_lo.f if attr_lo is not None else -np.inf)
+        hi = float(hi) if hi is not None else (attr_hi.f if attr_hi is not None else np.inf)
+        return self._clamp(s, lo, hi)
+
+    @staticmethod
+    def _clamp(s: _Stream, lo: float, hi: float) -> _Stream:
+        if s.clamp is not None:
+            lo, hi = max(lo, s.clamp[0]), min(hi, s.clamp[1])
+        return replace(s, clamp=(lo, hi), quant=None)
+
+    def on_maxpool(self, node, s: _Stream) -> _Stream:
+        attrs = {a.name: list(a.ints) if a.ints else a.i for a in node.attribute}
+        k, st = tuple(attrs["kernel_shape"]), tuple(attrs.get("strides", attrs["kernel_shape"]))
+        if k != st or any(attrs.get("pads", [0])) or any(d != 1 for d in attrs.get("dilations", [1, 1])):
+            raise _err(node, f"MaxPool kernel {list(k)} stride {list(st)} pads {attrs.get('pads')}",
+                       "fpgagen supports non-overlapping pooling (kernel == stride) without padding")
+        if np.any(s.alpha < 0):
+            raise _err(node, "max pooling a tensor with a negative per-channel scale (max would become min)",
+                       "quantize the activation (QuantReLU/QuantIdentity) before the MaxPool")
+        h, w, c = s.shape
+        ceil = attrs.get("ceil_mode", 0)
+        oh, ow = ((h + k[0] - 1) // k[0], (w + k[1] - 1) // k[1]) if ceil else (h // k[0], w // k[1])
+        if ceil and (h % k[0] or w % k[1]):
+            raise _err(node, "ceil_mode pooling over a partial window", "use ceil_mode=False")
+        pool = MaxPool(self.uname(node.name), s.shape, (oh, ow, c), s.dtype, s.dtype, kernel=k)
+        self.layers.append(pool)
+        return replace(s, shape=pool.out_shape, absorber=None)
+
+    def on_flatten(self, node, s: _Stream) -> _Stream:
+        out_shape = self.model.get_tensor_shape(node.output[0])
+        if out_shape is None or len(out_shape) != 2 or int(np.prod(out_shape[1:])) != int(np.prod(s.shape)):
+            raise _err(node, f"reshape to {out_shape}", "only flattening to (N, features) is supported")
+        h, w, c = s.shape
+        if h * w == 1:
+            return s
+        if s.absorber is not None:
+            raise _err(node, "flattening raw accumulators", "quantize the activation before flattening")
+        tile = h * w  # stream order is (h, w, c): channel parameters repeat once per pixel
+        return replace(s, shape=(1, 1, h * w * c), alpha=np.tile(s.alpha, tile), beta=np.tile(s.beta, tile),
+                       lo=np.tile(s.lo, tile), hi=np.tile(s.hi, tile), flat_from=(h, w, c),
+                       quant=None if s.quant is None else tuple(np.tile(q, tile) for q in s.quant))
+
+    def on_passthrough(self, node, s: _Stream) -> _Stream:
+        return s
+
+
+def _dtype_of(lo: np.ndarray, hi: np.ndarray) -> str:
+    return smallest_dtype(lo.min(), hi.max()).name
+
+
+def lower(model: ModelWrapper, name: str = "net") -> Network:
+    """Lower a cleaned QONNX model (see frontend.load_qonnx) to the integer dataflow IR."""
+    return _Lowering(model, name).run()

@@ -1,0 +1,298 @@
+"""Small Brevitas test networks with random weights and random BatchNorm, plus helpers that give the
+integer codes Brevitas itself computes (the ground truth for bit-exactness tests).
+
+Every builder is deterministic in its seed and returns an eval-mode ``nn.Sequential`` carrying
+``input_shape`` and the input quantizer's ``input_scale`` / ``input_signed`` / ``input_bits``, so
+``net_input(model, seed)`` yields inputs that lie exactly on the input quantizer's grid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from brevitas.inject.enum import ScalingImplType
+from brevitas.nn import QuantConv2d, QuantHardTanh, QuantIdentity, QuantLinear, QuantReLU
+from brevitas.nn.quant_layer import QuantWeightBiasInputOutputLayer
+from brevitas.proxy.runtime_quant import ActQuantProxyFromInjector
+from brevitas.quant import (
+    Int8ActPerTensorFloat,
+    Int8ActPerTensorFloatMinMaxInit,
+    Int8WeightPerChannelFloat,
+    Int8WeightPerTensorFixedPoint,
+    Uint8ActPerTensorFixedPoint,
+    Uint8ActPerTensorFixedPointMaxInit,
+    Uint8ActPerTensorFloatMaxInit,
+)
+from brevitas.quant.fixed_point import Int8ActPerTensorFixedPointMinMaxInit
+from brevitas.quant_tensor import QuantTensor
+from torch import nn
+
+from fpgagen.models.lpyolo import PixelQuant
+
+PIXEL_SCALE = 1 / 255
+
+
+class SignedInputQuant(Int8ActPerTensorFloat):
+    """Signed 8-bit input, constant scale 1/128: the float k/128 quantizes to code k in [-128, 127]."""
+
+    scaling_impl_type = ScalingImplType.CONST
+    min_val, max_val = -1.0, 1.0  # scale = 1 / 2**7
+
+
+class Pow2InputQuant(Uint8ActPerTensorFixedPoint):
+    """Unsigned 8-bit input, constant power-of-two scale 2**-8 (fixed-point pixels k/256)."""
+
+    scaling_impl_type = ScalingImplType.CONST
+    max_val = 1.0  # power-of-two scale = 2**ceil(log2(max_val)) / 2**8
+
+
+# ----------------------------------------------------------------------------------------- inputs
+
+def random_input(shape, seed=0, scale=PIXEL_SCALE, signed=False, bits=8) -> np.ndarray:
+    """float32 array of exact grid values code*scale, codes uniform over the ``bits``-bit range."""
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    codes = np.random.default_rng(seed).integers(lo, hi + 1, size=tuple(shape))
+    return (codes * scale).astype(np.float32)
+
+
+def net_input(model, seed=0, shape=None) -> np.ndarray:
+    """``random_input`` on ``model``'s input grid (defaults: uint8 pixels k/255, as in LPYOLO)."""
+    return random_input(shape or model.input_shape, seed, getattr(model, "input_scale", PIXEL_SCALE),
+                        getattr(model, "input_signed", False), getattr(model, "input_bits", 8))
+
+
+def _finish(model, shape, scale=PIXEL_SCALE, signed=False, bits=8):
+    model.input_shape, model.input_scale, model.input_signed, model.input_bits = shape, scale, signed, bits
+    return model.eval()
+
+
+# ---------------------------------------------------------------------------- random parameters
+
+def randomize_bn(model, seed, out_std=None, shape=None):
+    """Random BatchNorm on a Sequential (LPYOLO too), in place.
+
+    gamma = +-U(0.5, 1.5) with some negative, beta = U(-0.5, 0.5), running stats = the measured
+    pre-BN statistics perturbed at random. Anchoring the stats to the data keeps every activation
+    quantizer's code range in use instead of saturated or all zero. ``out_std`` rescales the last
+    weight layer (and draws its bias) so the output quantizer sees roughly that spread. ``shape``
+    overrides ``model.input_shape`` for the calibration batch.
+    """
+    g = torch.Generator().manual_seed(seed + 1000)
+    x = torch.from_numpy(net_input(model, seed + 2000, (16, *(shape or model.input_shape)[1:])))
+    last = max(i for i, m in enumerate(model) if isinstance(m, QuantWeightBiasInputOutputLayer))
+    with torch.no_grad():
+        for i, m in enumerate(model):
+            if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
+                dims = [0, *range(2, x.ndim)]
+                mean, std = x.mean(dims), x.std(dims).clamp_min(1e-3)
+                c = mean.numel()
+                m.running_mean.copy_(mean + 0.3 * std * torch.randn(c, generator=g))
+                m.running_var.copy_((std * (0.7 + 0.7 * torch.rand(c, generator=g))) ** 2)
+                sign = torch.where(torch.rand(c, generator=g) < 0.35, -1.0, 1.0)
+                sign[torch.randint(c, (1,), generator=g)] = -1.0  # at least one negative gamma
+                m.weight.copy_(sign * (0.5 + torch.rand(c, generator=g)))
+                m.bias.copy_(torch.rand(c, generator=g) - 0.5)
+            elif i == last and out_std is not None:
+                m.weight.mul_(out_std / m(x).std())
+                if m.bias is not None:
+                    m.bias.copy_(out_std * 0.2 * (torch.rand(m.bias.shape, generator=g) - 0.5))
+            x = m(x)
+    return model.eval()
+
+
+def _pow2_weights(layer, bits, g):
+    """Random integer weight codes times 2**-(bits-1), with the maximum code present, so that the
+    fixed-point weight quantizer's scale is exactly 2**-(bits-1) and the codes come back unchanged."""
+    m = 2 ** (bits - 1) - 1
+    codes = torch.randint(-m, m + 1, layer.weight.shape, generator=g).float()
+    codes.view(-1)[0] = m
+    with torch.no_grad():
+        layer.weight.copy_(codes * 2.0 ** -(bits - 1))
+
+
+def _conv(cin, cout, wbits, k=3, stride=1, bias=False, wq=None):
+    kw = {} if wq is None else {"weight_quant": wq}
+    return QuantConv2d(cin, cout, k, stride=stride, padding=k // 2, bias=bias, weight_bit_width=wbits, **kw)
+
+
+def _relu(bits, max_val=2.0):
+    return QuantReLU(act_quant=Uint8ActPerTensorFloatMaxInit, bit_width=bits, max_val=max_val)
+
+
+def _pow2_relu(bits, scale):
+    # power-of-two act scale = 2**ceil(log2(max_val)) / 2**bits
+    return QuantReLU(act_quant=Uint8ActPerTensorFixedPointMaxInit, bit_width=bits, max_val=scale * 2**bits)
+
+
+# ------------------------------------------------------------------------------------- builders
+
+def conv_net(weight_bits, act_bits, seed=0) -> nn.Module:
+    """3x32x32 pixels -> 3 x (conv3x3, BN, QuantReLU[, maxpool]) -> conv3x3+bias -> 8-bit hardtanh."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = nn.Sequential(
+            QuantIdentity(act_quant=PixelQuant),
+            _conv(3, 8, weight_bits), nn.BatchNorm2d(8), _relu(act_bits), nn.MaxPool2d(2, 2),
+            _conv(8, 16, weight_bits), nn.BatchNorm2d(16), _relu(act_bits), nn.MaxPool2d(2, 2),
+            _conv(16, 16, weight_bits), nn.BatchNorm2d(16), _relu(act_bits),
+            _conv(16, 6, weight_bits, bias=True),
+            QuantHardTanh(act_quant=Int8ActPerTensorFloatMinMaxInit, bit_width=8, min_val=-1.0, max_val=1.0),
+        )
+    return randomize_bn(_finish(model, (1, 3, 32, 32)), seed, out_std=0.5)
+
+
+def pow2_net(seed=0) -> nn.Module:
+    """Fixed-point (power-of-two) scales everywhere and no BatchNorm or bias, so y/s_out often lands
+    exactly on k - 1/2: a rounding-tie stress test. Scale ratios s_in*s_w/s_out per layer: 2**-8,
+    2**-1, 2**-5."""
+    g = torch.Generator().manual_seed(seed)
+    c1, c2, c3 = (_conv(ci, co, 4, wq=Int8WeightPerTensorFixedPoint) for ci, co in ((3, 8), (8, 8), (8, 4)))
+    for c in (c1, c2, c3):
+        _pow2_weights(c, 4, g)
+    # s_in = 2**-8, s_w = 2**-3 everywhere
+    model = nn.Sequential(
+        QuantIdentity(act_quant=Pow2InputQuant),
+        c1, _pow2_relu(4, 2.0**-3), nn.MaxPool2d(2, 2),  # 2**-11 -> 2**-3
+        c2, _pow2_relu(8, 2.0**-5),  # 2**-6 -> 2**-5
+        c3, QuantIdentity(act_quant=Int8ActPerTensorFixedPointMinMaxInit, bit_width=8,
+                          min_val=-(2.0**-3) * 128, max_val=2.0**-3 * 128),  # 2**-8 -> 2**-3
+    )
+    return _finish(model, (1, 3, 32, 32), scale=2.0**-8)
+
+
+def fc_net(seed=0) -> nn.Module:
+    """(1, 64) signed input -> Linear 64-32-16 with BN1d + QuantReLU -> Linear 10 -> int8 QuantIdentity."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = nn.Sequential(
+            QuantIdentity(act_quant=SignedInputQuant),
+            QuantLinear(64, 32, bias=False, weight_bit_width=4), nn.BatchNorm1d(32), _relu(4),
+            QuantLinear(32, 16, bias=False, weight_bit_width=4), nn.BatchNorm1d(16), _relu(4),
+            QuantLinear(16, 10, bias=True, weight_bit_width=4),
+            QuantIdentity(act_quant=Int8ActPerTensorFloatMinMaxInit, bit_width=8, min_val=-2.0, max_val=2.0),
+        )
+    return randomize_bn(_finish(model, (1, 64), scale=1 / 128, signed=True), seed, out_std=0.7)
+
+
+def conv1x1_stride2_net(seed=0) -> nn.Module:
+    """Non-square 3x24x40 input, per-channel weight scales, a 1x1 conv and 3x3 stride-2 convs,
+    ending in an 8-bit QuantReLU."""
+    def conv(cin, cout, k=3, stride=1):
+        return _conv(cin, cout, 4, k, stride, wq=Int8WeightPerChannelFloat)
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = nn.Sequential(
+            QuantIdentity(act_quant=PixelQuant),
+            conv(3, 8), nn.BatchNorm2d(8), _relu(4),
+            conv(8, 16, stride=2), nn.BatchNorm2d(16), _relu(4),  # 24x40 -> 12x20
+            conv(16, 8, k=1), nn.BatchNorm2d(8), _relu(4),
+            conv(8, 4, stride=2), nn.BatchNorm2d(4), _relu(8, max_val=4.0),  # -> 6x10
+        )
+    return randomize_bn(_finish(model, (1, 3, 24, 40)), seed)
+
+
+def acc_output_net(seed=0) -> nn.Module:
+    """Ends in a QuantConv2d with no output quantizer: the network emits the raw accumulator times
+    s_in*s_w (power-of-two scales, no bias, so the float output is exactly scale * integer)."""
+    g = torch.Generator().manual_seed(seed)
+    c1 = _conv(3, 8, 4, wq=Int8WeightPerTensorFixedPoint)
+    c2 = _conv(8, 5, 4, wq=Int8WeightPerTensorFixedPoint)
+    for c in (c1, c2):
+        _pow2_weights(c, 4, g)
+    model = nn.Sequential(QuantIdentity(act_quant=Pow2InputQuant), c1, _pow2_relu(4, 2.0**-3),
+                          nn.MaxPool2d(2, 2), c2)
+    return _finish(model, (1, 3, 16, 16), scale=2.0**-8)
+
+
+def float_layer_net() -> nn.Module:
+    """An unquantized nn.Conv2d (float weights) after the input quantizer: fpgagen must refuse it."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = nn.Sequential(QuantIdentity(act_quant=PixelQuant), nn.Conv2d(3, 4, 3, padding=1), _relu(4))
+    return _finish(model, (1, 3, 16, 16))
+
+
+def unsupported_op_net() -> nn.Module:
+    """A Sigmoid (ONNX ``Sigmoid``) between a quantized conv and the output quantizer."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = nn.Sequential(QuantIdentity(act_quant=PixelQuant), _conv(3, 4, 4), nn.Sigmoid(),
+                              QuantIdentity(act_quant=Uint8ActPerTensorFloatMaxInit, max_val=1.0))
+    return _finish(model, (1, 3, 16, 16))
+
+
+# ----------------------------------------------------------------------------- brevitas codes
+
+def _trace(model, x):
+    """Run the torch forward; return the output and, in call order, ("act", IntQuantTensor) for every
+    activation quantizer and ("layer", module) for every quantized conv/linear."""
+    events, hooks = [], []
+    for m in model.modules():
+        if isinstance(m, ActQuantProxyFromInjector):
+            hooks.append(m.register_forward_hook(
+                lambda m, i, o: events.append(("act", o)) if isinstance(o, QuantTensor) else None))
+        elif isinstance(m, QuantWeightBiasInputOutputLayer):
+            hooks.append(m.register_forward_hook(lambda m, i, o: events.append(("layer", m))))
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    try:
+        with torch.no_grad():
+            y = model.eval()(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return y, events
+
+
+def output_quant(model, x) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, zero_point) that turn the model's float output into integer codes, broadcastable to
+    the output. For an accumulator output (last layer has no output quantizer): (s_in*s_w, 0)."""
+    y, events = _trace(model, x)
+    kind, last = events[-1]
+    if kind == "act":
+        assert torch.equal(last.value, y), "model output is not its last activation quantizer's"
+        return last.scale.detach().numpy(), last.zero_point.detach().numpy()
+    assert last.bias is None, "accumulator outputs are only exact without a bias"
+    s_in = next(e for k, e in reversed(events) if k == "act").scale
+    s_w = last.quant_weight().scale
+    if s_w.numel() > 1:  # per-channel: channels are dim 1 of the output
+        s_w = s_w.reshape(1, -1, *[1] * (y.ndim - 2))
+    return (s_in * s_w).detach().numpy(), np.zeros((), np.float32)
+
+
+def to_codes(y, scale, zero_point) -> np.ndarray:
+    """round(y/scale + zero_point) as int64, asserting y really sits on the quantization grid."""
+    t = np.asarray(y, np.float64) / np.asarray(scale, np.float64) + np.asarray(zero_point, np.float64)
+    codes = np.round(t)
+    assert np.abs(t - codes).max(initial=0) < 1e-3, "output is not on the quantizer grid"
+    return codes.astype(np.int64)
+
+
+def brevitas_codes(model, x) -> np.ndarray:
+    """Integer output codes of Brevitas' torch forward on float32 ``x`` (output layout: NCHW or NC).
+    For an accumulator-output net, the integer accumulator."""
+    y, _ = _trace(model, x)
+    return to_codes(y.numpy(), *output_quant(model, x))
+
+
+def count_ties(model, x) -> int:
+    """How many pre-quantization values y/s + z land exactly on k - 1/2 inside the code range
+    (where round-half-to-even decides), summed over all activation quantizers."""
+    events = []
+    hooks = [m.register_forward_hook(lambda m, i, o: events.append((i[0], o)))
+             for m in model.modules() if isinstance(m, ActQuantProxyFromInjector)]
+    try:
+        with torch.no_grad():
+            model(torch.as_tensor(x))
+    finally:
+        for h in hooks:
+            h.remove()
+    ties = 0
+    for pre, q in events:
+        if not isinstance(q, QuantTensor):
+            continue
+        t = pre / q.scale + q.zero_point  # float32, as Brevitas computes it
+        lo = -(2 ** (int(q.bit_width) - 1)) if q.signed else 0
+        hi = lo + 2 ** int(q.bit_width) - 1
+        ties += int(((t - torch.floor(t) == 0.5) & (t > lo) & (t < hi)).sum())
+    return ties
