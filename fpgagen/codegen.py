@@ -70,7 +70,7 @@ class CppHelpers:
         lines, line = [], ""
         for item in inner:  # wrap the rows of the last two dimensions at ~110 columns
             if line and len(line) + len(item) > 108:
-                lines.append(line)
+                lines.append(line.rstrip())
                 line = ""
             line += item + ", "
         lines.append(line)

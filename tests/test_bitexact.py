@@ -1,0 +1,124 @@
+"""Brevitas -> QONNX -> fpgagen: C-sim integer codes equal Brevitas' own, and equal the numpy reference."""
+
+import numpy as np
+import pytest
+
+import fpgagen
+import nets
+from fpgagen.export import export as export_model
+
+
+def build_net(model, tmp_path_factory, quiet, name, dynamo=False, **kwargs):
+    d = tmp_path_factory.mktemp(name)
+    onnx_path = export_model(model, d / f"{name}.onnx", dynamo=dynamo)
+    return fpgagen.build(onnx_path, board="pynq_z2", out_dir=d / "build", log=quiet, **kwargs)
+
+
+def assert_bitexact(model, acc, frames=3, seed=1):
+    shape = (frames, *model.input_shape[1:])
+    x = nets.net_input(model, seed, shape=shape)
+    want = nets.brevitas_codes(model, x)
+    got = acc.run(x, codes=True)
+    ref = acc.reference(x, codes=True)
+    assert got.dtype.kind == "i" and want.dtype.kind == "i"
+    assert got.shape == want.shape
+    assert np.array_equal(ref, want), f"reference differs in {(ref != want).sum()} of {want.size} codes"
+    assert np.array_equal(got, want), f"C-sim differs in {(got != want).sum()} of {want.size} codes"
+    # the output varies: an all-constant output would make the comparison vacuous
+    assert len(np.unique(want)) > 2
+    return x, got
+
+
+@pytest.mark.parametrize("wbits,abits", [(4, 4), (2, 2), (8, 8)])
+def test_conv_net_bitexact(wbits, abits, tmp_path_factory, quiet):
+    model = nets.conv_net(wbits, abits, seed=wbits)
+    acc = build_net(model, tmp_path_factory, quiet, f"conv_w{wbits}a{abits}")
+    x, got = assert_bitexact(model, acc)
+    # run() returns what the torch model returns, dequantized the same way
+    import torch
+
+    with torch.no_grad():
+        y_torch = model(torch.from_numpy(x)).numpy()
+    assert np.array_equal(acc.run(x), y_torch)
+
+
+def test_conv_net_dynamo_export_bitexact(tmp_path_factory, quiet):
+    model = nets.conv_net(4, 4, seed=11)
+    acc = build_net(model, tmp_path_factory, quiet, "conv_dynamo", dynamo=True)
+    assert_bitexact(model, acc)
+
+
+def test_pow2_scales_with_ties_bitexact(tmp_path_factory, quiet):
+    model = nets.pow2_net(seed=3)
+    x = nets.net_input(model, 1, shape=(3, *model.input_shape[1:]))
+    assert nets.count_ties(model, x) > 20, "the power-of-two net must exercise rounding ties"
+    acc = build_net(model, tmp_path_factory, quiet, "pow2")
+    assert_bitexact(model, acc)
+
+
+def test_fc_net_bitexact(tmp_path_factory, quiet):
+    model = nets.fc_net(seed=5)
+    acc = build_net(model, tmp_path_factory, quiet, "fc")
+    assert_bitexact(model, acc, frames=8)
+
+
+def test_conv1x1_and_stride2_bitexact(tmp_path_factory, quiet):
+    model = nets.conv1x1_stride2_net(seed=6)
+    acc = build_net(model, tmp_path_factory, quiet, "c1x1s2")
+    kinds = [layer.kind for layer in acc.net.layers]
+    assert any(getattr(lay, "stride", (1, 1)) == (2, 2) for lay in acc.net.layers)
+    assert kinds.count("MVAU") > kinds.count("SlidingWindow"), "a 1x1 conv needs no sliding window"
+    assert_bitexact(model, acc)
+
+
+def test_accumulator_output_bitexact(tmp_path_factory, quiet):
+    model = nets.acc_output_net(seed=7)
+    acc = build_net(model, tmp_path_factory, quiet, "accout")
+    assert acc.net.output.kind == "accumulators"
+    assert acc.net.layers[-1].thresholds is None
+    assert_bitexact(model, acc)
+
+
+def test_negative_bn_scale_present_and_exact(tmp_path_factory, quiet):
+    """The conv nets use negative BatchNorm gammas; check the lowering really negated some MVAU rows."""
+    model = nets.conv_net(4, 4, seed=4)
+    gammas = [m.weight.detach().numpy() for m in model.modules() if isinstance(m, nets.nn.BatchNorm2d)]
+    assert any((g < 0).any() for g in gammas)
+    acc = build_net(model, tmp_path_factory, quiet, "negbn")
+    assert_bitexact(model, acc)
+
+
+FOLDINGS = [
+    {},  # all PE = SIMD = 1
+    {"conv_0": {"pe": 2, "simd": 3}, "conv_0_window": {"simd": 3}},
+    {"conv_0": {"pe": 4, "simd": 27}, "conv_0_window": {"simd": 27}, "conv_1": {"pe": 8, "simd": 8},
+     "conv_1_window": {"simd": 8}, "maxpool_0": {"pe": 2}},
+    {"conv_0": {"pe": 8, "simd": 9}, "conv_0_window": {"simd": 9}, "conv_1": {"pe": 1, "simd": 24},
+     "conv_1_window": {"simd": 24}},
+]
+
+
+@pytest.mark.parametrize("folding", FOLDINGS, ids=["unfolded", "pe2simd3", "wide", "mixed"])
+def test_folding_never_changes_results(folding, tmp_path_factory, quiet):
+    model = nets.conv_net(4, 4, seed=2)
+    d = tmp_path_factory.mktemp("fold")
+    path = export_model(model, d / "m.onnx")
+    base = {lay.name: {k: 1 for k in lay.folding() if k != "ifm_word"}
+            for lay in fpgagen.build(path, out_dir=d / "probe", verify=False, log=quiet).net.layers
+            if lay.folding()}
+    for name, attrs in folding.items():
+        base[name].update(attrs)
+    acc = fpgagen.build(path, out_dir=d / "b", folding=base, log=quiet)
+    for name, attrs in folding.items():
+        for key, value in attrs.items():
+            assert getattr(acc.net.layer(name), key) == value
+    assert_bitexact(model, acc, frames=2)
+
+
+def test_load_reopens_without_rebuilding(tmp_path_factory, quiet):
+    model = nets.conv_net(4, 4, seed=9)
+    acc = build_net(model, tmp_path_factory, quiet, "reload")
+    x = nets.net_input(model, 3, shape=(2, *model.input_shape[1:]))
+    again = fpgagen.load(acc.build_dir, log=quiet)
+    assert np.array_equal(again.run(x, codes=True), acc.run(x, codes=True))
+    assert np.array_equal(again.reference(x), acc.run(x))

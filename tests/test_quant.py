@@ -1,0 +1,70 @@
+"""Exactness of the quantizer-to-threshold folding, against direct evaluation of the quantizer."""
+
+import numpy as np
+import pytest
+
+from fpgagen.quant import IntRange, apply_thresholds, quantize, requant_thresholds, smallest_dtype
+
+
+def direct(acc, alpha, beta, s, z, rng):
+    """round-half-even(clip) of the real value, in float64 (exact for the dyadic cases below)."""
+    v = (alpha[:, None] * acc[None, :] + beta[:, None]) / s[:, None] + z[:, None]
+    return np.clip(np.round(v), rng.lo, rng.hi).astype(np.int64)
+
+
+def check(alpha, beta, s, z, rng, lo=-300, hi=300):
+    acc = np.arange(lo, hi + 1)
+    c = alpha.shape[0]
+    t, neg = requant_thresholds(alpha, beta, s, z, rng, np.full(c, lo), np.full(c, hi))
+    got = apply_thresholds(acc[None, :].repeat(c, 0).T, t, rng.lo, neg).T
+    want = direct(acc, alpha, beta, s, z, rng)
+    assert np.array_equal(got, want)
+    return want
+
+
+@pytest.mark.parametrize("signed,narrow,bits", [(False, False, 4), (True, False, 4), (True, True, 8), (False, True, 2)])
+def test_thresholds_match_quantizer_random_float(signed, narrow, bits):
+    g = np.random.default_rng(bits + 2 * signed + narrow)
+    c = 16
+    alpha = g.normal(0, 0.02, c)
+    alpha[0] = 0.0  # a constant channel
+    beta = g.normal(0, 1, c)
+    check(alpha, beta, np.full(c, 0.11), np.zeros(c), IntRange.of(bits, signed, narrow))
+
+
+def test_thresholds_resolve_ties_half_to_even():
+    # Power-of-two scales put many values exactly on k - 1/2; negative alpha flips the comparison.
+    c = 6
+    alpha = np.array([2.0**-4, -(2.0**-4), 2.0**-3, -(2.0**-5), 2.0**-2, 2.0**-6])
+    beta = np.array([0.0, 2.0**-5, -(2.0**-3), 0.25, 0.0, 2.0**-7])
+    want = check(alpha, beta, np.full(c, 2.0**-2), np.zeros(c), IntRange.of(4, True, False), lo=-64, hi=64)
+    v = (alpha[:, None] * np.arange(-64, 65)[None, :] + beta[:, None]) / 0.25
+    ties = np.sum(v - np.floor(v) == 0.5)
+    assert ties > 50  # the case really exercises ties
+    assert want.min() < 0 < want.max()
+
+
+def test_thresholds_with_zero_point_and_per_channel_scale():
+    g = np.random.default_rng(7)
+    c = 8
+    check(g.normal(0, 0.01, c), g.normal(0, 1, c), g.uniform(0.05, 0.2, c), np.full(c, 3.0), IntRange.of(4, False, False))
+
+
+def test_thresholds_clip_to_input_range_keeps_semantics():
+    alpha, beta = np.array([1.0]), np.array([0.0])
+    t, _ = requant_thresholds(alpha, beta, np.array([1.0]), np.array([0.0]), IntRange(0, 255), np.array([0]),
+                              np.array([10]))
+    assert t.min() >= 0 and t.max() <= 11
+    assert np.array_equal(apply_thresholds(np.arange(11)[:, None], t, 0)[:, 0], np.arange(11))
+
+
+def test_quantize_rounds_half_to_even_in_float32():
+    q = quantize(np.array([0.5, 1.5, 2.5, -0.5, 300.0]), 1.0, 0.0, IntRange(0, 255))
+    assert q.tolist() == [0, 2, 2, 0, 255]
+
+
+def test_smallest_dtype():
+    assert smallest_dtype(0, 15).name == "UINT4"
+    assert smallest_dtype(-8, 7).name == "INT4"
+    assert smallest_dtype(-9, 7).name == "INT5"
+    assert smallest_dtype(-1, 128).name == "INT9"
