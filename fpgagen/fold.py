@@ -36,13 +36,6 @@ def link_streams(net: Network) -> None:
         layer.validate()
 
 
-def _first_meeting(options: list[int], cycles_of, target: float) -> int:
-    for option in options:
-        if cycles_of(option) <= target:
-            return option
-    return options[-1]
-
-
 def greedy_fold(net: Network, target_cycles: float) -> None:
     """Per layer, the least parallelism that meets ``target_cycles`` (SIMD first, then PE)."""
     strip_converters(net)
@@ -53,12 +46,11 @@ def greedy_fold(net: Network, target_cycles: float) -> None:
             window = layer
             continue
         if isinstance(layer, MVAU):
-            simd_options = window.simd_options() if window is not None else divisors(layer.mw)
-            layer.pe = 1
-            layer.simd = _first_meeting(simd_options, lambda s: (layer.mh * layer.mw // s) * layer.pixels,
-                                        target_cycles)
-            layer.pe = _first_meeting(divisors(layer.mh), lambda p: layer.mh // p * layer.mw // layer.simd
-                                      * layer.pixels, target_cycles)
+            mh, mw, pixels = layer.mh, layer.mw, layer.pixels
+            simd_options = window.simd_options() if window is not None else divisors(mw)
+            simd = next((s for s in simd_options if mh * (mw // s) * pixels <= target_cycles), simd_options[-1])
+            layer.simd = simd
+            layer.pe = next((p for p in divisors(mh) if (mh // p) * (mw // simd) * pixels <= target_cycles), mh)
             if window is not None:
                 window.simd = layer.simd
         elif isinstance(layer, MaxPool | Threshold):

@@ -8,6 +8,8 @@ Every builder is deterministic in its seed and returns an eval-mode ``nn.Sequent
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from brevitas.inject.enum import ScalingImplType
@@ -26,6 +28,7 @@ from brevitas.quant import (
 from brevitas.quant.fixed_point import Int8ActPerTensorFixedPointMinMaxInit
 from brevitas.quant_tensor import QuantTensor
 from torch import nn
+from torch.nn import functional as F
 
 from fpgagen.models.lpyolo import PixelQuant
 
@@ -275,24 +278,86 @@ def brevitas_codes(model, x) -> np.ndarray:
     return to_codes(y.numpy(), *output_quant(model, x))
 
 
-def count_ties(model, x) -> int:
-    """How many pre-quantization values y/s + z land exactly on k - 1/2 inside the code range
-    (where round-half-to-even decides), summed over all activation quantizers."""
+def exact_codes(model: nn.Sequential, x) -> np.ndarray:
+    """``brevitas_codes`` in (near-)exact arithmetic: the Sequential is re-run in float64 with
+    Brevitas' own float32 scales, zero points, integer weights, biases and BatchNorm parameters.
+    This is what integer thresholds implement, so a compiler must match it bit for bit; it differs
+    from ``brevitas_codes`` only where Brevitas' float32 forward lands within rounding error of a
+    boundary k - 1/2 (see ``near_boundary``)."""
+    quant = {}  # act module -> (scale, zero point, lo, hi) as Brevitas' float32 forward uses them
+    hooks = []
+    for m in model.modules():
+        p = getattr(m, "act_quant", None)
+        if isinstance(p, ActQuantProxyFromInjector) and p.is_quant_enabled:
+            def hook(p, i, o, m=m):
+                bits, narrow = int(o.bit_width), int(p.is_narrow_range)
+                lo = -(2 ** (bits - 1)) + narrow if o.signed else 0
+                hi = 2 ** (bits - 1) - 1 if o.signed else 2**bits - 1 - narrow
+                quant[m] = (o.scale.double(), o.zero_point.double(), lo, hi)
+            hooks.append(p.register_forward_hook(hook))
+    try:
+        y32, _ = _trace(model, x)
+    finally:
+        for h in hooks:
+            h.remove()
+    v = torch.as_tensor(np.asarray(x, dtype=np.float32)).double()
+    codes = acc_scale = None
+    with torch.no_grad():
+        for m in model:
+            if m in quant:
+                s, z, lo, hi = quant[m]
+                t = (torch.relu(v) if isinstance(m, QuantReLU) else v) / s + z  # hardtanh: the clip below
+                codes = torch.clamp(torch.round(t), lo, hi)  # torch.round is half-to-even, as Quant
+                v, acc_scale = (codes - z) * s, s
+            elif isinstance(m, QuantWeightBiasInputOutputLayer):
+                assert not m.bias_quant.is_quant_enabled, "quantized biases are not modelled"
+                qw = m.quant_weight()
+                w = qw.int().double() * qw.scale.double()
+                b = None if m.bias is None else m.bias.double()
+                v = F.linear(v, w, b) if isinstance(m, QuantLinear) else F.conv2d(
+                    v, w, b, m.stride, m.padding, m.dilation, m.groups)
+                acc_scale, codes = acc_scale * qw.scale.double().reshape(1, -1, *[1] * (v.ndim - 2)), None
+            else:  # BatchNorm, MaxPool, float layers: float64 copies of the float32 module
+                v = copy.deepcopy(m).double()(v)
+    if codes is not None:
+        out = codes.numpy().astype(np.int64)
+    else:  # accumulator output
+        out = to_codes(v.numpy(), acc_scale.numpy(), 0)
+    assert out.shape == tuple(y32.shape)
+    return out
+
+
+def act_trace(model, x) -> list[tuple[np.ndarray, np.ndarray, int, int]]:
+    """Per activation quantizer, in call order: (codes int64, t, lo, hi) where t = y/s + z is the
+    float32 pre-rounding value exactly as Brevitas computes it and [lo, hi] the code range."""
     events = []
     hooks = [m.register_forward_hook(lambda m, i, o: events.append((i[0], o)))
              for m in model.modules() if isinstance(m, ActQuantProxyFromInjector)]
     try:
         with torch.no_grad():
-            model(torch.as_tensor(x))
+            model.eval()(torch.as_tensor(np.asarray(x, dtype=np.float32)))
     finally:
         for h in hooks:
             h.remove()
-    ties = 0
+    out = []
     for pre, q in events:
-        if not isinstance(q, QuantTensor):
-            continue
-        t = pre / q.scale + q.zero_point  # float32, as Brevitas computes it
-        lo = -(2 ** (int(q.bit_width) - 1)) if q.signed else 0
-        hi = lo + 2 ** int(q.bit_width) - 1
-        ties += int(((t - torch.floor(t) == 0.5) & (t > lo) & (t < hi)).sum())
-    return ties
+        if isinstance(q, QuantTensor):
+            t = (pre / q.scale + q.zero_point).numpy()
+            lo = -(2 ** (int(q.bit_width) - 1)) if q.signed else 0
+            codes = np.round(q.value.numpy() / q.scale.numpy() + q.zero_point.numpy()).astype(np.int64)
+            out.append((codes, t, lo, lo + 2 ** int(q.bit_width) - 1))
+    return out
+
+
+def near_boundary(t, lo, hi, tol=1e-4) -> np.ndarray:
+    """Mask of values within ``tol`` code units of a rounding boundary k - 1/2 inside (lo, hi), exact
+    ties included. Only there can a float32 forward (Brevitas, onnxruntime) and exact integer
+    arithmetic legitimately disagree, because float32 error moves y/s by ~1e-7*|y/s|."""
+    d = np.abs(t.astype(np.float64) - np.floor(t) - 0.5)
+    return (d <= tol) & (t > lo) & (t < hi)
+
+
+def count_ties(model, x) -> int:
+    """How many pre-rounding values y/s + z land exactly on k - 1/2 inside the code range (where
+    round-half-to-even decides), summed over all activation quantizers."""
+    return sum(int(near_boundary(t, lo, hi, tol=0).sum()) for _, t, lo, hi in act_trace(model, x))

@@ -1,10 +1,10 @@
 """Brevitas -> QONNX -> fpgagen: C-sim integer codes equal Brevitas' own, and equal the numpy reference."""
 
+import nets
 import numpy as np
 import pytest
 
 import fpgagen
-import nets
 from fpgagen.export import export as export_model
 
 

@@ -47,7 +47,8 @@ def test_thresholds_resolve_ties_half_to_even():
 def test_thresholds_with_zero_point_and_per_channel_scale():
     g = np.random.default_rng(7)
     c = 8
-    check(g.normal(0, 0.01, c), g.normal(0, 1, c), g.uniform(0.05, 0.2, c), np.full(c, 3.0), IntRange.of(4, False, False))
+    rng = IntRange.of(4, False, False)
+    check(g.normal(0, 0.01, c), g.normal(0, 1, c), g.uniform(0.05, 0.2, c), np.full(c, 3.0), rng)
 
 
 def test_thresholds_clip_to_input_range_keeps_semantics():
