@@ -7,8 +7,8 @@ __version__ = "0.1.0"
 
 
 def export(model, path, input_shape=None, dynamo=False):
-    """Export a brevitas model to QONNX (see fpgagen.export.export); imported lazily, torch is heavy."""
-    from .export import export as _export
+    """Export a brevitas model to QONNX (see fpgagen.brevitas_export.export); imported lazily, torch is heavy."""
+    from .brevitas_export import export as _export
 
     return _export(model, path, input_shape=input_shape, dynamo=dynamo)
 

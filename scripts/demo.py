@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 import fpgagen
+from fpgagen.brevitas_export import export
 from fpgagen.errors import FpgagenError
-from fpgagen.export import export
 from fpgagen.models import lpyolo
 from fpgagen.models.lpyolo import output_codes
 

@@ -278,12 +278,13 @@ def brevitas_codes(model, x) -> np.ndarray:
     return to_codes(y.numpy(), *output_quant(model, x))
 
 
-def exact_codes(model: nn.Sequential, x) -> np.ndarray:
+def exact_codes(model: nn.Sequential, x, all_layers=False):
     """``brevitas_codes`` in (near-)exact arithmetic: the Sequential is re-run in float64 with
     Brevitas' own float32 scales, zero points, integer weights, biases and BatchNorm parameters.
     This is what integer thresholds implement, so a compiler must match it bit for bit; it differs
     from ``brevitas_codes`` only where Brevitas' float32 forward lands within rounding error of a
-    boundary k - 1/2 (see ``near_boundary``)."""
+    boundary k - 1/2 (see ``near_boundary``). ``all_layers=True`` returns (codes, t = y/s + z) of
+    every activation quantizer in call order instead (compare with ``act_trace``)."""
     quant = {}  # act module -> (scale, zero point, lo, hi) as Brevitas' float32 forward uses them
     hooks = []
     for m in model.modules():
@@ -302,6 +303,7 @@ def exact_codes(model: nn.Sequential, x) -> np.ndarray:
             h.remove()
     v = torch.as_tensor(np.asarray(x, dtype=np.float32)).double()
     codes = acc_scale = None
+    layers = []
     with torch.no_grad():
         for m in model:
             if m in quant:
@@ -309,6 +311,7 @@ def exact_codes(model: nn.Sequential, x) -> np.ndarray:
                 t = (torch.relu(v) if isinstance(m, QuantReLU) else v) / s + z  # hardtanh: the clip below
                 codes = torch.clamp(torch.round(t), lo, hi)  # torch.round is half-to-even, as Quant
                 v, acc_scale = (codes - z) * s, s
+                layers.append((codes.numpy().astype(np.int64), t.numpy()))
             elif isinstance(m, QuantWeightBiasInputOutputLayer):
                 assert not m.bias_quant.is_quant_enabled, "quantized biases are not modelled"
                 qw = m.quant_weight()
@@ -318,11 +321,14 @@ def exact_codes(model: nn.Sequential, x) -> np.ndarray:
                     v, w, b, m.stride, m.padding, m.dilation, m.groups)
                 acc_scale, codes = acc_scale * qw.scale.double().reshape(1, -1, *[1] * (v.ndim - 2)), None
             else:  # BatchNorm, MaxPool, float layers: float64 copies of the float32 module
-                v = copy.deepcopy(m).double()(v)
+                v, codes = copy.deepcopy(m).double()(v), None
+    if all_layers:
+        return layers
     if codes is not None:
-        out = codes.numpy().astype(np.int64)
-    else:  # accumulator output
-        out = to_codes(v.numpy(), acc_scale.numpy(), 0)
+        out = layers[-1][0]
+    else:
+        assert isinstance(model[-1], QuantWeightBiasInputOutputLayer), "the output is not quantized"
+        out = to_codes(v.numpy(), acc_scale.numpy(), 0)  # accumulator output
     assert out.shape == tuple(y32.shape)
     return out
 
@@ -349,12 +355,30 @@ def act_trace(model, x) -> list[tuple[np.ndarray, np.ndarray, int, int]]:
     return out
 
 
-def near_boundary(t, lo, hi, tol=1e-4) -> np.ndarray:
+def near_boundary(t, lo, hi, tol=1e-3) -> np.ndarray:
     """Mask of values within ``tol`` code units of a rounding boundary k - 1/2 inside (lo, hi), exact
     ties included. Only there can a float32 forward (Brevitas, onnxruntime) and exact integer
-    arithmetic legitimately disagree, because float32 error moves y/s by ~1e-7*|y/s|."""
+    arithmetic legitimately disagree: float32 error moves y/s by up to a few 1e-5 code units (more
+    where a long dot product cancels), so the default tolerance keeps a wide margin."""
     d = np.abs(t.astype(np.float64) - np.floor(t) - 0.5)
     return (d <= tol) & (t > lo) & (t < hi)
+
+
+def float32_boundary_flips(model, x, tol=1e-3) -> int:
+    """0 when ``exact_codes`` and Brevitas agree in every layer. Otherwise asserts that the first
+    differing layer differs only by one code, only where Brevitas' float32 y/s lies within ``tol`` of
+    k - 1/2 and the exact y/s is on the other side of it, and returns how many codes flip there
+    (everything downstream then legitimately differs too)."""
+    for (ce, te), (cb, tb, lo, hi) in zip(exact_codes(model, x, all_layers=True), act_trace(model, x),
+                                          strict=True):
+        differ = ce != cb
+        if differ.any():
+            assert np.all(np.abs(ce - cb)[differ] == 1), "codes differ by more than one step"
+            assert np.all(near_boundary(tb, lo, hi, tol)[differ]), "a flip away from any boundary"
+            k = np.maximum(ce, cb)[differ] - 0.5  # the boundary between the two codes
+            assert np.all((te[differ] - k) * (tb[differ] - k) <= 0), "exact and float32 on one side"
+            return int(differ.sum())
+    return 0
 
 
 def count_ties(model, x) -> int:

@@ -10,7 +10,6 @@ import pytest
 
 import fpgagen
 from fpgagen.errors import CSimError, FpgagenError
-from fpgagen.export import export as export_model
 
 
 def cli(*args, cwd=None):
@@ -35,11 +34,11 @@ def small_model():
 @pytest.fixture(scope="module")
 def small_onnx(tmp_path_factory, small_model):
     d = tmp_path_factory.mktemp("small")
-    return export_model(small_model, d / "small.onnx")
+    return fpgagen.export(small_model, d / "small.onnx")
 
 
 def test_unsupported_op_names_node_and_type(tmp_path, quiet):
-    path = export_model(nets.unsupported_op_net(), tmp_path / "bad.onnx")
+    path = fpgagen.export(nets.unsupported_op_net(), tmp_path / "bad.onnx")
     with pytest.raises(FpgagenError) as info:
         fpgagen.build(path, out_dir=tmp_path / "b", log=quiet)
     msg = str(info.value)
@@ -49,7 +48,7 @@ def test_unsupported_op_names_node_and_type(tmp_path, quiet):
 
 
 def test_float_layer_is_refused(tmp_path, quiet):
-    path = export_model(nets.float_layer_net(), tmp_path / "float.onnx")
+    path = fpgagen.export(nets.float_layer_net(), tmp_path / "float.onnx")
     with pytest.raises(FpgagenError, match="float"):
         fpgagen.build(path, out_dir=tmp_path / "b", log=quiet)
 
@@ -146,7 +145,7 @@ def test_cli_build_csim_report_roundtrip(small_onnx, small_model, tmp_path):
     proc = cli("csim", out, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy", "--codes")
     assert proc.returncode == 0, proc.stderr
     y = np.load(tmp_path / "y.npy")
-    assert np.array_equal(y, nets.brevitas_codes(small_model, x))
+    assert np.array_equal(y, nets.exact_codes(small_model, x))
     report = cli("report", out)
     assert report.returncode == 0 and "Estimated throughput" in report.stdout
     assert_clean_cli_error(cli("csim", out, "--input", tmp_path / "missing.npy", "--output", tmp_path / "z.npy"),
