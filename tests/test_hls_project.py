@@ -5,10 +5,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import nets
 import pytest
 
 import fpgagen
-import nets
 from fpgagen.csim import ap_types_include
 
 STUBS = Path(__file__).parent / "data" / "vitis_hls_stubs.tcl"
