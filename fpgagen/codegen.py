@@ -49,10 +49,6 @@ class CppHelpers:
         return smallest_dtype(min(int(thresholds.min()), -1), int(thresholds.max())).name
 
     @staticmethod
-    def count_bits(n: int) -> int:
-        return max(1, int(n).bit_length())
-
-    @staticmethod
     def zeros(*shape: int) -> np.ndarray:
         return np.zeros(shape, np.int64)
 
