@@ -3,6 +3,7 @@ accumulator sizing that keeps it exact."""
 
 import time
 
+import nets
 import numpy as np
 import pytest
 import torch
@@ -10,7 +11,6 @@ from brevitas.nn import QuantConv2d, QuantIdentity
 from torch import nn
 
 import fpgagen
-import nets
 from fpgagen import codegen
 from fpgagen.errors import CSimError
 from fpgagen.models import PixelQuant, lpyolo
