@@ -72,9 +72,11 @@ def test_pow2_scales_with_ties_bitexact(tmp_path_factory, quiet):
     assert_bitexact(model, acc)
 
 
-def test_fc_net_bitexact(tmp_path_factory, quiet):
+@pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
+def test_fc_net_bitexact(dynamo, tmp_path_factory, quiet):
     model = nets.fc_net(seed=5)
-    acc = build_net(model, tmp_path_factory, quiet, "fc")
+    acc = build_net(model, tmp_path_factory, quiet, "fc", dynamo=dynamo)  # MatMul (legacy) or Gemm (dynamo)
+    assert [layer.kind for layer in acc.net.layers].count("MVAU") == 3
     assert_bitexact(model, acc, frames=8)
 
 
