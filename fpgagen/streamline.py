@@ -42,7 +42,7 @@ class _Stream:
 
     @property
     def dtype(self) -> str:
-        return smallest_dtype(self.lo.min(), self.hi.max()).name
+        return _dtype_of(self.lo, self.hi)
 
 
 @dataclass
@@ -57,7 +57,7 @@ def _err(node, what: str, fix: str) -> FpgagenError:
     return FpgagenError(what, f"node '{node.name}' ({node.op_type})", fix)
 
 
-def _per_channel(value: np.ndarray, channels: int, node, axis_len_ok=(1,)) -> np.ndarray:
+def _per_channel(value: np.ndarray, channels: int, node) -> np.ndarray:
     """A constant that broadcasts over the channel axis only, as a (C,) float64 vector."""
     v = np.asarray(value, np.float64)
     squeezed = v.reshape(-1) if v.size in (1, channels) else None
