@@ -27,6 +27,7 @@ class Accelerator:
     def __init__(self, net: Network, build_dir: Path, board: dict, log=log_stderr):
         self.net, self.build_dir, self.board, self.log = net, Path(build_dir), board, log
         self._lib: CSimLibrary | None = None
+        self._bounded_lib: CSimLibrary | None = None
 
     @property
     def hls_dir(self) -> Path:
@@ -37,6 +38,14 @@ class Accelerator:
         if self._lib is None:
             self._lib = CSimLibrary(compile_library(self.hls_dir, log=self.log))
         return self._lib
+
+    @property
+    def bounded_lib(self) -> CSimLibrary:
+        """The C-simulation with every stream bounded to its FIFO depth, one thread per DATAFLOW process."""
+        if self._bounded_lib is None:
+            path = compile_library(self.hls_dir, log=self.log, bounded_fifos=True)
+            self._bounded_lib = CSimLibrary(path, bounded_fifos=True)
+        return self._bounded_lib
 
     # --- host-side quantization and layout ----------------------------------------------------------------
     def quantize_input(self, x) -> np.ndarray:
@@ -74,13 +83,13 @@ class Accelerator:
         return (codes * np.asarray(scale, np.float64) + np.asarray(offset, np.float64)).astype(np.float32)
 
     # --- execution ----------------------------------------------------------------------------------------
-    def run_stream(self, codes: np.ndarray) -> np.ndarray:
+    def run_stream(self, codes: np.ndarray, bounded_fifos: bool = False) -> np.ndarray:
         """Stream codes (N, H, W, C) through the C-simulated accelerator; returns output stream codes."""
         last = self.net.layers[-1]
         geometry = codegen.stream_geometry(self.net)
         n = codes.shape[0]
         data = packing.pack(codes.reshape(n, -1), geometry.in_word, geometry.in_bits)
-        out = self.lib.run(data)
+        out = (self.bounded_lib if bounded_fifos else self.lib).run(data)
         oh, ow, oc = last.out_shape
         flat = packing.unpack(out, geometry.out_word, geometry.out_bits, last.odt.signed(), oh * ow * oc)
         return flat.reshape(n, oh, ow, oc)
@@ -101,10 +110,11 @@ class Accelerator:
         rng = np.random.default_rng(seed)
         return rng.integers(spec.lo, spec.hi + 1, size=(frames, *self.net.in_stream_shape))
 
-    def verify(self, frames: int = 2, seed: int = 0) -> None:
-        """C-sim == numpy reference on random input codes (np.array_equal); writes the HLS testbench vectors."""
+    def verify(self, frames: int = 2, seed: int = 0, bounded_fifos: bool = False) -> None:
+        """C-sim == numpy reference on random input codes (np.array_equal); writes the HLS testbench vectors.
+        With ``bounded_fifos`` the C-sim runs every process concurrently on streams bounded to their depths."""
         codes = self.random_stream_input(frames, seed)
-        got, want = self.run_stream(codes), self.reference_stream(codes)
+        got, want = self.run_stream(codes, bounded_fifos), self.reference_stream(codes)
         if not np.array_equal(got, want):
             bad = np.argwhere(got != want)
             raise CSimError(f"C-simulation differs from the numpy reference in {len(bad)} of {got.size} outputs "

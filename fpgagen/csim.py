@@ -44,15 +44,22 @@ def _sources(hls_dir: Path) -> list[Path]:
     return sorted([*hls_dir.glob("*.h"), *hls_dir.glob("*.cpp"), *(hls_dir / "layers").glob("*.h")])
 
 
-def compile_library(hls_dir: Path, log=print) -> Path:
-    """Build ``csim_bridge.cpp`` into a shared library; an unchanged project is a cache hit (no g++ run)."""
+BOUNDED_FLAGS = ["-DFG_SIM_BOUNDED_FIFOS", "-pthread"]
+
+
+def compile_library(hls_dir: Path, log=print, bounded_fifos: bool = False) -> Path:
+    """Build ``csim_bridge.cpp`` into a shared library; an unchanged project is a cache hit (no g++ run).
+
+    ``bounded_fifos`` builds the variant that runs every DATAFLOW process on its own thread with each stream
+    bounded to its depth (slower; it checks that the chosen FIFO depths cannot deadlock)."""
     hls_dir = Path(hls_dir)
+    flags = CXXFLAGS + (BOUNDED_FLAGS if bounded_fifos else [])
     cxx = shutil.which(os.environ.get("CXX", "g++"))
     if cxx is None:
         raise FpgagenError("no C++ compiler found", "C-simulation", "install g++ (apt-get install g++)")
     include = ap_types_include()
     digest = hashlib.sha256()
-    for part in (cxx, " ".join(CXXFLAGS), str(include), _compiler_version(cxx)):
+    for part in (cxx, " ".join(flags), str(include), _compiler_version(cxx)):
         digest.update(part.encode())
     for src in _sources(hls_dir):
         digest.update(src.relative_to(hls_dir).as_posix().encode() + b"\0" + src.read_bytes())
@@ -62,7 +69,7 @@ def compile_library(hls_dir: Path, log=print) -> Path:
         return lib
     lib.parent.mkdir(parents=True, exist_ok=True)
     tmp = lib.with_suffix(f".{os.getpid()}.tmp")
-    cmd = [cxx, *CXXFLAGS, "-isystem", str(include), "-I", str(hls_dir), str(hls_dir / "csim_bridge.cpp"),
+    cmd = [cxx, *flags, "-isystem", str(include), "-I", str(hls_dir), str(hls_dir / "csim_bridge.cpp"),
            "-o", str(tmp)]
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -84,8 +91,9 @@ def _compiler_version(cxx: str) -> str:
 class CSimLibrary:
     """A loaded C-simulation library: bytes in, bytes out, exactly as the DMA would move them."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, bounded_fifos: bool = False):
         self.path = Path(path)
+        self.bounded_fifos = bounded_fifos  # that variant simulates one frame at a time (threads inside)
         self._lib = ctypes.CDLL(str(self.path))
         geometry = (ctypes.c_uint * 4)()
         self._lib.fg_geometry(geometry)
@@ -110,7 +118,7 @@ class CSimLibrary:
                             f"expected (frames, {self.in_frame_bytes}) bytes")
         n = frames.shape[0]
         out = np.zeros((n, self.out_frame_bytes), np.uint8)
-        threads = max(1, min(threads or os.cpu_count() or 1, n))
+        threads = 1 if self.bounded_fifos else max(1, min(threads or os.cpu_count() or 1, n))
         bounds = np.linspace(0, n, threads + 1).astype(int)
 
         def work(lo: int, hi: int) -> str | None:

@@ -55,3 +55,24 @@ def test_testbench_compiles_and_passes_then_catches_a_wrong_byte(project, tmp_pa
     (work / "tb_expected.bin").write_bytes(bytes(expected))
     bad = subprocess.run([str(exe)], cwd=work, capture_output=True, text=True)
     assert bad.returncode == 1 and "1 mismatching bytes" in bad.stdout, bad.stdout
+
+
+def test_bounded_fifo_csim_passes_with_the_chosen_depths(project):
+    depths = [int(line.split("depth=")[1]) for line in (project.hls_dir / "top.cpp").read_text().splitlines()
+              if line.startswith("#pragma HLS STREAM") and "_bounded" not in line]
+    assert depths and all(d >= 1 for d in depths)
+    project.verify(frames=1, bounded_fifos=True)  # one thread per process, every stream at its depth
+
+
+def test_bounded_fifo_csim_reports_a_starved_process(project, tmp_path):
+    from fpgagen.errors import CSimError
+
+    hls = tmp_path / "hls"
+    shutil.copytree(project.hls_dir, hls)
+    acc = fpgagen.Accelerator(project.net, tmp_path, project.board, log=lambda m: None)
+    pool = next(layer for layer in project.net.layers if layer.kind == "MaxPool")
+    header = hls / "layers" / f"{pool.name}.h"
+    h = pool.in_shape[0]
+    header.write_text(header.read_text().replace(f"IH = {h},", f"IH = {h + 2},"))  # waits for rows never sent
+    with pytest.raises(CSimError, match="deadlock with bounded FIFOs: .* waits on an empty stream"):
+        acc.verify(frames=1, bounded_fifos=True)
