@@ -140,3 +140,30 @@ def test_load_reopens_without_rebuilding(tmp_path_factory, quiet):
     again = fpgagen.load(acc.build_dir, log=quiet)
     assert np.array_equal(again.run(x, codes=True), acc.run(x, codes=True))
     assert np.array_equal(again.reference(x), acc.run(x))
+
+
+def valid_padding_net(seed=12):
+    """Valid (zero) padding, a rectangular kernel, stride 2 leaving trailing rows/columns that no window uses,
+    and floor-mode pooling over odd sizes, on a non-square 3x23x30 image."""
+    from brevitas.nn import QuantConv2d, QuantHardTanh, QuantIdentity
+    from brevitas.quant import Int8ActPerTensorFloatMinMaxInit
+
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(
+        QuantIdentity(act_quant=nets.PixelQuant),
+        QuantConv2d(3, 8, (3, 5), padding=0, bias=False, weight_bit_width=4),
+        torch.nn.BatchNorm2d(8), nets._relu(4),
+        torch.nn.MaxPool2d(2, 2),  # 21x26 -> 10x13, the last row is dropped
+        QuantConv2d(8, 6, 3, stride=2, padding=0, bias=True, weight_bit_width=4),  # 10x13 -> 4x6
+        QuantHardTanh(act_quant=Int8ActPerTensorFloatMinMaxInit, min_val=-1.0, max_val=1.0, bit_width=8))
+    nets._finish(model, (1, 3, 23, 30))
+    return nets.randomize_bn(model, seed, out_std=0.5)
+
+
+def test_valid_padding_stride2_and_odd_pooling_bitexact(tmp_path_factory, quiet):
+    model = valid_padding_net()
+    acc = build_net(model, tmp_path_factory, quiet, "valid")
+    windows = [lay for lay in acc.net.layers if lay.kind == "SlidingWindow"]
+    assert [w.pads for w in windows] == [(0, 0, 0, 0), (0, 0, 0, 0)] and windows[0].kernel == (3, 5)
+    assert acc.net.out_stream_shape == (4, 6, 6)
+    assert_bitexact(model, acc)
