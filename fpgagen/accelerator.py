@@ -130,9 +130,13 @@ class Accelerator:
 
 def build(model: str | Path, board: str = "pynq_z2", out_dir: str | Path | None = None,
           folding: dict | str | Path | None = None, target_fps: float | None = None, verify: bool = True,
-          log=log_stderr) -> Accelerator:
+          log=log_stderr, optimizer: str = "ilp", ceilings: dict | None = None) -> Accelerator:
     """QONNX file -> integer dataflow IR -> folded -> HLS C++ -> C-sim library, verified bit-exact against the
-    numpy reference. Returns the :class:`Accelerator`."""
+    numpy reference. Returns the :class:`Accelerator`.
+
+    Folding: ``folding`` (a user's, validated) if given; else ``optimizer="ilp"`` (default): the fastest design
+    within the board budget (``ceilings``: utilization fractions, default LUT 0.8, BRAM18 0.9, DSP 0.9), or the
+    cheapest that reaches ``target_fps``; ``optimizer="greedy"``: the FINN-style baseline at ``target_fps``."""
     model = Path(model)
     board_cfg = load_board(board)
     out_dir = Path(out_dir) if out_dir is not None else Path("build") / model.stem
@@ -147,18 +151,19 @@ def build(model: str | Path, board: str = "pynq_z2", out_dir: str | Path | None 
     net = streamline.lower(qmodel, name=codegen.c_identifier(model.stem))
     if folding is not None:
         step("applying the given folding")
-        fold.apply_folding(net, fold.load_folding(folding) if isinstance(folding, str | Path) else folding)
+        folding = fold.load_folding(folding) if isinstance(folding, str | Path) else folding
     else:
-        fps = target_fps or fold.DEFAULT_TARGET_FPS
-        step(f"folding (greedy, target {fps:g} FPS at {board_cfg['clock_mhz']} MHz)")
-        fold.greedy_fold(net, fold.target_cycles_for(fps, board_cfg["clock_mhz"]))
+        goal = f"target {target_fps:g} FPS" if target_fps else "maximum FPS"
+        step(f"folding ({optimizer}, {goal} at {board_cfg['clock_mhz']} MHz within the {board} budget)")
+    fold_info = fold.fold_network(net, board_cfg, folding=folding, target_fps=target_fps, optimizer=optimizer,
+                                  ceilings=ceilings, log=log)
     step(f"generating HLS C++ in {out_dir / 'hls'}")
     out_dir.mkdir(parents=True, exist_ok=True)
     codegen.generate(net, out_dir / "hls", board_cfg, source=model.name)
     net.save(out_dir)
     (out_dir / "folding.json").write_text(json.dumps(fold.folding_of(net), indent=1))
     (out_dir / "build.json").write_text(json.dumps({"board": board, "model": str(model)}, indent=1))
-    doc = write_reports(net, board_cfg, out_dir)
+    doc = write_reports(net, board_cfg, out_dir, fold_info, ceilings)
     acc = Accelerator(net, out_dir, board_cfg, log=log)
     if verify:
         step("compiling the C-simulation")

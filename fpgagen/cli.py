@@ -11,7 +11,9 @@ import numpy as np
 from .errors import FpgagenError
 
 EPILOG = """examples:
-  fpgagen build my_net.onnx --board pynq_z2 -o build/my_net
+  fpgagen build my_net.onnx --board pynq_z2 -o build/my_net     # the fastest design that fits
+  fpgagen build my_net.onnx --target-fps 60                    # the cheapest design reaching 60 FPS
+  fpgagen build my_net.onnx --folding folding.json             # your own folding, validated
   fpgagen csim build/my_net --input x.npy --output y.npy
   fpgagen report build/my_net
 """
@@ -27,8 +29,15 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("model", help="QONNX file exported by brevitas export_qonnx or fpgagen.export")
     b.add_argument("--board", default="pynq_z2", help="target board (boards/<name>/board.yaml; default pynq_z2)")
     b.add_argument("-o", "--out", help="build directory (default build/<model name>)")
-    b.add_argument("--folding", help="JSON file {layer: {pe: .., simd: ..}}; validated against each kernel")
-    b.add_argument("--target-fps", type=float, help="throughput target for the default folding")
+    b.add_argument("--folding", help="JSON file {layer: {pe: .., simd: .., mem_style: .., ...}} (a build's "
+                   "folding.json is one); validated against each kernel and the board budget")
+    b.add_argument("--target-fps", type=float, help="the cheapest design that reaches this throughput (default: the "
+                   "fastest design that fits the board)")
+    b.add_argument("--optimizer", choices=("ilp", "greedy"), default="ilp",
+                   help="ilp: integer program over every layer's folding and memory/DSP styles (default); greedy: "
+                   "the FINN-style baseline at --target-fps (default 30), no resource model")
+    b.add_argument("--ceiling", type=_ceilings, help="utilization ceilings as fractions, e.g. LUT=0.7,DSP=1.0 "
+                   "(default LUT=0.8,FF=0.8,BRAM18=0.9,DSP=0.9,LUTRAM=0.8)")
     b.add_argument("--no-verify", action="store_true", help="skip the C-sim vs reference check")
     c = sub.add_parser("csim", help="run inputs through a built accelerator's C-simulation",
                        description="Run a float input (.npy, as the torch model takes it) through the C-simulated "
@@ -38,9 +47,18 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--output", required=True, help=".npy file to write")
     c.add_argument("--codes", action="store_true", help="save integer output codes instead of dequantized floats")
     c.add_argument("--reference", action="store_true", help="use the numpy reference instead of C-sim")
-    r = sub.add_parser("report", help="print a build's report (report.md)")
+    r = sub.add_parser("report", help="print a build's report; writes report.md and PNG plots",
+                       description="Print the build's estimated per-layer folding, cycles and resources against "
+                       "the board budget, and write report.md with cycles.png and resources.png beside it.")
     r.add_argument("build_dir")
     return p
+
+
+def _ceilings(text: str) -> dict[str, float]:
+    try:
+        return {k.strip(): float(v) for k, v in (item.split("=") for item in text.split(",") if item.strip())}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not RESOURCE=FRACTION[,...], e.g. LUT=0.7,DSP=1.0") from None
 
 
 def _load_input(path: str) -> np.ndarray:
@@ -58,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             from .accelerator import build
 
             build(args.model, board=args.board, out_dir=args.out, folding=args.folding,
-                  target_fps=args.target_fps, verify=not args.no_verify)
+                  target_fps=args.target_fps, verify=not args.no_verify, optimizer=args.optimizer,
+                  ceilings=args.ceiling)
         elif args.command == "csim":
             from .accelerator import load
 
@@ -70,10 +89,17 @@ def main(argv: list[str] | None = None) -> int:
             np.save(out, y)
             print(f"wrote {out} {list(y.shape)} {y.dtype}")
         elif args.command == "report":
-            path = Path(args.build_dir) / "report.md"
+            from .report import report
+
+            path = Path(args.build_dir) / "report.json"
             if not path.is_file():
-                raise FpgagenError("no report.md", args.build_dir, "build it first with 'fpgagen build'")
-            print(path.read_text())
+                raise FpgagenError("no report.json", args.build_dir, "build it first with 'fpgagen build'")
+            try:
+                print(report(args.build_dir))
+            except (KeyError, ValueError):
+                raise FpgagenError("report.json is from an older fpgagen or damaged", str(path),
+                                   "rebuild with 'fpgagen build'") from None
+            print(f"wrote {Path(args.build_dir) / 'report.md'} and the plots beside it", file=sys.stderr)
     except FpgagenError as exc:
         print(f"fpgagen: error: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,9 @@
-"""Folding: PE/SIMD per layer, validated against each kernel's constraints, and stream-width plumbing.
+"""Folding: PE/SIMD (and memory/multiplier styles) per layer, validated against each kernel's constraints and the
+board budget; stream-width plumbing; FIFO sizing.
 
-``greedy_fold`` is FINN's SetFolding idea (grow SIMD, then PE, until a layer meets a cycle target; no resource
-model). It is the default for now and stays as the baseline once the integer-program optimizer exists.
+``fold_network`` is the build step: the integer-program optimizer (fpgagen.optimize) by default, a user's folding
+JSON, or ``greedy_fold``, FINN's SetFolding idea (grow SIMD, then PE, until a layer meets a cycle target; no
+resource model), kept as the baseline the optimizer is compared with.
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import fifo
 from .errors import FpgagenError
 from .ir import MVAU, Layer, MaxPool, Network, SlidingWindow, Threshold, WidthConverter, divisors
+from .ir.layers import RESOURCES, add_resources
 
 DEFAULT_TARGET_FPS = 30.0
 
@@ -64,7 +68,7 @@ def greedy_fold(net: Network, target_cycles: float) -> None:
 
 
 def apply_folding(net: Network, folding: dict) -> None:
-    """Apply a user folding ``{layer_name: {"pe": .., "simd": ..}}`` and validate it."""
+    """Apply a user folding ``{layer_name: {"pe": .., "simd": .., "mem_style": .., ...}}`` and validate it."""
     strip_converters(net)
     entries = folding.get("layers", folding)
     if not isinstance(entries, dict):
@@ -90,8 +94,84 @@ def load_folding(path: str | Path) -> dict:
 
 
 def folding_of(net: Network) -> dict:
-    return {"layers": {layer.name: layer.folding() for layer in net.layers if layer.folding()}}
+    """Everything settable per layer (folding, styles, FIFO depth), as ``apply_folding`` reads it back."""
+    return {"layers": {lay.name: {**lay.folding(), **lay.styles(), "fifo_depth": lay.fifo_depth}
+                       for lay in net.layers if not isinstance(lay, WidthConverter)}}
 
 
 def target_cycles_for(fps: float, clock_mhz: float) -> float:
     return clock_mhz * 1e6 / fps
+
+
+# --- the build step -------------------------------------------------------------------------------------------
+def usage(net: Network, board: dict) -> dict[str, int]:
+    """Estimated totals: every kernel, every FIFO, and the board's platform shell."""
+    return add_resources(*(lay.resources() for lay in net.layers), fifo.fifos_resources(net), board.get("shell", {}))
+
+
+def check_budget(net: Network, board: dict, ceilings: dict | None = None) -> dict[str, int]:
+    """Raise FpgagenError if the folded network exceeds the board budget, naming resources, numbers and layers."""
+    from .optimize import ceilings_of
+
+    total, ceil = usage(net, board), ceilings_of(board, ceilings)
+    over = []
+    for r in RESOURCES:
+        cap = ceil[r] * board["resources"][r]
+        if total[r] > cap:
+            top = sorted(net.layers, key=lambda lay: -lay.resources()[r])[:3]
+            over.append(f"{r} {total[r]:,} > {cap:,.0f} ({ceil[r]:.0%} of {board['resources'][r]:,}; largest: "
+                        f"{', '.join(f'{lay.name} {lay.resources()[r]:,}' for lay in top)})")
+    if over:
+        raise FpgagenError(f"the folded network does not fit {board['name']}: " + "; ".join(over),
+                           "folding", "fold more (smaller PE/SIMD), change memory styles, or raise --ceiling")
+    return total
+
+
+def fold_network(net: Network, board: dict, folding: dict | None = None, target_fps: float | None = None,
+                 optimizer: str = "ilp", ceilings: dict | None = None, log=lambda msg: None) -> dict:
+    """Fold ``net`` for ``board`` and size its FIFOs; never returns a design over the budget.
+
+    ``folding``: a user's folding (validated; FIFOs it does not set are sized). Otherwise ``optimizer="ilp"``:
+    the fastest design within the budget, or the cheapest reaching ``target_fps``; ``"greedy"``: the FINN-style
+    baseline at ``target_fps`` (default 30). The FIFOs are sized after the folding; if they push the design over
+    the budget, the optimizer runs again with their resources reserved. Returns what was done, for the report."""
+    from . import optimize
+
+    info: dict = {"optimizer": "user folding" if folding is not None else optimizer}
+    if folding is not None:
+        apply_folding(net, folding)
+        given = {name for name, attrs in folding.get("layers", folding).items() if "fifo_depth" in attrs}
+        keep = {lay.name: lay.fifo_depth for lay in net.layers if lay.name in given}
+        fifo.size_fifos(net)
+        for lay in net.layers:
+            if lay.name in keep:
+                lay.fifo_depth = keep[lay.name]
+                lay.fifo_style = fifo.fifo_style(lay.fifo_depth, lay.out_word * lay.out_bits)
+    elif optimizer == "greedy":
+        fps = target_fps or DEFAULT_TARGET_FPS
+        greedy_fold(net, target_cycles_for(fps, board["clock_mhz"]))
+        for layer in net.layers:
+            optimize.greedy_styles(layer)
+        fifo.size_fifos(net)
+        info["target_fps"] = fps
+    elif optimizer == "ilp":
+        reserve: dict[str, int] = {}
+        caps, cache = optimize.caps_of(board, ceilings), {}
+        for _ in range(5):
+            plan = optimize.optimize(net, board, ceilings, target_fps, reserve, cache=cache)
+            optimize.apply_plan(net, plan)
+            kernels = add_resources(*(lay.resources() for lay in net.layers), *map(optimize.base_fifo, net.layers))
+            assert kernels == plan.totals, "the optimizer's accounting differs from the layers' cost models"
+            fifos = fifo.size_fifos(net)
+            beyond = {r: fifos[r] - sum(optimize.base_fifo(lay)[r] for lay in net.layers) for r in RESOURCES}
+            log(f"  optimizer: {board['clock_mhz'] * 1e6 / plan.cycles:.1f} FPS in {plan.solve_s:.1f} s "
+                f"({plan.solves} MILP solves); sized FIFOs: {fifos['LUT']:,} LUT, {fifos['BRAM18']} BRAM18")
+            info["solve_s"] = info.get("solve_s", 0.0) + plan.solve_s
+            if all(plan.totals[r] + beyond[r] <= caps[r] for r in RESOURCES):
+                break
+            reserve = {r: max(reserve.get(r, 0), beyond[r]) for r in RESOURCES}
+        info.update(target_fps=target_fps, milp_variables=plan.variables, fifo_reserve=reserve)
+    else:
+        raise FpgagenError(f"unknown optimizer '{optimizer}'", "--optimizer", "use ilp or greedy")
+    info["resources"] = check_budget(net, board, ceilings)
+    return info

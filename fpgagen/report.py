@@ -1,44 +1,179 @@
-"""Build reports: report.json and report.md with per-layer folding and estimated cycles/FPS."""
+"""Build reports: report.json and report.md (per-layer folding, cycles, resources, memory styles, FIFOs, totals
+against the board budget, FPS and latency), and PNG plots (``fpgagen report``). Every figure is an estimate of the
+cost model, labelled so."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from . import fifo
 from .ir import Network
+from .ir.layers import RESOURCES
+from .optimize import ceilings_of
+
+NOTE = ("estimated (model): cycles are the trip counts of the generated kernels' loops; LUT/FF/BRAM18/DSP come from "
+        "FINN-R-based cost models (fpgagen/ir/layers.py); nothing here was measured on hardware")
+PLOTS = ("cycles.png", "resources.png")
 
 
-def summary(net: Network, board: dict) -> dict:
+def summary(net: Network, board: dict, fold_info: dict | None = None, ceilings: dict | None = None) -> dict:
     clock_hz = board["clock_mhz"] * 1e6
-    layers = [{"name": lay.name, "kind": lay.kind, "in_shape": list(lay.in_shape), "out_shape": list(lay.out_shape),
-               "in_dtype": lay.in_dtype, "out_dtype": lay.out_dtype, "folding": lay.folding(),
-               "cycles": lay.cycles()} for lay in net.layers]
+    ceil = ceilings_of(board, ceilings)
+    layers = []
+    for lay in net.layers:
+        width = lay.out_word * lay.out_bits
+        layers.append({
+            "name": lay.name, "kind": lay.kind, "in_shape": list(lay.in_shape), "out_shape": list(lay.out_shape),
+            "in_dtype": lay.in_dtype, "out_dtype": lay.out_dtype, "folding": lay.folding(), "styles": lay.styles(),
+            "cycles": lay.cycles(), "resources": lay.resources(),
+            "fifo": {"depth": lay.fifo_depth, "style": lay.fifo_style, "width_bits": width,
+                     "resources": fifo.fifo_resources(lay.fifo_depth, width, lay.fifo_style)}})
+    shell = {r: board.get("shell", {}).get(r, 0) for r in RESOURCES}
+    used = {r: sum(lay["resources"][r] + lay["fifo"]["resources"][r] for lay in layers) + shell[r] for r in RESOURCES}
+    budget = {r: {"device": board["resources"][r], "ceiling": ceil[r], "cap": int(ceil[r] * board["resources"][r]),
+                  "used": used[r], "shell": shell[r], "fraction_of_device": used[r] / board["resources"][r]}
+              for r in RESOURCES}
     bottleneck = net.bottleneck()
+    latency = fifo.latency_cycles(net)
     return {
         "network": net.name,
         "board": board["name"],
         "clock_mhz": board["clock_mhz"],
-        "note": "estimated (model): FINN-R style cycle model of the generated kernels, not a hardware measurement",
+        "note": NOTE,
+        "folding": {k: v for k, v in (fold_info or {}).items() if k != "resources"},
         "bottleneck": bottleneck.name,
         "bottleneck_cycles": bottleneck.cycles(),
         "fps_estimated": clock_hz / bottleneck.cycles(),
+        "latency_cycles_estimated": latency,
+        "latency_ms_estimated": latency / clock_hz * 1e3,
+        "budget": budget,
+        "fits": all(used[r] <= budget[r]["cap"] for r in RESOURCES),
         "layers": layers,
     }
 
 
-def write_reports(net: Network, board: dict, out_dir: Path) -> dict:
-    doc = summary(net, board)
+def _styles(lay: dict) -> str:
+    st = lay["styles"]
+    parts = [f"{k.replace('_style', '')}={v}" for k, v in st.items() if k != "dsp_pe"]
+    if st.get("dsp_pe"):
+        parts.append(f"dsp_pe={st['dsp_pe']}")
+    return " ".join(parts) or "-"
+
+
+def markdown(doc: dict, plots: bool = False) -> str:
+    b = doc["budget"]
+    fold = doc.get("folding", {})
+    how = fold.get("optimizer", "?")
+    if how == "ilp":
+        goal = f"cheapest at {fold['target_fps']:g} FPS" if fold.get("target_fps") else "maximum FPS"
+        how = f"integer program (HiGHS), {goal}, solved in {fold.get('solve_s', 0):.1f} s"
+    elif how == "greedy":
+        how = f"greedy FINN-style baseline at a {fold.get('target_fps', 0):g} FPS target"
+    md = [f"# {doc['network']} on {doc['board']} ({doc['clock_mhz']} MHz)", "", f"*{doc['note']}*", "",
+          f"**Estimated throughput: {doc['fps_estimated']:.1f} FPS** (bottleneck `{doc['bottleneck']}`, "
+          f"{doc['bottleneck_cycles']:,} cycles/frame); estimated latency {doc['latency_ms_estimated']:.2f} ms "
+          f"({doc['latency_cycles_estimated']:,} cycles, one frame through an empty pipeline). Folding: {how}.", "",
+          "## Resources against the budget (estimated)", "",
+          "| resource | used | of which shell | cap (ceiling) | device | used / device |", "|---|---|---|---|---|---|"]
+    for r in RESOURCES:
+        x = b[r]
+        md.append(f"| {r} | {x['used']:,} | {x['shell']:,} | {x['cap']:,} ({x['ceiling']:.0%}) | {x['device']:,} | "
+                  f"{x['fraction_of_device']:.1%} |")
+    md += ["", "Shell: the platform around the accelerator (DMA, interconnect), from board.yaml. LUTRAM is part of "
+           "LUT. FIFO: depth x width bits of the layer's output stream.", "",
+           "## Layers (estimated)", "",
+           "| layer | kind | in (HxWxC) | out (HxWxC) | out type | folding | styles | cycles/frame | LUT | FF | "
+           "BRAM18 | DSP | FIFO |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for lay in doc["layers"]:
+        r, f = lay["resources"], lay["fifo"]
+        mark = " **(bottleneck)**" if lay["name"] == doc["bottleneck"] else ""
+        md.append(f"| {lay['name']}{mark} | {lay['kind']} | {'x'.join(map(str, lay['in_shape']))} | "
+                  f"{'x'.join(map(str, lay['out_shape']))} | {lay['out_dtype']} | "
+                  f"{' '.join(f'{k}={v}' for k, v in lay['folding'].items()) or '-'} | {_styles(lay)} | "
+                  f"{lay['cycles']:,} | {r['LUT']:,} | {r['FF']:,} | {r['BRAM18']} | {r['DSP']} | "
+                  f"{f['depth']}x{f['width_bits']} {f['style']} |")
+    fifos = {k: sum(lay["fifo"]["resources"][k] for lay in doc["layers"]) for k in RESOURCES}
+    md.append(f"| FIFOs (all) | | | | | | | | {fifos['LUT']:,} | {fifos['FF']:,} | {fifos['BRAM18']} | "
+              f"{fifos['DSP']} | |")
+    md.append(f"| **total** (with shell) | | | | | | | | {b['LUT']['used']:,} | {b['FF']['used']:,} | "
+              f"{b['BRAM18']['used']} | {b['DSP']['used']} | |")
+    if plots:
+        md += ["", "## Plots (estimated)", "", "![cycles per layer](cycles.png)", "",
+               "![resources against the budget](resources.png)"]
+    return "\n".join(md + [""])
+
+
+def write_reports(net: Network, board: dict, out_dir: Path, fold_info: dict | None = None,
+                  ceilings: dict | None = None) -> dict:
+    doc = summary(net, board, fold_info, ceilings)
     out_dir = Path(out_dir)
     (out_dir / "report.json").write_text(json.dumps(doc, indent=1))
-    rows = [f"| {lay['name']} | {lay['kind']} | {'x'.join(map(str, lay['in_shape']))} | "
-            f"{'x'.join(map(str, lay['out_shape']))} | {lay['out_dtype']} | "
-            f"{' '.join(f'{k}={v}' for k, v in lay['folding'].items()) or '-'} | {lay['cycles']:,} |"
-            for lay in doc["layers"]]
-    md = [f"# {doc['network']} on {doc['board']} ({doc['clock_mhz']} MHz)", "",
-          f"*{doc['note']}*", "",
-          f"**Estimated throughput: {doc['fps_estimated']:.1f} FPS** (bottleneck `{doc['bottleneck']}`, "
-          f"{doc['bottleneck_cycles']:,} cycles/frame)", "",
-          "| layer | kind | in (HxWxC) | out (HxWxC) | out type | folding | cycles/frame (est.) |",
-          "|---|---|---|---|---|---|---|", *rows, ""]
-    (out_dir / "report.md").write_text("\n".join(md))
+    (out_dir / "report.md").write_text(markdown(doc))
     return doc
+
+
+def plot(doc: dict, out_dir: Path) -> list[Path]:
+    """cycles.png: cycles per layer, the bottleneck marked; resources.png: each resource's use as a share of the
+    device, stacked by layer (plus FIFOs and shell), with the ceiling marked. Both labelled *estimated (model)*."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    layers = doc["layers"]
+    names = [lay["name"] for lay in layers]
+    cycles = [lay["cycles"] for lay in layers]
+    fig, ax = plt.subplots(figsize=(max(8, 0.38 * len(names)), 4.8))
+    colors = ["tab:red" if n == doc["bottleneck"] else "tab:blue" for n in names]
+    ax.bar(range(len(names)), cycles, color=colors)
+    ax.axhline(doc["bottleneck_cycles"], color="tab:red", ls="--", lw=1,
+               label=f"bottleneck {doc['bottleneck']}: {doc['bottleneck_cycles']:,} cycles = "
+                     f"{doc['fps_estimated']:.0f} FPS at {doc['clock_mhz']} MHz")
+    ax.set_xticks(range(len(names)), names, rotation=70, ha="right", fontsize=7)
+    ax.set_ylabel("cycles per frame")
+    ax.set_title(f"{doc['network']} on {doc['board']}: cycles per layer, estimated (model)")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    paths = [out_dir / PLOTS[0]]
+    fig.savefig(paths[0], dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    b = doc["budget"]
+    cmap = plt.get_cmap("tab20")
+    parts = [(lay["name"], lay["resources"]) for lay in layers]
+    parts.append(("FIFOs", {r: sum(lay["fifo"]["resources"][r] for lay in layers) for r in RESOURCES}))
+    parts.append(("shell", {r: b[r]["shell"] for r in RESOURCES}))
+    bottom = [0.0] * len(RESOURCES)
+    for i, (name, res) in enumerate(parts):
+        share = [100 * res[r] / b[r]["device"] for r in RESOURCES]
+        color = "0.6" if name == "shell" else ("0.3" if name == "FIFOs" else cmap(i % 20))
+        ax.bar(range(len(RESOURCES)), share, bottom=bottom, color=color, edgecolor="white", lw=0.3,
+               label=name if any(share) else None)
+        bottom = [x + y for x, y in zip(bottom, share, strict=True)]
+    for i, r in enumerate(RESOURCES):
+        ax.plot([i - 0.4, i + 0.4], [100 * b[r]["ceiling"]] * 2, color="black", lw=2)
+        ax.text(i, 100 * b[r]["ceiling"] + 1.5, f"ceiling {b[r]['ceiling']:.0%}", ha="center", fontsize=7)
+    ax.set_xticks(range(len(RESOURCES)), [f"{r}\n{b[r]['used']:,} / {b[r]['device']:,}" for r in RESOURCES],
+                  fontsize=8)
+    ax.set_ylim(0, 110)
+    ax.set_ylabel("% of the device")
+    ax.set_title(f"{doc['network']} on {doc['board']}: resources against the budget, estimated (model)")
+    ax.legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    paths.append(out_dir / PLOTS[1])
+    fig.savefig(paths[1], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def report(build_dir: Path) -> str:
+    """``fpgagen report``: re-render report.md from report.json with the PNG plots; returns the markdown."""
+    build_dir = Path(build_dir)
+    doc = json.loads((build_dir / "report.json").read_text())
+    plot(doc, build_dir)
+    md = markdown(doc, plots=True)
+    (build_dir / "report.md").write_text(md)
+    return md

@@ -3,23 +3,81 @@
 Every stream carries *words* of ``in_word``/``out_word`` integer elements; pixels are streamed in raster order
 (NHWC), channels fastest. Each class documents its cycle model, which is the trip count of its HLS kernel's
 pipelined loop (II=1), so the estimate matches what the template does.
+
+Resource model (*estimated*): every class has ``resources()`` -> {LUT, FF, BRAM18, DSP, LUTRAM} (LUTRAM is the part of
+LUT used as memory, SRL FIFOs included) and ``fold_options()``, the valid folding/style choices the optimizer may take.
+The MVAU starts from FINN-R's published formulas (shared/facts.md); each deviation is argued where it is made.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 from qonnx.core.datatype import DataType
 
 from ..errors import FpgagenError
+from ..quant import smallest_dtype
 
 Shape = tuple[int, int, int]  # (H, W, C) of one image, channels last
 
 
 def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
+
+
+RESOURCES = ("LUT", "FF", "BRAM18", "DSP", "LUTRAM")
+MEM_STYLES = ("bram", "lutram")
+CONTROL_LUT, CONTROL_FF = 60, 80  # loop counters, FSM and stream handshakes of one HLS process (a judgement)
+
+
+def resources(**kw: float) -> dict[str, int]:
+    return {r: int(math.ceil(kw.get(r, 0))) for r in RESOURCES}
+
+
+def add_resources(*parts: dict) -> dict[str, int]:
+    return {r: sum(p.get(r, 0) for p in parts) for r in RESOURCES}
+
+
+def bram18(depth: int, width: int) -> int:
+    """BRAM18 blocks for a ``depth`` x ``width``-bit memory: FINN-R's formula, which picks the aspect ratio from the
+    width (16K x 1 ... 512 x 36) and splits the rest over blocks side by side and stacked."""
+    if depth <= 0 or width <= 0:
+        return 0
+    if width <= 4:
+        return math.ceil(depth / 4096) * math.ceil(width / 4)
+    if width <= 9:
+        return math.ceil(depth / 2048) * math.ceil(width / 9)
+    if width <= 18 or depth > 512:
+        return math.ceil(depth / 1024) * math.ceil(width / 18)
+    return math.ceil(depth / 512) * math.ceil(width / 36)
+
+
+def rom_luts(depth: int, width: int) -> int:
+    """A ROM (or single-port RAM) in LUTs: one LUT6 holds 64 x 1 bit (FINN-R's LUTRAM term W*ceil(depth/64))."""
+    return width * math.ceil(depth / 64) if depth > 1 else 0
+
+
+def ram_luts(depth: int, width: int) -> int:
+    """A simple-dual-port RAM (one write, one read per cycle) in LUTs: a RAM64M slice quad stores 64 x 3 bits in 4
+    LUTs (3 read LUTs plus the write-address LUT); up to 32 deep, a RAM32M stores 32 x 6 bits in 4 LUTs."""
+    if depth <= 32:
+        return 4 * math.ceil(width / 6)
+    return 4 * math.ceil(width / 3) * math.ceil(depth / 64)
+
+
+def memory(depth: int, width: int, style: str, dual_port: bool = False) -> dict[str, int]:
+    """Resources of one on-chip memory in ``style`` (bram | lutram); a 1-deep ROM is a constant (no memory)."""
+    if depth <= 1 and not dual_port:
+        return resources()
+    if style == "bram":
+        return resources(BRAM18=bram18(depth, width))
+    luts = ram_luts(depth, width) if dual_port else rom_luts(depth, width)
+    return resources(LUT=luts, LUTRAM=luts)
 
 
 @dataclass(eq=False)
@@ -29,8 +87,11 @@ class Layer:
     out_shape: Shape
     in_dtype: str
     out_dtype: str
+    fifo_depth: int = 2  # depth of this layer's output stream (fpgagen.fifo sizes it)
+    fifo_style: str = "srl"  # srl | bram
 
     kind = "Layer"
+    STYLES: ClassVar[dict[str, tuple | type]] = {}  # implementation choices: allowed values (or int)
 
     @property
     def idt(self) -> DataType:
@@ -49,18 +110,31 @@ class Layer:
         raise NotImplementedError
 
     def folding(self) -> dict:
-        """The user-settable folding attributes, as in a folding.json entry."""
+        """The integer folding attributes (PE, SIMD, ...), as in a folding.json entry."""
         return {}
 
+    def styles(self) -> dict:
+        """The implementation choices (memory and multiplier styles), also settable in folding.json."""
+        return {key: getattr(self, key) for key in self.STYLES}
+
     def set_folding(self, **attrs) -> None:
+        settable = [*self.folding(), *self.STYLES, "fifo_depth"]
         for key, value in attrs.items():
-            if key not in self.folding():
-                raise FpgagenError(
-                    f"unknown folding attribute '{key}' for {self.kind}",
-                    f"layer {self.name}",
-                    f"use one of {sorted(self.folding()) or 'none'}",
-                )
-            setattr(self, key, int(value))
+            if key not in settable:
+                raise FpgagenError(f"unknown folding attribute '{key}' for {self.kind}", f"layer {self.name}",
+                                   f"use one of {sorted(settable)}")
+            allowed = self.STYLES.get(key, int)
+            if allowed is not int:
+                if value not in allowed:
+                    raise FpgagenError(f"{key}='{value}' is not a valid choice", f"layer {self.name}",
+                                       f"use one of {list(allowed)}")
+                setattr(self, key, value)
+            elif isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value or \
+                    value < (0 if key == "dsp_pe" else 1):
+                raise FpgagenError(f"{key}={value!r} is not a valid count", f"layer {self.name}",
+                                   f"write {key} as a whole number, e.g. \"{key}\": 2")
+            else:
+                setattr(self, key, int(value))
         self.validate()
 
     def validate(self) -> None:
@@ -68,6 +142,42 @@ class Layer:
 
     def cycles(self) -> int:
         raise NotImplementedError
+
+    def resources(self) -> dict[str, int]:
+        """Estimated LUT, FF, BRAM18, DSP and LUTRAM of this layer's kernel (its output FIFO is costed apart)."""
+        raise NotImplementedError
+
+    def io_pattern(self) -> tuple[np.ndarray, np.ndarray]:
+        """(reads, writes): per iteration of the kernel's pipelined loop (one frame, ``cycles()`` of them), whether
+        it pops its input stream and whether it pushes its output stream. fpgagen.fifo sizes the FIFOs from it."""
+        raise NotImplementedError
+
+    def fold_cores(self) -> list[dict]:
+        """The valid folding choices that set this layer's stream words and cycles (PE, SIMD)."""
+        return [{}]
+
+    def style_groups(self) -> list[list[dict]]:
+        """For the current folding: groups of alternatives that change resources only, independently of each
+        other: ``resources()`` is a core term plus one term per group (a group of ``dsp_pe`` counts is linear)."""
+        return []
+
+    def fold_options(self) -> list[dict]:
+        """Every valid choice (the optimizer's domain): each core with one alternative from every style group."""
+        out = []
+        for core in self.fold_cores():
+            probe = copy.copy(self)
+            probe.__dict__.update(core)
+            for combo in itertools.product(*probe.style_groups()):
+                out.append({k: v for part in (core, *combo) for k, v in part.items()})
+        return out
+
+    @property
+    def in_bits(self) -> int:
+        return self.idt.bitwidth()
+
+    @property
+    def out_bits(self) -> int:
+        return self.odt.bitwidth()
 
     def _require(self, ok: bool, what: str, fix: str) -> None:
         if not ok:
@@ -93,8 +203,10 @@ class SlidingWindow(Layer):
     pad_value: int = 0
     simd: int = 1
     ifm_word: int = 1  # elements per input word (the producer's word)
+    mem_style: str = "lutram"  # line buffer: bram | lutram
 
     kind = "SlidingWindow"
+    STYLES = {"mem_style": MEM_STYLES}
 
     @property
     def channels(self) -> int:
@@ -140,6 +252,51 @@ class SlidingWindow(Layer):
         iw, c = self.in_shape[1:]
         return max(self.rows_needed(0), 0) * iw * c // self.ifm_word + self.out_shape[0] * self.row_iterations
 
+    def fold_cores(self) -> list[dict]:
+        return [{"simd": s} for s in self.simd_options()]
+
+    def io_pattern(self) -> tuple[np.ndarray, np.ndarray]:
+        """Preload reads, then per output row ROW_ITERATIONS iterations that write the row's window words first
+        and read the rows the next output row needs (all remaining rows on the last one)."""
+        ih, iw, c = self.in_shape
+        oh, ow = self.out_shape[:2]
+        per_row = iw * c // self.ifm_word
+        pre = max(self.rows_needed(0), 0) * per_row
+        it = np.arange(self.row_iterations)
+        reads, writes, done = [np.ones(pre, bool)], [np.zeros(pre, bool)], pre
+        for oy in range(oh):
+            need = (oy + 1) * self.stride[0] - self.pads[0] + self.kernel[0] if oy + 1 < oh else ih
+            n = min(need, ih) * per_row - done
+            reads.append(it < n)
+            writes.append(it < ow * self.window // self.simd)
+            done += n
+        return np.concatenate(reads), np.concatenate(writes)
+
+    def style_groups(self) -> list[list[dict]]:
+        return [[{"mem_style": m} for m in MEM_STYLES]]
+
+    def line_buffer(self) -> tuple[int, int, int]:
+        """(memories, depth, width) of the line buffer: KH+SH rows, one memory each, whose word is one whole pixel
+        (C*A bits); when a window word spans several columns (SIMD > C) the columns are also split cyclically by
+        KW, so the KW pixels read in one cycle come from different memories."""
+        rows, iw, c = self.kernel[0] + self.stride[0], self.in_shape[1], self.channels
+        split = self.kernel[1] if self.simd > c else 1
+        return rows * split, math.ceil(iw / split), c * self.in_bits
+
+    def resources(self) -> dict[str, int]:
+        """Line buffer (``line_buffer``; simple dual port: the next rows are written while the window is read)
+        in ``mem_style``; a pixel register that assembles C/IN_WORD input words into one line-buffer word; and the
+        output multiplexers: each of the SIMD output elements picks one of ``fan_in`` sources (rotating row, the
+        channel group within the pixel word, the column phase, or the pad code), a LUT6 being a 4:1 multiplexer
+        bit. Not in FINN-R (FINN counts padding as zero); derived from the kernel's loop body."""
+        n, depth, width = self.line_buffer()
+        mem = memory(depth, width, self.mem_style, dual_port=True)
+        rows, c, a = self.kernel[0] + self.stride[0], self.channels, self.in_bits
+        fan_in = rows * max(1, c // self.simd) * (self.kernel[1] if self.simd > c else 1) + 1
+        mux = self.simd * a * math.ceil(fan_in / 4)
+        ff = (self.simd + self.ifm_word + (c if self.ifm_word < c else 0)) * a + 2 * CONTROL_FF
+        return add_resources({r: v * n for r, v in mem.items()}, resources(LUT=mux + 2 * CONTROL_LUT, FF=ff))
+
 
 @dataclass(eq=False)
 class MVAU(Layer):
@@ -158,8 +315,13 @@ class MVAU(Layer):
     acc_dtype: str = "INT32"
     pe: int = 1
     simd: int = 1
+    dsp_pe: int = 0  # PEs whose dot product is a chain of DSP48E1 multiply-adds; the others use LUTs
+    mem_style: str = "bram"  # weight ROM: bram | lutram
+    thr_style: str = "lutram"  # threshold ROM: bram | lutram
+    thr_mode: str = "parallel"  # parallel: NT comparators per PE | search: binary search, log2(NT+1) of them
 
     kind = "MVAU"
+    STYLES = {"dsp_pe": int, "mem_style": MEM_STYLES, "thr_style": MEM_STYLES, "thr_mode": ("parallel", "search")}
 
     @property
     def mw(self) -> int:
@@ -189,9 +351,149 @@ class MVAU(Layer):
                       f"choose SIMD from {divisors(self.mw)}")
         self._require(self.mh % self.pe == 0, f"PE={self.pe} does not divide MH={self.mh}",
                       f"choose PE from {divisors(self.mh)}")
+        self._require(0 <= self.dsp_pe <= self.pe, f"dsp_pe={self.dsp_pe} must lie between 0 and PE={self.pe}",
+                      "set dsp_pe to the number of PEs that use DSP48E1 multipliers")
 
     def cycles(self) -> int:
         return (self.mh // self.pe) * (self.mw // self.simd) * self.pixels
+
+    @property
+    def mul_style(self) -> str:
+        """"dsp" when every PE multiplies in DSP48E1s, "lut" when none does, "mixed" otherwise (``dsp_pe``)."""
+        return "lut" if self.dsp_pe == 0 else "dsp" if self.dsp_pe == self.pe else "mixed"
+
+    @property
+    def nt(self) -> int:
+        return 0 if self.thresholds is None else self.thresholds.shape[1]
+
+    @property
+    def thr_bits(self) -> int:
+        """Stored threshold width: the smallest integer type holding them (as codegen declares thr_t); in search
+        mode the padding value (``search_tables``) too."""
+        if not self.nt:
+            return 0
+        top = max(int(self.thresholds.max()), self.search_pad if self.thr_mode == "search" else 0)
+        return smallest_dtype(min(int(self.thresholds.min()), -1), top).bitwidth()
+
+    @property
+    def search_pad(self) -> int:
+        """A threshold no accumulator reaches: pads the search tables up to 2^S - 1 entries."""
+        return int(DataType[self.acc_dtype].max()) + 1
+
+    def search_tables(self) -> list[np.ndarray]:
+        """The binary-search ROMs of ``thr_mode=search``: stage s (of S = ceil(log2(NT+1))) as [PE][NF][2^s].
+
+        With T' the thresholds padded by ``search_pad`` to 2^S - 1 entries, stage s holds, for the prefix j of the
+        answer found so far (its top s bits), T'[(2j + 1) * 2^(S-1-s) - 1]. The kernel runs, per output channel,
+        ``j = 0; for s: j = 2*j + (acc >= stage_s[p][nf][j])`` and outputs OUT_BASE + j, which equals
+        OUT_BASE + #{k : acc >= T_k} because the thresholds are sorted (non-decreasing per channel)."""
+        stages = self.search_stages
+        padded = np.full((self.mh, 2**stages - 1), self.search_pad, np.int64)
+        padded[:, : self.nt] = self.thresholds
+        out = []
+        for s in range(stages):
+            j = np.arange(2**s)
+            out.append(fold_channels(padded[:, (2 * j + 1) * 2 ** (stages - 1 - s) - 1], self.pe))
+        return out
+
+    def fold_cores(self) -> list[dict]:
+        return [{"pe": pe, "simd": simd} for pe in divisors(self.mh) for simd in divisors(self.mw)]
+
+    def io_pattern(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per pixel NF*SF iterations: the first neuron fold reads the SF input words, every SF-th writes."""
+        nf, sf = self.mh // self.pe, self.mw // self.simd
+        i = np.arange(nf * sf)
+        return np.tile(i < sf, self.pixels), np.tile(i % sf == sf - 1, self.pixels)
+
+    def style_groups(self) -> list[list[dict]]:
+        """The weight memory style where a memory exists (more than one word); threshold style and mode (binary
+        search where there are at least two thresholds); and 0..PE DSP PEs (resources are linear in it)."""
+        nf, sf = self.mh // self.pe, self.mw // self.simd
+        modes = ("parallel", "search") if self.nt > 1 else ("parallel",)
+        thr = MEM_STYLES if self.nt and nf > 1 else ("lutram",)
+        return [[{"mem_style": m} for m in (MEM_STYLES if nf * sf > 1 else ("lutram",))],
+                [{"thr_style": t, "thr_mode": md} for t in thr for md in modes],
+                [{"dsp_pe": d} for d in range(self.pe + 1)]]
+
+    def dsp_per_product(self) -> int:
+        """DSP48E1 blocks per W x A product: its multiplier is 25 x 18 signed (an unsigned operand needs a bit
+        more); wider products tile several blocks."""
+        w = DataType[self.weight_dtype]
+        wb, ab = w.bitwidth() + (not w.signed()), self.in_bits + (not self.idt.signed())
+        lo, hi = sorted((wb, ab))
+        return math.ceil(lo / 18) * math.ceil(hi / 25)
+
+    @property
+    def search_stages(self) -> int:
+        return max(1, math.ceil(math.log2(self.nt + 1)))
+
+    def threshold_resources(self) -> tuple[int, dict[str, int], int]:
+        """(compare LUTs per PE, threshold memory, pipeline FFs per PE).
+
+        ``parallel`` (FINN-R): NT comparators of max(ACC, TB) bits per PE; one ROM of NF words of PE*NT*TB bits.
+        ``search``: the thresholds are sorted, so #{k : acc >= T_k} is found by a binary search of
+        S = ceil(log2(NT+1)) pipelined steps, one comparator each; step k reads one of 2^k thresholds per
+        channel (padded with never-passing values up to 2^S - 1), from its own ROM of NF*2^k words of PE*TB bits
+        (for NF == 1 a 2^k-entry constant table: the same LUT count as a ROM)."""
+        acc, nt, tb = DataType[self.acc_dtype].bitwidth(), self.nt, self.thr_bits
+        cb = max(acc, tb)
+        if not nt:
+            return 0, resources(), 0
+        nf = self.mh // self.pe
+        if self.thr_mode == "parallel":
+            return nt * cb, memory(nf, self.pe * nt * tb, self.thr_style), nt
+        stages = self.search_stages
+        style = self.thr_style if nf > 1 else "lutram"
+        mem = add_resources(*(memory(nf * 2**k, self.pe * tb, style) for k in range(stages)))
+        return stages * (cb + stages), mem, stages * (acc + stages)
+
+    def resources(self) -> dict[str, int]:
+        """FINN-R's MVAU model, per PE with W-bit weights, A-bit inputs, ACC-bit accumulator, NT thresholds:
+
+            LUT = 300 + 1.1 * PE * (mult + adder + ACC + NT * ACC) + weight LUTRAM + threshold LUTRAM
+            mult  = SIMD * (2 * ceil((W + A) / 6) - 1) * (W + A)
+            adder = (W + A) * (2 * SIMD - 1)
+
+        Deviations, each argued:
+        * DSP PEs (``dsp_pe`` of them): the PE's SIMD products and their sum are a chain of SIMD DSP48E1s, each
+          multiplying (25 x 18) and adding the previous block's partial sum on its 48-bit post-adder through the
+          dedicated cascade (the DSP48E1's intended use for dot products, UG479), so both ``mult`` and ``adder``
+          leave the LUTs; the accumulator and comparators stay. Products wider than one DSP48E1 keep the adder
+          tree in LUTs.
+        * Memories follow the kernel's layout: all PEs read the same address each cycle, so the weights are one
+          ROM of depth NF*SF and width PE*SIMD*W, and the thresholds one of depth NF and width PE*NT*TB (TB: the
+          stored threshold width). In LUTRAM that is exactly FINN-R's ``PE*SIMD*W*ceil(WMEM/64)`` and
+          ``NT*ACC*ceil(TMEM/64)`` per PE (with TB for ACC: the ROM stores the smallest type that holds the
+          thresholds, which the clipping to the accumulator range keeps within ACC+1 bits); in BRAM it is
+          FINN-R's BRAM18 formula on that one wide memory.
+        * A 1-deep ROM (NF*SF == 1 for weights, NF == 1 for thresholds) is a set of constants that HLS folds into
+          the logic: no memory. Multipliers and comparators are still costed in full, although multiplying or
+          comparing with a constant is cheaper, so this stays on the safe side.
+        * Comparators are costed at max(ACC, TB) bits; ``thr_mode=search`` replaces the NT comparators by a
+          binary search (see ``threshold_resources``).
+        * Added, not in FINN-R: the input buffer that holds the SF input words while the other neuron folds
+          reuse them (SF x SIMD*A bits, dual-port LUTRAM, or registers when SF == 1).
+        FF (FINN-R has no FF model; FF never binds on a Zynq-7020 for these designs): per LUT PE one register
+        stage per product and half the adder tree, per PE the accumulator and the threshold pipeline, plus the
+        input registers.
+        """
+        w = DataType[self.weight_dtype].bitwidth()
+        a, acc = self.in_bits, DataType[self.acc_dtype].bitwidth()
+        nf, sf, pe, simd = self.mh // self.pe, self.mw // self.simd, self.pe, self.simd
+        mult = simd * (2 * math.ceil((w + a) / 6) - 1) * (w + a)
+        adder = (w + a) * (2 * simd - 1)
+        per_dsp = self.dsp_per_product()
+        cmp, thresholds, thr_ff = self.threshold_resources()
+        # one term per style group (each rounded on its own, so the optimizer may add them up exactly)
+        lut_pe = resources(LUT=1.1 * (mult + adder), FF=1.5 * simd * (w + a))
+        dsp_pe = resources(LUT=0 if per_dsp == 1 else 1.1 * adder, DSP=simd * per_dsp)
+        compute = {r: (pe - self.dsp_pe) * lut_pe[r] + self.dsp_pe * dsp_pe[r] for r in RESOURCES}
+        thresholds = add_resources({**thresholds, "LUT": math.ceil(1.1 * thresholds["LUT"])},
+                                   resources(LUT=1.1 * pe * cmp, FF=pe * thr_ff))
+        weights = memory(nf * sf, pe * simd * w, self.mem_style)
+        inbuf = memory(sf, simd * a, "lutram", dual_port=True) if sf > 1 else resources(FF=simd * a)
+        core = resources(LUT=300 + 1.1 * pe * acc, FF=2 * pe * acc + 2 * simd * a + CONTROL_FF)
+        return add_resources(core, inbuf, compute, thresholds, weights)
 
     def weight_tiles(self) -> np.ndarray:
         """Weights as the kernel's ROM: [PE][NF*SF][SIMD], neuron nf*PE+p, input sf*SIMD+s."""
@@ -212,8 +514,10 @@ class MaxPool(Layer):
 
     kernel: tuple[int, int] = (2, 2)
     pe: int = 1
+    mem_style: str = "lutram"  # row of running maxima: bram | lutram
 
     kind = "MaxPool"
+    STYLES = {"mem_style": MEM_STYLES}
 
     @property
     def in_word(self) -> int:
@@ -234,6 +538,28 @@ class MaxPool(Layer):
         h, w, c = self.in_shape
         return h * w * c // self.pe
 
+    def fold_cores(self) -> list[dict]:
+        return [{"pe": p} for p in divisors(self.in_shape[2])]
+
+    def style_groups(self) -> list[list[dict]]:
+        return [[{"mem_style": m} for m in MEM_STYLES]]
+
+    def io_pattern(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every iteration reads; the last pixel of each (complete) window writes."""
+        h, w, c = self.in_shape
+        (kh, kw), (oh, ow) = self.kernel, self.out_shape[:2]
+        y, x = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+        last = (y % kh == kh - 1) & (x % kw == kw - 1) & (y // kh < oh) & (x // kw < ow)
+        return np.ones(h * w * c // self.pe, bool), np.repeat(last.reshape(-1), c // self.pe)
+
+    def resources(self) -> dict[str, int]:
+        """The row of running maxima (OW*C/PE words of PE*A bits, read and written every cycle: dual port) in
+        ``mem_style``, and per lane a comparator and a 2:1 select (2*A LUTs, carry chain plus multiplexer).
+        FINN counts max pooling as zero LUTs; derived from the kernel's loop body."""
+        a, c = self.in_bits, self.in_shape[2]
+        mem = memory(self.out_shape[1] * c // self.pe, self.pe * a, self.mem_style, dual_port=True)
+        return add_resources(mem, resources(LUT=2 * self.pe * a + CONTROL_LUT, FF=2 * self.pe * a + CONTROL_FF))
+
 
 @dataclass(eq=False)
 class Threshold(Layer):
@@ -244,8 +570,10 @@ class Threshold(Layer):
     negate: np.ndarray = field(default=None, repr=False)
     out_base: int = 0
     pe: int = 1
+    thr_style: str = "lutram"  # threshold ROM: bram | lutram
 
     kind = "Threshold"
+    STYLES = {"thr_style": MEM_STYLES}
 
     @property
     def in_word(self) -> int:
@@ -268,6 +596,30 @@ class Threshold(Layer):
 
     def threshold_tiles(self) -> np.ndarray:
         return fold_channels(self.thresholds, self.pe)
+
+    @property
+    def thr_bits(self) -> int:
+        return smallest_dtype(min(int(self.thresholds.min()), -1), int(self.thresholds.max())).bitwidth()
+
+    def fold_cores(self) -> list[dict]:
+        return [{"pe": p} for p in divisors(self.in_shape[2])]
+
+    def style_groups(self) -> list[list[dict]]:
+        return [[{"thr_style": t} for t in (MEM_STYLES if self.in_shape[2] // self.pe > 1 else ("lutram",))]]
+
+    def io_pattern(self) -> tuple[np.ndarray, np.ndarray]:
+        n = self.cycles()
+        return np.ones(n, bool), np.ones(n, bool)
+
+    def resources(self) -> dict[str, int]:
+        """FINN-R's threshold terms for PE lanes: NT comparators of max(A+1, TB) bits each (A+1: room for -x),
+        the threshold ROM (C/PE deep, PE*NT*TB wide; a constant when 1 deep) and the negate flags; 1.1 routing
+        factor as in FINN-R's MVAU."""
+        nt, cw = self.thresholds.shape[1], self.in_shape[2] // self.pe
+        cmp = nt * max(self.in_bits + 1, self.thr_bits) + self.in_bits + 1
+        mem = memory(cw, self.pe * (nt * self.thr_bits + 1), self.thr_style)
+        return add_resources(mem, resources(LUT=1.1 * self.pe * cmp + CONTROL_LUT,
+                                            FF=self.pe * (self.in_bits + nt + self.out_bits) + CONTROL_FF))
 
     def negate_tiles(self) -> np.ndarray:
         return fold_channels(self.negate.astype(np.int64)[:, None], self.pe)[..., 0]
@@ -300,6 +652,20 @@ class WidthConverter(Layer):
     def cycles(self) -> int:
         h, w, c = self.in_shape
         return h * w * c // self.in_elems + h * w * c // self.out_elems
+
+    def io_pattern(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per chunk: chunk/in reads, then chunk/out writes."""
+        n_in, n_out = self.chunk // self.in_elems, self.chunk // self.out_elems
+        chunks = math.prod(self.in_shape) // self.chunk
+        phase = np.arange(n_in + n_out) < n_in
+        return np.tile(phase, chunks), np.tile(~phase, chunks)
+
+    def resources(self) -> dict[str, int]:
+        """The chunk register (lcm(in, out) elements; each written from a fixed input lane, so no input mux)
+        and the output multiplexers: each output element picks one of chunk/out registers (4:1 per LUT6)."""
+        a = self.in_bits
+        mux = self.out_elems * a * math.ceil(self.chunk / self.out_elems / 4) if self.chunk > self.out_elems else 0
+        return resources(LUT=mux + CONTROL_LUT, FF=(self.chunk + self.out_elems) * a + CONTROL_FF)
 
 
 def fold_channels(per_channel: np.ndarray, pe: int) -> np.ndarray:

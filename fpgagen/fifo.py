@@ -1,0 +1,290 @@
+"""FIFO depths between layers, sized from each kernel's stream pattern, and a stream-level check.
+
+Model. Every kernel is one pipelined loop at II=1; ``Layer.io_pattern()`` says, per iteration, whether it pops its
+input and whether it pushes its output. A FIFO of depth d holds d words; a word pushed in cycle t can be popped
+from t+1 on; a slot freed by a pop in cycle t can be refilled from t+1 on. The DMA source can push one word per
+cycle whenever there is room; the DMA sink pops one per cycle whenever there is a word.
+
+Why these depths cannot deadlock. The processes form a chain. A process blocked on a pop waits for its producer,
+which (its output FIFO being empty) can only itself be blocked on a pop, and so on up to the source, which never
+blocks; a process blocked on a push waits for its consumer, which (its input FIFO being full) can only be blocked
+on a push, and so on down to the sink, which never blocks. Every kernel pops and pushes a fixed number of words
+per frame, equal to what its neighbours push and pop. So no cycle of waits exists: any depth >= 1 is
+deadlock-free on a straight-line network.
+
+Why they do not stall. Let B be the bottleneck (most cycles per frame, T). Build a schedule S in which B runs its
+iterations back to back (period T), every layer downstream of B runs each iteration as soon as its input word is
+there (ASAP), and every layer upstream of B runs each iteration as late as its consumer allows (ALAP: a word is
+pushed the cycle before it is popped, subject to one iteration per cycle). S respects every data dependence and
+every kernel's II=1. Size each FIFO to the largest number of words S ever holds in it (counting a pop in the cycle
+of a push as too late to free the slot). Then S also respects every FIFO bound, so S is a feasible execution.
+The hardware runs each iteration at the earliest cycle its dependences and FIFO bounds allow; these constraints
+are monotone (max-plus), so the hardware's times are the least feasible ones and never later than S's: every
+frame leaves at least as early as in S, whose period is T. Pipeline latencies only shift each downstream process
+by a constant, which changes no FIFO's occupancy. ``check_schedule`` re-verifies S against the chosen depths,
+and ``simulate`` (small networks) runs the bounded FIFOs cycle by cycle.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .ir import Network
+from .ir.layers import bram18, resources
+
+SRL_DEPTH = 32  # an SRLC32E shifts 32 words of one bit per LUT
+FRAMES = 3
+
+
+@dataclass
+class Process:
+    name: str
+    reads: np.ndarray  # per iteration of one frame: pops its input
+    writes: np.ndarray  # per iteration of one frame: pushes its output
+    width: int = 0  # bits per word of its output stream
+
+
+def processes(net: Network) -> list[Process]:
+    """The DMA source, every layer, the DMA sink, with their per-frame stream patterns."""
+    first, last = net.layers[0], net.layers[-1]
+    n_in = math.prod(first.in_shape) // first.in_word
+    n_out = math.prod(last.out_shape) // last.out_word
+    out = [Process("input", np.zeros(n_in, bool), np.ones(n_in, bool), first.in_word * first.in_bits)]
+    for layer in net.layers:
+        reads, writes = layer.io_pattern()
+        assert len(reads) == len(writes) == layer.cycles(), f"{layer.name}: pattern does not match cycles()"
+        out.append(Process(layer.name, reads, writes, layer.out_word * layer.out_bits))
+    out.append(Process("output", np.ones(n_out, bool), np.zeros(n_out, bool)))
+    for prod, cons in zip(out, out[1:], strict=False):
+        assert prod.writes.sum() == cons.reads.sum(), f"{prod.name} -> {cons.name}: words per frame differ"
+    return out
+
+
+def _asap(lower: np.ndarray) -> np.ndarray:
+    """Earliest times t_i >= lower_i with t_i >= t_{i-1} + 1 (lower = -inf where unconstrained)."""
+    idx = np.arange(len(lower), dtype=float)
+    t = np.maximum.accumulate(lower - idx) + idx
+    finite = np.isfinite(t)
+    first = int(np.argmax(finite))
+    t[:first] = t[first] - (first - idx[:first])
+    return t
+
+
+def _alap(upper: np.ndarray) -> np.ndarray:
+    """Latest times t_i <= upper_i with t_i <= t_{i+1} - 1 (upper = +inf where unconstrained)."""
+    idx = np.arange(len(upper), dtype=float)
+    t = np.minimum.accumulate((upper - idx)[::-1])[::-1] + idx
+    finite = np.isfinite(t)
+    last = len(t) - 1 - int(np.argmax(finite[::-1]))
+    t[last + 1:] = t[last] + (idx[last + 1:] - last)
+    return t
+
+
+def _edges(procs: list[Process], times: list[np.ndarray], frames: int, j: int) -> tuple[np.ndarray, np.ndarray]:
+    """(push times, pop times) of the FIFO between process j and j + 1."""
+    return times[j][np.tile(procs[j].writes, frames)], times[j + 1][np.tile(procs[j + 1].reads, frames)]
+
+
+def schedule(procs: list[Process], frames: int = FRAMES, improve: bool = True) -> tuple[list[np.ndarray], int]:
+    """The schedule S (module docstring) over ``frames`` frames: iteration times per process, and B's index.
+
+    B runs back to back; upstream ALAP, downstream ASAP. ``improve``: then each other kernel, in turn, moves
+    within the window its neighbours leave it (between its earliest and its latest feasible times) to the blend
+    that needs the fewest FIFO bits on its two streams; any such move keeps S feasible, as the constraints are
+    differences of times (their feasible set is convex and closed under rounding down). Finally S is made exactly
+    periodic by repeating its middle frame every T cycles."""
+    reads = [np.tile(p.reads, frames) for p in procs]
+    writes = [np.tile(p.writes, frames) for p in procs]
+    b = max(range(len(procs)), key=lambda i: (len(procs[i].reads), -i))
+    period = len(procs[b].reads)
+    times: list[np.ndarray] = [np.empty(0)] * len(procs)
+    times[b] = np.arange(len(reads[b]), dtype=float)
+    for j in range(b + 1, len(procs)):  # downstream: as soon as the word is there
+        lower = np.full(len(reads[j]), -np.inf)
+        lower[reads[j]] = times[j - 1][writes[j - 1]] + 1
+        times[j] = _asap(lower)
+    for j in range(b - 1, -1, -1):  # upstream: as late as the consumer allows
+        upper = np.full(len(writes[j]), np.inf)
+        upper[writes[j]] = times[j + 1][reads[j + 1]] - 1
+        times[j] = _alap(upper)
+    base = _periodic(procs, times, frames, period)
+    if not improve:
+        return base, b
+    for j in range(1, len(procs) - 1):
+        if j == b:
+            continue
+        lower = np.full(len(reads[j]), -np.inf)
+        lower[reads[j]] = times[j - 1][writes[j - 1]] + 1
+        upper = np.full(len(writes[j]), np.inf)
+        upper[writes[j]] = times[j + 1][reads[j + 1]] - 1
+        early, late = _asap(lower), _alap(upper)
+        best = None
+        for lam in (0.0, 0.5, 1.0):
+            times[j] = np.floor(lam * early + (1 - lam) * late)
+            bits = (_needed_depth(*_edges(procs, times, frames, j - 1)) * procs[j - 1].width +
+                    _needed_depth(*_edges(procs, times, frames, j)) * procs[j].width)
+            if best is None or bits < best[0]:
+                best = (bits, times[j])
+        times[j] = best[1]
+    improved = _periodic(procs, times, frames, period)
+    return (improved if _valid(procs, improved, frames) else base), b
+
+
+def _periodic(procs: list[Process], times: list[np.ndarray], frames: int, period: int) -> list[np.ndarray]:
+    """Every process repeats the times of its middle frame with period T."""
+    out = []
+    for p, t in zip(procs, times, strict=True):
+        n, mid = len(p.reads), frames // 2
+        template = t[mid * n:(mid + 1) * n] - mid * period
+        out.append(np.concatenate([template + f * period for f in range(frames)]))
+    return out
+
+
+def _valid(procs: list[Process], times: list[np.ndarray], frames: int, depths: list[int] | None = None) -> bool:
+    """One iteration per cycle per kernel, every pop after its push, and (with ``depths``) every push into a free
+    slot of its FIFO."""
+    if not all(np.all(np.diff(t) >= 1) for t in times):
+        return False
+    for j in range(len(procs) - 1):
+        w, r = _edges(procs, times, frames, j)
+        if not np.all(r >= w + 1):
+            return False
+        if depths is not None and not np.all(w[depths[j]:] >= r[:-depths[j]] + 1):
+            return False
+    return True
+
+
+def _needed_depth(w: np.ndarray, r: np.ndarray) -> int:
+    """Most words held at once: before push k, pops strictly earlier than it have freed their slots."""
+    k = np.arange(len(w))
+    return int(np.max(k + 1 - np.searchsorted(r, w, side="left"))) if len(w) else 0
+
+
+def required_depths(net: Network, frames: int = FRAMES) -> list[int]:
+    """Per stream (the network input, then each layer's output): the occupancy bound of schedule S. With S
+    periodic, three frames cover every frame boundary as long as no FIFO holds more than a frame's words."""
+    procs = processes(net)
+    times, _ = schedule(procs, frames)
+    out = []
+    for j in range(len(procs) - 1):
+        depth = _needed_depth(*_edges(procs, times, frames, j))
+        assert depth < procs[j].writes.sum() * (frames - 1), "a FIFO would hold more than a frame"
+        out.append(depth)
+    return out
+
+
+def fifo_resources(depth: int, width: int, style: str) -> dict[str, int]:
+    """An HLS stream FIFO of ``depth`` words of ``width`` bits. ``srl``: shift-register LUTs (SRLC32E, one LUT per
+    bit per 32 words, counted as LUTRAM) plus an output register and the address counter; ``bram``: block RAM
+    (FINN-R's BRAM18 formula) plus its read/write counters and flags."""
+    bits = max(1, math.ceil(math.log2(depth + 1)))
+    if style == "bram":
+        return resources(BRAM18=bram18(depth, width), LUT=30 + 2 * bits, FF=40 + 2 * bits + width)
+    srl = width * math.ceil(depth / SRL_DEPTH)
+    return resources(LUT=srl + 4 + bits, LUTRAM=srl, FF=width + bits + 2)
+
+
+def fifo_style(depth: int, width: int) -> str:
+    """SRL unless a block RAM saves LUTs: one BRAM18 is worth ~170 LUTs at a Zynq-7020's 80%/90% ceilings."""
+    srl = width * math.ceil(depth / SRL_DEPTH)
+    return "bram" if depth > 2 * SRL_DEPTH and srl > 170 * bram18(depth, width) else "srl"
+
+
+def size_fifos(net: Network, frames: int = FRAMES) -> dict[str, int]:
+    """Set every layer's output ``fifo_depth`` (at least 2) and ``fifo_style``; returns the FIFOs' resources."""
+    depths = required_depths(net, frames)
+    total = resources()
+    assert depths[0] <= 2, "the DMA input stream needs no more than the default depth of 2"
+    for layer, depth in zip(net.layers, depths[1:], strict=True):
+        layer.fifo_depth = max(2, depth)
+        width = layer.out_word * layer.out_bits
+        layer.fifo_style = fifo_style(layer.fifo_depth, width)
+        part = fifo_resources(layer.fifo_depth, width, layer.fifo_style)
+        total = {r: total[r] + part[r] for r in total}
+    return total
+
+
+def fifos_resources(net: Network) -> dict[str, int]:
+    total = resources()
+    for layer in net.layers:
+        part = fifo_resources(layer.fifo_depth, layer.out_word * layer.out_bits, layer.fifo_style)
+        total = {r: total[r] + part[r] for r in total}
+    return total
+
+
+def check_schedule(net: Network, frames: int = FRAMES) -> int:
+    """Verify that schedule S is a valid bounded-FIFO execution with the layers' ``fifo_depth`` (input: 2): one
+    iteration per cycle per kernel, every pop after its push, every push into a free slot, the bottleneck back to
+    back, S periodic. Returns S's frame period (the bottleneck's cycles); raises AssertionError otherwise."""
+    procs = processes(net)
+    times, b = schedule(procs, frames)
+    assert _valid(procs, times, frames, [2] + [layer.fifo_depth for layer in net.layers]), "S violates a bound"
+    period = len(procs[b].reads)
+    assert np.array_equal(np.diff(times[b]), np.ones(len(times[b]) - 1)), "the bottleneck stalls"
+    for p, t in zip(procs, times, strict=True):
+        n = len(p.reads)
+        assert np.array_equal(t[n:] - t[:-n], np.full(len(t) - n, period)), f"{p.name} is not periodic"
+    return period
+
+
+def simulate(net: Network, frames: int = FRAMES, depths: list[int] | None = None) -> dict:
+    """Cycle-by-cycle run of the bounded FIFOs (pure Python: small networks only). ``depths``: per stream (input
+    first); default: 2 for the input and each layer's ``fifo_depth``. Returns the cycle each frame left the sink,
+    the steady-state period, and the largest occupancy of each FIFO."""
+    procs = processes(net)
+    depths = depths or [2] + [layer.fifo_depth for layer in net.layers]
+    n = len(procs)
+    pats = [(p.reads.tolist(), p.writes.tolist(), len(p.reads)) for p in procs]
+    it = [0] * n  # iteration within the frame
+    frame = [0] * n
+    count = [0] * (n - 1)  # words in FIFO j (between process j and j + 1)
+    peak = [0] * (n - 1)
+    done: list[int] = []
+    cycle = 0
+    limit = (frames + 2) * sum(len(p.reads) for p in procs)  # a deadlock shows up as running past this
+    while len(done) < frames:
+        fire = []
+        for j in range(n):
+            if frame[j] >= frames:
+                continue
+            r, w, _ = pats[j]
+            i = it[j]
+            if r[i] and count[j - 1] == 0:
+                continue
+            if w[i] and count[j] >= depths[j]:
+                continue
+            fire.append(j)
+        for j in fire:
+            r, w, length = pats[j]
+            i = it[j]
+            if r[i]:
+                count[j - 1] -= 1
+            if w[i]:
+                count[j] += 1
+                peak[j] = max(peak[j], count[j])
+            it[j] = i + 1
+            if it[j] == length:
+                it[j] = 0
+                frame[j] += 1
+                if j == n - 1:
+                    done.append(cycle)
+        cycle += 1
+        if cycle > limit:
+            raise RuntimeError(f"no progress after {cycle} cycles: deadlock")
+    return {"frame_done": done, "period": done[-1] - done[-2] if frames > 1 else done[0], "peak": peak}
+
+
+def latency_cycles(net: Network) -> int:
+    """One frame through an empty pipeline: cycles from the first input word to the last output word, every
+    kernel as early as its input allows (the DMA pushing one word per cycle)."""
+    procs = processes(net)
+    t = np.arange(len(procs[0].writes), dtype=float)
+    for prod, cons in zip(procs, procs[1:], strict=False):
+        lower = np.full(len(cons.reads), -np.inf)
+        lower[cons.reads] = t[prod.writes] + 1
+        lower[0] = max(lower[0], 0.0)
+        t = _asap(lower)
+    return int(t[-1]) + 1

@@ -1,0 +1,433 @@
+"""Folding optimizer: the optimal PE/SIMD/memory/multiplier choice per layer under a board budget, as a mixed
+integer linear program solved by HiGHS (``scipy.optimize.milp``).
+
+Domain: each layer's ``fold_cores()`` (PE, SIMD: they set its cycles and stream words) and, per core, its
+``style_groups()`` (memory styles, threshold mode, DSP PEs: they change resources only, each group additively).
+
+Program for a cycle bound T (the layers form a chain; width converters between them are part of the model):
+
+* ``x[l, k]`` binary: layer ``l`` takes core ``k`` (only cores with cycles <= T exist); ``sum_k x[l, k] = 1``.
+* ``y[l, k, g, o]`` binary: alternative ``o`` of style group ``g``; ``sum_o y[l, k, g, o] = x[l, k]``.
+  The DSP-PE group is linear: ``d[l, k]`` integer, ``0 <= d <= PE_k * x[l, k]``, each unit moving one PE's
+  products from LUTs to DSP48E1s.
+* ``z[e, u, v]`` in [0, 1]: on the stream ``e`` from producer ``p`` to consumer ``q`` the producer emits words of
+  ``u`` elements and the consumer takes words of ``v``: ``sum_v z[e,u,v] = sum_{k: out(k)=u} x[p,k]`` and
+  ``sum_u z[e,u,v] = sum_{k: in(k)=v} x[q,k]``. Both right-hand sides are one-hot, so ``z`` is exactly the
+  product of the two choices, and a width converter's resources (``u != v``, only if its cycles are <= T) enter
+  linearly. A sliding window takes its producer's word (it accepts any word dividing C), so only ``v = u``.
+* Budget: for every resource r, ``sum res_r <= ceiling_r * board_r - shell_r - reserve_r``. Every stream is
+  charged a 2-deep FIFO of its width (the producer's core, or the converter); ``reserve`` is what the FIFOs sized
+  after the folding need beyond that, fed back by ``fold.fold_network``.
+* Objective: the resources, as the sum of each one's share of its cap.
+
+Maximum FPS: the bottleneck T is the cycle count of some core or converter, and a larger T only adds choices, so
+feasibility is monotone in T: bisect the sorted candidate values with feasibility solves, then solve for the least
+resources at the smallest feasible T. That is the lexicographic optimum (fastest, then cheapest) under the model,
+proven by HiGHS (``mip_rel_gap = 0``). Target FPS: solve at ``T = f_clk / target``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import LinearConstraint, milp
+from scipy.sparse import coo_array
+
+from .errors import FpgagenError
+from .fifo import fifo_resources
+from .ir import MVAU, Layer, MaxPool, Network, SlidingWindow, Threshold, WidthConverter
+from .ir.layers import RESOURCES, add_resources, divisors
+
+DEFAULT_CEILINGS = {"LUT": 0.80, "FF": 0.80, "BRAM18": 0.90, "DSP": 0.90, "LUTRAM": 0.80}
+OBJECTIVE_WEIGHTS = {"LUT": 1.0, "BRAM18": 1.0, "DSP": 1.0, "FF": 0.1}  # LUTRAM is inside LUT
+
+
+@dataclass
+class Core:
+    """One core of one layer with its style groups, as deltas on the core's base resources."""
+
+    attrs: dict
+    cycles: int
+    in_word: int
+    out_word: int
+    base: dict[str, int]
+    groups: list[list[tuple[dict, dict[str, int]]]]  # per group: (attrs, resource delta)
+    dsp_max: int = 0
+    dsp_unit: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """The optimizer's answer: the attributes per layer, the bottleneck cycles and the totals (2-deep FIFOs)."""
+
+    attrs: dict[str, dict]
+    cycles: int
+    totals: dict[str, int]
+    caps: dict[str, float]
+    solve_s: float
+    variables: int = 0
+    solves: int = 0
+
+
+# --- budget ---------------------------------------------------------------------------------------------------
+def ceilings_of(board: dict, ceilings: dict | None = None) -> dict[str, float]:
+    out = {**DEFAULT_CEILINGS, **board.get("ceilings", {}), **(ceilings or {})}
+    for key, value in out.items():
+        if key not in RESOURCES or not isinstance(value, int | float) or not 0 < float(value) <= 1:
+            raise FpgagenError(f"bad utilization ceiling {key}={value}", "--ceiling",
+                               f"use fractions in (0, 1] for {', '.join(RESOURCES)}, e.g. LUT=0.8")
+    return {k: float(v) for k, v in out.items()}
+
+
+def caps_of(board: dict, ceilings: dict | None = None) -> dict[str, float]:
+    """What the accelerator may use: ceiling * device resource - the platform shell (DMA, interconnect)."""
+    ceil, shell = ceilings_of(board, ceilings), board.get("shell", {})
+    return {r: ceil[r] * board["resources"][r] - shell.get(r, 0) for r in RESOURCES}
+
+
+# --- the choice space -----------------------------------------------------------------------------------------
+def _probe(layer: Layer, attrs: dict) -> Layer:
+    probe = copy.copy(layer)
+    probe.__dict__.update(attrs)
+    return probe
+
+
+def _sub(a: dict, b: dict) -> dict[str, int]:
+    return {r: a[r] - b[r] for r in RESOURCES}
+
+
+def layer_cores(layer: Layer, first: bool, dsp: bool = True) -> list[Core]:
+    """Every core of ``layer`` with its style groups as resource deltas (dominated alternatives dropped). A sliding
+    window's input word is its producer's (any divisor of C; C for the network input)."""
+    cores = layer.fold_cores()
+    if isinstance(layer, SlidingWindow):
+        words = [layer.channels] if first else divisors(layer.channels)
+        cores = [{**c, "ifm_word": w} for c in cores for w in words]
+    out = []
+    for attrs in cores:
+        core = _probe(layer, attrs)
+        groups = core.style_groups()
+        base_attrs = {k: v for g in groups for k, v in g[0].items()}
+        base = _probe(core, base_attrs)
+        base_res = base.resources()
+        deltas, dsp_max, dsp_unit = [], 0, {}
+        for g in groups:
+            if all(set(o) == {"dsp_pe"} for o in g):  # linear: one unit per DSP PE
+                dsp_max = max(o["dsp_pe"] for o in g) if dsp else 0
+                if dsp_max:
+                    dsp_unit = _sub(_probe(base, {"dsp_pe": 1}).resources(), base_res)
+                continue
+            alts = [(o, _sub(_probe(base, o).resources(), base_res)) for o in g]
+            deltas.append(_pareto_alts(alts))
+        base_res = add_resources(base_res, base_fifo(base))
+        out.append(Core({**attrs, **base_attrs}, base.cycles(), base.in_word, base.out_word, base_res, deltas,
+                        dsp_max, dsp_unit))
+    return out
+
+
+def base_fifo(layer: Layer) -> dict[str, int]:
+    """The least FIFO any stream has: 2 words of the layer's output word (what codegen emits by default)."""
+    return fifo_resources(2, layer.out_word * layer.out_bits, "srl")
+
+
+def _pareto_alts(alts: list[tuple[dict, dict]]) -> list[tuple[dict, dict]]:
+    keys = np.array([[d[r] for r in RESOURCES] for _, d in alts])
+    front: list[int] = []
+    for i in np.lexsort(keys.T[::-1]):
+        if not front or not np.any(np.all(keys[front] <= keys[i], axis=1)):
+            front.append(int(i))
+    return [alts[i] for i in sorted(front)]
+
+
+def converter(producer: Layer, u: int, v: int) -> WidthConverter:
+    shape = producer.out_shape
+    return WidthConverter(f"{producer.name}_dwc", shape, shape, producer.out_dtype, producer.out_dtype,
+                          in_elems=u, out_elems=v)
+
+
+def _allowed(consumer: Layer, u: int, v: int) -> bool:
+    if isinstance(consumer, SlidingWindow):
+        return v == (u if consumer.channels % u == 0 else consumer.channels)
+    return True
+
+
+# --- the program ----------------------------------------------------------------------------------------------
+class _Program:
+    """Variables and rows of the program for one cycle bound ``t`` (see the module docstring)."""
+
+    def __init__(self, layers: list[Layer], cores: list[list[Core]], caps: dict[str, float],
+                 reserve: dict[str, float], t: float):
+        self.layers, self.caps = layers, caps
+        self.cores = [[c for c in cs if c.cycles <= t] for cs in cores]
+        cols: list[tuple] = []  # what each column is: ("x", l, k) | ("y", l, k, g, o) | ("d", l, k) | ("z", pair)
+        res_cols: list[dict[str, int]] = []
+        integer: list[bool] = []
+        upper: list[float] = []
+
+        def col(kind, res, is_int=True, ub=1.0) -> int:
+            cols.append(kind)
+            res_cols.append(res)
+            integer.append(is_int)
+            upper.append(ub)
+            return len(cols) - 1
+
+        rows, lo, hi = [], [], []  # rows as lists of (column, value)
+        self.x: list[list[int]] = []
+        for li, cs in enumerate(self.cores):
+            xs = []
+            for ki, c in enumerate(cs):
+                xi = col(("x", li, ki), c.base)
+                xs.append(xi)
+                for gi, alts in enumerate(c.groups):
+                    if len(alts) == 1:
+                        res_cols[xi] = add_resources(res_cols[xi], alts[0][1])
+                        continue
+                    ys = [col(("y", li, ki, gi, oi), d) for oi, (_, d) in enumerate(alts)]
+                    rows.append([(y, 1) for y in ys] + [(xi, -1)])
+                    lo.append(0)
+                    hi.append(0)
+                if c.dsp_max:
+                    di = col(("d", li, ki), c.dsp_unit, ub=c.dsp_max)
+                    rows.append([(di, 1), (xi, -c.dsp_max)])
+                    lo.append(-np.inf)
+                    hi.append(0)
+            self.x.append(xs)
+            rows.append([(xi, 1) for xi in xs])  # one core per layer
+            lo.append(1)
+            hi.append(1)
+        for e in range(1, len(layers)):  # stream words agree
+            prod, cons = self.cores[e - 1], self.cores[e]
+            zs = []
+            for u in sorted({c.out_word for c in prod}):
+                for v in sorted({c.in_word for c in cons}):
+                    if not _allowed(layers[e], u, v):
+                        continue
+                    if u == v:
+                        zs.append((col(("z", e, u, v), dict.fromkeys(RESOURCES, 0), False), u, v))
+                    else:
+                        w = converter(layers[e - 1], u, v)
+                        if w.cycles() <= t:
+                            zs.append((col(("z", e, u, v), add_resources(w.resources(), base_fifo(w)), False), u, v))
+            for u in sorted({c.out_word for c in prod}):
+                rows.append([(z, 1) for z, zu, _ in zs if zu == u] +
+                            [(self.x[e - 1][k], -1) for k, c in enumerate(prod) if c.out_word == u])
+                lo.append(0)
+                hi.append(0)
+            for v in sorted({c.in_word for c in cons}):
+                rows.append([(z, 1) for z, _, zv in zs if zv == v] +
+                            [(self.x[e][k], -1) for k, c in enumerate(cons) if c.in_word == v])
+                lo.append(0)
+                hi.append(0)
+        for r in RESOURCES:  # the budget
+            rows.append([(i, rc[r]) for i, rc in enumerate(res_cols) if rc[r]])
+            lo.append(-np.inf)
+            hi.append(caps[r] - reserve.get(r, 0))
+        self.cols, self.res_cols = cols, res_cols
+        self.n = len(cols)
+        rr = [i for i, row in enumerate(rows) for _ in row]
+        cc = [c for row in rows for c, _ in row]
+        vv = [v for row in rows for _, v in row]
+        self.a = coo_array((vv, (rr, cc)), shape=(len(rows), self.n)).tocsr()
+        self.lo, self.hi = np.array(lo, float), np.array(hi, float)
+        self.integrality, self.upper = np.array(integer, int), np.array(upper, float)
+
+    def cost_vector(self) -> np.ndarray:
+        return np.array([sum(w * rc[r] / max(self.caps[r], 1.0) for r, w in OBJECTIVE_WEIGHTS.items())
+                         for rc in self.res_cols])
+
+    def solve(self, time_limit: float, relax: bool = False) -> dict[str, dict] | bool | None:
+        """The least-resource choice per layer (attributes by layer name), or None if nothing fits. ``relax``:
+        only whether the LP relaxation is feasible (a fast necessary condition). HiGHS' presolve is off: on these
+        programs it costs several times the solve."""
+        if any(not cs for cs in self.cores):
+            return None
+        res = milp(self.cost_vector(), integrality=0 if relax else self.integrality,
+                   bounds=(np.zeros(self.n), self.upper), constraints=LinearConstraint(self.a, self.lo, self.hi),
+                   options={"time_limit": time_limit, "mip_rel_gap": 0.0, "presolve": False})
+        if relax:
+            return res.x is not None or None
+        if res.x is None:
+            if res.status == 1:  # a limit was hit before any feasible point: no proof either way
+                raise FpgagenError(f"the folding optimizer found no answer in {time_limit:g} s",
+                                   "folding optimizer", "raise the time limit or fold by hand (--folding)")
+            return None
+        out: dict[str, dict] = {}
+        picked = [kind for i, kind in enumerate(self.cols) if kind[0] in "xyd" and round(res.x[i])]
+        for kind in sorted(picked, key=lambda k: "xyd".index(k[0])):  # the core first, then its styles
+            core = self.cores[kind[1]][kind[2]]
+            name = self.layers[kind[1]].name
+            if kind[0] == "x":
+                out[name] = dict(core.attrs)
+            elif kind[0] == "y":
+                out[name].update(core.groups[kind[3]][kind[4]][0])
+            else:  # d <= PE * x, so a nonzero d belongs to the chosen core
+                out[name]["dsp_pe"] = round(res.x[self.cols.index(kind)])
+        return out
+
+
+def optimize(net: Network, board: dict, ceilings: dict | None = None, target_fps: float | None = None,
+             reserve: dict | None = None, time_limit: float = 60.0, cache: dict | None = None) -> Plan:
+    """The optimal folding under the cost model (see the module docstring). Raises FpgagenError if nothing fits
+    the budget (naming the resources and the layers that need them) or the target FPS is out of reach."""
+    start = time.perf_counter()
+    layers = [lay for lay in net.layers if not isinstance(lay, WidthConverter)]
+    caps, reserve = caps_of(board, ceilings), reserve or {}
+    cache = {} if cache is None else cache  # the choice space, reusable across calls on the same network
+    key = ("cores", caps["DSP"] >= 1)
+    if key not in cache:
+        cache[key] = [layer_cores(lay, i == 0, caps["DSP"] >= 1) for i, lay in enumerate(layers)]
+    cores = cache[key]
+    solves, size = 0, 0
+
+    def solve(t: float, relax: bool = False):
+        nonlocal solves, size
+        if not _fits_at_all(cores, caps, reserve, t):
+            return None
+        solves += 1
+        prog = _Program(layers, cores, caps, reserve, t)
+        size = max(size, prog.n)
+        return prog.solve(time_limit, relax)
+
+    if target_fps is not None:
+        t = math.floor(board["clock_mhz"] * 1e6 / target_fps)
+        attrs = solve(t)
+    else:
+        floor = max(min(c.cycles for c in cs) for cs in cores)
+        cands = sorted({c.cycles for cs in cores for c in cs if c.cycles >= floor})
+        # The LP relaxation is feasible wherever the program is, and solves in a fraction of the time: bisect it
+        # for a lower bound, then gallop up from there with exact solves and bisect the last step.
+        lo, hi = 0, len(cands) - 1
+        if solve(cands[hi], relax=True) is None:
+            _explain_infeasible(layers, cores, caps, reserve, board, None)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if solve(cands[mid], relax=True) else (mid + 1, hi)
+        last, i, step = len(cands) - 1, lo, 1
+        best = solve(cands[i])
+        while best is None and i < last:  # gallop; cands[:i + 1] are infeasible
+            lo, i, step = i + 1, min(i + step, last), step * 2
+            best = solve(cands[i])
+        hi = i
+        while best is not None and lo < hi:  # bisect: cands[hi] feasible (best), cands[lo - 1] infeasible
+            mid = (lo + hi) // 2
+            found = solve(cands[mid])
+            if found is None:
+                lo = mid + 1
+            else:
+                best, hi = found, mid
+        t, attrs = cands[hi], best
+    if attrs is None:
+        _explain_infeasible(layers, cores, caps, reserve, board, target_fps)
+    return _plan(layers, attrs, caps, time.perf_counter() - start, size, solves)
+
+
+def _plan(layers: list[Layer], attrs: dict[str, dict], caps, solve_s, n, solves) -> Plan:
+    """Evaluate the chosen attributes with the layers' own models (converters included)."""
+    probes = [_probe(lay, attrs[lay.name]) for lay in layers]
+    parts = [add_resources(p.resources(), base_fifo(p)) for p in probes]
+    cycles = [p.cycles() for p in probes]
+    for prev, nxt in zip(probes, probes[1:], strict=False):
+        if isinstance(nxt, SlidingWindow):
+            continue
+        if prev.out_word != nxt.in_word:
+            w = converter(prev, prev.out_word, nxt.in_word)
+            parts.append(add_resources(w.resources(), base_fifo(w)))
+            cycles.append(w.cycles())
+    return Plan(attrs, max(cycles), add_resources(*parts), caps, solve_s, n, solves)
+
+
+def _least(cs: list[Core], r: str, t: float) -> float:
+    """The least of resource ``r`` any core within ``t`` can take (each group at its cheapest, DSP at best)."""
+    best = math.inf
+    for c in cs:
+        if c.cycles <= t:
+            v = c.base[r] + sum(min(d[r] for _, d in alts) for alts in c.groups)
+            v += min(0, c.dsp_max * c.dsp_unit.get(r, 0))
+            best = min(best, v)
+    return best
+
+
+def _fits_at_all(cores, caps, reserve, t) -> bool:
+    """Necessary condition: every resource fits alone when each layer takes its cheapest choice within ``t``."""
+    return all(sum(_least(cs, r, t) for cs in cores) <= caps[r] - reserve.get(r, 0) for r in RESOURCES)
+
+
+def _explain_infeasible(layers, cores, caps, reserve, board, target_fps) -> None:
+    """Raise the error a user can act on: which resource cannot fit even fully folded, and where it goes."""
+    over = []
+    for r in ("LUT", "BRAM18", "DSP", "LUTRAM", "FF"):
+        least = {lay.name: _least(cs, r, math.inf) for lay, cs in zip(layers, cores, strict=True)}
+        need = sum(least.values()) + reserve.get(r, 0)
+        if need > caps[r]:
+            top = sorted(least.items(), key=lambda kv: -kv[1])[:3]
+            over.append(f"{r} needs at least {need:,.0f} of {caps[r]:,.0f} available "
+                        f"({', '.join(f'{n} {v:,.0f}' for n, v in top)})")
+    name = board["name"]
+    if over:
+        raise FpgagenError(f"the network does not fit {name} even fully folded: " + "; ".join(over),
+                           "folding optimizer", "use a larger board, a smaller or narrower network, or raise --ceiling")
+    if target_fps is not None:
+        raise FpgagenError(f"no folding reaches {target_fps:g} FPS within the {name} budget",
+                           "folding optimizer", "lower --target-fps (omit it for the fastest design that fits)")
+    raise FpgagenError(f"no folding fits {name}: each resource fits alone but not all together",
+                       "folding optimizer", "raise --ceiling or use a larger board")
+
+
+def apply_plan(net: Network, plan: Plan) -> None:
+    """Set every layer's choice; ``fold.link_streams`` then inserts the converters the plan paid for."""
+    from .fold import link_streams, strip_converters
+
+    strip_converters(net)
+    for layer in net.layers:
+        for key, value in plan.attrs[layer.name].items():
+            if key != "ifm_word":
+                setattr(layer, key, value)
+    link_streams(net)
+
+
+# --- the FINN-style baseline ----------------------------------------------------------------------------------
+def greedy_styles(layer: Layer) -> None:
+    """FINN's defaults: LUT multipliers (no DSPs), parallel thresholds, memories left to the tools (modelled:
+    LUTRAM up to 64 deep, BRAM beyond, as Vivado infers distributed ROM for shallow arrays)."""
+    if isinstance(layer, MVAU):
+        nf, sf = layer.mh // layer.pe, layer.mw // layer.simd
+        layer.mem_style = "lutram" if nf * sf <= 64 else "bram"
+        layer.thr_style = "lutram" if nf <= 64 else "bram"
+        layer.thr_mode, layer.dsp_pe = "parallel", 0
+    elif isinstance(layer, SlidingWindow):
+        layer.mem_style = "lutram" if layer.line_buffer()[1] <= 64 else "bram"
+    elif isinstance(layer, MaxPool):
+        layer.mem_style = "lutram" if layer.out_shape[1] * layer.in_shape[2] // layer.pe <= 64 else "bram"
+    elif isinstance(layer, Threshold):
+        layer.thr_style = "lutram" if layer.in_shape[2] // layer.pe <= 64 else "bram"
+
+
+def network_resources(net: Network) -> dict[str, int]:
+    return add_resources(*(lay.resources() for lay in net.layers))
+
+
+def greedy_within(net: Network, board: dict, ceilings: dict | None = None) -> tuple[int, dict[str, int]]:
+    """The best the FINN-style greedy folding does within the same budget: it has no resource model, so (as a
+    FINN user would) try cycle targets from the fastest down and keep the first whose folding fits, FIFOs sized as
+    for the optimizer's designs. Leaves ``net`` folded that way; returns (bottleneck cycles, resources without the
+    shell)."""
+    from .fifo import size_fifos
+    from .fold import greedy_fold
+
+    caps = caps_of(board, ceilings)
+    layers = [lay for lay in net.layers if not isinstance(lay, WidthConverter)]
+    targets = sorted({c.cycles for i, lay in enumerate(layers) for c in layer_cores(lay, i == 0, dsp=False)})
+    for target in targets:
+        greedy_fold(net, target)
+        for layer in net.layers:
+            greedy_styles(layer)
+        total = add_resources(network_resources(net), *(base_fifo(lay) for lay in net.layers))
+        if all(total[r] <= caps[r] for r in RESOURCES):
+            total = add_resources(network_resources(net), size_fifos(net))
+            if all(total[r] <= caps[r] for r in RESOURCES):
+                return net.bottleneck().cycles(), total
+    raise FpgagenError("the greedy folding fits no cycle target", "greedy baseline", "raise --ceiling")

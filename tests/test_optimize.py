@@ -1,0 +1,232 @@
+"""The folding optimizer: optimal under the cost model (checked against brute force), its errors, and the cost
+model's floor (FINN-R's formulas)."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from fpgagen import fifo, fold, optimize
+from fpgagen.errors import FpgagenError
+from fpgagen.ir import MVAU, InputSpec, MaxPool, Network, OutputSpec, SlidingWindow
+from fpgagen.ir.layers import RESOURCES, add_resources, bram18
+
+
+def tiny_board(**caps) -> dict:
+    res = {"LUT": 4000, "FF": 100000, "BRAM18": 8, "DSP": 20, "LUTRAM": 2000, **caps}
+    return {"name": "tiny", "clock_mhz": 100, "resources": res, "ceilings": dict.fromkeys(RESOURCES, 1.0)}
+
+
+def _mvau(name, shape, mh, seed, nt=3, wbits=4):
+    rng = np.random.default_rng(seed)
+    mw = shape[2]
+    weights = rng.integers(-(2 ** (wbits - 1)), 2 ** (wbits - 1), (mh, mw))
+    thresholds = np.sort(rng.integers(-60, 60, (mh, nt)), axis=1)
+    return MVAU(name, shape, (*shape[:2], mh), "UINT2", "UINT2", weights=weights, thresholds=thresholds,
+                weight_dtype=f"INT{wbits}", acc_dtype="INT10")
+
+
+def _net(layers) -> Network:
+    return Network("tiny", InputSpec((1, 2, 6, 6), np.ones(1), np.zeros(1), 0, 3, "UINT2"),
+                   OutputSpec("codes", (1, 4, 3, 3), np.ones(1), np.zeros(1), "UINT2"), layers)
+
+
+def window_net() -> Network:
+    """SlidingWindow -> MVAU -> MaxPool: window SIMD options, converters both sides, every style."""
+    win = SlidingWindow("conv_window", (6, 6, 2), (6, 6, 18), "UINT2", "UINT2", kernel=(3, 3), pads=(1, 1, 1, 1))
+    return _net([win, _mvau("conv", (6, 6, 18), 4, 0), MaxPool("pool", (6, 6, 4), (3, 3, 4), "UINT2", "UINT2")])
+
+
+def mvau_chain() -> Network:
+    """MVAU -> MVAU: the consumer's SIMD against the producer's PE (width converters or not)."""
+    return _net([_mvau("fc_0", (4, 4, 6), 4, 1), _mvau("fc_1", (4, 4, 4), 6, 2)])
+
+
+def brute_force(net: Network, board: dict, t_max: float | None = None):
+    """Every combination of every layer's options: the least bottleneck cycles, then the least cost; or, with
+    ``t_max``, the least cost within t_max cycles."""
+    caps = optimize.caps_of(board)
+    options = []
+    for i, lay in enumerate(net.layers):
+        opts = lay.fold_options()
+        if isinstance(lay, SlidingWindow) and i == 0:
+            opts = [{**o, "ifm_word": lay.channels} for o in opts]
+        if caps["DSP"] < 1:
+            opts = [o for o in opts if not o.get("dsp_pe")]
+        probes = [optimize._probe(lay, o) for o in opts]
+        options.append([(p, add_resources(p.resources(), optimize.base_fifo(p)), p.cycles()) for p in probes])
+    best = None
+    for combo in itertools.product(*options):
+        res = add_resources(*(c[1] for c in combo))
+        cycles = max(c[2] for c in combo)
+        for (prev, _, _), (nxt, _, _) in zip(combo, combo[1:], strict=False):
+            if prev.out_word != nxt.in_word and not isinstance(nxt, SlidingWindow):
+                w = optimize.converter(prev, prev.out_word, nxt.in_word)
+                res = add_resources(res, w.resources(), optimize.base_fifo(w))
+                cycles = max(cycles, w.cycles())
+        if cycles > (t_max or math.inf) or any(res[r] > caps[r] for r in RESOURCES):
+            continue
+        key = (0 if t_max else cycles, _cost(res, caps))
+        if best is None or key < best[0]:
+            best = (key, combo)
+    return best
+
+
+def _cost(res, caps):
+    return sum(w * res[r] / max(caps[r], 1.0) for r, w in optimize.OBJECTIVE_WEIGHTS.items())
+
+
+BUDGETS = [{}, {"LUT": 2600}, {"LUT": 2600, "DSP": 0}, {"LUT": 3000, "BRAM18": 0, "DSP": 6}, {"LUT": 1800}]
+
+
+@pytest.mark.parametrize("make", [window_net, mvau_chain], ids=["window", "chain"])
+@pytest.mark.parametrize("caps", BUDGETS, ids=[str(b) for b in BUDGETS])
+def test_optimizer_matches_brute_force(make, caps):
+    net, board = make(), tiny_board(**caps)
+    (cycles, cost), _ = brute_force(net, board)
+    plan = optimize.optimize(net, board)
+    assert plan.cycles == cycles
+    assert _cost(plan.totals, optimize.caps_of(board)) == pytest.approx(cost, rel=1e-9, abs=1e-12)
+    # the plan's own accounting equals the layers' models once applied (the style groups add up exactly)
+    optimize.apply_plan(net, plan)
+    assert net.bottleneck().cycles() == cycles
+    assert add_resources(*(lay.resources() for lay in net.layers),
+                         *(optimize.base_fifo(lay) for lay in net.layers)) == plan.totals
+
+
+@pytest.mark.parametrize("make", [window_net, mvau_chain], ids=["window", "chain"])
+def test_target_fps_is_the_cheapest_design_that_reaches_it(make):
+    net, board = make(), tiny_board(LUT=3000)
+    fastest = brute_force(net, board)[0][0]
+    target_cycles = 3 * fastest
+    (cycles, cost), _ = brute_force(net, board, t_max=target_cycles)
+    plan = optimize.optimize(net, board, target_fps=100e6 / target_cycles)
+    assert plan.cycles <= target_cycles
+    assert _cost(plan.totals, optimize.caps_of(board)) == pytest.approx(cost, rel=1e-9, abs=1e-12)
+
+
+def test_infeasible_even_fully_folded_names_resource_and_layers():
+    with pytest.raises(FpgagenError) as info:
+        optimize.optimize(window_net(), tiny_board(LUT=500))
+    msg = str(info.value)
+    assert "does not fit tiny even fully folded" in msg and "LUT needs at least" in msg
+    assert "of 500 available" in msg and "conv" in msg
+
+
+def test_unreachable_target_fps():
+    with pytest.raises(FpgagenError, match="no folding reaches 1e\\+09 FPS"):
+        optimize.optimize(window_net(), tiny_board(), target_fps=1e9)
+
+
+def test_fold_network_never_returns_a_design_over_budget():
+    net = window_net()
+    info = fold.fold_network(net, tiny_board(LUT=2600))
+    assert all(info["resources"][r] <= tiny_board(LUT=2600)["resources"][r] for r in RESOURCES)
+    with pytest.raises(FpgagenError, match="does not fit tiny: LUT"):
+        fold.fold_network(window_net(), tiny_board(LUT=1800),
+                          folding={"conv": {"pe": 4, "simd": 18}, "conv_window": {"simd": 18}})
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"conv": {"pe": 3}}, "PE=3 does not divide MH=4"),
+    ({"conv_window": {"simd": 4}}, "SIMD=4 must divide the channels"),
+    ({"conv": {"pe": 2, "dsp_pe": 3}}, "dsp_pe=3 must lie between 0 and PE=2"),
+    ({"conv": {"mem_style": "flash"}}, "mem_style='flash' is not a valid choice"),
+    ({"conv": {"thr_mode": "magic"}}, "thr_mode='magic' is not a valid choice"),
+    ({"conv": {"simd": 2.5}}, "simd=2.5 is not a valid count"),
+])
+def test_user_folding_errors_are_clear(entry, message):
+    with pytest.raises(FpgagenError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
+        fold.fold_network(window_net(), tiny_board(), folding=entry)
+    assert "layer conv" in str(info.value)
+
+
+def test_user_folding_round_trips_through_folding_json():
+    net = window_net()
+    fold.fold_network(net, tiny_board(LUT=3000))
+    saved = fold.folding_of(net)
+    again = window_net()
+    fold.fold_network(again, tiny_board(LUT=3000), folding=saved)
+    assert fold.folding_of(again) == saved
+
+
+# --- the cost model ----------------------------------------------------------------------------------------------
+def finn_r_lut(m: MVAU) -> float:
+    """FINN-R's published MVAU LUT formula (shared/facts.md), with the exceptions the model argues: a 1-deep ROM
+    holds constants (no threshold/weight memory); the threshold ROM stores TB-bit values, not ACC-bit ones."""
+    w, a = int(m.weight_dtype[3:]), m.in_bits
+    acc = int(m.acc_dtype[3:])
+    nf, sf = m.mh // m.pe, m.mw // m.simd
+    mult = m.simd * (2 * math.ceil((w + a) / 6) - 1) * (w + a)
+    adder = (w + a) * (2 * m.simd - 1)
+    thr = m.nt * m.thr_bits * math.ceil(nf / 64) if nf > 1 else 0
+    lutram = m.pe * m.simd * w * math.ceil(nf * sf / 64) if m.mem_style == "lutram" and nf * sf > 1 else 0
+    return 300 + 1.1 * m.pe * (mult + adder + acc + thr + m.nt * acc) + lutram
+
+
+@pytest.fixture(scope="module")
+def lpyolo_ir(tmp_path_factory):
+    from fpgagen import export, frontend, streamline
+    from fpgagen.models import lpyolo
+
+    path = export(lpyolo(4, 4), tmp_path_factory.mktemp("lpyolo") / "lpyolo_w4a4.onnx")
+    return streamline.lower(frontend.load_qonnx(path), name="lpyolo_w4a4")
+
+
+def test_mvau_model_never_undercuts_finn_r(lpyolo_ir):
+    """Same folding, LUT multipliers, parallel thresholds: LUT and BRAM18 are at least 90% of FINN-R's."""
+    checked = 0
+    for m in (lay for lay in lpyolo_ir.layers if isinstance(lay, MVAU)):
+        for core in m.fold_cores():
+            for mem in ("lutram", "bram"):
+                p = optimize._probe(m, {**core, "mem_style": mem, "thr_style": "lutram", "thr_mode": "parallel",
+                                        "dsp_pe": 0})
+                res = p.resources()
+                assert res["LUT"] >= 0.9 * finn_r_lut(p), (m.name, core, mem)
+                nf, sf = p.mh // p.pe, p.mw // p.simd
+                if mem == "bram" and nf * sf > 1:
+                    assert res["BRAM18"] >= 0.9 * bram18(nf * sf, p.pe * p.simd * int(p.weight_dtype[3:]))
+                checked += 1
+    assert checked > 500
+
+
+def test_every_layer_is_costed(lpyolo_ir):
+    for lay in lpyolo_ir.layers:
+        fold.greedy_fold(lpyolo_ir, 1e6)
+        assert lay.resources()["LUT"] > 0, lay.name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bits, floor", [((4, 4), 300), ((8, 3), 250), ((2, 4), 450)])
+def test_lpyolo_meets_the_fps_goal(bits, floor, tmp_path_factory):
+    from fpgagen import export, frontend, streamline
+    from fpgagen.board import load_board
+    from fpgagen.models import lpyolo
+
+    path = export(lpyolo(*bits), tmp_path_factory.mktemp("lp") / "m.onnx")
+    net = streamline.lower(frontend.load_qonnx(path), name="m")
+    board = load_board("pynq_z2")
+    info = fold.fold_network(net, board)
+    fps = board["clock_mhz"] * 1e6 / net.bottleneck().cycles()
+    assert fps >= floor
+    assert info["solve_s"] < 60
+    assert fifo.check_schedule(net) == net.bottleneck().cycles()
+    assert all(lay.resources()["LUT"] > 0 for lay in net.layers)
+
+
+@pytest.mark.parametrize("nt", [1, 2, 3, 15, 255])
+def test_threshold_search_tables_count_exactly(nt):
+    """thr_mode=search: S comparisons against the search ROMs give #{k : acc >= T_k}, for every accumulator."""
+    rng = np.random.default_rng(nt)
+    thresholds = np.sort(rng.integers(-300, 300, (6, nt)), axis=1)
+    m = MVAU("m", (1, 1, 4), (1, 1, 6), "UINT4", "UINT8", weights=np.zeros((6, 4), int), thresholds=thresholds,
+             acc_dtype="INT10", pe=2, thr_mode="search")
+    tables = m.search_tables()
+    assert len(tables) == math.ceil(math.log2(nt + 1)) and tables[0].shape == (2, 3, 1)
+    acc = np.arange(-512, 512)
+    for ch in range(6):
+        j = np.zeros_like(acc)
+        for table in tables:
+            j = 2 * j + (acc >= table[ch % 2, ch // 2][j])
+        assert np.array_equal(j, (acc[:, None] >= thresholds[ch]).sum(axis=1))

@@ -1,0 +1,59 @@
+"""Reports: report.json/report.md with per-layer folding, cycles and resources against the budget; PNG plots."""
+
+import json
+import subprocess
+import sys
+
+import nets
+import pytest
+
+import fpgagen
+from fpgagen.ir.layers import RESOURCES
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    d = tmp_path_factory.mktemp("report")
+    path = fpgagen.export(nets.conv_net(4, 4, seed=7), d / "m.onnx")
+    acc = fpgagen.build(path, out_dir=d / "b", verify=False, log=lambda msg: None, ceilings={"LUT": 0.25})
+    return acc.build_dir
+
+
+def test_report_json_has_everything(built):
+    doc = json.loads((built / "report.json").read_text())
+    assert "estimated (model)" in doc["note"]
+    assert doc["fits"] and doc["folding"]["optimizer"] == "ilp"
+    assert doc["fps_estimated"] == pytest.approx(100e6 / doc["bottleneck_cycles"])
+    assert doc["latency_cycles_estimated"] >= doc["bottleneck_cycles"]
+    for r in RESOURCES:
+        b = doc["budget"][r]
+        assert b["used"] <= b["cap"] <= b["device"]
+        total = b["shell"] + sum(lay["resources"][r] + lay["fifo"]["resources"][r] for lay in doc["layers"])
+        assert b["used"] == total
+    assert doc["budget"]["LUT"]["cap"] == int(0.25 * 53200)
+    for lay in doc["layers"]:
+        assert lay["resources"]["LUT"] > 0, lay["name"]  # every layer costed
+        assert lay["cycles"] > 0 and lay["fifo"]["depth"] >= 2
+        if lay["kind"] == "MVAU":
+            assert {"pe", "simd"} <= set(lay["folding"]) and {"mem_style", "dsp_pe"} <= set(lay["styles"])
+
+
+def test_report_command_prints_table_and_writes_plots(built):
+    proc = subprocess.run([sys.executable, "-m", "fpgagen.cli", "report", str(built)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "Estimated throughput" in out and "Resources against the budget (estimated)" in out
+    assert "| LUT |" in out and "(bottleneck)" in out and "| **total** (with shell)" in out
+    for name in ("cycles.png", "resources.png"):
+        data = (built / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+        assert f"]({name})" in (built / "report.md").read_text()
+
+
+def test_greedy_baseline_is_reported_as_such(tmp_path, quiet):
+    path = fpgagen.export(nets.conv_net(4, 4, seed=8), tmp_path / "m.onnx")
+    acc = fpgagen.build(path, out_dir=tmp_path / "b", verify=False, log=quiet, optimizer="greedy", target_fps=500)
+    doc = json.loads((acc.build_dir / "report.json").read_text())
+    assert doc["folding"] == {"optimizer": "greedy", "target_fps": 500}
+    assert "greedy FINN-style baseline" in (acc.build_dir / "report.md").read_text()
+    assert all(lay["styles"].get("dsp_pe", 0) == 0 for lay in doc["layers"])  # FINN uses no DSPs
