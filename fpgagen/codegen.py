@@ -49,6 +49,11 @@ class CppHelpers:
         return smallest_dtype(min(int(thresholds.min()), -1), int(thresholds.max())).name
 
     @staticmethod
+    def search_heap(layer) -> np.ndarray:
+        """The binary-search stages as one heap-ordered ROM row per channel: stage s at offset 2^s - 1."""
+        return np.concatenate(layer.search_tables(), axis=-1)
+
+    @staticmethod
     def zeros(*shape: int) -> np.ndarray:
         return np.zeros(shape, np.int64)
 
@@ -123,9 +128,10 @@ def generate(net: Network, out_dir: Path, board: dict, source: str = "") -> Path
     io = stream_geometry(net)
     kinds = list(dict.fromkeys(layer.kind for layer in net.layers))
     kernels = {kind: env.get_template(KERNEL_TEMPLATES[kind]).module.kernel() for kind in kinds}
-    streams = [{"name": "input_codes", "ctype": g.ctype(net.layers[0].in_dtype), "word": io.in_word, "depth": 2}]
+    streams = [{"name": "input_codes", "ctype": g.ctype(net.layers[0].in_dtype), "word": io.in_word, "depth": 2,
+                "impl": "srl"}]
     streams += [{"name": f"{layer.name}_out", "ctype": g.ctype(layer.out_dtype), "word": layer.out_word,
-                 "depth": getattr(layer, "fifo_depth", 2)} for layer in net.layers]
+                 "depth": layer.fifo_depth, "impl": layer.fifo_style} for layer in net.layers]
     bottleneck = net.bottleneck()
     ctx = dict(net=net, top=top_name(net), io=io, kinds=kinds, kernels=kernels, streams=streams, board=board,
                clock_mhz=board["clock_mhz"], bottleneck=bottleneck, source=source or net.name,

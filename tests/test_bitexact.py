@@ -113,10 +113,14 @@ FOLDINGS = [
      "conv_1_window": {"simd": 8}, "maxpool_0": {"pe": 2}},
     {"conv_0": {"pe": 8, "simd": 9}, "conv_0_window": {"simd": 9}, "conv_1": {"pe": 1, "simd": 24},
      "conv_1_window": {"simd": 24}},
+    # binary-search thresholds, DSP PEs next to LUT PEs, LUTRAM weights
+    {"conv_0": {"pe": 4, "simd": 9, "dsp_pe": 2, "thr_mode": "search", "mem_style": "lutram"},
+     "conv_0_window": {"simd": 9}, "conv_1": {"pe": 2, "simd": 8, "thr_mode": "search", "dsp_pe": 2},
+     "conv_1_window": {"simd": 8}, "conv_3": {"thr_mode": "search"}},
 ]
 
 
-@pytest.mark.parametrize("folding", FOLDINGS, ids=["unfolded", "pe2simd3", "wide", "mixed"])
+@pytest.mark.parametrize("folding", FOLDINGS, ids=["unfolded", "pe2simd3", "wide", "mixed", "search_dsp"])
 def test_folding_never_changes_results(folding, tmp_path_factory, quiet):
     model = nets.conv_net(4, 4, seed=2)
     d = tmp_path_factory.mktemp("fold")
