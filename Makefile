@@ -24,7 +24,7 @@ test-all: setup
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 demo: setup
-	$(BIN)/python scripts/demo.py --board $(BOARD)
+	$(BIN)/python -m fpgagen.train.demo --board $(BOARD)
 
 bench: setup
 	$(BIN)/python scripts/bench_generator.py

@@ -16,6 +16,7 @@ EPILOG = """examples:
   fpgagen build my_net.onnx --folding folding.json             # your own folding, validated
   fpgagen csim build/my_net --input x.npy --output y.npy
   fpgagen report build/my_net
+  fpgagen eval                      # AP of the shipped float and W4A4 face detectors
 """
 
 
@@ -51,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
                        description="Print the build's estimated per-layer folding, cycles and resources against "
                        "the board budget, and write report.md with cycles.png and resources.png beside it.")
     r.add_argument("build_dir")
+    from .train.cli import EVAL_DESCRIPTION, TRAIN_DESCRIPTION, add_eval_arguments, add_train_arguments
+
+    t = sub.add_parser("train", help="quantization-aware training of the LPYOLO face detector",
+                       description=TRAIN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_train_arguments(t)
+    e = sub.add_parser("eval", help="face-detection AP of the float and W4A4 models",
+                       description=EVAL_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_eval_arguments(e)
     return p
 
 
@@ -88,6 +97,14 @@ def main(argv: list[str] | None = None) -> int:
             out.parent.mkdir(parents=True, exist_ok=True)
             np.save(out, y)
             print(f"wrote {out} {list(y.shape)} {y.dtype}")
+        elif args.command == "train":
+            from .train.cli import train_command
+
+            return train_command(args)
+        elif args.command == "eval":
+            from .train.cli import eval_command
+
+            return eval_command(args)
         elif args.command == "report":
             from .report import report
 
