@@ -48,9 +48,6 @@ class Network:
     output: OutputSpec
     layers: list[Layer]
 
-    def stream_shapes(self) -> list[tuple[int, int, int]]:
-        return [self.layers[0].in_shape] + [layer.out_shape for layer in self.layers]
-
     @property
     def in_stream_shape(self) -> tuple[int, int, int]:
         return self.layers[0].in_shape
