@@ -358,11 +358,6 @@ class MVAU(Layer):
         return (self.mh // self.pe) * (self.mw // self.simd) * self.pixels
 
     @property
-    def mul_style(self) -> str:
-        """"dsp" when every PE multiplies in DSP48E1s, "lut" when none does, "mixed" otherwise (``dsp_pe``)."""
-        return "lut" if self.dsp_pe == 0 else "dsp" if self.dsp_pe == self.pe else "mixed"
-
-    @property
     def nt(self) -> int:
         return 0 if self.thresholds is None else self.thresholds.shape[1]
 
