@@ -87,12 +87,8 @@ class Accelerator:
         """Stream codes (N, H, W, C) through the C-simulated accelerator; returns output stream codes."""
         last = self.net.layers[-1]
         geometry = codegen.stream_geometry(self.net)
-        n = codes.shape[0]
-        data = packing.pack(codes.reshape(n, -1), geometry.in_word, geometry.in_bits)
-        out = (self.bounded_lib if bounded_fifos else self.lib).run(data)
-        oh, ow, oc = last.out_shape
-        flat = packing.unpack(out, geometry.out_word, geometry.out_bits, last.odt.signed(), oh * ow * oc)
-        return flat.reshape(n, oh, ow, oc)
+        out = (self.bounded_lib if bounded_fifos else self.lib).run(packing.frames_to_bytes(codes, geometry))
+        return packing.bytes_to_frames(out, geometry, last.out_shape, last.odt.signed())
 
     def reference_stream(self, codes: np.ndarray) -> np.ndarray:
         return reference.run_network(self.net, codes)
@@ -122,8 +118,7 @@ class Accelerator:
                             f"{want[tuple(bad[0])]})", str(self.hls_dir), "this is an fpgagen bug; please report it")
         geometry = codegen.stream_geometry(self.net)
         last = self.net.layers[-1]
-        packing.pack(codes.reshape(frames, -1), geometry.in_word, geometry.in_bits).tofile(
-            self.hls_dir / "tb_input.bin")
+        packing.frames_to_bytes(codes, geometry).tofile(self.hls_dir / "tb_input.bin")
         packing.pack(want.reshape(frames, -1), geometry.out_word, last.odt.bitwidth()).tofile(
             self.hls_dir / "tb_expected.bin")
 

@@ -38,3 +38,19 @@ def unpack(data: np.ndarray, word: int, bits: int, signed: bool, elems: int) -> 
     if signed:
         raw = np.where(raw >= 1 << (bits - 1), raw - (1 << bits), raw)
     return raw.reshape(frames, elems)
+
+
+def frames_to_bytes(codes: np.ndarray, geometry) -> np.ndarray:
+    """Input stream codes (N, H, W, C) -> the bytes one DMA transfer per frame carries, (N, bytes) uint8.
+
+    ``geometry`` is ``fpgagen.codegen.stream_geometry(net)``; the C-simulation bridge and the board driver both
+    take exactly these bytes, so a C-sim test also covers what the board receives."""
+    n = codes.shape[0]
+    return pack(codes.reshape(n, -1), geometry.in_word, geometry.in_bits)
+
+
+def bytes_to_frames(data: np.ndarray, geometry, out_shape: tuple[int, int, int], signed: bool) -> np.ndarray:
+    """The output bytes of N frames, (N, bytes) uint8 -> output stream codes (N, H, W, C) int64."""
+    n = data.shape[0]
+    flat = unpack(data, geometry.out_word, geometry.out_bits, signed, int(np.prod(out_shape)))
+    return flat.reshape(n, *out_shape)
