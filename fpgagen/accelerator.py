@@ -61,6 +61,18 @@ class Accelerator:
         codes = quantize(x, scale, zero, IntRange(spec.lo, spec.hi))
         return self._to_stream(codes)
 
+    @property
+    def pixels_are_codes(self) -> bool:
+        """True when the input quantizer maps every uint8 pixel k (as the float k/255) to the code k: then the
+        host streams the pixel bytes as they are (no float conversion, no transpose of NHWC frames)."""
+        spec = self.net.input
+        if (spec.lo, spec.hi) != (0, 255) or len(self.net.in_stream_shape) != 3:
+            return False
+        pixels = np.arange(256, dtype=np.float32) / np.float32(255)
+        scale, zero = np.asarray(spec.scale, np.float32).reshape(-1), np.asarray(spec.zero_point).reshape(-1)
+        codes = quantize(pixels[:, None], scale[None, :], zero[None, :], IntRange(spec.lo, spec.hi))
+        return bool(np.array_equal(codes, np.broadcast_to(np.arange(256)[:, None], codes.shape)))
+
     def _to_stream(self, codes: np.ndarray) -> np.ndarray:
         if codes.ndim == 4:
             return codes.transpose(0, 2, 3, 1)

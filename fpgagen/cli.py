@@ -17,6 +17,8 @@ EPILOG = """examples:
   fpgagen csim build/my_net --input x.npy --output y.npy
   fpgagen report build/my_net
   fpgagen eval                      # AP of the shipped float and W4A4 face detectors
+  fpgagen detect photo.jpg -o out/  # faces in your photos (the shipped detector, C-sim)
+  fpgagen serve --video clip.mp4    # stream detections (TCP :9000, browser :8080); fpgagen view 127.0.0.1:9000
 """
 
 
@@ -60,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="face-detection AP of the float and W4A4 models",
                        description=EVAL_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_eval_arguments(e)
+    from .runtime import cli as runtime_cli  # the host runtime: detect, serve, view (imports nothing heavy)
+
+    for name, help_, description in (("detect", runtime_cli.DETECT_HELP, runtime_cli.DETECT_DESCRIPTION),
+                                     ("serve", runtime_cli.SERVE_HELP, runtime_cli.SERVE_DESCRIPTION),
+                                     ("view", runtime_cli.VIEW_HELP, runtime_cli.VIEW_DESCRIPTION)):
+        getattr(runtime_cli, f"add_{name}_arguments")(sub.add_parser(name, help=help_, description=description))
     return p
 
 
@@ -105,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
             from .train.cli import eval_command
 
             return eval_command(args)
+        elif args.command in ("detect", "serve", "view"):
+            from .runtime import cli as runtime_cli
+
+            return getattr(runtime_cli, f"run_{args.command}")(args)
         elif args.command == "report":
             from .report import report
 

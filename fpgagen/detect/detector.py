@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.transforms import letterbox
-from .decode import LPYOLO_ANCHORS, STRIDE, Detections, decode_codes, decode_float
+from .decode import STRIDE, Detections, decode_codes, decode_float
 from .nms import nms
 
 
@@ -32,11 +32,17 @@ def accelerator_backend(acc, name: str = "accelerator") -> Backend:
     if getattr(spec, "kind", "codes") != "codes" or scale.size != 1 or zero.size != 1:
         raise ValueError("the detector needs one per-tensor output quantizer (LPYOLO's hardtanh)")
 
+    pixels_are_codes = acc.pixels_are_codes
+
     def run(batch: np.ndarray, chunk: int = 32) -> np.ndarray:
         outs = []
         for i in range(0, len(batch), chunk):
-            x = batch[i:i + chunk].transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
-            outs.append(np.asarray(acc.run(x, codes=True)).astype(np.int64))
+            if pixels_are_codes:  # the uint8 NHWC pixels are the input stream: no float, no transpose
+                out = acc.run_stream(np.ascontiguousarray(batch[i:i + chunk], np.uint8))
+            else:
+                x = batch[i:i + chunk].transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
+                out = acc._to_stream(np.asarray(acc.run(x, codes=True)))
+            outs.append(out.transpose(0, 3, 1, 2).astype(np.int64))  # (N, H, W, C) -> the head's (N, C, H, W)
         return np.concatenate(outs)
 
     return Backend(run, (float(scale[0]), float(zero[0])), name)
@@ -76,8 +82,17 @@ def torch_backend(model, codes: bool | None = None, name: str = "torch", batch: 
 class Detector:
     """Faces in images of any size: letterbox to ``input_size``, run the backend, decode, NMS, map back."""
 
-    def __init__(self, backend: Backend, anchors=LPYOLO_ANCHORS, input_size: int = 416, conf: float = 0.5,
+    def __init__(self, backend: Backend, anchors, input_size: int = 416, conf: float = 0.5,
                  nms_iou: float = 0.3, stride: int = STRIDE, max_det: int = 100):
+        # No default: boxes decode against the anchors the head was trained with, and the paper's WIDER anchors
+        # (LPYOLO_ANCHORS) make a model trained with others draw boxes the wrong size without any warning.
+        if anchors is None:
+            raise ValueError("Detector needs the anchors the head was trained with: pass info['anchors'] from "
+                             "fpgagen.train.load_checkpoint, or fpgagen.detect.LPYOLO_ANCHORS for the paper's WIDER "
+                             "FACE model")
+        anchors = np.asarray(anchors, np.float64)
+        if anchors.ndim != 2 or anchors.shape[1] != 2 or len(anchors) == 0:
+            raise ValueError(f"anchors are (w, h) pairs, got {anchors.tolist()}")
         if input_size % stride:
             raise ValueError(f"input_size must be a multiple of {stride}, got {input_size}")
         self.backend, self.anchors, self.input_size = backend, np.asarray(anchors, np.float64), input_size

@@ -1,0 +1,190 @@
+"""A face detector on a backend: letterbox -> ``backend.infer`` -> integer decode + NMS (fpgagen.detect) -> boxes
+in the original image's pixels. Also the shipped face detector's accelerator, built on first use and cached.
+
+A build directory made for detection carries ``detector.json`` (anchors, input size) beside ``network.json``, so
+the boxes decode against the anchors the head was trained with, never silently against the paper's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..data.transforms import Letterbox, letterbox
+from ..detect import Backend as DetectBackend
+from ..detect import Detections, Detector
+from ..errors import FpgagenError
+from .backends import Backend, default_backend, make_backend
+
+DETECTOR_JSON = "detector.json"
+MANIFEST = "manifest.json"
+MIN_SIDE, MAX_SIDE = 8, 16384  # images outside these sides are refused with a clear error
+DEFAULT_CONF, DEFAULT_NMS_IOU = 0.5, 0.3
+
+
+def check_image(image, where: str = "image") -> np.ndarray:
+    """A uint8 RGB image (H, W, 3) of sensible size, or a FpgagenError that says what is wrong and what to do."""
+    if not isinstance(image, np.ndarray):
+        raise FpgagenError(f"not an image array ({type(image).__name__})", where, "pass a uint8 RGB numpy array")
+    if image.dtype != np.uint8:
+        raise FpgagenError(f"{image.dtype} pixels", where,
+                           "convert to 8-bit first (e.g. (img >> 8).astype(np.uint8) for 16-bit), or pass the file "
+                           "path so OpenCV converts it")
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
+        raise FpgagenError("a greyscale image (one channel)", where,
+                           "convert it with cv2.cvtColor(img, cv2.COLOR_GRAY2RGB), or pass the file path")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise FpgagenError(f"an image of shape {list(image.shape)}", where, "pass RGB pixels of shape (H, W, 3)")
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_SIDE or max(h, w) > MAX_SIDE:
+        raise FpgagenError(f"an image of {w}x{h} pixels", where,
+                           f"pass images between {MIN_SIDE} and {MAX_SIDE} pixels a side")
+    return image
+
+
+class FaceDetector:
+    """``preprocess`` (letterbox to the accelerator's uint8 input), ``backend.infer``, ``postprocess`` (integer
+    decode, NMS, back to original pixels). The pipeline runs the three in separate threads."""
+
+    def __init__(self, backend: Backend, anchors, conf: float = DEFAULT_CONF, nms_iou: float = DEFAULT_NMS_IOU,
+                 max_det: int = 100):
+        h, w, c = backend.input_shape
+        if h != w or c != 3:
+            raise FpgagenError(f"an accelerator input of {w}x{h}x{c}", repr(backend),
+                               "the face detector takes square RGB frames (LPYOLO at a multiple of 32)")
+        if backend.output_quant is None:
+            raise FpgagenError("an output that is not one per-tensor quantizer", repr(backend),
+                               "the detector decodes LPYOLO's QuantHardTanh codes")
+        self.backend, self.size = backend, h
+        self.anchors = np.asarray(anchors, np.float64).reshape(-1, 2)
+        self.detector = Detector(DetectBackend(self._run_nchw, backend.output_quant, backend.name), self.anchors,
+                                 h, conf=conf, nms_iou=nms_iou, max_det=max_det)
+
+    def _run_nchw(self, batch: np.ndarray) -> np.ndarray:
+        return self.backend.infer(batch).transpose(0, 3, 1, 2)
+
+    def preprocess(self, image: np.ndarray, where: str = "image") -> tuple[np.ndarray, Letterbox]:
+        return letterbox(check_image(image, where), self.size)
+
+    def postprocess(self, codes: np.ndarray, box: Letterbox, image_shape) -> Detections:
+        """One frame's output codes (h, w, c) in stream order -> detections in the original image's pixels."""
+        det = self.detector.postprocess(codes.transpose(2, 0, 1))  # a view; only candidates reach float
+        b = box.to_original(det.boxes)
+        h, w = image_shape[:2]
+        b[:, [0, 2]] = b[:, [0, 2]].clip(0, w - 1)
+        b[:, [1, 3]] = b[:, [1, 3]].clip(0, h - 1)
+        return Detections(b, det.scores)
+
+    def __call__(self, images: list[np.ndarray]) -> list[Detections]:
+        """Whole images in, detections out, one batch through the backend (no pipeline)."""
+        if not images:
+            return []
+        pre = [self.preprocess(img, f"image {i}") for i, img in enumerate(images)]
+        codes = self.backend.infer(np.stack([p[0] for p in pre]))
+        return [self.postprocess(c, p[1], img.shape) for c, p, img in zip(codes, pre, images, strict=True)]
+
+
+def detections_json(det: Detections, digits: int = 1) -> list[dict]:
+    return [{"box": [round(float(v), digits) for v in b], "score": round(float(s), 4)}
+            for b, s in zip(det.boxes, det.scores, strict=True)]
+
+
+# --- the shipped face detector, built once and cached ---------------------------------------------------------
+def cache_root() -> Path:
+    return Path(os.environ.get("FPGAGEN_CACHE", Path.home() / ".cache" / "fpgagen"))
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_manifest(build_dir: Path) -> None:
+    files = {p.relative_to(build_dir).as_posix(): _digest(p) for p in sorted(build_dir.rglob("*"))
+             if p.is_file() and p.name != MANIFEST}
+    (build_dir / MANIFEST).write_text(json.dumps(files, indent=1))
+
+
+def verify_manifest(build_dir: Path) -> str | None:
+    """None when every file the build recorded is there with the same SHA-256; else what is wrong."""
+    try:
+        files = json.loads((build_dir / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return "no manifest"
+    for rel, digest in files.items():
+        path = build_dir / rel
+        if not path.is_file():
+            return f"{rel} is missing"
+        if _digest(path) != digest:
+            return f"{rel} changed"
+    return None if {"network.json", "network.npz", DETECTOR_JSON} <= set(files) else "incomplete build"
+
+
+def shipped_face_build(board: str = "pynq_z2", log=print) -> Path:
+    """The build directory of the shipped W4A4 face detector (416x416), built on first use under the user cache
+    (``$FPGAGEN_CACHE`` or ``~/.cache/fpgagen``) and checked against its manifest before every reuse."""
+    import fpgagen
+    from fpgagen.train.model import shipped_checkpoint
+
+    ckpt = shipped_checkpoint("w4a4")
+    key = hashlib.sha256(ckpt.read_bytes() + f"{fpgagen.__version__}|{board}|416".encode()).hexdigest()[:16]
+    build_dir = cache_root() / "models" / f"lpyolo_w4a4_face-{key}"
+    problem = verify_manifest(build_dir) if build_dir.exists() else "not built yet"
+    if problem is None:
+        return build_dir
+    if build_dir.exists():
+        log(f"fpgagen: rebuilding the cached face detector ({problem}): {build_dir}")
+        shutil.rmtree(build_dir, ignore_errors=True)
+    log(f"fpgagen: building the shipped face detector for {board} once (about 30 s); cached in {build_dir}")
+    from fpgagen.train.model import load_checkpoint
+
+    start = time.perf_counter()
+    tmp = build_dir.with_name(f"{build_dir.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model, info = load_checkpoint(ckpt)
+    onnx = fpgagen.export(model, tmp / "lpyolo_w4a4_face.onnx", input_shape=(1, 3, 416, 416))
+    fpgagen.build(onnx, board=board, out_dir=tmp, log=lambda m: None)  # verified C-sim == reference
+    write_detector_json(tmp, info["anchors"], 416, source=ckpt.name)
+    write_manifest(tmp)
+    try:
+        tmp.rename(build_dir)
+    except OSError:  # another process finished first: use its build
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"fpgagen: face detector built in {time.perf_counter() - start:.0f} s")
+    return build_dir
+
+
+def write_detector_json(build_dir: Path, anchors, input_size: int, source: str = "") -> None:
+    doc = {"task": "face detection (LPYOLO)", "anchors": [[float(a), float(b)] for a, b in anchors],
+           "input_size": input_size, "checkpoint": source}
+    (Path(build_dir) / DETECTOR_JSON).write_text(json.dumps(doc, indent=1))
+
+
+def read_anchors(build_dir: Path):
+    try:
+        return json.loads((Path(build_dir) / DETECTOR_JSON).read_text())["anchors"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def load_face_detector(build_dir: str | Path | None = None, backend: str | None = None, anchors=None,
+                       conf: float = DEFAULT_CONF, nms_iou: float = DEFAULT_NMS_IOU, log=print,
+                       **backend_options) -> FaceDetector:
+    """The detector on ``backend`` (default: pynq on a board, csim elsewhere). ``build_dir`` None: the shipped
+    face detector. Anchors: ``anchors``, else the build's detector.json, else an error (never a silent default)."""
+    build_dir = shipped_face_build(log=log) if build_dir is None else Path(build_dir)
+    if not (build_dir / "network.json").is_file():
+        raise FpgagenError("not an fpgagen build directory (no network.json)", str(build_dir),
+                           "pass a directory written by 'fpgagen build', or leave --accelerator out for the "
+                           "shipped face detector")
+    anchors = anchors if anchors is not None else read_anchors(build_dir)
+    if anchors is None:
+        raise FpgagenError("the anchors the head was trained with are unknown", str(build_dir / DETECTOR_JSON),
+                           "pass --anchors w,h,w,h,w,h (for the paper's WIDER model: 10,14,23,27,37,58)")
+    return FaceDetector(make_backend(backend or default_backend(), build_dir, **backend_options), anchors,
+                        conf=conf, nms_iou=nms_iou)
