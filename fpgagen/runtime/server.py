@@ -57,6 +57,7 @@ class StreamServer:
         self._viewers: list[_Viewer] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._closing = threading.Event()  # close() began: writers send what is queued, then end
         self._threads: list[threading.Thread] = []
         self._listener: socket.socket | None = None
         self.dropped_viewers = 0
@@ -92,20 +93,29 @@ class StreamServer:
         for v in viewers:
             v.offer(msg)
 
-    def close(self) -> None:
-        self._stop.set()
+    def close(self, flush_s: float = 1.0) -> None:
+        """Let viewers receive what is queued (up to ``flush_s`` seconds), then drop them and join every thread."""
+        self._closing.set()
+        if self._listener is not None:
+            self._listener.close()  # no new viewers from here on
         with self._lock:
             viewers = list(self._viewers)
+        deadline = time.monotonic() + flush_s
+        for v in viewers:
+            with v.cond:
+                v.cond.notify_all()
+        for v in viewers:
+            if v.thread is not None:
+                v.thread.join(max(0.0, deadline - time.monotonic()))
+        self._stop.set()
         for v in viewers:
             self._drop(v, None)
         for t in self._threads + [v.thread for v in viewers if v.thread]:
             t.join(self.send_timeout + 1)
-        if self._listener is not None:
-            self._listener.close()
 
     # --- threads ----------------------------------------------------------------------------------------------
     def _accept(self) -> None:
-        while not self._stop.is_set():
+        while not self._closing.is_set():
             try:
                 sock, addr = self._listener.accept()
             except TimeoutError:
@@ -153,6 +163,8 @@ class StreamServer:
         while not self._stop.is_set() and not v.closed:
             with v.cond:
                 if not v.queue:
+                    if self._closing.is_set():
+                        return
                     v.cond.wait(POLL_S)
                     continue
                 msg = v.queue.popleft()
