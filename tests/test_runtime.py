@@ -12,6 +12,7 @@ import threading
 import time
 import tracemalloc
 import types
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -24,8 +25,8 @@ from fpgagen.detect import Backend as DetectBackend
 from fpgagen.detect import Detections, Detector
 from fpgagen.errors import FpgagenError
 from fpgagen.runtime import protocol
-from fpgagen.runtime.backends import CSimBackend, PynqBackend, ReferenceBackend
-from fpgagen.runtime.model import FaceDetector, load_face_detector
+from fpgagen.runtime.backends import CSimBackend, PynqBackend, ReferenceBackend, write_runtime_spec
+from fpgagen.runtime.model import FaceDetector, load_face_detector, write_detector_json
 from fpgagen.runtime.pipeline import Pipeline, Result
 from fpgagen.runtime.server import StreamServer
 from fpgagen.runtime.sinks import CallbackSink, FileSink
@@ -131,6 +132,18 @@ def test_backends_bit_exact_and_pynq_bytes_are_the_pixels(tiny, tmp_path, monkey
     assert pynq.synced.count("flush") == 3 and pynq.synced.count("invalidate") == 3
     board.close()
     assert pynq.synced.count("free") == 2
+
+    # a deploy directory on the board: runtime.json, detector.json and the bitstream, no IR (no qonnx there)
+    deploy = tmp_path / "deploy"
+    deploy.mkdir()
+    write_runtime_spec(tiny).rename(deploy / "runtime.json")
+    write_detector_json(deploy, TINY_ANCHORS, TINY_SIZE)
+    (deploy / "face.bit").write_bytes(b"bit")
+    pynq.sent.clear()
+    detector = load_face_detector(deploy, "pynq")
+    assert detector.backend.acc is None and pynq.overlays[-1].path == str(deploy / "face.bit")
+    assert np.array_equal(detector.backend.infer(frames), want)
+    assert np.array_equal(np.stack(pynq.sent), frames.reshape(3, -1))
 
 
 def test_backend_refuses_wrong_frames(tiny):
@@ -472,3 +485,11 @@ def test_face_detector_refuses_a_non_detector(tiny):
 
     with pytest.raises(FpgagenError, match="square"):
         FaceDetector(Flat(), TINY_ANCHORS)
+
+
+def test_shipped_checkpoint_path_matches_the_trainer():
+    import fpgagen
+    from fpgagen.runtime.model import SHIPPED_CHECKPOINT
+    from fpgagen.train import shipped_checkpoint
+
+    assert shipped_checkpoint("w4a4") == Path(fpgagen.__file__).parent / "checkpoints" / SHIPPED_CHECKPOINT

@@ -12,8 +12,10 @@ csim backends exchange exactly the bytes made by :mod:`fpgagen.packing` with the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,60 @@ import numpy as np
 from ..errors import FpgagenError
 
 BACKENDS = ("csim", "reference", "pynq")
+RUNTIME_JSON = "runtime.json"
+
+
+def runtime_spec(acc) -> dict:
+    """What a backend needs to know about a built accelerator, from its IR through the shared functions
+    (codegen.stream_geometry, packing). Saved as ``runtime.json``, it lets the board run the bitstream without
+    the IR's dependencies (qonnx, onnx), which a PYNQ-Z2 image does not have."""
+    from .. import codegen, packing
+
+    net = acc.net
+    geometry = codegen.stream_geometry(net)
+    fields = geometry.to_dict() if hasattr(geometry, "to_dict") else dataclasses.asdict(geometry)
+    spec = net.output
+    scale = np.unique(np.asarray(spec.scale, np.float64))
+    zero = np.unique(np.asarray(spec.offset, np.float64))
+    # (scale, zero point) of a per-tensor output quantizer, the integer decode's input; None otherwise
+    output_quant = [float(scale[0]), float(zero[0])] if spec.kind == "codes" and scale.size == 1 and zero.size == 1 \
+        else None
+    in_shape = tuple(int(v) for v in net.in_stream_shape)
+    return {"format": 1, "name": net.name, "input_shape": list(in_shape),
+            "output_shape": [int(v) for v in net.out_stream_shape], "pixels_are_codes": acc.pixels_are_codes,
+            "output_quant": output_quant, "output_signed": bool(net.layers[-1].odt.signed()), "geometry": fields,
+            "in_frame_bytes": int(packing.frames_to_bytes(np.zeros((1, *in_shape), np.uint8), geometry).shape[1]),
+            "out_frame_bytes": _out_frame_bytes(geometry)}
+
+
+def _out_frame_bytes(geometry) -> int:
+    if hasattr(geometry, "out_frame_bytes"):
+        return int(geometry.out_frame_bytes)
+    return int(geometry.out_words * geometry.out_axi_bits // 8)
+
+
+def write_runtime_spec(acc) -> Path:
+    path = Path(acc.build_dir) / RUNTIME_JSON
+    path.write_text(json.dumps(runtime_spec(acc), indent=1))
+    return path
+
+
+def read_runtime_spec(build_dir: str | Path) -> dict | None:
+    try:
+        spec = json.loads((Path(build_dir) / RUNTIME_JSON).read_text())
+    except (OSError, ValueError):
+        return None
+    return spec if isinstance(spec, dict) and spec.get("format") == 1 else None
+
+
+def geometry_from_spec(spec: dict):
+    """The stream geometry saved in runtime.json, as the shared packing functions take it."""
+    from .. import packing
+
+    cls = getattr(packing, "StreamGeometry", None)
+    if cls is not None and hasattr(cls, "from_dict"):
+        return cls.from_dict(spec["geometry"])
+    return types.SimpleNamespace(**spec["geometry"])
 
 
 class Backend:
@@ -28,18 +84,13 @@ class Backend:
 
     name = "backend"
 
-    def __init__(self, acc):
-        self.acc = acc
-        net = acc.net
-        self.input_shape = tuple(net.in_stream_shape)  # (H, W, C)
-        self.output_shape = tuple(net.out_stream_shape)
-        self.pixels_are_codes = acc.pixels_are_codes
-        spec = net.output
-        scale = np.unique(np.asarray(spec.scale, np.float64))
-        zero = np.unique(np.asarray(spec.offset, np.float64))
-        # (scale, zero point) of a per-tensor output quantizer, the integer decode's input; None otherwise
-        self.output_quant = (float(scale[0]), float(zero[0])) \
-            if spec.kind == "codes" and scale.size == 1 and zero.size == 1 else None
+    def __init__(self, spec: dict, acc=None):
+        self.spec, self.acc = spec, acc
+        self.net_name = spec["name"]
+        self.input_shape = tuple(spec["input_shape"])  # (H, W, C)
+        self.output_shape = tuple(spec["output_shape"])
+        self.pixels_are_codes = bool(spec["pixels_are_codes"])
+        self.output_quant = tuple(spec["output_quant"]) if spec["output_quant"] is not None else None
 
     def check_frames(self, frames: np.ndarray) -> np.ndarray:
         frames = np.asarray(frames)
@@ -47,7 +98,7 @@ class Backend:
             frames = frames[None]
         if frames.dtype != np.uint8 or frames.shape[1:] != self.input_shape:
             raise FpgagenError(f"frames of shape {list(frames.shape)} and type {frames.dtype}",
-                               f"the {self.name} backend of {self.acc.net.name}",
+                               f"the {self.name} backend of {self.net_name}",
                                f"pass uint8 frames of shape [N, {', '.join(map(str, self.input_shape))}] "
                                "(letterbox the image first)")
         return frames
@@ -56,6 +107,10 @@ class Backend:
         """uint8 frames -> the input stream codes: the frames themselves when the pixel is the code."""
         if self.pixels_are_codes:
             return frames
+        if self.acc is None:
+            raise FpgagenError("this accelerator's input quantizer does not take the uint8 pixel as its code",
+                               self.net_name, "run from the build directory with fpgagen's full install (the IR "
+                               "quantizes the input)")
         x = frames.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)  # a general input quantizer
         return self.acc.quantize_input(x)
 
@@ -66,11 +121,14 @@ class Backend:
         pass
 
     def __repr__(self) -> str:
-        return f"<{self.name} backend {self.acc.net.name} {self.input_shape}->{self.output_shape}>"
+        return f"<{self.name} backend {self.net_name} {self.input_shape}->{self.output_shape}>"
 
 
 class ReferenceBackend(Backend):
     name = "reference"
+
+    def __init__(self, acc):
+        super().__init__(runtime_spec(acc), acc)
 
     def infer(self, frames: np.ndarray) -> np.ndarray:
         return self.acc.reference_stream(self.input_codes(self.check_frames(frames)))
@@ -80,7 +138,7 @@ class CSimBackend(Backend):
     name = "csim"
 
     def __init__(self, acc):
-        super().__init__(acc)
+        super().__init__(runtime_spec(acc), acc)
         acc.lib  # noqa: B018 - compile (or fetch from the cache) now, not on the first frame
 
     def infer(self, frames: np.ndarray) -> np.ndarray:
@@ -89,31 +147,39 @@ class CSimBackend(Backend):
 
 class PynqBackend(Backend):
     """The bitstream on the board. ``pynq`` is the board image's own package (PYNQ 3.x on a Z2), imported here
-    and nowhere else, so the rest of fpgagen runs without it."""
+    and nowhere else, so the rest of fpgagen runs without it. Give it an :class:`fpgagen.Accelerator`, or a
+    build/deploy directory with ``runtime.json`` (then neither the IR nor its dependencies are needed)."""
 
     name = "pynq"
 
-    def __init__(self, acc, bitstream: str | Path | None = None, dma: str | None = None):
-        super().__init__(acc)
+    def __init__(self, accelerator, bitstream: str | Path | None = None, dma: str | None = None):
+        from .. import packing
+
+        if hasattr(accelerator, "net"):
+            from .. import codegen
+
+            super().__init__(runtime_spec(accelerator), accelerator)
+            self.geometry = codegen.stream_geometry(accelerator.net)
+            build_dir = Path(accelerator.build_dir)
+        else:
+            build_dir = Path(accelerator)
+            spec = read_runtime_spec(build_dir)
+            if spec is None:
+                raise FpgagenError(f"no {RUNTIME_JSON}", str(build_dir), "copy the build directory's runtime.json "
+                                   "(written by 'fpgagen detect/serve' or fpgagen.runtime.write_runtime_spec)")
+            super().__init__(spec)
+            self.geometry = geometry_from_spec(spec)
         try:
             import pynq
         except ImportError:
             raise FpgagenError("the pynq package is not installed", "--backend pynq",
                                "run on a PYNQ board (its image ships pynq), or use --backend csim") from None
-        from .. import codegen, packing
-
         self._packing = packing
-        self.geometry = codegen.stream_geometry(acc.net)
-        last = acc.net.layers[-1]
-        self._out_signed = last.odt.signed()
-        bit = Path(bitstream) if bitstream else find_bitstream(acc.build_dir)
+        bit = Path(bitstream) if bitstream else find_bitstream(build_dir)
         self.overlay = pynq.Overlay(str(bit))
         self.dma = _find_dma(self.overlay, dma)
-        # buffer sizes from the shared geometry and packing, never from widths assumed here
-        in_bytes = packing.frames_to_bytes(np.zeros((1, *self.input_shape), np.uint8), self.geometry).shape[1]
-        out_bytes = self.geometry.out_words * self.geometry.out_axi_bits // 8
-        self.in_buffer = pynq.allocate(shape=(in_bytes,), dtype=np.uint8)
-        self.out_buffer = pynq.allocate(shape=(out_bytes,), dtype=np.uint8)
+        self.in_buffer = pynq.allocate(shape=(self.spec["in_frame_bytes"],), dtype=np.uint8)
+        self.out_buffer = pynq.allocate(shape=(self.spec["out_frame_bytes"],), dtype=np.uint8)
 
     def infer(self, frames: np.ndarray) -> np.ndarray:
         data = self._packing.frames_to_bytes(self.input_codes(self.check_frames(frames)), self.geometry)
@@ -127,7 +193,7 @@ class PynqBackend(Backend):
             self.dma.recvchannel.wait()
             _sync(self.out_buffer, "invalidate")
             out[i] = self.out_buffer
-        return self._packing.bytes_to_frames(out, self.geometry, self.output_shape, self._out_signed)
+        return self._packing.bytes_to_frames(out, self.geometry, self.output_shape, self.spec["output_signed"])
 
     def close(self) -> None:
         for buf in (getattr(self, "in_buffer", None), getattr(self, "out_buffer", None)):
@@ -160,19 +226,26 @@ def _find_dma(overlay, name: str | None):
 
 
 def make_backend(kind: str, accelerator, **options) -> Backend:
-    """``kind`` in BACKENDS; ``accelerator`` an :class:`fpgagen.Accelerator` or a build directory."""
+    """``kind`` in BACKENDS; ``accelerator`` an :class:`fpgagen.Accelerator` or a build directory (for pynq, a
+    directory with runtime.json is enough)."""
+    log = options.pop("log", lambda m: None)
+    if kind not in BACKENDS:
+        raise FpgagenError(f"unknown backend '{kind}'", "--backend", f"choose one of {', '.join(BACKENDS)}")
+    if kind == "pynq" and not hasattr(accelerator, "net") and read_runtime_spec(accelerator) is not None:
+        return PynqBackend(accelerator, **options)
     if not hasattr(accelerator, "net"):
         from ..accelerator import load
 
-        accelerator = load(accelerator, log=options.pop("log", lambda m: None))
-    options.pop("log", None)
+        accelerator = load(accelerator, log=log)
+        try:
+            write_runtime_spec(accelerator)  # for the board: the deploy directory then runs without the IR
+        except OSError:
+            pass
     if kind == "csim":
         return CSimBackend(accelerator)
     if kind == "reference":
         return ReferenceBackend(accelerator)
-    if kind == "pynq":
-        return PynqBackend(accelerator, **options)
-    raise FpgagenError(f"unknown backend '{kind}'", "--backend", f"choose one of {', '.join(BACKENDS)}")
+    return PynqBackend(accelerator, **options)
 
 
 def default_backend() -> str:

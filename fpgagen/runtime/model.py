@@ -20,9 +20,10 @@ from ..data.transforms import Letterbox, letterbox
 from ..detect import Backend as DetectBackend
 from ..detect import Detections, Detector
 from ..errors import FpgagenError
-from .backends import Backend, default_backend, make_backend
+from .backends import RUNTIME_JSON, Backend, default_backend, make_backend, read_runtime_spec, write_runtime_spec
 
 DETECTOR_JSON = "detector.json"
+SHIPPED_CHECKPOINT = "lpyolo_w4a4_synthface.pt"
 MANIFEST = "manifest.json"
 MIN_SIDE, MAX_SIDE = 8, 16384  # images outside these sides are refused with a clear error
 DEFAULT_CONF, DEFAULT_NMS_IOU = 0.5, 0.3
@@ -122,16 +123,17 @@ def verify_manifest(build_dir: Path) -> str | None:
             return f"{rel} is missing"
         if _digest(path) != digest:
             return f"{rel} changed"
-    return None if {"network.json", "network.npz", DETECTOR_JSON} <= set(files) else "incomplete build"
+    return None if {"network.json", "network.npz", DETECTOR_JSON, RUNTIME_JSON} <= set(files) else "incomplete build"
 
 
 def shipped_face_build(board: str = "pynq_z2", log=print) -> Path:
     """The build directory of the shipped W4A4 face detector (416x416), built on first use under the user cache
     (``$FPGAGEN_CACHE`` or ``~/.cache/fpgagen``) and checked against its manifest before every reuse."""
     import fpgagen
-    from fpgagen.train.model import shipped_checkpoint
 
-    ckpt = shipped_checkpoint("w4a4")
+    # the same file as fpgagen.train.shipped_checkpoint("w4a4"), found without importing torch (a cache hit
+    # must stay light: on the board there is no torch at all)
+    ckpt = Path(fpgagen.__file__).parent / "checkpoints" / SHIPPED_CHECKPOINT
     key = hashlib.sha256(ckpt.read_bytes() + f"{fpgagen.__version__}|{board}|416".encode()).hexdigest()[:16]
     build_dir = cache_root() / "models" / f"lpyolo_w4a4_face-{key}"
     problem = verify_manifest(build_dir) if build_dir.exists() else "not built yet"
@@ -150,6 +152,7 @@ def shipped_face_build(board: str = "pynq_z2", log=print) -> Path:
     onnx = fpgagen.export(model, tmp / "lpyolo_w4a4_face.onnx", input_shape=(1, 3, 416, 416))
     fpgagen.build(onnx, board=board, out_dir=tmp, log=lambda m: None)  # verified C-sim == reference
     write_detector_json(tmp, info["anchors"], 416, source=ckpt.name)
+    write_runtime_spec(fpgagen.load(tmp, log=lambda m: None))
     write_manifest(tmp)
     try:
         tmp.rename(build_dir)
@@ -178,10 +181,10 @@ def load_face_detector(build_dir: str | Path | None = None, backend: str | None 
     """The detector on ``backend`` (default: pynq on a board, csim elsewhere). ``build_dir`` None: the shipped
     face detector. Anchors: ``anchors``, else the build's detector.json, else an error (never a silent default)."""
     build_dir = shipped_face_build(log=log) if build_dir is None else Path(build_dir)
-    if not (build_dir / "network.json").is_file():
+    if not (build_dir / "network.json").is_file() and read_runtime_spec(build_dir) is None:
         raise FpgagenError("not an fpgagen build directory (no network.json)", str(build_dir),
-                           "pass a directory written by 'fpgagen build', or leave --accelerator out for the "
-                           "shipped face detector")
+                           f"pass a directory written by 'fpgagen build' (or a deploy directory with "
+                           f"{RUNTIME_JSON}), or leave --accelerator out for the shipped face detector")
     anchors = anchors if anchors is not None else read_anchors(build_dir)
     if anchors is None:
         raise FpgagenError("the anchors the head was trained with are unknown", str(build_dir / DETECTOR_JSON),

@@ -80,7 +80,7 @@ class Metrics:
         self._lat = {s: deque(maxlen=window) for s in (*STAGES, "end_to_end")}
         self._done = {s: deque(maxlen=window) for s in (*STAGES, "end_to_end")}
         self.frames = dict.fromkeys((*STAGES, "end_to_end"), 0)
-        self.dropped = dict.fromkeys(("source", "stream"), 0)
+        self.dropped = {"source": 0}  # frames a live source dropped (viewers keep their own counts)
         self.errors = 0
 
     def record(self, stage: str, seconds: float, frames: int = 1) -> None:

@@ -47,7 +47,7 @@ async function poll() {
     const d = await (await fetch('/detections.json', {cache: 'no-store'})).json();
     if (d.frame !== undefined) {
       document.getElementById('status').textContent = `frame ${d.frame}: ${d.detections.length} face(s)`;
-      document.getElementById('dets').textContent = JSON.stringify(d.detections, null, 1);
+      document.getElementById('dets').textContent = d.detections.map(x => JSON.stringify(x)).join('\n') || 'none';
     }
   } catch (e) { document.getElementById('status').textContent = 'server unreachable: ' + e; }
 }

@@ -1,0 +1,86 @@
+"""The browser view in real headless Chromium (Debian's, driven by Playwright): the page loads, the MJPEG frames
+advance, the metrics update. The screenshot goes to build/test-artifacts/browser.png."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from runtime_nets import build_tiny
+
+from fpgagen.runtime.model import load_face_detector
+from fpgagen.runtime.pipeline import Pipeline
+from fpgagen.runtime.server import StreamServer
+from fpgagen.runtime.sources import Arrays
+from fpgagen.runtime.web import WebServer
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "build" / "test-artifacts"
+
+
+def _astronaut_pan(n):
+    import skimage.data
+
+    photo = skimage.data.astronaut()
+    return [np.ascontiguousarray(photo[40:360, 8 * i % 160:8 * i % 160 + 320]) for i in range(n)]
+
+
+def test_browser_page_streams_frames_and_metrics(tmp_path):
+    pytest.importorskip("playwright", reason="pip install playwright (the dev extra)")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (.ci/run installs it: apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    before = set(threading.enumerate())
+    acc = build_tiny(tmp_path)
+    detector = load_face_detector(acc.build_dir, "reference")
+    web = WebServer(port=0, title="tiny test net on reference", log=lambda m: None).start()
+    stream = StreamServer(port=0, log=lambda m: None).start()
+
+    def frames():
+        pan = _astronaut_pan(20)
+        for i in range(100_000):
+            yield pan[i % len(pan)]
+
+    pipe = Pipeline(Arrays(frames(), fps=12), detector, [web, stream], preview_fps=12, metrics_every=0,
+                    log=lambda m: None).start()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1100, "height": 560})
+            page.goto(web.url, timeout=10_000)
+            assert "fpgagen face detection" in page.inner_text("h1")
+            page.wait_for_function("document.getElementById('status').textContent.startsWith('frame')",
+                                   timeout=10_000)
+            page.wait_for_function("document.getElementById('live').naturalWidth > 0", timeout=10_000)
+
+            def state():
+                frame = int(page.inner_text("#status").split()[1].rstrip(":"))
+                rows = {r.split("\t")[0]: r.split("\t") for r in page.inner_text("#metrics tbody").splitlines()}
+                # the pixels the <img> shows now (the MJPEG's current frame), via a same-origin canvas
+                pixels = page.evaluate("""() => { const img = document.getElementById('live');
+                    const c = document.createElement('canvas'); c.width = img.naturalWidth;
+                    c.height = img.naturalHeight; const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+                    return Array.from(g.getImageData(0, 0, c.width, c.height).data.filter((_, i) => i % 97 == 0));
+                    }""")
+                return frame, int(rows["inference"][1]), np.array(pixels)
+
+            f1, n1, px1 = state()
+            time.sleep(1.5)
+            f2, n2, px2 = state()
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "browser.png"))
+            browser.close()
+    finally:
+        pipe.stop()
+    assert f2 > f1 and n2 > n1, (f1, f2, n1, n2)  # frames advance, metrics update
+    assert px1.size > 1000 and not np.array_equal(px1, px2)  # the picture itself changes
+    assert (ARTIFACTS / "browser.png").stat().st_size > 10_000
+    deadline = time.monotonic() + 5
+    while set(threading.enumerate()) - before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not set(threading.enumerate()) - before
