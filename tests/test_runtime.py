@@ -493,3 +493,21 @@ def test_shipped_checkpoint_path_matches_the_trainer():
     from fpgagen.train import shipped_checkpoint
 
     assert shipped_checkpoint("w4a4") == Path(fpgagen.__file__).parent / "checkpoints" / SHIPPED_CHECKPOINT
+
+
+@pytest.mark.parametrize("shape", [(480, 640), (640, 480), (416, 416), (300, 200), (1080, 1920), (200, 300)])
+def test_fast_letterbox_has_the_training_letterbox_geometry(shape):
+    from fpgagen.data.transforms import letterbox
+    from fpgagen.runtime.model import fast_letterbox
+
+    image = cv2.GaussianBlur(np.random.default_rng(1).integers(0, 256, (*shape, 3), dtype=np.uint8), (9, 9), 3)
+    got, box = fast_letterbox(image, 416)
+    want, want_box = letterbox(image, 416)
+    assert box == want_box and got.dtype == np.uint8 and got.shape == (416, 416, 3)
+    pad = want == 114
+    content = ~np.all(pad, axis=2)
+    assert np.array_equal(got[~content], want[~content])  # the same grey border
+    diff = np.abs(got.astype(int) - want.astype(int))[content]
+    assert diff.mean() < 2.0  # bilinear instead of area averaging: the same picture
+    if box.scale == 1 or box.scale < 0.5:
+        assert np.array_equal(got, want)

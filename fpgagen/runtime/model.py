@@ -14,9 +14,10 @@ import shutil
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from ..data.transforms import Letterbox, letterbox
+from ..data.transforms import PAD_VALUE, Letterbox, letterbox
 from ..detect import Backend as DetectBackend
 from ..detect import Detections, Detector
 from ..errors import FpgagenError
@@ -49,6 +50,29 @@ def check_image(image, where: str = "image") -> np.ndarray:
     return image
 
 
+def fast_letterbox(image: np.ndarray, size: int, pad: int = PAD_VALUE) -> tuple[np.ndarray, Letterbox]:
+    """fpgagen.data.transforms.letterbox's geometry (same scale, size and offsets), made for the ARM: bilinear
+    resampling straight into the padded frame while the scale is >= 1/2 (every source pixel still feeds the
+    output; 10x cheaper than INTER_AREA at a webcam's 640x480 -> 416), area averaging only below that."""
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    dx, dy = (size - nw) // 2, (size - nh) // 2
+    if scale < 0.5:
+        return letterbox(image, size, pad)
+    out = np.empty((size, size, 3), np.uint8)
+    out[:dy], out[dy + nh:] = pad, pad
+    out[dy:dy + nh, :dx], out[dy:dy + nh, dx + nw:] = pad, pad
+    if (nw, nh) == (w, h):
+        out[dy:dy + nh, dx:dx + nw] = image
+    else:
+        region = out[dy:dy + nh, dx:dx + nw]
+        resized = cv2.resize(image, (nw, nh), dst=region if dx == 0 else None, interpolation=cv2.INTER_LINEAR)
+        if resized is not region:  # OpenCV writes in place only into a contiguous destination
+            region[...] = resized
+    return out, Letterbox(scale, dx, dy)
+
+
 class FaceDetector:
     """``preprocess`` (letterbox to the accelerator's uint8 input), ``backend.infer``, ``postprocess`` (integer
     decode, NMS, back to original pixels). The pipeline runs the three in separate threads."""
@@ -71,7 +95,7 @@ class FaceDetector:
         return self.backend.infer(batch).transpose(0, 3, 1, 2)
 
     def preprocess(self, image: np.ndarray, where: str = "image") -> tuple[np.ndarray, Letterbox]:
-        return letterbox(check_image(image, where), self.size)
+        return fast_letterbox(check_image(image, where), self.size)
 
     def postprocess(self, codes: np.ndarray, box: Letterbox, image_shape) -> Detections:
         """One frame's output codes (h, w, c) in stream order -> detections in the original image's pixels."""
