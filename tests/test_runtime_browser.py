@@ -52,6 +52,8 @@ def test_browser_page_streams_frames_and_metrics(tmp_path):
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page(viewport={"width": 1100, "height": 560})
+            page_errors = []
+            page.on("pageerror", lambda exc: page_errors.append(str(exc)))  # a script error would leave the page silently stale
             page.goto(web.url, timeout=10_000)
             assert "fpgagen face detection" in page.inner_text("h1")
             page.wait_for_function("document.getElementById('status').textContent.startsWith('frame')",
@@ -77,6 +79,7 @@ def test_browser_page_streams_frames_and_metrics(tmp_path):
             browser.close()
     finally:
         pipe.stop()
+    assert not page_errors, page_errors
     assert f2 > f1 and n2 > n1, (f1, f2, n1, n2)  # frames advance, metrics update
     assert px1.size > 1000 and not np.array_equal(px1, px2)  # the picture itself changes
     assert (ARTIFACTS / "browser.png").stat().st_size > 10_000

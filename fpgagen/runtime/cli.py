@@ -7,8 +7,10 @@ returns an exit code; a :class:`fpgagen.errors.FpgagenError` propagates to the t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -161,12 +163,30 @@ def run_serve(args) -> int:
         sinks.append(CallbackSink(_metrics_writer(Path(args.metrics_json), args.metrics_every or 5.0)))
     pipeline = Pipeline(source, detector, sinks, queue_size=args.queue, batch=args.batch,
                         preview_fps=args.preview_fps, metrics_every=args.metrics_every, log=_log)
-    metrics = pipeline.run()
+    with _sigterm_as_interrupt():
+        metrics = pipeline.run()
     _log(pipeline.metrics.format())
     if args.metrics_json:
         Path(args.metrics_json).write_text(json.dumps(metrics, indent=1))
     print(json.dumps(metrics))
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """``kill PID`` (systemd, a notebook's stop button) shuts down as cleanly as Ctrl-C."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _metrics_writer(path: Path, every: float):

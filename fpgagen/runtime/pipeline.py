@@ -80,7 +80,8 @@ class Metrics:
         self._lat = {s: deque(maxlen=window) for s in (*STAGES, "end_to_end")}
         self._done = {s: deque(maxlen=window) for s in (*STAGES, "end_to_end")}
         self.frames = dict.fromkeys((*STAGES, "end_to_end"), 0)
-        self.dropped = {"source": 0}  # frames a live source dropped (viewers keep their own counts)
+        # frames a live source dropped: at the source, or waiting for the accelerator (viewers keep their own counts)
+        self.dropped = {"source": 0, "stale": 0}
         self.errors = 0
 
     def record(self, stage: str, seconds: float, frames: int = 1) -> None:
@@ -169,7 +170,7 @@ class Pipeline:
                 if old is END:  # never drop the end marker (cannot happen: it is put last), keep it
                     q.put_nowait(old)
                     return
-                self.metrics.drop("source")
+                self.metrics.drop("source" if q is self.queues[0] else "stale")
 
     def _get(self, q: queue.Queue):
         while not self._stop.is_set():
@@ -197,6 +198,9 @@ class Pipeline:
 
     def _preprocess(self) -> None:
         inq, out = self.queues[0], self.queues[1]
+        # a live source's frames waiting for the accelerator go stale too: drop the oldest there as well, so the
+        # latency stays about one inference instead of growing with every queue in front of the accelerator
+        live = getattr(self.source, "live", False)
         while (frame := self._get(inq)) is not END:
             if frame.error is None:
                 start = time.perf_counter()
@@ -205,7 +209,10 @@ class Pipeline:
                 except FpgagenError as exc:
                     frame.error = str(exc)
                 self.metrics.record("preprocess", time.perf_counter() - start)
-            self._put(out, frame)
+            if live and frame.error is None:
+                self._put_latest(out, frame)
+            else:
+                self._put(out, frame)
         self._put(out, END)
 
     def _inference(self) -> None:

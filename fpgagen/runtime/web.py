@@ -47,7 +47,8 @@ async function poll() {
     const d = await (await fetch('/detections.json', {cache: 'no-store'})).json();
     if (d.frame !== undefined) {
       document.getElementById('status').textContent = `frame ${d.frame}: ${d.detections.length} face(s)`;
-      document.getElementById('dets').textContent = d.detections.map(x => JSON.stringify(x)).join('\n') || 'none';
+      const lines = d.detections.map(x => JSON.stringify(x));
+      document.getElementById('dets').textContent = lines.join('\\n') || 'none';
     }
   } catch (e) { document.getElementById('status').textContent = 'server unreachable: ' + e; }
 }
