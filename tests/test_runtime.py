@@ -512,3 +512,38 @@ def test_fast_letterbox_has_the_training_letterbox_geometry(shape):
     assert diff.mean() < 2.0  # bilinear instead of area averaging: the same picture
     if box.scale == 1 or box.scale < 0.5:
         assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", pytest.param("SIGTERM", marks=pytest.mark.slow)])
+def test_serve_command_shuts_down_cleanly_on_a_signal(tiny, tmp_path, sig):
+    """``fpgagen serve`` in its own process: Ctrl-C (or kill) stops every thread, closes the ports, exits 0."""
+    import os
+    import signal
+    import subprocess
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, img in enumerate(moving_frames(3)):
+        cv2.imwrite(str(folder / f"{i}.png"), img)
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.Popen([sys.executable, "-m", "fpgagen.cli", "serve", str(tiny.build_dir), "--images",
+                             str(folder), "--fps", "20", "--loop", "--backend", "reference", "--port", "0",
+                             "--http-port", "0", "--metrics-every", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
+    reader.start()
+    try:
+        _wait(lambda: any("browser view on" in line for line in lines), timeout=30)  # imports take a while
+        time.sleep(1.0)
+        proc.send_signal(getattr(signal, sig))
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(5)
+    assert proc.returncode == 0, "".join(lines)
+    assert any("interrupted, stopping" in line for line in lines)
+    assert not any("threads still running" in line for line in lines)
+    assert json.loads(out.strip().splitlines()[-1])["stages"]["inference"]["frames"] > 5
