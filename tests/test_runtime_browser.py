@@ -53,7 +53,8 @@ def test_browser_page_streams_frames_and_metrics(tmp_path):
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page(viewport={"width": 1100, "height": 560})
             page_errors = []
-            page.on("pageerror", lambda exc: page_errors.append(str(exc)))  # a script error would leave the page silently stale
+            # a script error would leave the page silently stale
+            page.on("pageerror", lambda exc: page_errors.append(str(exc)))
             page.goto(web.url, timeout=10_000)
             assert "fpgagen face detection" in page.inner_text("h1")
             page.wait_for_function("document.getElementById('status').textContent.startsWith('frame')",
