@@ -547,3 +547,106 @@ def test_serve_command_shuts_down_cleanly_on_a_signal(tiny, tmp_path, sig):
     assert any("interrupted, stopping" in line for line in lines)
     assert not any("threads still running" in line for line in lines)
     assert json.loads(out.strip().splitlines()[-1])["stages"]["inference"]["frames"] > 5
+
+
+BOARD_SCRIPT = r'''
+import importlib.abc, sys, types
+import numpy as np
+
+BLOCKED = {"torch", "brevitas", "qonnx", "onnx", "onnxruntime", "scipy", "jinja2", "hls4ml", "matplotlib", "skimage"}
+
+
+class Block(importlib.abc.MetaPathFinder):  # a PYNQ-Z2 image has none of the compiler's dependencies
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{name} is not on the board")
+
+
+sys.meta_path.insert(0, Block())
+from fpgagen.csim import CSimLibrary  # the stand-in bitstream: the C-simulation library, bytes in, bytes out
+
+lib = CSimLibrary(sys.argv[2])
+pynq = types.ModuleType("pynq")
+
+
+class Channel:
+    def __init__(self, send):
+        self.send, self.buffer = send, None
+
+    def transfer(self, buffer):
+        self.buffer = buffer
+        if self.send:
+            dma.result = lib.run(np.array(buffer)[None])[0]
+
+    def wait(self):
+        if not self.send:
+            self.buffer[:] = dma.result
+
+
+dma = types.SimpleNamespace(sendchannel=Channel(True), recvchannel=Channel(False), result=None)
+pynq.allocate = lambda shape, dtype: np.zeros(shape, dtype)
+pynq.Overlay = lambda path: types.SimpleNamespace(ip_dict={"dma": {"type": "xilinx.com:ip:axi_dma:7.1"}}, dma=dma)
+sys.modules["pynq"] = pynq
+
+from fpgagen.runtime import Arrays, FileSink, Pipeline, StreamServer, WebServer, load_face_detector
+
+detector = load_face_detector(sys.argv[1], "pynq")
+frames = np.load(sys.argv[3])
+assert np.array_equal(detector.backend.infer(frames), np.load(sys.argv[4]))
+sinks = [StreamServer(port=0, log=lambda m: None).start(), WebServer(port=0, log=lambda m: None).start(),
+         FileSink(sys.argv[5])]
+Pipeline(Arrays(list(frames)), detector, sinks, metrics_every=0, log=print).run()
+heavy = sorted(m for m in BLOCKED if m in sys.modules)
+print("board path OK", len(sinks[2].detections), heavy)
+'''
+
+
+def test_board_runtime_needs_none_of_the_compiler_dependencies(tiny, tmp_path):
+    """On the board: a deploy directory (runtime.json, detector.json, .bit), numpy, OpenCV and the image's pynq;
+    no torch, qonnx, onnx, scipy or jinja2 is imported (they are blocked here)."""
+    import os
+    import subprocess
+
+    deploy = tmp_path / "deploy"
+    deploy.mkdir()
+    write_runtime_spec(tiny).rename(deploy / "runtime.json")
+    write_detector_json(deploy, TINY_ANCHORS, TINY_SIZE)
+    (deploy / "face.bit").write_bytes(b"bit")
+    frames = _frames(3, seed=5)
+    np.save(tmp_path / "frames.npy", frames)
+    np.save(tmp_path / "want.npy", ReferenceBackend(tiny).infer(frames))
+    (tmp_path / "board.py").write_text(BOARD_SCRIPT)
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, str(tmp_path / "board.py"), str(deploy), str(tiny.lib.path),
+                           str(tmp_path / "frames.npy"), str(tmp_path / "want.npy"), str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "board path OK 3 []" in proc.stdout
+
+
+def test_accelerator_backend_streams_the_pixels_as_the_float_path_would(tiny):
+    """fpgagen.detect.accelerator_backend now hands uint8 NHWC frames straight to the C-sim; same codes as the
+    float NCHW path through the input quantizer."""
+    from fpgagen.detect import accelerator_backend
+
+    frames = _frames(2, seed=3)
+    backend = accelerator_backend(tiny)
+    want = tiny.run(frames.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255), codes=True)
+    assert tiny.pixels_are_codes and np.array_equal(backend.run(frames), want)
+
+
+def test_a_general_input_quantizer_goes_through_the_float_path(tmp_path):
+    """An input scale of 2**-8 does not map pixel k to code k: the backend quantizes k/255 as the model would."""
+    import nets
+
+    import fpgagen
+
+    model = nets.pow2_net()
+    acc = fpgagen.build(fpgagen.export(model, tmp_path / "p.onnx"), out_dir=tmp_path / "b", verify=False,
+                        log=lambda m: None)
+    assert not acc.pixels_are_codes
+    frames = np.random.default_rng(2).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    got = ReferenceBackend(acc).infer(frames)
+    want = acc.reference_stream(acc.quantize_input(frames.transpose(0, 3, 1, 2).astype(np.float32) / 255))
+    assert np.array_equal(got, want)

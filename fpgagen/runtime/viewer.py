@@ -105,8 +105,8 @@ class Viewer:
                     self.log(f"fpgagen view: frame {meta.get('frame')}: undecodable JPEG skipped")
                     continue
                 self.images += 1
-                if self.save:
-                    cv2.imwrite(str(self.save / f"frame_{int(meta.get('frame', self.frames)):06d}.jpg"), bgr)
+                if self.save:  # the server's JPEG as it came, not re-encoded
+                    (self.save / f"frame_{int(meta.get('frame', self.frames)):06d}.jpg").write_bytes(jpeg)
                 if self.show:
                     cv2.imshow(f"fpgagen {self.host}:{self.port}", bgr)
                     if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
