@@ -4,16 +4,28 @@ formulation, and each static kernel (templates/hls/fg_*.h) compiled with g++ aga
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from kinds_tb import KernelBench
+from onnx import helper
 from qonnx.core.datatype import BaseDataType, DataType
 
 from fpgagen.errors import FpgagenError
-from fpgagen.ir.kinds import GRAPH_KINDS, AffineView, Concat, QuantSpec, StreamFork, lower_concat, lower_fork
+from fpgagen.ir.kinds import (
+    GRAPH_KINDS,
+    AffineView,
+    QuantSpec,
+    StreamFork,
+    Upsample,
+    lower_add,
+    lower_concat,
+    lower_fork,
+    lower_maxpool,
+    lower_resize,
+    pad_of_node,
+)
 from fpgagen.ir.kinds.base import render_instance
 from fpgagen.quant import IntRange
 
@@ -27,10 +39,8 @@ def bench(header: str, layers) -> KernelBench:
     return _benches[header]
 
 
-def node(op: str, name: str = "n0", **attrs):
-    return SimpleNamespace(name=name, op_type=op,
-                           attribute=[SimpleNamespace(name=k, i=v, ints=v if isinstance(v, list) else [])
-                                      for k, v in attrs.items()])
+def node(op: str, name: str = "n0", inputs=("x",), **attrs):
+    return helper.make_node(op, list(inputs), ["y"], name=name, **attrs)
 
 
 def codes(rng, dtype: DataType, shape, frames=2, lo=None, hi=None):
@@ -171,3 +181,198 @@ def test_concat_errors():
     layer, _ = lower_concat(node("Concat", axis=1), [v, v], [(1, 1, 2)] * 2, "c")
     with pytest.raises(FpgagenError, match="does not divide"):
         layer.set_folding(pe=4)
+
+
+# --- Upsample -----------------------------------------------------------------------------------------------
+UPSAMPLES = [Upsample("up_2x2", ((3, 5, 4),), ((6, 10, 4),), (DataType["UINT4"],), (DataType["UINT4"],),
+                      factor=(2, 2), pe=2),
+             Upsample("up_3x1_odd", ((1, 3, 3),), ((3, 3, 3),), (DataType["INT3"],), (DataType["INT3"],),
+                      factor=(3, 1), pe=1),
+             Upsample("up_1x3", ((2, 3, 6),), ((2, 9, 6),), (DataType["UINT2"],), (DataType["UINT2"],),
+                      factor=(1, 3), pe=3)]
+
+
+@pytest.mark.parametrize("layer", UPSAMPLES, ids=lambda x: x.name)
+def test_upsample_reference_and_kernel(layer):
+    layer.validate()
+    rng = np.random.default_rng(3)
+    x = codes(rng, layer.in_dtypes[0], layer.in_shapes[0])
+    (ref,) = layer.run([x])
+    t = torch.tensor(x, dtype=torch.float64).permute(0, 3, 1, 2)
+    expect = torch.nn.functional.interpolate(t, scale_factor=layer.factor, mode="nearest").permute(0, 2, 3, 1)
+    assert np.array_equal(ref, expect.numpy().astype(np.int64))
+    (got,) = bench("fg_upsample.h", UPSAMPLES).run(layer.name, [x])
+    assert np.array_equal(got, ref)
+    check_io_pattern(layer)
+    check_doc_roundtrip(layer)
+    (row,) = layer.memories()
+    assert row.depth == (layer.in_shapes[0][1] if layer.factor[0] > 1 else 1) * layer.channel_words
+
+
+def test_resize_lowering():
+    view = AffineView(np.full(4, 0.5), np.zeros(4), DataType["UINT3"])
+    scales = {"s": np.array([1, 1, 2, 2], np.float32), "bad": np.array([1, 1, 1.5, 2], np.float32)}
+    torch_like = node("Resize", "r", ("x", "", "s"), mode="nearest", coordinate_transformation_mode="asymmetric",
+                      nearest_mode="floor")
+    layer, out = lower_resize(torch_like, view, (3, 5, 4), "up", scales.get)
+    assert layer.factor == (2, 2) and layer.out_shapes[0] == (6, 10, 4) and out is view
+    default_modes = node("Resize", "r", ("x", "", "s"), mode="nearest")  # half_pixel, round_prefer_floor
+    assert lower_resize(default_modes, view, (3, 5, 4), "up", scales.get)[0].factor == (2, 2)
+    with pytest.raises(FpgagenError, match="does not repeat"):
+        lower_resize(node("Resize", "r", ("x", "", "s"), mode="nearest", coordinate_transformation_mode="asymmetric",
+                          nearest_mode="round_prefer_ceil"), view, (3, 5, 4), "up", scales.get)
+    with pytest.raises(FpgagenError, match="not an integer upsampling"):
+        lower_resize(node("Resize", "r", ("x", "", "bad"), mode="nearest"), view, (4, 4, 4), "up", scales.get)
+    with pytest.raises(FpgagenError, match="mode 'linear'"):
+        lower_resize(node("Resize", "r", ("x", "", "s"), mode="linear"), view, (3, 5, 4), "up", scales.get)
+
+
+# --- AddStreams ---------------------------------------------------------------------------------------------
+def add_cases():
+    u4, i4 = DataType["UINT4"], DataType["INT4"]
+    cases = [
+        # same scales: a plain integer add, the raw sum is the output code
+        ("add_same_raw", AffineView(np.full(4, 0.25), np.zeros(4), u4), AffineView(np.full(4, 0.25), np.zeros(4), i4),
+         None, 2),
+        # same scales, a Quant after it on the same grid but a narrower range: thresholds that clip
+        ("add_same_clip", AffineView(np.full(4, 0.25), np.zeros(4), u4), AffineView(np.full(4, 0.25), np.zeros(4), u4),
+         QuantSpec(np.array([0.25]), np.array([0.0]), IntRange(0, 15)), 4),
+        # scales 2:1 (a shift), requantized to a coarser grid with ties (half to even)
+        ("add_po2_ties", AffineView(np.full(6, 0.25), np.zeros(6), u4), AffineView(np.full(6, 0.125), np.zeros(6), i4),
+         QuantSpec(np.array([0.5]), np.array([0.0]), IntRange(-8, 7)), 3),
+        # ratio 3:2, offsets, negative per-channel scales on both branches
+        ("add_neg_scales", AffineView(np.array([0.375, -0.375, 0.1875]), np.array([0.125, 0.0, -0.25]), u4),
+         AffineView(np.array([0.25, -0.25, 0.125]), np.zeros(3), i4),
+         QuantSpec(np.array([0.25]), np.array([1.0]), IntRange(-8, 7)), 1),
+        # float32 scales as brevitas exports them: exact factors of 24-bit significands (wide constant multipliers)
+        ("add_float32_scales", AffineView(np.full(4, np.float32(0.3)), np.zeros(4), u4),
+         AffineView(np.full(4, np.float32(0.2)), np.zeros(4), u4),
+         QuantSpec(np.array([np.float32(0.35)]), np.array([0.0]), IntRange(0, 7)), 2),
+    ]
+    out = []
+    for name, a, b, quant, pe in cases:
+        shape = (2, 3, a.channels)
+        layer, view = lower_add(node("Add", name, ("a", "b")), [a, b], [shape, shape], name, quant)
+        layer.set_folding(pe=pe)
+        out.append((layer, [a, b], quant, view))
+    return out
+
+
+ADDS = add_cases()
+
+
+@pytest.mark.parametrize("case", ADDS, ids=lambda c: c[0].name)
+def test_add_reference_and_kernel(case):
+    layer, views, quant, view = case
+    rng = np.random.default_rng(4)
+    xs = [codes(rng, v.dtype, layer.in_shapes[0], frames=3) for v in views]
+    (ref,) = layer.run(xs)
+    real = torch.tensor(views[0].real(xs[0])) + torch.tensor(views[1].real(xs[1]))
+    if quant is None:
+        assert np.allclose(view.real(ref), real.numpy(), rtol=1e-12, atol=1e-12)
+        assert layer.out_dtypes[0] == layer.acc_dtype
+    else:
+        assert np.array_equal(ref, quant_torch(real, quant.for_channels(views[0].channels)).numpy())
+    assert np.all((ref >= view.lo) & (ref <= view.hi))
+    (got,) = bench("fg_add.h", [c[0] for c in ADDS]).run(layer.name, xs)
+    assert np.array_equal(got, ref)
+    check_io_pattern(layer)
+    check_doc_roundtrip(layer)
+
+
+def test_add_factors_and_errors():
+    by_name = {c[0].name: c[0] for c in ADDS}
+    assert by_name["add_same_raw"].factors == (1, 1) and not by_name["add_same_raw"].requantizes
+    assert by_name["add_po2_ties"].factors == (2, 1)
+    assert by_name["add_neg_scales"].factors == (3, 2) and by_name["add_neg_scales"].negate.any()
+    a = AffineView(np.full(2, 0.25), np.zeros(2), DataType["UINT4"])
+    with pytest.raises(FpgagenError, match="not the same on every channel"):
+        lower_add(node("Add", inputs=("a", "b")), [a, AffineView(np.array([0.25, 0.5]), np.zeros(2), DataType["UINT4"])],
+                  [(1, 1, 2)] * 2, "add")
+    with pytest.raises(FpgagenError, match="wider than"):
+        tiny = AffineView(np.full(2, np.float32(1e-7)), np.zeros(2), DataType["UINT4"])
+        lower_add(node("Add", inputs=("a", "b")), [a, tiny],
+                  [(1, 1, 2)] * 2, "add")
+    with pytest.raises(FpgagenError, match="float activation"):
+        lower_add(node("Add", inputs=("a", "b")), [a, AffineView(np.full(2, 0.25), np.zeros(2), DataType["UINT4"],
+                                                                 clamp=(0, 1))], [(1, 1, 2)] * 2, "add")
+
+
+# --- MaxPoolGeneral -----------------------------------------------------------------------------------------
+def maxpool_cases():
+    u4, i5 = DataType["UINT4"], DataType["INT5"]
+    pos = AffineView(np.full(4, 0.5), np.zeros(4), u4)
+    signed = AffineView(np.full(3, 0.25), np.full(3, 0.5), i5)  # code of 0.0 is -2
+    mk = lambda name, **a: node("MaxPool", name, **a)  # noqa: E731
+    cases = [
+        # TinyYOLOv3: zero pad one row at the bottom and one column at the right (torch F.pad (0, 1, 0, 1)), then
+        # 2x2 at stride 1
+        ("mp_yolo_s1", mk("mp_yolo_s1", kernel_shape=[2, 2], strides=[1, 1]), pos, (5, 5, 4), ((0, 0, 1, 1), 0.0), 2),
+        # overlapping 3x3 stride 2 with MaxPool's own pads (-inf), odd sizes
+        ("mp_3x3_s2_pads", mk("mp_3x3_s2_pads", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), signed,
+         (7, 5, 3), None, 1),
+        # kernel == stride, a single row of windows, floor mode dropping a partial window
+        ("mp_2x2_s2", mk("mp_2x2_s2", kernel_shape=[2, 2], strides=[2, 2]), pos, (3, 5, 4), None, 4),
+        # non-square kernel and stride, a pad whose code (-2) is inside the signed range
+        ("mp_2x3_s1x2", mk("mp_2x3_s1x2", kernel_shape=[2, 3], strides=[1, 2]), signed, (4, 7, 3),
+         ((1, 0, 0, 2), 0.0), 3),
+    ]
+    out = []
+    for name, n, view, shape, pre_pad, pe in cases:
+        layer, out_view = lower_maxpool(n, view, shape, name, pre_pad)
+        layer.set_folding(pe=pe)
+        out.append((layer, view, pre_pad, out_view))
+    return out
+
+
+MAXPOOLS = maxpool_cases()
+
+
+@pytest.mark.parametrize("case", MAXPOOLS, ids=lambda c: c[0].name)
+def test_maxpool_general_reference_and_kernel(case):
+    layer, view, pre_pad, out_view = case
+    rng = np.random.default_rng(5)
+    x = codes(rng, view.dtype, layer.in_shapes[0], frames=3)
+    (ref,) = layer.run([x])
+    # independent: torch on the real values, F.pad with the pad's real value, max_pool2d with its own -inf pads
+    t = torch.tensor(view.real(x)).permute(0, 3, 1, 2)
+    if pre_pad is not None:
+        (pt, pl, pb, pr), value = pre_pad
+        t = torch.nn.functional.pad(t, (pl, pr, pt, pb), value=value)
+        pooled = torch.nn.functional.max_pool2d(t, layer.kernel, layer.stride)
+    else:
+        own = layer.pads
+        assert own[0] == own[2] and own[1] == own[3]  # torch pads symmetrically
+        pooled = torch.nn.functional.max_pool2d(t, layer.kernel, layer.stride, padding=(own[0], own[1]))
+    expect = pooled.permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(out_view.real(ref), expect)
+    (got,) = bench("fg_maxpool_general.h", [c[0] for c in MAXPOOLS]).run(layer.name, [x])
+    assert np.array_equal(got, ref)
+    check_io_pattern(layer)
+    check_doc_roundtrip(layer)
+
+
+def test_maxpool_general_memory_and_errors():
+    yolo = next(c[0] for c in MAXPOOLS if c[0].name == "mp_yolo_s1")
+    (rows,) = yolo.memories()
+    assert (rows.banks, rows.reads, rows.writes) == (4, 1, 1) and rows.ports_ok()
+    assert rows.depth == 3 * yolo.channel_words  # ceil(6 padded columns / KW=2) pixels per bank
+    assert yolo.cycles() == 6 * 6 * 2 and yolo.out_shapes[0] == (5, 5, 4)
+    view = AffineView(np.full(2, 0.5), np.zeros(2), DataType["UINT4"])
+    with pytest.raises(FpgagenError, match="negative or zero"):
+        lower_maxpool(node("MaxPool", kernel_shape=[2, 2]), AffineView(np.array([0.5, -0.5]), np.zeros(2),
+                                                                       DataType["UINT4"]), (2, 2, 2), "mp")
+    with pytest.raises(FpgagenError, match="not one integer code"):
+        lower_maxpool(node("MaxPool", kernel_shape=[2, 2]), view, (2, 2, 2), "mp", ((0, 1, 0, 1), 0.25))
+    with pytest.raises(FpgagenError, match="ceil_mode"):
+        lower_maxpool(node("MaxPool", kernel_shape=[2, 2], ceil_mode=1), view, (3, 3, 2), "mp")
+
+
+def test_pad_of_node():
+    consts = {"p": np.array([0, 0, 0, 0, 0, 0, 1, 1]), "v": np.array(0.0, np.float32),
+              "bad": np.array([0, 1, 0, 0, 0, 0, 0, 0])}
+    assert pad_of_node(node("Pad", "pad", ("x", "p", "v"), mode="constant"), consts.get) == ((0, 0, 1, 1), 0.0)
+    with pytest.raises(FpgagenError, match="spatial"):
+        pad_of_node(node("Pad", "pad", ("x", "bad")), consts.get)
+    with pytest.raises(FpgagenError, match="reflect"):
+        pad_of_node(node("Pad", "pad", ("x", "p"), mode="reflect"), consts.get)

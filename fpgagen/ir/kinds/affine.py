@@ -144,9 +144,12 @@ def apply_requant(x: np.ndarray, req: Requant | None) -> np.ndarray:
     return req.base + count
 
 
-def integer_ratio(a: np.ndarray, b: np.ndarray, max_bits: int = 24) -> tuple[int, int]:
+def integer_ratio(a: np.ndarray, b: np.ndarray, max_bits: int = 32) -> tuple[int, int]:
     """Coprime integers (ma, mb) with a[c] / ma == b[c] / mb exactly (as the binary fractions the floats are) for
-    every channel c, or FpgagenError. Then ``a*qa + b*qb == (a/ma) * (ma*qa + mb*qb)``: an exact integer sum."""
+    every channel c, or FpgagenError. Then ``a*qa + b*qb == (a/ma) * (ma*qa + mb*qb)``: an exact integer sum.
+
+    Two float32 scales (24-bit significands) always have such a ratio; its factors stay within ``max_bits`` unless
+    the exponents lie far apart (the sum would then need very wide adders)."""
     ratios = {Fraction(float(x)) / Fraction(float(y)) for x, y in zip(a, b, strict=True) if y != 0}
     if np.any(np.asarray(b) == 0) or np.any(np.asarray(a) == 0) or len(ratios) != 1:
         raise FpgagenError("the two branches' scales differ by a ratio that is not the same on every channel",

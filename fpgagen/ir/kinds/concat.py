@@ -26,8 +26,19 @@ from ...errors import FpgagenError
 from ...quant import smallest_dtype
 from ..memory import Memory
 from .affine import AffineView, QuantSpec, dtype_of, is_identity, level_thresholds, out_view, quant_levels
-from .base import (CONTROL_FF, CONTROL_LUT, MEM_STYLES, GraphLayer, Shape, compare_luts, divisors, resources,
-                   threshold_dtype, threshold_memories, threshold_tiles)
+from .base import (
+    CONTROL_FF,
+    CONTROL_LUT,
+    MEM_STYLES,
+    GraphLayer,
+    Shape,
+    compare_luts,
+    divisors,
+    resources,
+    threshold_dtype,
+    threshold_memories,
+    threshold_tiles,
+)
 
 
 @dataclass(eq=False)
