@@ -3,6 +3,7 @@ formulation, and each static kernel (templates/hls/fg_*.h) compiled with g++ aga
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from fpgagen.errors import FpgagenError
 from fpgagen.ir.kinds import (
     GRAPH_KINDS,
     AffineView,
+    MaxPoolGeneral,
     QuantSpec,
     StreamFork,
     Upsample,
@@ -26,7 +28,7 @@ from fpgagen.ir.kinds import (
     lower_resize,
     pad_of_node,
 )
-from fpgagen.ir.kinds.base import render_instance
+from fpgagen.ir.kinds.base import TEMPLATE_DIR, render_instance
 from fpgagen.quant import IntRange
 
 TB_DIR = Path(__file__).resolve().parent.parent / "build" / ".cache" / "kinds_tb"
@@ -35,7 +37,7 @@ _benches: dict[str, KernelBench] = {}
 
 def bench(header: str, layers) -> KernelBench:
     if header not in _benches:
-        _benches[header] = KernelBench(header, layers, TB_DIR)
+        _benches[header] = KernelBench(header.split("#")[0], layers, TB_DIR)  # "#...": another set of instances
     return _benches[header]
 
 
@@ -287,8 +289,8 @@ def test_add_factors_and_errors():
     assert by_name["add_neg_scales"].factors == (3, 2) and by_name["add_neg_scales"].negate.any()
     a = AffineView(np.full(2, 0.25), np.zeros(2), DataType["UINT4"])
     with pytest.raises(FpgagenError, match="not the same on every channel"):
-        lower_add(node("Add", inputs=("a", "b")), [a, AffineView(np.array([0.25, 0.5]), np.zeros(2), DataType["UINT4"])],
-                  [(1, 1, 2)] * 2, "add")
+        mixed = AffineView(np.array([0.25, 0.5]), np.zeros(2), DataType["UINT4"])
+        lower_add(node("Add", inputs=("a", "b")), [a, mixed], [(1, 1, 2)] * 2, "add")
     with pytest.raises(FpgagenError, match="wider than"):
         tiny = AffineView(np.full(2, np.float32(1e-7)), np.zeros(2), DataType["UINT4"])
         lower_add(node("Add", inputs=("a", "b")), [a, tiny],
@@ -376,3 +378,116 @@ def test_pad_of_node():
         pad_of_node(node("Pad", "pad", ("x", "bad")), consts.get)
     with pytest.raises(FpgagenError, match="reflect"):
         pad_of_node(node("Pad", "pad", ("x", "p"), mode="reflect"), consts.get)
+
+
+# --- random configurations of the two kernels with the most counters ----------------------------------------
+def random_maxpools(n: int = 8) -> list[MaxPoolGeneral]:
+    rng = np.random.default_rng(11)
+    out = []
+    for i in range(n):
+        kh, kw = (int(v) for v in rng.integers(1, 4, 2))
+        sh, sw = (int(v) for v in rng.integers(1, 4, 2))
+        pads = tuple(int(v) for v in rng.integers(0, 2, 4))
+        h = int(rng.integers(max(1, kh - pads[0] - pads[2]), 7))
+        w = int(rng.integers(max(1, kw - pads[1] - pads[3]), 7))
+        c = int(rng.choice([1, 2, 3, 6]))
+        pe = int(rng.choice([d for d in range(1, c + 1) if c % d == 0]))
+        dt = DataType[str(rng.choice(["UINT3", "INT4", "UINT8"]))]
+        ph, pw = h + pads[0] + pads[2], w + pads[1] + pads[3]
+        out_shape = ((ph - kh) // sh + 1, (pw - kw) // sw + 1, c)
+        pad = int(rng.integers(int(dt.min()), int(dt.max()) + 1))
+        layer = MaxPoolGeneral(f"mp_rand{i}", ((h, w, c),), (out_shape,), (dt,), (dt,), kernel=(kh, kw),
+                               stride=(sh, sw), pads=pads, pad_value=pad, pe=pe)
+        layer.validate()
+        out.append(layer)
+    return out
+
+
+def random_upsamples(n: int = 6) -> list[Upsample]:
+    rng = np.random.default_rng(12)
+    out = []
+    for i in range(n):
+        fy, fx = (int(v) for v in rng.integers(1, 4, 2))
+        h, w, c = int(rng.integers(1, 5)), int(rng.integers(1, 5)), int(rng.choice([1, 2, 4, 5]))
+        pe = int(rng.choice([d for d in range(1, c + 1) if c % d == 0]))
+        dt = DataType[str(rng.choice(["UINT2", "INT6"]))]
+        layer = Upsample(f"up_rand{i}", ((h, w, c),), ((h * fy, w * fx, c),), (dt,), (dt,), factor=(fy, fx), pe=pe)
+        layer.validate()
+        out.append(layer)
+    return out
+
+
+RANDOM_MAXPOOLS, RANDOM_UPSAMPLES = random_maxpools(), random_upsamples()
+
+
+@pytest.mark.parametrize("layer", RANDOM_MAXPOOLS, ids=lambda x: x.name)
+def test_maxpool_general_random_configs(layer):
+    x = codes(np.random.default_rng(13), layer.in_dtypes[0], layer.in_shapes[0], frames=2)
+    (ref,) = layer.run([x])
+    t = torch.nn.functional.pad(torch.tensor(x, dtype=torch.float64).permute(0, 3, 1, 2),
+                                (layer.pads[1], layer.pads[3], layer.pads[0], layer.pads[2]), value=layer.pad_value)
+    expect = torch.nn.functional.max_pool2d(t, layer.kernel, layer.stride).permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(ref, expect.astype(np.int64))
+    (got,) = bench("fg_maxpool_general.h#random", RANDOM_MAXPOOLS).run(layer.name, [x])
+    assert np.array_equal(got, ref)
+    check_io_pattern(layer)
+
+
+@pytest.mark.parametrize("layer", RANDOM_UPSAMPLES, ids=lambda x: x.name)
+def test_upsample_random_configs(layer):
+    x = codes(np.random.default_rng(14), layer.in_dtypes[0], layer.in_shapes[0], frames=2)
+    (got,) = bench("fg_upsample.h#random", RANDOM_UPSAMPLES).run(layer.name, [x])
+    assert np.array_equal(got, layer.run([x])[0])
+    check_io_pattern(layer)
+
+
+# --- the emitted code is what the models price, and what an HLS engineer signs off -------------------------
+ALL_LAYERS = (FORKS + [c[0] for c in CONCATS] + UPSAMPLES + [c[0] for c in ADDS] + [c[0] for c in MAXPOOLS]
+              + RANDOM_MAXPOOLS + RANDOM_UPSAMPLES)
+ARRAY = re.compile(r"^\s*(?:static const )?(\S+(?:<\d+>)?) (\w+)\[(\d+)\]\[(\d+)\]\[(\d+)\]", re.M)
+BIND = re.compile(r"#pragma HLS BIND_STORAGE variable=(\w+) type=(\w+) impl=(\w+)")
+PARTITION_ALL = re.compile(r"#pragma HLS ARRAY_PARTITION variable=(\w+) complete dim=0")
+
+
+@pytest.mark.parametrize("layer", ALL_LAYERS, ids=lambda x: x.name)
+def test_emitted_memories_match_declarations(layer):
+    """Every array the instance emits is one of memories(), with the declared shape, storage and port type (so
+    the resources priced from memories() are those of the code), and every declaration is emitted."""
+    text = render_instance(layer)
+    emitted = {m.group(2): m for m in ARRAY.finditer(text)}
+    binds = {m.group(1): (m.group(2), m.group(3)) for m in BIND.finditer(text)}
+    registers = set(PARTITION_ALL.findall(text))
+    declared = {m.name: m for m in layer.memories()}
+    assert set(emitted) == set(declared)
+    for name, m in declared.items():
+        assert m.ports_ok()
+        ctype, banks, depth, elems = emitted[name].group(1, 3, 4, 5)
+        assert (int(banks), int(depth), int(elems)) == (m.banks, m.depth, m.elems)
+        if m.storage == "registers":
+            assert name in registers and name not in binds
+        else:
+            assert binds[name] == (m.bind_type, m.storage)
+        if "ap_" in ctype:  # a RAM's element type is its declared width (ROMs: FG_ROM_TYPE of thr_t, checked below)
+            assert int(re.search(r"<(\d+)>", ctype).group(1)) == m.elem_bits
+    for thr in (m for m in declared.values() if m.name == "thresholds"):
+        assert f"typedef ap_int<{thr.elem_bits}> thr_t;" in text
+    assert layer.resources()["BRAM18"] == sum(m.resources()["BRAM18"] for m in declared.values())
+
+
+KERNEL_HEADERS = sorted({cls.KERNEL_HEADER for cls in GRAPH_KINDS.values()} | {"fg_thresholds.h"})
+
+
+@pytest.mark.parametrize("header", KERNEL_HEADERS)
+def test_kernel_header_lint(header):
+    """No dependence pragma, no run-time division or modulo, a label on every loop, a pipeline or unroll pragma as
+    the first line of every loop body."""
+    code = (TEMPLATE_DIR / header).read_text()
+    assert "DEPENDENCE" not in code
+    body = re.sub(r"//[^\n]*", "", code)
+    body = re.sub(r"#include [^\n]*", "", body)
+    assert not re.search(r"[^/*]\s*[/%]\s*[^/*=]", body), "no / or % in a kernel (use counters)"
+    lines = body.splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"\s*for \(", line):
+            assert re.match(r"\s*\w+:\s*$", lines[i - 1]), f"{header}:{i + 1}: unlabelled loop"
+            assert re.match(r"\s*#pragma HLS (PIPELINE II=1|UNROLL)", lines[i + 1]), f"{header}:{i + 1}: no pragma"

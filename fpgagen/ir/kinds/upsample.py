@@ -123,7 +123,8 @@ def lower_resize(node, view: AffineView, shape: Shape, name: str, const) -> tupl
              for a in node.attribute}
     mode = attrs.get("mode") or "nearest"
     if mode != "nearest":
-        raise FpgagenError(f"{node.op_type} mode '{mode}'", where, "use nearest upsampling (nn.Upsample(mode='nearest'))")
+        raise FpgagenError(f"{node.op_type} mode '{mode}'", where,
+                           "use nearest upsampling (nn.Upsample(mode='nearest'))")
     h, w, c = shape
     inputs = list(node.input)
     scales = const(inputs[2]) if node.op_type == "Resize" and len(inputs) > 2 and inputs[2] else None
