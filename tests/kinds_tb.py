@@ -16,7 +16,15 @@ from types import SimpleNamespace
 import numpy as np
 
 from fpgagen.csim import ap_types_include
-from fpgagen.ir.kinds.base import TEMPLATE_DIR, Cpp, GraphLayer, environment, render_instance
+from fpgagen.ir.kinds.base import (
+    TEMPLATE_DIR,
+    Cpp,
+    GraphLayer,
+    codes_of_stream,
+    environment,
+    render_instance,
+    stream_codes,
+)
 
 CXX = ["g++", "-std=c++14", "-O1", "-Wall", "-Wextra", "-Wno-unused-label", "-Wno-unused-function",
        "-Wno-unknown-pragmas"]
@@ -97,8 +105,8 @@ class KernelBench:
         n = inputs[0].shape[0]
         text = [f"{name} {n}"]
         for f in range(n):
-            for x in inputs:
-                text.append(" ".join(str(int(v)) for v in np.asarray(x[f]).reshape(-1)))
+            for dt, x in zip(layer.in_dtypes, inputs, strict=True):
+                text.append(" ".join(str(int(v)) for v in stream_codes(dt, x[f]).reshape(-1)))
         proc = subprocess.run([str(self.exe)], input="\n".join(text) + "\n", capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"{name}: {proc.stderr}")
@@ -107,7 +115,7 @@ class KernelBench:
         outs = []
         for q in range(ports):
             rows = [np.array(lines[f * ports + q].split(), np.int64) for f in range(n)]
-            outs.append(np.stack(rows).reshape(n, *layer.out_shapes[q]))
+            outs.append(codes_of_stream(layer.out_dtypes[q], np.stack(rows).reshape(n, *layer.out_shapes[q])))
         return outs
 
 

@@ -21,12 +21,14 @@ from fpgagen.ir.kinds import (
     QuantSpec,
     StreamFork,
     Upsample,
+    XnorMVAU,
     lower_add,
     lower_concat,
     lower_fork,
     lower_maxpool,
     lower_resize,
     pad_of_node,
+    xnor_from_mvau,
 )
 from fpgagen.ir.kinds.base import TEMPLATE_DIR, render_instance
 from fpgagen.quant import IntRange
@@ -442,8 +444,67 @@ def test_upsample_random_configs(layer):
 
 
 # --- the emitted code is what the models price, and what an HLS engineer signs off -------------------------
+def xnor_cases() -> list[XnorMVAU]:
+    rng = np.random.default_rng(21)
+
+    def sorted_thresholds(mh, nt, mw):
+        return np.sort(rng.integers(-mw - 1, mw + 2, size=(mh, nt)), axis=1)
+
+    def weights(mh, mw):
+        return rng.choice([-1, 1], size=(mh, mw))
+
+    bip = DataType["BIPOLAR"]
+    cases = [("xnor_bipolar_out", (2, 3, 8), 6, 1, bip, -1, 3, 4),  # BipolarQuant after it: one threshold
+             ("xnor_int_out", (1, 1, 12), 4, 3, DataType["UINT2"], 0, 2, 12),  # 3 thresholds, SF = 1
+             ("xnor_raw_acc", (2, 2, 6), 3, 0, None, 0, 1, 2)]  # no quantizer: acc itself, SF = 3, NF = 3
+    out = []
+    for name, shape, mh, nt, odt, base, pe, simd in cases:
+        thr = sorted_thresholds(mh, nt, shape[2]) if nt else None
+        layer = xnor_from_mvau(name, shape, weights(mh, shape[2]), thr, base, odt, bip)
+        layer.set_folding(pe=pe, simd=simd)
+        out.append(layer)
+    return out
+
+
+XNORS = xnor_cases()
+
+
+@pytest.mark.parametrize("layer", XNORS, ids=lambda x: x.name)
+def test_xnor_reference_and_kernel(layer):
+    rng = np.random.default_rng(22)
+    x = rng.choice([-1, 1], size=(3, *layer.in_shapes[0]))
+    (ref,) = layer.run([x])
+    # independent: the integer MVAU in torch on -1/+1 values, and the XNOR-popcount identity on the bits
+    acc = torch.einsum("nhwk,ok->nhwo", torch.tensor(x), torch.tensor(layer.weights)).numpy()
+    xb, wb = (x + 1) // 2, (layer.weights + 1) // 2
+    popcount = (xb[..., None, :] == wb).sum(-1)
+    assert np.array_equal(acc, 2 * popcount - layer.mw)
+    if layer.thresholds is None:
+        expect = acc
+    else:
+        passed = (acc[..., None] >= layer.thresholds).sum(-1)
+        assert np.array_equal(passed, (popcount[..., None] >= layer.popcount_thresholds()).sum(-1))
+        expect = 2 * passed - 1 if layer.out_dtypes[0].name == "BIPOLAR" else layer.out_base + passed
+    assert np.array_equal(ref, expect)
+    (got,) = bench("fg_xnor.h", XNORS).run(layer.name, [x])
+    assert np.array_equal(got, ref)
+    check_io_pattern(layer)
+    check_doc_roundtrip(layer)
+
+
+def test_xnor_lowering_errors():
+    with pytest.raises(FpgagenError, match="bipolar"):
+        xnor_from_mvau("x", (1, 1, 2), np.array([[1, 0]]), None, 0, None, DataType["BIPOLAR"])
+    with pytest.raises(FpgagenError, match="bipolar"):
+        xnor_from_mvau("x", (1, 1, 2), np.array([[1, -1]]), None, 0, None, DataType["UINT1"])
+    layer = XNORS[0]
+    with pytest.raises(FpgagenError, match="does not divide"):
+        layer.set_folding(simd=3)
+    layer.set_folding(pe=3, simd=4)
+
+
 ALL_LAYERS = (FORKS + [c[0] for c in CONCATS] + UPSAMPLES + [c[0] for c in ADDS] + [c[0] for c in MAXPOOLS]
-              + RANDOM_MAXPOOLS + RANDOM_UPSAMPLES)
+              + RANDOM_MAXPOOLS + RANDOM_UPSAMPLES + XNORS)
 ARRAY = re.compile(r"^\s*(?:static const )?(\S+(?:<\d+>)?) (\w+)\[(\d+)\]\[(\d+)\]\[(\d+)\]", re.M)
 BIND = re.compile(r"#pragma HLS BIND_STORAGE variable=(\w+) type=(\w+) impl=(\w+)")
 PARTITION_ALL = re.compile(r"#pragma HLS ARRAY_PARTITION variable=(\w+) complete dim=0")
@@ -470,7 +531,7 @@ def test_emitted_memories_match_declarations(layer):
         if "ap_" in ctype:  # a RAM's element type is its declared width (ROMs: FG_ROM_TYPE of thr_t, checked below)
             assert int(re.search(r"<(\d+)>", ctype).group(1)) == m.elem_bits
     for thr in (m for m in declared.values() if m.name == "thresholds"):
-        assert f"typedef ap_int<{thr.elem_bits}> thr_t;" in text
+        assert re.search(rf"typedef ap_u?int<{thr.elem_bits}> thr_t;", text)
     assert layer.resources()["BRAM18"] == sum(m.resources()["BRAM18"] for m in declared.values())
 
 

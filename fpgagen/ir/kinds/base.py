@@ -210,7 +210,11 @@ def _decode(value, hint):
 class Cpp:
     @staticmethod
     def ctype(dt: DataType) -> str:
-        if not dt.is_integer() or dt.name == "BIPOLAR":
+        """The C++ element type of a stream or array of ``dt``; a BIPOLAR value (-1/+1) travels as one bit b,
+        standing for 2b - 1 (see stream_codes)."""
+        if dt.name == "BIPOLAR":
+            return "ap_uint<1>"
+        if not dt.is_integer():
             raise ValueError(f"no C++ integer type for {dt.name}")
         return f"ap_int<{dt.bitwidth()}>" if dt.signed() else f"ap_uint<{dt.bitwidth()}>"
 
@@ -233,6 +237,17 @@ class Cpp:
         if a.ndim == 1:
             return "{" + ", ".join(str(int(v)) for v in a) + "}"
         return "{" + ",\n ".join(Cpp.c_array(sub) for sub in a) + "}"
+
+
+def stream_codes(dt: DataType, codes: np.ndarray) -> np.ndarray:
+    """The integers a stream of ``dt`` carries for these codes: the codes, or for BIPOLAR the bits (x + 1) / 2."""
+    codes = np.asarray(codes, np.int64)
+    return (codes + 1) // 2 if dt.name == "BIPOLAR" else codes
+
+
+def codes_of_stream(dt: DataType, values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, np.int64)
+    return 2 * values - 1 if dt.name == "BIPOLAR" else values
 
 
 def environment() -> jinja2.Environment:
