@@ -60,6 +60,22 @@ def _port_runner(layer: GraphLayer) -> str:
     return "\n".join(lines)
 
 
+def kernel_dir(workdir: Path) -> Path:
+    """A directory holding fg_common.h (rendered for a dummy network) and every static kernel header."""
+    common = environment().get_template("common.h.j2").render(net=SimpleNamespace(name="kinds_unit_test"))
+    headers = sorted(TEMPLATE_DIR.glob("fg_*.h"))
+    digest = hashlib.sha256(common.encode())
+    for h in headers:
+        digest.update(h.name.encode() + h.read_bytes())
+    path = Path(workdir) / ("headers-" + digest.hexdigest()[:16])
+    if not (path / "fg_common.h").is_file():
+        path.mkdir(parents=True, exist_ok=True)
+        for h in headers:
+            shutil.copyfile(h, path / h.name)
+        (path / "fg_common.h").write_text(common)
+    return path
+
+
 class KernelBench:
     def __init__(self, header: str, layers: list[GraphLayer], workdir: Path):
         env = environment()
