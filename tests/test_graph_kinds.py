@@ -672,3 +672,41 @@ def test_reconvergent_fork_concat_needs_the_branch_depth():
     # whole-iteration model (which hardware needs); two shallower, it reports the deadlock.
     stuck = subprocess.run([str(exe), "2", str(need - 2)], capture_output=True, text=True, timeout=60)
     assert stuck.returncode == 3 and "deadlock with bounded FIFOs" in stuck.stdout
+
+
+def test_lowering_rules_compose_on_a_small_graph():
+    """The views the rules return feed the next rules: a residual pool, an upsample and a concat at different
+    scales (TinyYOLOv3's shapes in miniature), integer references chained, against the float graph in torch."""
+    rng = np.random.default_rng(31)
+    u4 = DataType["UINT4"]
+    x_view = AffineView(np.full(4, 0.25), np.zeros(4), u4)
+    z_view = AffineView(np.full(3, np.float32(0.3)), np.zeros(3), DataType["INT4"])
+    q_sum = QuantSpec(np.array([0.5]), np.array([0.0]), IntRange(0, 15))
+    q_out = QuantSpec(np.array([0.25]), np.array([0.0]), IntRange(-16, 15))
+    fork, (xa, xb) = lower_fork("fork", x_view, (4, 4, 4), 2)
+    pool, a_view = lower_maxpool(node("MaxPool", "pool", kernel_shape=[2, 2], strides=[1, 1]), xa, (4, 4, 4), "pool",
+                                 ((0, 0, 1, 1), 0.0))
+    add, s_view = lower_add(node("Add", "add", ("a", "b")), [a_view, xb], [(4, 4, 4)] * 2, "add", q_sum)
+    scales = {"s": np.array([1, 1, 2, 2], np.float32)}
+    up, u_view = lower_resize(node("Resize", "up", ("x", "", "s"), mode="nearest",
+                                   coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+                              s_view, (4, 4, 4), "up", scales.get)
+    cat, out_view = lower_concat(node("Concat", "cat", axis=1), [u_view, z_view], [(8, 8, 4), (8, 8, 3)], "cat",
+                                 q_out)
+    assert add.requantizes and cat.requantizes and add.factors == (1, 1)
+    x = codes(rng, u4, (4, 4, 4), frames=4)
+    z = codes(rng, z_view.dtype, (8, 8, 3), frames=4)
+    b0, b1 = fork.run([x])
+    (p,) = pool.run([b0])
+    (s,) = add.run([p, b1])
+    (u,) = up.run([s])
+    (y,) = cat.run([u, z])
+    # the float graph
+    f = torch.nn.functional
+    xr = torch.tensor(x_view.real(x)).permute(0, 3, 1, 2)
+    pooled = f.max_pool2d(f.pad(xr, (0, 1, 0, 1), value=0.0), 2, 1)
+    summed = quant_torch((pooled + xr).permute(0, 2, 3, 1), q_sum.for_channels(4)).permute(0, 3, 1, 2) * 0.5
+    upsampled = f.interpolate(summed, scale_factor=2, mode="nearest").permute(0, 2, 3, 1)
+    expect = quant_torch(torch.cat([upsampled, torch.tensor(z_view.real(z))], dim=-1), q_out.for_channels(7))
+    assert np.array_equal(y, expect.numpy())
+    assert np.array_equal(out_view.real(y), expect.numpy() * 0.25)

@@ -161,20 +161,11 @@ class GraphLayer:
 
     @classmethod
     def from_doc(cls, doc: dict) -> GraphLayer:
-        hints = typing.get_type_hints(cls, globalns={**vars(typing), **_module_globals(cls)})
+        hints = typing.get_type_hints(cls)  # each field's annotation, resolved in the module that declares it
         kw = {f.name: _decode(doc[f.name], hints[f.name]) for f in fields(cls) if f.name in doc}
         layer = cls(**kw)
         layer.validate()
         return layer
-
-
-def _module_globals(cls) -> dict:
-    import sys
-
-    out = {}
-    for klass in reversed(cls.__mro__):
-        out.update(vars(sys.modules[klass.__module__]))
-    return out
 
 
 def _encode(value):
