@@ -710,3 +710,46 @@ def test_lowering_rules_compose_on_a_small_graph():
     expect = quant_torch(torch.cat([upsampled, torch.tensor(z_view.real(z))], dim=-1), q_out.for_channels(7))
     assert np.array_equal(y, expect.numpy())
     assert np.array_equal(out_view.real(y), expect.numpy() * 0.25)
+
+
+class _PadPoolUpCat(torch.nn.Module):
+    """What TinyYOLOv3 exports around its second head, in float: a (0, 1, 0, 1) zero pad and a 2x2 stride-1
+    pool, a nearest 2x upsample, and a concat of two branches at different scales."""
+
+    def __init__(self):
+        super().__init__()
+        self.up = torch.nn.Upsample(scale_factor=2, mode="nearest")
+
+    def forward(self, x):
+        pooled = torch.nn.functional.max_pool2d(torch.nn.functional.pad(x, (0, 1, 0, 1)), 2, 1)
+        return torch.cat([self.up(x), self.up(x) * 2], 1), pooled
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
+def test_rules_on_exported_onnx(dynamo, tmp_path):
+    """The lowering rules read the nodes both torch exporters write (after qonnx cleanup folds the pad
+    arithmetic), and the kinds reproduce onnxruntime's output of the exported graph exactly."""
+    import onnxruntime as ort
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(_PadPoolUpCat().eval(), torch.zeros(1, 3, 4, 5), str(path), dynamo=dynamo, opset_version=18)
+    model = cleanup_model(ModelWrapper(str(path)))
+    nodes = {n.op_type: n for n in model.graph.node}
+    view = AffineView(np.full(3, 0.5), np.zeros(3), DataType["UINT4"])
+    pre_pad = pad_of_node(nodes["Pad"], model.get_initializer)
+    assert pre_pad == ((0, 0, 1, 1), 0.0)
+    pool, _ = lower_maxpool(nodes["MaxPool"], view, (4, 5, 3), "pool", pre_pad)
+    up, up_view = lower_resize(nodes["Resize"], view, (4, 5, 3), "up", model.get_initializer)
+    doubled = AffineView(up_view.scale * 2, up_view.offset * 2, up_view.dtype)  # the Mul, folded into the view
+    cat, cat_view = lower_concat(nodes["Concat"], [up_view, doubled], [(8, 10, 3)] * 2, "cat")
+    q = codes(np.random.default_rng(41), DataType["UINT4"], (4, 5, 3), frames=1)
+    (u,) = up.run([q])
+    (c,) = cat.run([u, u])
+    (p,) = pool.run([q])
+    sess = ort.InferenceSession(model.model.SerializeToString())
+    feed = {model.graph.input[0].name: view.real(q).transpose(0, 3, 1, 2).astype(np.float32)}
+    got_cat, got_pool = sess.run(None, feed)
+    assert np.array_equal(cat_view.real(c), got_cat.transpose(0, 2, 3, 1))
+    assert np.array_equal(view.real(p), got_pool.transpose(0, 2, 3, 1))
