@@ -4,7 +4,6 @@ kernels, the C-simulation bridge, a csim testbench and the HLS Tcl script."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
@@ -12,6 +11,7 @@ import numpy as np
 from qonnx.core.datatype import DataType
 
 from .ir import Layer, Network
+from .packing import StreamGeometry, axi_width
 from .quant import smallest_dtype
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "hls"
@@ -78,32 +78,15 @@ class CppHelpers:
         return "{" + "\n ".join(lines).rstrip(", ") + "}"
 
 
-@dataclass
-class StreamGeometry:
-    """How one frame crosses the AXI-Stream ports."""
-
-    in_word: int
-    in_bits: int
-    in_words: int
-    out_word: int
-    out_bits: int
-    out_words: int
-
-    @property
-    def in_axi_bits(self) -> int:
-        return -(-self.in_word * self.in_bits // 8) * 8
-
-    @property
-    def out_axi_bits(self) -> int:
-        return -(-self.out_word * self.out_bits // 8) * 8
-
-
 def stream_geometry(net: Network) -> StreamGeometry:
+    """The frame layout on the AXI-Stream ports: element widths and stream words from the first and last layers,
+    the AXI width per direction from the stream word it feeds (packing.axi_width)."""
     first, last = net.layers[0], net.layers[-1]
-    h, w, c = first.in_shape
-    oh, ow, oc = last.out_shape
-    return StreamGeometry(first.in_word, first.idt.bitwidth(), h * w * c // first.in_word,
-                          last.out_word, last.odt.bitwidth(), oh * ow * oc // last.out_word)
+    in_bits, out_bits = first.idt.bitwidth(), last.odt.bitwidth()
+    return StreamGeometry(in_word=first.in_word, in_bits=in_bits, in_elems=int(np.prod(first.in_shape)),
+                          in_axi_bits=axi_width(first.in_word * in_bits),
+                          out_word=last.out_word, out_bits=out_bits, out_elems=int(np.prod(last.out_shape)),
+                          out_axi_bits=axi_width(last.out_word * out_bits))
 
 
 def top_name(net: Network) -> str:

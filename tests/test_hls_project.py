@@ -51,7 +51,7 @@ def test_testbench_compiles_and_passes_then_catches_a_wrong_byte(project, tmp_pa
     work.mkdir()
     shutil.copy(project.hls_dir / "tb_input.bin", work)
     expected = bytearray((project.hls_dir / "tb_expected.bin").read_bytes())
-    expected[3] ^= 0x01
+    expected[len(expected) // 2 + 3] ^= 0x01  # in frame 1 (frame 0 is replayed by the TLAST checks)
     (work / "tb_expected.bin").write_bytes(bytes(expected))
     bad = subprocess.run([str(exe)], cwd=work, capture_output=True, text=True)
     assert bad.returncode == 1 and "1 mismatching bytes" in bad.stdout, bad.stdout
