@@ -3,6 +3,7 @@ kernels, the C-simulation bridge, a csim testbench and the HLS Tcl script."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -89,6 +90,16 @@ def stream_geometry(net: Network) -> StreamGeometry:
                           out_axi_bits=axi_width(last.out_word * out_bits))
 
 
+# The HLS testbench calls the top once per vector frame (Accelerator.verify writes 2) plus 4 times for its TLAST
+# checks; RTL co-simulation of a large network takes hours, so it is on by default only below this many cycles.
+TESTBENCH_CALLS = 2 + 4
+COSIM_CYCLE_LIMIT = 500_000
+
+
+def cosim_by_default(net: Network) -> bool:
+    return net.bottleneck().cycles() * TESTBENCH_CALLS <= COSIM_CYCLE_LIMIT
+
+
 def top_name(net: Network) -> str:
     return c_identifier(net.name) + "_top"
 
@@ -118,10 +129,12 @@ def generate(net: Network, out_dir: Path, board: dict, source: str = "") -> Path
     bottleneck = net.bottleneck()
     ctx = dict(net=net, top=top_name(net), io=io, kinds=kinds, kernels=kernels, streams=streams, board=board,
                clock_mhz=board["clock_mhz"], bottleneck=bottleneck, source=source or net.name,
-               fps=board["clock_mhz"] * 1e6 / bottleneck.cycles())
+               fps=board["clock_mhz"] * 1e6 / bottleneck.cycles(), tb_calls=TESTBENCH_CALLS,
+               cosim_default=cosim_by_default(net), cosim_cycle_limit=COSIM_CYCLE_LIMIT)
     (out_dir / "fg_common.h").write_text(env.get_template("common.h.j2").render(**ctx))
     for layer in net.layers:
         _write_layer(env, g, layer, out_dir / "layers" / f"{layer.name}.h")
+    (out_dir / "stream_geometry.json").write_text(json.dumps(io.to_dict(), indent=1) + "\n")
     for template, name in (("top.h.j2", "top.h"), ("top.cpp.j2", "top.cpp"), ("bridge.cpp.j2", "csim_bridge.cpp"),
                            ("testbench.cpp.j2", "testbench.cpp"), ("run_hls.tcl.j2", "run_hls.tcl")):
         (out_dir / name).write_text(env.get_template(template).render(**ctx))
