@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -174,7 +175,9 @@ def testbench_check(hls_dir: Path, log) -> None:
     if stamp.is_file() and stamp.read_text().strip() == digest:
         log("[testbench] passed before on these sources")
         return
-    exe = hls_dir / "csim_testbench"
+    hls_dir = hls_dir.resolve()
+    tmp = tempfile.mkdtemp(prefix="fpgagen_tb_")
+    exe = Path(tmp) / "testbench"
     cmd = [os.environ.get("CXX", "g++"), "-O2", "-std=c++14", "-w", "-isystem", str(ap_types_include()), "-I",
            str(hls_dir), str(hls_dir / "testbench.cpp"), str(hls_dir / "top.cpp"), "-o", str(exe)]
     start = time.perf_counter()
@@ -183,8 +186,10 @@ def testbench_check(hls_dir: Path, log) -> None:
         (hls_dir / "testbench_build.log").write_text(" ".join(cmd) + "\n" + build.stderr)
         raise FpgagenError("g++ failed to compile the HLS testbench", str(hls_dir / "testbench_build.log"),
                            "this is an fpgagen bug; please report it with that log")
-    run = subprocess.run([str(exe)], cwd=hls_dir, capture_output=True, text=True)
-    exe.unlink(missing_ok=True)
+    try:
+        run = subprocess.run([str(exe)], cwd=hls_dir, capture_output=True, text=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     if run.returncode != 0:
         raise FpgagenError(f"the HLS testbench failed under g++: {run.stdout.strip()}", str(hls_dir),
                            "this is an fpgagen bug; please report it")
@@ -257,9 +262,9 @@ def bitstream(build_dir: str | Path, board: str | None = None, use_docker: bool 
     else:
         tools = find_tools()
         if tools["hls"] is None or tools["vivado"] is None:
-            missing = " and ".join(n for n, k in (("Vitis HLS", "hls"), ("Vivado", "vivado")) if tools[k] is None)
+            missing = "/".join(n for n, k in (("Vitis HLS", "hls"), ("Vivado", "vivado")) if tools[k] is None)
             ok, why = docker_engine()
-            docker_note = f" ({why})" if not ok else " (a Docker engine is up: try --docker)"
+            docker_note = f"; docker: {why}" if not ok else "; a Docker engine is up: try --docker"
             raise FpgagenError(f"no {missing} found (looked in {', '.join(tools['looked'])}){docker_note}; the HLS "
                                f"project is ready at {hls_dir} (C-sim verified bit-exact, testbench passed) and the "
                                f"Vivado Tcl at {vivado_dir / 'block_design.tcl'}; to finish: {next_steps(ctx)}")

@@ -149,7 +149,7 @@ def parse_timing_summary(text: str) -> dict:
     for i, line in enumerate(lines):
         if line.strip().startswith("WNS(ns)"):
             names = re.split(r"\s{2,}", line.strip())
-            values = lines[i + 2].split()
+            values = lines[i + 2].split() if i + 2 < len(lines) else []
             if len(values) < len(names):
                 break
             table = dict(zip(names, values, strict=False))

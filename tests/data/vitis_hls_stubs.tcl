@@ -33,7 +33,13 @@ proc add_files {args} {
 proc open_solution {args} {
     need {[info exists ::top]} "open_solution before set_top"
     need {[opt $args -flow_target vivado] in {vivado vitis}} "bad -flow_target"
-    set ::solution [lindex $args end]
+    set names {}
+    for {set i 0} {$i < [llength $args]} {incr i} {
+        set a [lindex $args $i]
+        if {$a eq "-flow_target"} { incr i } elseif {![string match -* $a]} { lappend names $a }
+    }
+    need {[llength $names] == 1} "open_solution needs one solution name"
+    set ::solution [lindex $names 0]
     log_call open_solution {*}$args
 }
 proc set_part {part} { need {[info exists ::solution]} "set_part before open_solution"; set ::part $part; log_call set_part $part }
@@ -91,7 +97,11 @@ proc export_design {args} {
     log_call export_design {*}$args
 }
 rename exit __real_exit
-proc exit {args} { puts "DONE top=$::top part=$::part period=$::period"; __real_exit 0 }
+proc exit {{code 0}} {
+    if {$code != 0} { __real_exit $code }  ;# tclsh itself calls exit 1 after an uncaught error
+    puts "DONE top=$::top part=$::part period=$::period"
+    __real_exit 0
+}
 
 cd [lindex $argv 0]
 source run_hls.tcl

@@ -35,7 +35,13 @@ proc get_board_parts {args} {
 proc create_project {args} {
     need {[opt $args -part] ne ""} "create_project without -part"
     set ::part [opt $args -part]
-    set ::project_dir [lindex $args end]
+    set names {}
+    for {set i 0} {$i < [llength $args]} {incr i} {
+        set a [lindex $args $i]
+        if {$a eq "-part"} { incr i } elseif {![string match -* $a]} { lappend names $a }
+    }
+    need {[llength $names] == 2} "create_project NAME DIR expected"
+    set ::project_dir [lindex $names 1]
     log_call create_project {*}$args
 }
 proc current_project {args} { need {[info exists ::part]} "no project"; return project }
@@ -185,7 +191,8 @@ proc report_utilization {args} {
     log_call report_utilization {*}$args
 }
 rename exit __real_exit
-proc exit {args} {
+proc exit {{code 0}} {
+    if {$code != 0} { __real_exit $code }  ;# tclsh itself calls exit 1 after an uncaught error
     foreach cell [lsort [array names ::cells]] { puts "CELL $cell [dict get $::cells($cell) vlnv] [dict get $::cells($cell) config]" }
     foreach link $::axi_links { puts "AXI [join $link { -> }]" }
     foreach link $::stream_links { puts "AXIS [join $link { -> }]" }
