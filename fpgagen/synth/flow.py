@@ -299,7 +299,7 @@ def bitstream(build_dir: str | Path, board: str | None = None, use_docker: bool 
 def _docker_runner(build_dir: Path, env: dict):
     def runner(cmd, cwd, log_path, label, log):
         inside = "/build/" + Path(cwd).resolve().relative_to(build_dir.resolve()).as_posix()
-        docker = ["docker", "run", "--rm", "--user", f"{os.getuid()}:{os.getgid()}",
+        docker = ["docker", "run", "--rm", "--user", f"{os.getuid()}:{os.getgid()}", "-e", "HOME=/tmp",
                   "-v", f"{build_dir.resolve()}:/build", "-w", inside]
         for key, value in env.items():
             docker += ["-e", f"{key}={value}"]
