@@ -24,8 +24,6 @@ import jinja2
 from ..errors import FpgagenError
 from ..packing import StreamGeometry
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
-VIVADO_TEMPLATES = REPO_ROOT / "templates" / "vivado"
 DOCKER_IMAGE = os.environ.get("FPGAGEN_DOCKER_IMAGE", "fpgagen-xilinx:2022.1")
 # PYNQ-Z2 board files as Vivado names them (TUL's board files, also in Xilinx's board store).
 BOARD_PARTS = {"pynq_z2": "tul.com.tw:pynq-z2:part0:*"}
@@ -49,8 +47,10 @@ def render_block_design(out_dir: Path, top: str, io: StreamGeometry, board: dict
     if board["name"] not in BOARD_PARTS:
         raise FpgagenError(f"no block design for board '{board['name']}'", "fpgagen bitstream",
                            f"supported: {', '.join(BOARD_PARTS)}")
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(VIVADO_TEMPLATES)), undefined=jinja2.StrictUndefined,
-                             keep_trailing_newline=True)
+    from ..codegen import TEMPLATE_DIR  # templates/hls; the Vivado templates sit beside it
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR.parent / "vivado")),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     length_width = dma_length_width(max(io.in_frame_bytes, io.out_frame_bytes))
     available = {"LUT": board["resources"]["LUT"], "FF": board["resources"]["FF"],
                  "BRAM36": board["resources"]["BRAM18"] // 2, "DSP": board["resources"]["DSP"]}
@@ -229,12 +229,12 @@ def prepare(build_dir: Path, board_name: str | None = None, cosim: bool | None =
         f"{io.in_axi_bits} b x {io.in_words:,} words, out {io.out_axi_bits} b x {io.out_words:,} words, DMA length "
         f"register {dma_length_width(max(io.in_frame_bytes, io.out_frame_bytes))} bits")
     return {"acc": acc, "board": board, "build_dir": build_dir, "hls_dir": hls_dir, "vivado_dir": vivado_dir,
-            "top": top, "io": io, "cosim": cosim_on}
+            "top": top, "io": io, "cosim": cosim_on, "cosim_default": codegen.cosim_by_default(acc.net)}
 
 
 def next_steps(ctx: dict) -> str:
     b, h, v = ctx["build_dir"], ctx["hls_dir"], ctx["vivado_dir"]
-    cosim = "" if ctx["cosim"] else "FPGAGEN_COSIM=0 "
+    cosim = "" if ctx["cosim"] == ctx["cosim_default"] else f"FPGAGEN_COSIM={int(ctx['cosim'])} "
     return (f"with Vitis HLS and Vivado 2022.1+ on PATH (source <Xilinx>/Vivado/2022.1/settings64.sh), run "
             f"'fpgagen bitstream {b}', or by hand: 'cd {h} && {cosim}vitis_hls -f run_hls.tcl' then "
             f"'cd {v} && vivado -mode batch -notrace -source block_design.tcl'; or in Docker: "
@@ -331,7 +331,9 @@ def write_deploy(ctx: dict) -> Path:
             raise FpgagenError(f"Vivado finished without {name}", str(vivado_out), "see logs/vivado.log")
         shutil.copy2(src, deploy / name)
     shutil.copy2(ctx["hls_dir"] / "stream_geometry.json", deploy / "stream_geometry.json")
-    notebook = REPO_ROOT / "boards" / ctx["board"]["name"] / "notebooks" / "face_detect.ipynb"
+    from ..board import BOARDS_DIR
+
+    notebook = BOARDS_DIR / ctx["board"]["name"] / "notebooks" / "face_detect.ipynb"
     if notebook.is_file():
         shutil.copy2(notebook, deploy / notebook.name)
     estimates = (build_dir / "report.md").read_text() if (build_dir / "report.md").is_file() else ""
