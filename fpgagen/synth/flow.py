@@ -223,6 +223,13 @@ def prepare(build_dir: Path, board_name: str | None = None, cosim: bool | None =
     vivado_dir = build_dir / "vivado"
     ip_repo = os.path.relpath(hls_ip_dir(hls_dir, top), vivado_dir)
     bd = render_block_design(vivado_dir, top, io, board, ip_repo)
+    adapters = {"input adapter": max(io.in_words, io.in_stream_words),
+                "output adapter": max(io.out_words, io.out_stream_words) + 1}
+    bottleneck = acc.net.bottleneck()
+    for name, cycles in adapters.items():  # an AXI word narrower than the stream word costs extra cycles
+        if cycles > bottleneck.cycles():
+            log(f"[warning] the {name} needs {cycles:,} cycles/frame, more than the bottleneck layer "
+                f"{bottleneck.name} ({bottleneck.cycles():,}): it limits the frame rate")
     cosim_on = codegen.cosim_by_default(acc.net) if cosim is None else cosim
     (build_dir / "logs").mkdir(exist_ok=True)
     log(f"[tcl] {hls_dir / 'run_hls.tcl'} (cosim {'on' if cosim_on else 'off'}) and {bd}; AXI-Stream in "
