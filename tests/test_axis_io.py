@@ -197,3 +197,25 @@ def test_missing_tlast_with_no_more_words_is_a_simulation_error(project):
     g, data, _ = frame_words(project, 1, seed=7)
     rc, err, *_ = run_words(project, data, np.zeros(len(data), np.uint8), calls=1)
     assert rc == 1 and "stream read while empty" in err
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+def test_ap_axiu_is_used_whenever_the_headers_have_it(project, tmp_path):
+    """With a Vitis HLS install the include path has ap_axi_sdata.h and the C model must use its ap_axiu, as
+    synthesis does. The hls4ml ap_types lack it, so a stand-in header (a test fixture, not Xilinx's) checks the
+    switch: fg::AxisWord<W> must then be that header's type."""
+    fake = tmp_path / "inc"
+    fake.mkdir()
+    (fake / "ap_axi_sdata.h").write_text(
+        "// TEST FIXTURE standing in for Xilinx's header: only the fields fpgagen uses\n#pragma once\n"
+        "#include <ap_int.h>\ntemplate <int D, int U, int TI, int TD> struct ap_axiu {\n"
+        "    ap_uint<D> data; ap_uint<(D + 7) / 8> keep, strb; ap_uint<1> last; enum { from_fixture = 1 };\n};\n")
+    src = tmp_path / "probe.cpp"
+    src.write_text('#include "fg_common.h"\nthread_local const char *fg::current_layer = "probe";\n'
+                   "static_assert(fg::AxisWord<64>::from_fixture == 1, \"AxisWord is not ap_axiu\");\n"
+                   "int main() { return 0; }\n")
+    cmd = ["g++", "-std=c++14", "-w", "-fsyntax-only", "-isystem", str(ap_types_include()), "-I", str(project.hls_dir)]
+    with_fixture = subprocess.run([*cmd, "-I", str(fake), str(src)], capture_output=True, text=True)
+    assert with_fixture.returncode == 0, with_fixture.stderr
+    without = subprocess.run([*cmd, str(src)], capture_output=True, text=True)  # hls4ml headers: the mirror struct
+    assert without.returncode != 0 and "from_fixture" in without.stderr
