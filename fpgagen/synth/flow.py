@@ -319,7 +319,10 @@ DEPLOY_README = """# fpgagen deploy folder for {net} on {board}
 Copy this folder to the PYNQ-Z2 (a PYNQ 3.0.x SD image; PYNQ 4 dropped the Z2, and its own `pynq` must be used:
 never `pip install pynq` there), e.g. `scp -r deploy xilinx@pynq:/home/xilinx/fpgagen`.
 
-- `fpgagen.bit`, `fpgagen.hwh`: the overlay (`pynq.Overlay("fpgagen.bit")`); DMA `dma`, status FIFO `status_fifo`.
+- `fpgagen.bit`, `fpgagen.hwh`: the overlay (`pynq.Overlay("fpgagen.bit")`); DMA `dma` (simple mode, one transfer
+  per frame each way), status FIFO `status_fifo` (AXI4-Stream FIFO, PG080: RDFO at 0x1C = words waiting, then RLR
+  at 0x24 and RDFD at 0x20 per word). One status word per input frame: bit 0 = the transfer ended early (frame
+  zero-filled), bit 1 = it ran long (words up to its TLAST dropped), bits 31..2 = words filled or dropped.
 - `stream_geometry.json`: the frame layout the DMA moves (fpgagen.packing.frames_to_bytes / bytes_to_frames).
 - `report.md`: fpgagen's estimates beside the Vitis HLS and Vivado figures.
 - The runtime: on the board, `pip3 install --no-deps fpgagen-*.whl` (build the wheel on a PC with
