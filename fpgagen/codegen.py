@@ -3,8 +3,9 @@ kernels, the C-simulation bridge, a csim testbench and the HLS Tcl script."""
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+import shutil
 from pathlib import Path
 
 import jinja2
@@ -12,6 +13,7 @@ import numpy as np
 from qonnx.core.datatype import DataType
 
 from .ir import Layer, Network
+from .packing import StreamGeometry, axi_width
 from .quant import smallest_dtype
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "hls"
@@ -78,32 +80,31 @@ class CppHelpers:
         return "{" + "\n ".join(lines).rstrip(", ") + "}"
 
 
-@dataclass
-class StreamGeometry:
-    """How one frame crosses the AXI-Stream ports."""
-
-    in_word: int
-    in_bits: int
-    in_words: int
-    out_word: int
-    out_bits: int
-    out_words: int
-
-    @property
-    def in_axi_bits(self) -> int:
-        return -(-self.in_word * self.in_bits // 8) * 8
-
-    @property
-    def out_axi_bits(self) -> int:
-        return -(-self.out_word * self.out_bits // 8) * 8
-
-
 def stream_geometry(net: Network) -> StreamGeometry:
+    """The frame layout on the AXI-Stream ports: element widths and stream words from the first and last layers,
+    the AXI width per direction from the stream word it feeds (packing.axi_width)."""
     first, last = net.layers[0], net.layers[-1]
-    h, w, c = first.in_shape
-    oh, ow, oc = last.out_shape
-    return StreamGeometry(first.in_word, first.idt.bitwidth(), h * w * c // first.in_word,
-                          last.out_word, last.odt.bitwidth(), oh * ow * oc // last.out_word)
+    in_bits, out_bits = first.idt.bitwidth(), last.odt.bitwidth()
+    return StreamGeometry(in_word=first.in_word, in_bits=in_bits, in_elems=int(np.prod(first.in_shape)),
+                          in_axi_bits=axi_width(first.in_word * in_bits),
+                          out_word=last.out_word, out_bits=out_bits, out_elems=int(np.prod(last.out_shape)),
+                          out_axi_bits=axi_width(last.out_word * out_bits))
+
+
+# The HLS testbench calls the top once per vector frame (Accelerator.verify writes 2) plus 4 times for its TLAST
+# checks; RTL co-simulation of a large network takes hours, so it is on by default only below this many cycles.
+TESTBENCH_CALLS = 2 + 4
+COSIM_CYCLE_LIMIT = 500_000
+
+
+def cosim_by_default(net: Network) -> bool:
+    return net.bottleneck().cycles() * TESTBENCH_CALLS <= COSIM_CYCLE_LIMIT
+
+
+def static_header(kind: str) -> str | None:
+    """The static kernel header of a layer kind (templates/hls/fg_<template stem>.h), if it has one."""
+    name = "fg_" + KERNEL_TEMPLATES[kind].removesuffix(".h.j2") + ".h"
+    return name if (TEMPLATE_DIR / name).is_file() else None
 
 
 def top_name(net: Network) -> str:
@@ -127,18 +128,25 @@ def generate(net: Network, out_dir: Path, board: dict, source: str = "") -> Path
     env, g = _environment(), CppHelpers()
     io = stream_geometry(net)
     kinds = list(dict.fromkeys(layer.kind for layer in net.layers))
-    kernels = {kind: env.get_template(KERNEL_TEMPLATES[kind]).module.kernel() for kind in kinds}
+    # A kind whose kernel lives in the static library (templates/hls/fg_<kind>.h) is included; the others are still
+    # rendered from their template's kernel() macro.
+    headers = {kind: static_header(kind) for kind in kinds}
+    kernels = {kind: env.get_template(KERNEL_TEMPLATES[kind]).module.kernel() for kind in kinds if not headers[kind]}
+    for header in sorted(TEMPLATE_DIR.glob("fg_*.h")):
+        shutil.copyfile(header, out_dir / header.name)
     streams = [{"name": "input_codes", "ctype": g.ctype(net.layers[0].in_dtype), "word": io.in_word, "depth": 2,
                 "impl": "srl"}]
     streams += [{"name": f"{layer.name}_out", "ctype": g.ctype(layer.out_dtype), "word": layer.out_word,
                  "depth": layer.fifo_depth, "impl": layer.fifo_style} for layer in net.layers]
     bottleneck = net.bottleneck()
-    ctx = dict(net=net, top=top_name(net), io=io, kinds=kinds, kernels=kernels, streams=streams, board=board,
-               clock_mhz=board["clock_mhz"], bottleneck=bottleneck, source=source or net.name,
-               fps=board["clock_mhz"] * 1e6 / bottleneck.cycles())
+    ctx = dict(net=net, top=top_name(net), io=io, kinds=kinds, kernels=kernels, headers=headers, streams=streams,
+               board=board, clock_mhz=board["clock_mhz"], bottleneck=bottleneck, source=source or net.name,
+               fps=board["clock_mhz"] * 1e6 / bottleneck.cycles(), tb_calls=TESTBENCH_CALLS,
+               cosim_default=cosim_by_default(net), cosim_cycle_limit=COSIM_CYCLE_LIMIT)
     (out_dir / "fg_common.h").write_text(env.get_template("common.h.j2").render(**ctx))
     for layer in net.layers:
         _write_layer(env, g, layer, out_dir / "layers" / f"{layer.name}.h")
+    (out_dir / "stream_geometry.json").write_text(json.dumps(io.to_dict(), indent=1) + "\n")
     for template, name in (("top.h.j2", "top.h"), ("top.cpp.j2", "top.cpp"), ("bridge.cpp.j2", "csim_bridge.cpp"),
                            ("testbench.cpp.j2", "testbench.cpp"), ("run_hls.tcl.j2", "run_hls.tcl")):
         (out_dir / name).write_text(env.get_template(template).render(**ctx))

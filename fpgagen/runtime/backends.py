@@ -61,6 +61,20 @@ def write_runtime_spec(acc) -> Path:
     return path
 
 
+def write_deploy_files(acc, deploy_dir: str | Path) -> list[Path]:
+    """What the board's runtime reads beside the bitstream: runtime.json, and the build's detector.json (anchors)
+    when it has one. ``fpgagen bitstream`` calls this for its deploy/ folder."""
+    deploy_dir = Path(deploy_dir)
+    deploy_dir.mkdir(parents=True, exist_ok=True)
+    written = [deploy_dir / RUNTIME_JSON]
+    written[0].write_text(json.dumps(runtime_spec(acc), indent=1))
+    detector = Path(acc.build_dir) / "detector.json"
+    if detector.is_file():
+        written.append(deploy_dir / detector.name)
+        written[-1].write_text(detector.read_text())
+    return written
+
+
 def read_runtime_spec(build_dir: str | Path) -> dict | None:
     try:
         spec = json.loads((Path(build_dir) / RUNTIME_JSON).read_text())
@@ -237,8 +251,10 @@ def make_backend(kind: str, accelerator, **options) -> Backend:
         from ..accelerator import load
 
         accelerator = load(accelerator, log=log)
-        try:
-            write_runtime_spec(accelerator)  # for the board: the deploy directory then runs without the IR
+        try:  # for the board: with these files a deploy directory runs without the IR
+            write_runtime_spec(accelerator)
+            if (Path(accelerator.build_dir) / "deploy").is_dir():
+                write_deploy_files(accelerator, Path(accelerator.build_dir) / "deploy")
         except OSError:
             pass
     if kind == "csim":
