@@ -150,6 +150,23 @@ def verify_manifest(build_dir: Path) -> str | None:
     return None if {"network.json", "network.npz", DETECTOR_JSON, RUNTIME_JSON} <= set(files) else "incomplete build"
 
 
+GENERATOR_SKIP = {"runtime", "train", "data", "detect", "checkpoints", "synth", "__pycache__"}
+
+
+def generator_fingerprint(board: str) -> str:
+    """SHA-256 of the code that turns the checkpoint into a build (the compiler's Python, the HLS templates, the
+    board file): a new fpgagen that generates different C++ gets a new cached build, never a stale one."""
+    package = Path(__file__).resolve().parent.parent
+    roots = [package, package.parent / "templates" / "hls", package.parent / "boards" / board]
+    digest = hashlib.sha256()
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            rel = path.relative_to(root)
+            if path.is_file() and not GENERATOR_SKIP & set(rel.parts) and path.suffix in (".py", ".j2", ".h", ".yaml"):
+                digest.update(rel.as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def shipped_face_build(board: str = "pynq_z2", log=print) -> Path:
     """The build directory of the shipped W4A4 face detector (416x416), built on first use under the user cache
     (``$FPGAGEN_CACHE`` or ``~/.cache/fpgagen``) and checked against its manifest before every reuse."""
@@ -158,7 +175,8 @@ def shipped_face_build(board: str = "pynq_z2", log=print) -> Path:
     # the same file as fpgagen.train.shipped_checkpoint("w4a4"), found without importing torch (a cache hit
     # must stay light: on the board there is no torch at all)
     ckpt = Path(fpgagen.__file__).parent / "checkpoints" / SHIPPED_CHECKPOINT
-    key = hashlib.sha256(ckpt.read_bytes() + f"{fpgagen.__version__}|{board}|416".encode()).hexdigest()[:16]
+    key = hashlib.sha256(ckpt.read_bytes() + f"{fpgagen.__version__}|{board}|416|".encode()
+                         + generator_fingerprint(board).encode()).hexdigest()[:16]
     build_dir = cache_root() / "models" / f"lpyolo_w4a4_face-{key}"
     problem = verify_manifest(build_dir) if build_dir.exists() else "not built yet"
     if problem is None:
