@@ -77,7 +77,9 @@ def axi_width(stream_word_bits: int) -> int:
 def pack_elements(codes: np.ndarray, bits: int, frame_bytes: int) -> np.ndarray:
     """(frames, elements) integer codes -> (frames, frame_bytes) uint8, elements contiguous, zero padded."""
     frames, elems = codes.shape
-    if bits == 8:
+    if bits == 8 and codes.dtype == np.uint8:
+        raw = codes  # already the bytes (uint8 pixels when the input code is the pixel): no int64 round trip
+    elif bits == 8:
         raw = (codes.astype(np.int64) & 0xFF).astype(np.uint8)
     else:
         masked = codes.astype(np.int64) & ((1 << bits) - 1)
