@@ -14,8 +14,9 @@ from qonnx.core.datatype import DataType
 
 from .ir import Layer, Network
 from .quant import smallest_dtype
+from .resources import resource_dir
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "hls"
+TEMPLATE_DIR = resource_dir("templates") / "hls"
 KERNEL_TEMPLATES = {"MVAU": "mvau.h.j2", "SlidingWindow": "sliding_window.h.j2", "MaxPool": "maxpool.h.j2",
                     "Threshold": "threshold.h.j2", "WidthConverter": "width_converter.h.j2"}
 

@@ -43,8 +43,9 @@ CASES = [
     mvau("nf1_dsp_mix", mw=6, mh=4, pe=4, simd=2, nt=15, thr_mode="search", dsp_pe=2, mem_style="bram", seed=2),
     # NF == SF == 1: weights and thresholds are constants (registers)
     mvau("single_tile", mw=4, mh=2, pe=2, simd=4, nt=3, seed=3),
-    # 255 thresholds in BRAM search stages shared by two PEs (rom_2p), 8-bit output
-    mvau("search255_bram", mw=16, mh=4, pe=2, simd=4, nt=255, thr_mode="search", thr_style="bram",
+    # 255 thresholds: the deep search stages in BRAM banks shared by two PEs (rom_2p), the shallow ones in
+    # LUTRAM with one bank per PE; 8-bit output
+    mvau("search255_bram", mw=16, mh=8, pe=4, simd=4, nt=255, thr_mode="search", thr_style="bram",
          abits=8, wbits=8, out="UINT8", acc="INT24", seed=4),
     # same thresholds compared in parallel, in BRAM
     mvau("parallel_bram", mw=16, mh=4, pe=2, simd=8, nt=15, thr_style="bram", seed=5),

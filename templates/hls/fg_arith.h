@@ -36,22 +36,25 @@ count_thresholds:
 }
 
 // Binary search over sorted thresholds, one memory per stage (as finn-rtllib's thresholding). Stage S holds,
-// per output fold nf, the 2^S thresholds a search can meet at that stage. A bank serves LANES lanes (PEs) at
-// offsets lane*NF*2^S, so lane `lane` of bank `bank` reads address ((lane*NF + nf) << S) | j, j being the
-// answer's top S bits so far, and appends the comparison as the next bit. After the last stage
-// j = #{k : value >= T_k} (the padding above the real thresholds never passes).
-template <unsigned S, unsigned NF, typename THR, typename V>
-inline unsigned search_passed(const V &, unsigned, unsigned, unsigned, unsigned j) {
+// per output fold nf, the 2^S thresholds a search can meet at that stage. A stage's memory has BANKS banks, each
+// serving LANES = PE / BANKS lanes (PEs) at offsets lane*NF*2^S (two lanes share a BRAM through its two read
+// ports). Lane p reads address ((lane*NF + nf) << S) | j of bank p / LANES, j being the answer's top S bits so
+// far, and appends the comparison as the next bit. After the last stage j = #{k : value >= T_k} (the padding
+// above the real thresholds never passes).
+template <unsigned S, unsigned NF, unsigned PE, typename THR, typename V>
+inline unsigned search_passed(const V &, unsigned, unsigned, unsigned j) {
     return j;
 }
 
-template <unsigned S, unsigned NF, typename THR, typename V, typename TROM, unsigned BANKS, unsigned DEPTH,
-          typename... Rest>
-inline unsigned search_passed(const V &value, unsigned bank, unsigned lane, unsigned nf, unsigned j,
+template <unsigned S, unsigned NF, unsigned PE, typename THR, typename V, typename TROM, unsigned BANKS,
+          unsigned DEPTH, typename... Rest>
+inline unsigned search_passed(const V &value, unsigned p, unsigned nf, unsigned j,
                               const TROM (&stage)[BANKS][DEPTH][1], const Rest &...rest) {
-    const unsigned address = ((lane * NF + nf) << S) | j;  // lane * NF is a constant after unrolling
-    const unsigned next = (j << 1) | unsigned(reaches<THR>(value, stage[bank][address][0]));
-    return search_passed<S + 1, NF, THR>(value, bank, lane, nf, next, rest...);
+    static_assert(PE % BANKS == 0 && DEPTH == (PE / BANKS) * (NF << S), "stage memory shape");
+    // p is a constant after unrolling, so are its bank and lane (LANES is 1 or 2); nf << S is wiring.
+    const unsigned address = (((p % (PE / BANKS)) * NF + nf) << S) | j;
+    const unsigned next = (j << 1) | unsigned(reaches<THR>(value, stage[p / (PE / BANKS)][address][0]));
+    return search_passed<S + 1, NF, PE, THR>(value, p, nf, next, rest...);
 }
 
 }  // namespace fg

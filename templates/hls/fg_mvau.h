@@ -69,8 +69,7 @@ template <class C>
 struct Requantize<C, 2> {
     template <typename... Stages>
     static typename C::out_t apply(const typename C::acc_t &acc, unsigned p, unsigned nf, const Stages &...stages) {
-        return C::OUT_BASE + search_passed<0, C::NF, typename C::thr_t>(acc, p / C::THR_LANES, p % C::THR_LANES,
-                                                                       nf, 0, stages...);
+        return C::OUT_BASE + search_passed<0, C::NF, C::PE, typename C::thr_t>(acc, p, nf, 0, stages...);
     }
 };
 
