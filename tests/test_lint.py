@@ -34,8 +34,8 @@ def test_good_snippet_passes():
 
 
 @pytest.mark.parametrize("bad,what", [
-    (GOOD.replace("#pragma HLS PIPELINE II=1", "#pragma HLS PIPELINE II=1\n#pragma HLS DEPENDENCE variable=t inter false"),
-     "DEPENDENCE"),
+    (GOOD.replace("#pragma HLS PIPELINE II=1",
+                  "#pragma HLS PIPELINE II=1\n#pragma HLS DEPENDENCE variable=t inter false"), "DEPENDENCE"),
     (GOOD.replace("out.write(y / 4)", "out.write(y / 3)"), "divider"),
     (GOOD.replace("out.write(y / 4)", "out.write(i % C::CW)"), "divider"),
     (GOOD.replace("out.write(y / 4)", "out.write(y / (i + 1))"), "divider"),
