@@ -29,6 +29,7 @@ demo: setup
 bench: setup
 	$(BIN)/python scripts/bench_generator.py
 	test ! -f scripts/bench_fold.py || $(BIN)/python scripts/bench_fold.py
+	$(BIN)/python scripts/bench_hw.py
 
 lint: setup
 	$(BIN)/ruff check fpgagen tests scripts

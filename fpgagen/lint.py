@@ -194,6 +194,51 @@ def parse_streams(text: str) -> list[Stream]:
     return list(streams.values())
 
 
+# --- pricing what the code says (not the declarations) ---------------------------------------------------------
+SRL_DEPTH = 32  # an SRLC32E shifts 32 words of one bit per LUT
+
+
+def price_array(a: Array) -> dict[str, int]:
+    """BRAM18 and LUTRAM of one parsed array: registers cost none; BRAM by FINN-R's formula per bank; LUTRAM by
+    64 x 1 bit per LUT6 for a ROM, RAM64M/RAM32M capacities for a RAM (fpgagen.ir.memory's primitives)."""
+    from .ir.memory import bram18, ram_luts, rom_luts
+
+    if a.registers:
+        return {"BRAM18": 0, "LUTRAM": 0}
+    if a.impl not in ("bram", "lutram"):
+        raise ValueError(f"array '{a.name}' has no BIND_STORAGE impl in the code")
+    if a.impl == "bram":
+        return {"BRAM18": a.banks * bram18(a.depth, a.width), "LUTRAM": 0}
+    per_bank = ram_luts(a.depth, a.width) if a.bind_type.startswith("ram") else rom_luts(a.depth, a.width)
+    return {"BRAM18": 0, "LUTRAM": a.banks * per_bank}
+
+
+def price_stream(s: Stream) -> dict[str, int]:
+    """BRAM18 and LUTRAM of one parsed FIFO: BRAM by FINN-R's formula, SRL by 32 words of one bit per LUT."""
+    from .ir.memory import bram18
+
+    if not s.depth or s.impl not in ("srl", "bram"):
+        raise ValueError(f"stream '{s.name}' has no STREAM depth or fifo impl in the code")
+    if s.impl == "bram":
+        return {"BRAM18": bram18(s.depth, s.width), "LUTRAM": 0}
+    return {"BRAM18": 0, "LUTRAM": s.width * -(-s.depth // SRL_DEPTH)}
+
+
+def project_memory_figures(hls_dir: Path) -> dict[str, dict[str, int]]:
+    """Per generated layer header and per FIFO (``<stream>``), BRAM18 and LUTRAM priced from the code alone."""
+    hls_dir = Path(hls_dir)
+    out = {}
+    for path in sorted((hls_dir / "layers").glob("*.h")):
+        total = {"BRAM18": 0, "LUTRAM": 0}
+        for a in parse_arrays(path.read_text()):
+            for r, v in price_array(a).items():
+                total[r] += v
+        out[path.stem] = total
+    for s in parse_streams((hls_dir / "top.cpp").read_text()):
+        out[f"<{s.name}>"] = price_stream(s)
+    return out
+
+
 # --- loops ----------------------------------------------------------------------------------------------------
 @dataclass
 class Loop:

@@ -8,7 +8,6 @@ capacities); it never looks at a layer's Memory objects.
 """
 
 import json
-import math
 
 import nets
 import pytest
@@ -16,29 +15,6 @@ import pytest
 import fpgagen
 from fpgagen import lint
 from fpgagen.ir.layers import Layer
-from fpgagen.ir.memory import bram18, ram_luts, rom_luts
-
-SRL_DEPTH = 32
-
-
-def price_array(a: lint.Array) -> dict[str, int]:
-    """BRAM18 and LUTRAM of one parsed array."""
-    if a.registers:
-        return {"BRAM18": 0, "LUTRAM": 0}
-    assert a.impl in ("bram", "lutram"), f"{a.name}: no BIND_STORAGE impl in the code"
-    if a.impl == "bram":
-        return {"BRAM18": a.banks * bram18(a.depth, a.width), "LUTRAM": 0}
-    ram = a.bind_type.startswith("ram")
-    per_bank = ram_luts(a.depth, a.width) if ram else rom_luts(a.depth, a.width)
-    return {"BRAM18": 0, "LUTRAM": a.banks * per_bank}
-
-
-def price_stream(s: lint.Stream) -> dict[str, int]:
-    assert s.depth and s.impl in ("srl", "bram"), f"{s.name}: STREAM depth / fifo impl missing"
-    if s.impl == "bram":
-        return {"BRAM18": bram18(s.depth, s.width), "LUTRAM": 0}
-    return {"BRAM18": 0, "LUTRAM": s.width * math.ceil(s.depth / SRL_DEPTH)}
-
 
 SMALL_NETS = {
     "conv_w4a4": lambda: nets.conv_net(4, 4, seed=4),
@@ -93,7 +69,7 @@ def check_memories_against_report(acc, kinds=None):
         arrays = lint.parse_arrays((hls / "layers" / f"{lay.name}.h").read_text())
         from_code = {"BRAM18": 0, "LUTRAM": 0}
         for a in arrays:
-            for r, v in price_array(a).items():
+            for r, v in lint.price_array(a).items():
                 from_code[r] += v
         reported = entry["memories"]
         assert {r: reported[r] for r in from_code} == from_code, (lay.name, [vars(a) for a in arrays])
@@ -122,7 +98,7 @@ def test_fifos_equal_the_report(built):
     for entry in doc["layers"]:
         s = streams[f"{entry['name']}_out"]
         assert s.depth == entry["fifo"]["depth"] and s.width == entry["fifo"]["width_bits"], entry["name"]
-        assert {r: entry["fifo"]["resources"][r] for r in ("BRAM18", "LUTRAM")} == price_stream(s), entry["name"]
+        assert {r: entry["fifo"]["resources"][r] for r in ("BRAM18", "LUTRAM")} == lint.price_stream(s), entry["name"]
 
 
 def test_search_bram_case_really_has_shared_stage_banks(tmp_path_factory):
