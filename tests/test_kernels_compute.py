@@ -20,11 +20,13 @@ def sorted_thresholds(rng, channels, nt, lo, hi):
     return np.sort(rng.integers(lo, hi, size=(channels, nt)), axis=1)
 
 
-def mvau(name, mw, mh, pe, simd, pixels=5, nt=15, seed=0, wbits=4, abits=4, acc="INT16", out="UINT4", **styles):
+def mvau(name, mw, mh, pe, simd, pixels=5, nt=15, seed=0, wbits=4, abits=4, acc="INT16", out="UINT4", signed=False,
+         **styles):
     rng = np.random.default_rng(seed)
     weights = rng.integers(-(2 ** (wbits - 1)), 2 ** (wbits - 1), size=(mh, mw))
     thresholds = sorted_thresholds(rng, mh, nt, -60, 60) if nt else None
-    return MVAU(name, (1, pixels, mw), (1, pixels, mh), f"UINT{abits}", out if nt else acc, weights=weights,
+    idt = f"INT{abits}" if signed else f"UINT{abits}"
+    return MVAU(name, (1, pixels, mw), (1, pixels, mh), idt, out if nt else acc, weights=weights,
                 thresholds=thresholds, weight_dtype=f"INT{wbits}", acc_dtype=acc, pe=pe, simd=simd, **styles)
 
 
@@ -33,6 +35,16 @@ def threshold(name, ch, pe, nt=3, pixels=7, seed=0):
     return Threshold(name, (1, pixels, ch), (1, pixels, ch), "INT4", "UINT2", thresholds=sorted_thresholds(
         rng, ch, nt, -9, 9), negate=rng.integers(0, 2, size=ch).astype(bool), out_base=0, pe=pe)
 
+
+def extreme(name, pattern, mw=32, simd=16):
+    """Packed raw-accumulator layers whose weights sit at the INT4 extremes: all -8, all 7, or -8/7 by PE."""
+    layer = mvau(name, mw=mw, mh=4, pe=4, simd=simd, nt=0, dsp_pe=4, acc="INT16")
+    rows = {"min": [-8] * 4, "max": [7] * 4, "alternate": [-8, 7, -8, 7], "mixed": [7, -8, -8, 7]}[pattern]
+    layer.weights = np.repeat(np.array(rows)[:, None], mw, axis=1)
+    return layer
+
+
+EXTREMES = [extreme(f"packed_extreme_{p}", p) for p in ("min", "max", "alternate", "mixed")]
 
 CASES = [
     # SF == 1 (one tile per output fold), parallel thresholds, weights in LUTRAM
@@ -53,7 +65,15 @@ CASES = [
     mvau("raw_acc", mw=9, mh=3, pe=3, simd=3, nt=0, dsp_pe=1, seed=6),
     # an accumulator too narrow for the sums: it must wrap exactly as its declared INT8 register does
     mvau("wraps", mw=32, mh=4, pe=2, simd=8, nt=0, wbits=8, abits=8, acc="INT8", dsp_pe=1, seed=7),
+    # DSP packing: two PEs per DSP48 chain (pre-adder w_hi * 2^K + w_lo), SF > 1
+    mvau("packed_pairs", mw=18, mh=8, pe=4, simd=9, nt=15, dsp_pe=4, seed=8),
+    # one packed pair, then a single DSP PE, raw accumulators
+    mvau("packed_odd", mw=12, mh=6, pe=3, simd=4, nt=0, dsp_pe=3, seed=9),
+    # signed 8-bit inputs on packed pairs, next to LUT PEs, binary-search thresholds
+    mvau("packed_signed", mw=16, mh=8, pe=4, simd=8, nt=15, dsp_pe=2, abits=8, signed=True, acc="INT20",
+         thr_mode="search", seed=10),
     threshold("thr_folded", ch=6, pe=2),
+    *EXTREMES,
     threshold("thr_unfolded", ch=4, pe=4, nt=3, seed=1),
 ]
 
@@ -148,7 +168,8 @@ def test_kernel_equals_reference(binary, layer):
     if isinstance(layer, MVAU) and layer.thresholds is None:
         want = wrap(want, layer.acc_dtype)  # the declared accumulator register wraps
     assert np.array_equal(got, want), (layer.name, got.reshape(-1)[:20], want.reshape(-1)[:20])
-    assert len(np.unique(want)) > 1  # a constant output would prove little
+    if layer not in EXTREMES:
+        assert len(np.unique(want)) > 1  # a constant output would prove little
 
 
 def test_wrap_case_really_overflows():
@@ -163,6 +184,27 @@ def test_search_cases_use_shared_bram_stage_banks():
     stages = [m for m in layer.memories() if m.name.startswith("thr_stage")]
     assert len(stages) == 8 and {m.bind_type for m in stages if m.storage == "bram"} == {"rom_2p"}
     assert all(m.ports_ok() for m in layer.memories())
+
+
+def test_packing_cases_are_packed():
+    packed = [c for c in CASES if c.name.startswith("packed")]
+    assert len(packed) == 7 and all(c.pack_shift > 0 for c in packed)
+    assert [c.dsp_blocks() for c in packed[:3]] == [2 * 9, 2 * 4, 1 * 8]  # a pair shares one chain of SIMD blocks
+    wide = next(c for c in CASES if c.name == "wraps")  # 8-bit x 8-bit: no room in 25 bits
+    assert wide.pack_shift == 0 and wide.dsp_blocks() == wide.dsp_pe * wide.simd
+
+
+def test_packed_split_is_exact_at_the_extremes(binary):
+    """Weights and inputs at their extremes drive the packed low sum to the bound its shift K was chosen for."""
+    exe, _ = binary
+    for layer in EXTREMES:
+        for value in (int(layer.idt.min()), int(layer.idt.max())):
+            x = np.full((1, *layer.in_shape), value)
+            got = run_case(exe, layer, x)
+            want = wrap(run_layer(layer, x), layer.acc_dtype)
+            assert np.array_equal(got, want), (layer.name, value, got.reshape(-1)[:8], want.reshape(-1)[:8])
+            if value == 15:  # the tile sums really reach the bound: |sum| = SIMD * |w| * 15 per tile
+                assert np.abs(run_layer(layer, x)).max() >= layer.simd * 7 * 15
 
 
 def test_generated_kernel_files_pass_the_lint(binary):

@@ -378,7 +378,30 @@ class MVAU(Layer):
         thr = MEM_STYLES if self.nt and nf > 1 else ("lutram",)
         return [[{"mem_style": m} for m in (MEM_STYLES if nf * sf > 1 else ("lutram",))],
                 [{"thr_style": t, "thr_mode": md} for t in thr for md in modes],
-                [{"dsp_pe": d} for d in range(self.pe + 1)]]
+                [{"dsp_pe": d} for d in range(0, self.pe + 1, 2 if self.pack_shift else 1)]]
+
+    @property
+    def pack_shift(self) -> int:
+        """K > 0 when two DSP PEs can share one DSP48E1 chain, else 0. The pair's two weights of one input enter
+        the DSP's 25-bit pre-adder as A = w_hi * 2^K and D = w_lo (so no LUT packs them), the shared input x is
+        the 18-bit B operand, and the cascade sums (A + D) * x over the SIMD inputs: P = 2^K * S_hi + S_lo, both
+        sums exact integers. With |S_lo| < 2^(K-1), S_lo is P's low K bits read as signed and S_hi = (P - S_lo)
+        / 2^K, exactly. K is the least shift with that margin for any weights and inputs of the declared types;
+        packing needs A to fit 25 bits signed (W - 1 + K <= 24), x to fit 18 bits, P to fit 48, and PE >= 2."""
+        w, x = DataType[self.weight_dtype], self.idt
+        if self.pe < 2 or self.dsp_per_product() != 1 or x.bitwidth() + (not x.signed()) > 18:
+            return 0
+        w_max = max(abs(int(w.min())), abs(int(w.max())))
+        x_max = max(abs(int(x.min())), abs(int(x.max())))
+        shift = (self.simd * w_max * x_max).bit_length() + 1
+        if w.bitwidth() - 1 + shift > 24 or self.simd * (w_max * 2**shift + w_max) * x_max >= 2**47:
+            return 0
+        return shift
+
+    def dsp_blocks(self) -> int:
+        """DSP48E1 blocks of the DSP PEs: SIMD per PE, or per PE pair when packed (an odd last PE alone)."""
+        chains = (self.dsp_pe + 1) // 2 if self.pack_shift else self.dsp_pe
+        return chains * self.simd * self.dsp_per_product()
 
     def dsp_per_product(self) -> int:
         """DSP48E1 blocks per W x A product: its multiplier is 25 x 18 signed (an unsigned operand needs a bit
@@ -482,20 +505,23 @@ class MVAU(Layer):
           multiplying (25 x 18) and adding the previous block's partial sum on its 48-bit post-adder through the
           dedicated cascade (the DSP48E1's intended use for dot products, UG479), so both ``mult`` and ``adder``
           leave the LUTs; the accumulator and comparators stay. Products wider than one DSP48E1 keep the adder
-          tree in LUTs.
-        * Memories follow the kernel's layout: all PEs read the same address each cycle, so the weights are one
-          ROM of depth NF*SF and width PE*SIMD*W, and the thresholds one of depth NF and width PE*NT*TB (TB: the
-          stored threshold width). In LUTRAM that is exactly FINN-R's ``PE*SIMD*W*ceil(WMEM/64)`` and
-          ``NT*ACC*ceil(TMEM/64)`` per PE (with TB for ACC: the ROM stores the smallest type that holds the
-          thresholds, which the clipping to the accumulator range keeps within ACC+1 bits); in BRAM it is
-          FINN-R's BRAM18 formula on that one wide memory.
-        * A 1-deep ROM (NF*SF == 1 for weights, NF == 1 for thresholds) is a set of constants that HLS folds into
-          the logic: no memory. Multipliers and comparators are still costed in full, although multiplying or
+          tree in LUTs. Where ``pack_shift`` allows, two DSP PEs share one chain (``dsp_blocks``), paying the
+          split of the packed sum in LUTs.
+        * Memories are the kernel's arrays as declared in ``memories()`` (the template emits them from the same
+          declarations; tests/test_memories_from_code.py prices the emitted C++ and requires the same figures):
+          all PEs read the same address each cycle, so the weights are one ROM of depth NF*SF and width
+          PE*SIMD*W (in LUTRAM exactly FINN-R's ``PE*SIMD*W*ceil(WMEM/64)``; in BRAM FINN-R's BRAM18 formula on
+          that one wide memory); parallel thresholds are one ROM of NF words of PE*NT*TB bits (TB: the stored
+          threshold width); binary-search thresholds are one memory per stage, per PE (each PE reads its own
+          address), two PEs per BRAM bank through its two read ports; a 1-deep ROM is a set of constants.
+          The LUTRAM of threshold memories carries FINN-R's 1.1 routing factor in LUT.
+        * Multipliers and comparators next to a constant ROM are still costed in full, although multiplying or
           comparing with a constant is cheaper, so this stays on the safe side.
         * Comparators are costed at max(ACC, TB) bits; ``thr_mode=search`` replaces the NT comparators by a
-          binary search (see ``threshold_resources``).
+          binary search (see ``threshold_logic``).
         * Added, not in FINN-R: the input buffer that holds the SF input words while the other neuron folds
-          reuse them (SF x SIMD*A bits, dual-port LUTRAM, or registers when SF == 1).
+          reuse them (SF x SIMD*A bits, a simple-dual-port LUTRAM; a register word when SF == 1 or NF == 1) and
+          the PE accumulator registers.
         FF (FINN-R has no FF model; FF never binds on a Zynq-7020 for these designs): per LUT PE one register
         stage per product and half the adder tree, per PE the accumulator and the threshold pipeline, plus the
         input registers.
@@ -509,8 +535,13 @@ class MVAU(Layer):
         cmp, thr_ff = self.threshold_logic()
         # one term per style group (each rounded on its own, so the optimizer may add them up exactly)
         lut_pe = resources(LUT=1.1 * (mult + adder), FF=1.5 * simd * (w + a))
-        dsp_pe = resources(LUT=0 if per_dsp == 1 else 1.1 * adder, DSP=simd * per_dsp)
+        # a DSP PE: its products and sum leave the LUTs; packed in pairs, the pair's DSP chain is shared and each
+        # pair pays the split of P (a K-bit sign test and an ACC-bit correction adder) in LUTs
+        dsp_pe = resources(LUT=0 if per_dsp == 1 else 1.1 * adder)
+        if self.pack_shift:
+            dsp_pe = resources(LUT=0.5 * 1.1 * acc)
         compute = {r: (pe - self.dsp_pe) * lut_pe[r] + self.dsp_pe * dsp_pe[r] for r in RESOURCES}
+        compute["DSP"] = self.dsp_blocks()
         thr_mem = memory_resources(self.threshold_memories())
         thresholds = add_resources({**thr_mem, "LUT": math.ceil(1.1 * thr_mem["LUT"])},
                                    resources(LUT=1.1 * pe * cmp, FF=pe * thr_ff))

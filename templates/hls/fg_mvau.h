@@ -44,6 +44,40 @@ dot_model:
 #endif
 }
 
+// Two PEs' dot products in one DSP48 chain (C::PACK_SHIFT = K > 0; see MVAU.pack_shift): per input, the pre-adder
+// forms w_hi * 2^K + w_lo (25 bits), the multiplier takes the shared input x, the cascade sums over the SIMD
+// inputs into the 48-bit P = 2^K * S_hi + S_lo. K leaves |S_lo| < 2^(K-1), so S_lo is P's low K bits as a
+// signed number and S_hi = (P - S_lo) >> K, exactly; both then wrap to ACC like any other sum. The C model
+// evaluates the same packed integers (P fits int64) and splits them the same way.
+template <unsigned K, typename ACC, typename WT, typename WROM, typename X, unsigned N>
+inline void dot_pair(const WROM row[], unsigned lo_base, unsigned hi_base, const Vec<X, N> &x, ACC &lo, ACC &hi) {
+#ifdef __SYNTHESIS__
+    ap_int<48> packed_sum = 0;
+dot_pair_dsp:
+    for (unsigned s = 0; s < N; s++) {
+#pragma HLS UNROLL
+#pragma HLS EXPRESSION_BALANCE off
+        const ap_int<25> pair = (ap_int<25>(rom_value<WT>(row[hi_base + s])) << K) + rom_value<WT>(row[lo_base + s]);
+        const ap_int<48> product = pair * x.v[s];
+#pragma HLS BIND_OP variable=product op=mul impl=dsp
+        packed_sum += product;
+    }
+    const ap_int<K> low = packed_sum(K - 1, 0);
+    lo = low;
+    hi = (packed_sum - low) >> K;
+#else
+    static_assert(K <= 24, "packing needs the DSP48E1's 25-bit pre-adder");
+    long long packed_sum = 0;
+dot_pair_model:
+    for (unsigned s = 0; s < N; s++)
+        packed_sum += ((long long)row[hi_base + s] * (1LL << K) + row[lo_base + s]) * x.v[s].to_int64();
+    const long long field = packed_sum & ((1LL << K) - 1);
+    const long long low = field >= (1LL << (K - 1)) ? field - (1LL << K) : field;
+    lo = ACC(low);
+    hi = ACC((packed_sum - low) >> K);
+#endif
+}
+
 // How a layer turns PE accumulators into output codes: the raw accumulator (no thresholds), parallel compares
 // against one ROM word per output fold, or a binary search with one memory per stage (C::THR_MODE 0, 1, 2).
 template <class C, unsigned MODE>
@@ -104,14 +138,26 @@ mvau_loop:
                 x.v[s] = inbuf[0][slot][s];
             }
         }
+        // The PE sums of this tile: PEs below PACKED in pairs sharing a DSP48 chain, then single DSP PEs up to
+        // DSP_PE, the rest in LUTs (p and q are constants after unrolling).
+        acc_t sum[C::PE];
+#pragma HLS ARRAY_PARTITION variable=sum complete
+    mvau_pairs:
+        for (unsigned q = 0; q < C::PACKED / 2; q++) {
+#pragma HLS UNROLL
+            dot_pair<C::PACK_SHIFT, acc_t, typename C::weight_t>(weights[0][tile], 2 * q * C::SIMD,
+                                                               (2 * q + 1) * C::SIMD, x, sum[2 * q], sum[2 * q + 1]);
+        }
     mvau_pe:
+        for (unsigned p = C::PACKED; p < C::PE; p++) {
+#pragma HLS UNROLL
+            sum[p] = p < C::DSP_PE ? dot<true, acc_t, typename C::weight_t>(weights[0][tile], p * C::SIMD, x)
+                                   : dot<false, acc_t, typename C::weight_t>(weights[0][tile], p * C::SIMD, x);
+        }
+    mvau_accumulate:
         for (unsigned p = 0; p < C::PE; p++) {
 #pragma HLS UNROLL
-            // p is a constant after unrolling: PEs below DSP_PE multiply in DSP48s, the rest in LUTs.
-            const acc_t sum = p < C::DSP_PE
-                                  ? dot<true, acc_t, typename C::weight_t>(weights[0][tile], p * C::SIMD, x)
-                                  : dot<false, acc_t, typename C::weight_t>(weights[0][tile], p * C::SIMD, x);
-            acc[0][0][p] = (sf == 0 ? acc_t(0) : acc[0][0][p]) + sum;
+            acc[0][0][p] = (sf == 0 ? acc_t(0) : acc[0][0][p]) + sum[p];
         }
         if (sf == C::SF - 1) {
             Vec<typename C::out_t, C::PE> y;
