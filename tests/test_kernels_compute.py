@@ -216,3 +216,34 @@ def test_generated_kernel_files_pass_the_lint(binary):
         text = (hls / "layers" / f"{layer.name}.h").read_text()
         found += lint.lint_text(text, layer.name) + lint.lint_memories(text, layer.memories(), layer.name)
     assert found == []
+
+
+def test_code_prices_equal_the_declarations(binary):
+    """Every case's emitted arrays, priced from the code alone, equal its declared memories and the BRAM18/LUTRAM
+    its resources() charges (Threshold included, which no test network lowers to)."""
+    from fpgagen.report import memory_figures
+
+    _, hls = binary
+    for layer in CASES:
+        code = {"BRAM18": 0, "LUTRAM": 0}
+        for a in lint.parse_arrays((hls / "layers" / f"{layer.name}.h").read_text()):
+            for r, v in lint.price_array(a).items():
+                code[r] += v
+        declared = memory_figures(layer.memories())
+        assert code == {r: declared[r] for r in code} == {r: layer.resources()[r] for r in code}, layer.name
+    assert any(c.resources()["BRAM18"] for c in CASES) and any(c.resources()["LUTRAM"] for c in CASES)
+
+
+def test_optimizer_steps_dsp_by_packed_pairs():
+    from fpgagen.ir.layers import RESOURCES
+    from fpgagen.optimize import _probe, layer_cores
+
+    layer = next(c for c in CASES if c.name == "packed_pairs")
+    cores = [c for c in layer_cores(layer, first=False) if c.attrs["pe"] == 4 and c.attrs["simd"] == 9]
+    core = cores[0]
+    assert core.dsp_step == 2 and core.dsp_max == 2
+    base = _probe(layer, {**core.attrs, "dsp_pe": 0}).resources()
+    for units in (1, 2):  # resources are linear in pairs, as the integer program assumes
+        got = _probe(layer, {**core.attrs, "dsp_pe": 2 * units}).resources()
+        assert all(got[r] == base[r] + units * core.dsp_unit[r] for r in RESOURCES)
+    assert core.dsp_unit["DSP"] == 9  # one chain of SIMD blocks per pair
