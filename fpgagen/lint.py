@@ -10,6 +10,10 @@ Checks (each finding is "file:line: what"):
   ``ports_ok()`` true, and the BIND_STORAGE type and impl the declaration asks for.
 
 ``parse_arrays`` and ``parse_streams`` are also what tests/test_memories_from_code.py prices the code from.
+
+Limits (a text lint, not a compiler): the divider check reads each pipelined loop's own body, not the bodies of the
+inline helpers it calls (those in the static library are reviewed and unit-tested instead); only arrays with numeric
+dimensions (the generated declarations) are compared with the Memory declarations.
 """
 
 from __future__ import annotations
