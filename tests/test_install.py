@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import nets
+import pytest
 
 import fpgagen
 
@@ -25,6 +26,7 @@ print("built", acc.build_dir, sorted(p.name for p in (acc.build_dir / "hls").glo
 """
 
 
+@pytest.mark.slow  # about 40 s: pip builds the package, then g++ compiles the C-sim
 def test_non_editable_install_builds_a_network(tmp_path):
     target = tmp_path / "site"
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
