@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
 
 from .errors import FpgagenError
+from .resources import resource_dir
 
-BOARDS_DIR = Path(__file__).resolve().parent.parent / "boards"
+BOARDS_DIR = resource_dir("boards")
 
 
 def available_boards() -> list[str]:

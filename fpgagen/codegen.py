@@ -15,8 +15,9 @@ from qonnx.core.datatype import DataType
 from .ir import Layer, Network
 from .packing import StreamGeometry, axi_width
 from .quant import smallest_dtype
+from .resources import resource_dir
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "hls"
+TEMPLATE_DIR = resource_dir("templates") / "hls"
 KERNEL_TEMPLATES = {"MVAU": "mvau.h.j2", "SlidingWindow": "sliding_window.h.j2", "MaxPool": "maxpool.h.j2",
                     "Threshold": "threshold.h.j2", "WidthConverter": "width_converter.h.j2"}
 
@@ -45,15 +46,15 @@ class CppHelpers:
         raise ValueError(f"{dtype} is wider than 64 bits")
 
     @staticmethod
+    def rom_ctype(dtype: str) -> str:
+        """A ROM element: the ap_int type in synthesis, a native integer of the same value in the C model."""
+        return f"FG_ROM_TYPE({CppHelpers.ctype(dtype)}, {CppHelpers.native(dtype)})"
+
+    @staticmethod
     def thr_dtype(thresholds: np.ndarray | None) -> str:
         if thresholds is None or thresholds.size == 0:
             return "INT2"
         return smallest_dtype(min(int(thresholds.min()), -1), int(thresholds.max())).name
-
-    @staticmethod
-    def search_heap(layer) -> np.ndarray:
-        """The binary-search stages as one heap-ordered ROM row per channel: stage s at offset 2^s - 1."""
-        return np.concatenate(layer.search_tables(), axis=-1)
 
     @staticmethod
     def zeros(*shape: int) -> np.ndarray:

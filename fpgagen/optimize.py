@@ -56,8 +56,9 @@ class Core:
     out_word: int
     base: dict[str, int]
     groups: list[list[tuple[dict, dict[str, int]]]]  # per group: (attrs, resource delta)
-    dsp_max: int = 0
+    dsp_max: int = 0  # units of dsp_step DSP PEs
     dsp_unit: dict[str, int] = field(default_factory=dict)
+    dsp_step: int = 1  # DSP PEs per unit (2 where pairs share a DSP chain)
 
 
 @dataclass
@@ -114,18 +115,20 @@ def layer_cores(layer: Layer, first: bool, dsp: bool = True) -> list[Core]:
         base_attrs = {k: v for g in groups for k, v in g[0].items()}
         base = _probe(core, base_attrs)
         base_res = base.resources()
-        deltas, dsp_max, dsp_unit = [], 0, {}
+        deltas, dsp_max, dsp_unit, dsp_step = [], 0, {}, 1
         for g in groups:
-            if all(set(o) == {"dsp_pe"} for o in g):  # linear: one unit per DSP PE
-                dsp_max = max(o["dsp_pe"] for o in g) if dsp else 0
+            if all(set(o) == {"dsp_pe"} for o in g):  # linear: one unit per step of DSP PEs (1, or a packed pair)
+                counts = sorted(o["dsp_pe"] for o in g)
+                dsp_step = counts[1] if len(counts) > 1 else 1
+                dsp_max = counts[-1] // dsp_step if dsp else 0
                 if dsp_max:
-                    dsp_unit = _sub(_probe(base, {"dsp_pe": 1}).resources(), base_res)
+                    dsp_unit = _sub(_probe(base, {"dsp_pe": dsp_step}).resources(), base_res)
                 continue
             alts = [(o, _sub(_probe(base, o).resources(), base_res)) for o in g]
             deltas.append(_pareto_alts(alts))
         base_res = add_resources(base_res, base_fifo(base))
         out.append(Core({**attrs, **base_attrs}, base.cycles(), base.in_word, base.out_word, base_res, deltas,
-                        dsp_max, dsp_unit))
+                        dsp_max, dsp_unit, dsp_step))
     return out
 
 
@@ -265,7 +268,7 @@ class _Program:
             elif kind[0] == "y":
                 out[name].update(core.groups[kind[3]][kind[4]][0])
             else:  # d <= PE * x, so a nonzero d belongs to the chosen core
-                out[name]["dsp_pe"] = round(res.x[self.cols.index(kind)])
+                out[name]["dsp_pe"] = round(res.x[self.cols.index(kind)]) * core.dsp_step
         return out
 
 

@@ -17,6 +17,15 @@ NOTE = ("estimated (model): cycles are the trip counts of the generated kernels'
 PLOTS = ("cycles.png", "resources.png")
 
 
+def memory_figures(memories: list) -> dict:
+    """A layer's on-chip memories as declared (and emitted: templates/hls/memory.j2), each priced by the model,
+    and their BRAM18/LUTRAM totals: what tests/test_memories_from_code.py recomputes from the emitted C++."""
+    rows = [{"name": m.name, "banks": m.banks, "depth": m.depth, "elems": m.elems, "elem_bits": m.elem_bits,
+             "storage": m.storage, "bind_type": m.bind_type, "reads": m.reads, "writes": m.writes,
+             "BRAM18": m.resources()["BRAM18"], "LUTRAM": m.resources()["LUTRAM"]} for m in memories]
+    return {"arrays": rows, "BRAM18": sum(r["BRAM18"] for r in rows), "LUTRAM": sum(r["LUTRAM"] for r in rows)}
+
+
 def summary(net: Network, board: dict, fold_info: dict | None = None, ceilings: dict | None = None) -> dict:
     clock_hz = board["clock_mhz"] * 1e6
     ceil = ceilings_of(board, ceilings)
@@ -26,7 +35,7 @@ def summary(net: Network, board: dict, fold_info: dict | None = None, ceilings: 
         layers.append({
             "name": lay.name, "kind": lay.kind, "in_shape": list(lay.in_shape), "out_shape": list(lay.out_shape),
             "in_dtype": lay.in_dtype, "out_dtype": lay.out_dtype, "folding": lay.folding(), "styles": lay.styles(),
-            "cycles": lay.cycles(), "resources": lay.resources(),
+            "cycles": lay.cycles(), "resources": lay.resources(), "memories": memory_figures(lay.memories()),
             "fifo": {"depth": lay.fifo_depth, "style": lay.fifo_style, "width_bits": width,
                      "resources": fifo.fifo_resources(lay.fifo_depth, width, lay.fifo_style)}})
     shell = {r: board.get("shell", {}).get(r, 0) for r in RESOURCES}

@@ -378,7 +378,30 @@ class MVAU(Layer):
         thr = MEM_STYLES if self.nt and nf > 1 else ("lutram",)
         return [[{"mem_style": m} for m in (MEM_STYLES if nf * sf > 1 else ("lutram",))],
                 [{"thr_style": t, "thr_mode": md} for t in thr for md in modes],
-                [{"dsp_pe": d} for d in range(self.pe + 1)]]
+                [{"dsp_pe": d} for d in range(0, self.pe + 1, 2 if self.pack_shift else 1)]]
+
+    @property
+    def pack_shift(self) -> int:
+        """K > 0 when two DSP PEs can share one DSP48E1 chain, else 0. The pair's two weights of one input enter
+        the DSP's 25-bit pre-adder as A = w_hi * 2^K and D = w_lo (so no LUT packs them), the shared input x is
+        the 18-bit B operand, and the cascade sums (A + D) * x over the SIMD inputs: P = 2^K * S_hi + S_lo, both
+        sums exact integers. With |S_lo| < 2^(K-1), S_lo is P's low K bits read as signed and S_hi = (P - S_lo)
+        / 2^K, exactly. K is the least shift with that margin for any weights and inputs of the declared types;
+        packing needs A to fit 25 bits signed (W - 1 + K <= 24), x to fit 18 bits, P to fit 48, and PE >= 2."""
+        w, x = DataType[self.weight_dtype], self.idt
+        if self.pe < 2 or self.dsp_per_product() != 1 or x.bitwidth() + (not x.signed()) > 18:
+            return 0
+        w_max = max(abs(int(w.min())), abs(int(w.max())))
+        x_max = max(abs(int(x.min())), abs(int(x.max())))
+        shift = (self.simd * w_max * x_max).bit_length() + 1
+        if w.bitwidth() - 1 + shift > 24 or self.simd * (w_max * 2**shift + w_max) * x_max >= 2**47:
+            return 0
+        return shift
+
+    def dsp_blocks(self) -> int:
+        """DSP48E1 blocks of the DSP PEs: SIMD per PE, or per PE pair when packed (an odd last PE alone)."""
+        chains = (self.dsp_pe + 1) // 2 if self.pack_shift else self.dsp_pe
+        return chains * self.simd * self.dsp_per_product()
 
     def dsp_per_product(self) -> int:
         """DSP48E1 blocks per W x A product: its multiplier is 25 x 18 signed (an unsigned operand needs a bit
@@ -392,25 +415,83 @@ class MVAU(Layer):
     def search_stages(self) -> int:
         return max(1, math.ceil(math.log2(self.nt + 1)))
 
-    def threshold_resources(self) -> tuple[int, dict[str, int], int]:
-        """(compare LUTs per PE, threshold memory, pipeline FFs per PE).
+    @property
+    def thr_lanes(self) -> int:
+        """PEs that share one binary-search stage memory: two in BRAM (a BRAM18 has two read ports, each PE
+        reads its own address), else one (a distributed ROM copies its LUTs per read port: nothing to share)."""
+        return 2 if self.thr_style == "bram" and self.pe % 2 == 0 else 1
 
-        ``parallel`` (FINN-R): NT comparators of max(ACC, TB) bits per PE; one ROM of NF words of PE*NT*TB bits.
-        ``search``: the thresholds are sorted, so #{k : acc >= T_k} is found by a binary search of
-        S = ceil(log2(NT+1)) pipelined steps, one comparator each; step k reads one of 2^k thresholds per
-        channel (padded with never-passing values up to 2^S - 1), from its own ROM of NF*2^k words of PE*TB bits
-        (for NF == 1 a 2^k-entry constant table: the same LUT count as a ROM)."""
+    def search_storage(self, depth: int) -> str:
+        """Storage of one stage memory of ``depth`` words per bank: a constant when 1 deep; in BRAM only when
+        ``thr_style`` asks for it and it is deeper than 64 words (below that one LUT6 per bit holds it, far less
+        than a BRAM18 is worth)."""
+        if depth <= 1:
+            return "registers"
+        return "bram" if self.thr_style == "bram" and depth > 64 else "lutram"
+
+    def threshold_memories(self) -> list[Memory]:
+        """``parallel``: one ROM of NF words, each the PE x NT thresholds of one output fold (every PE reads the
+        same address). ``search`` (binary search, as finn-rtllib's thresholding: one memory per stage): stage s
+        holds 2^s thresholds per channel, NF*2^s words of TB bits per PE, and each PE reads its own address
+        nf*2^s + j (j: its answer's top s bits); in BRAM two PEs share a bank through its two read ports."""
+        if not self.nt:
+            return []
+        nf, tb = self.mh // self.pe, self.thr_bits
+        if self.thr_mode == "parallel":
+            return [Memory("thresholds", 1, nf, self.pe * self.nt, tb, self.thr_style if nf > 1 else "registers")]
+        out = []
+        for s in range(self.search_stages):
+            storage = self.search_storage(nf * 2**s)
+            lanes = self.thr_lanes if storage == "bram" else 1
+            out.append(Memory(f"thr_stage{s}", self.pe // lanes, lanes * nf * 2**s, 1, tb, storage, reads=lanes))
+        return out
+
+    def memories(self) -> list[Memory]:
+        """The weight ROM (one word per cycle: the PE x SIMD weights of tile nf*SF+sf), the threshold ROM(s), the
+        input buffer (the SF input words of a pixel, written during the first neuron fold and read by the others:
+        one write and one read per cycle; one register word when SF == 1 or NF == 1) and the PE accumulators."""
+        nf, sf = self.mh // self.pe, self.mw // self.simd
+        w, a = DataType[self.weight_dtype].bitwidth(), self.in_bits
+        buffered = nf > 1 and sf > 1
+        return [Memory("weights", 1, nf * sf, self.pe * self.simd, w, self.mem_style if nf * sf > 1 else "registers"),
+                *self.threshold_memories(),
+                Memory("inbuf", 1, sf if buffered else 1, self.simd, a, "lutram" if buffered else "registers",
+                       reads=1, writes=1),
+                Memory("acc", 1, 1, self.pe, DataType[self.acc_dtype].bitwidth(), "registers", reads=1, writes=1)]
+
+    def memory_contents(self) -> dict[str, np.ndarray]:
+        """The ROMs' contents, each shaped as its declaration: [banks][depth][elems]."""
+        nf, sf = self.mh // self.pe, self.mw // self.simd
+        out = {"weights": self.weight_tiles().transpose(1, 0, 2).reshape(1, nf * sf, self.pe * self.simd)}
+        if self.nt and self.thr_mode == "parallel":
+            out["thresholds"] = self.threshold_tiles().transpose(1, 0, 2).reshape(1, nf, self.pe * self.nt)
+        elif self.nt:
+            for mem, table in zip(self.threshold_memories(), self.search_tables(), strict=True):
+                lanes = self.pe // mem.banks  # [PE][NF][2^s] -> PE p in bank p // lanes at offset (p % lanes)*depth
+                out[mem.name] = table.reshape(mem.banks, lanes * table.shape[1] * table.shape[2], 1)
+        return out
+
+    def memory_dtypes(self) -> dict[str, str]:
+        thr = self.thr_dtype
+        return {"weights": self.weight_dtype, "inbuf": self.in_dtype, "acc": self.acc_dtype,
+                **{m.name: thr for m in self.threshold_memories()}}
+
+    @property
+    def thr_dtype(self) -> str:
+        """The stored threshold type (``thr_bits`` wide, signed)."""
+        return f"INT{self.thr_bits}" if self.nt else "INT2"
+
+    def threshold_logic(self) -> tuple[int, int]:
+        """(compare LUTs per PE, pipeline FFs per PE). ``parallel`` (FINN-R): NT comparators of max(ACC, TB)
+        bits. ``search``: S = ceil(log2(NT+1)) pipelined steps, one comparator each plus the S-bit answer."""
         acc, nt, tb = DataType[self.acc_dtype].bitwidth(), self.nt, self.thr_bits
         cb = max(acc, tb)
         if not nt:
-            return 0, resources(), 0
-        nf = self.mh // self.pe
+            return 0, 0
         if self.thr_mode == "parallel":
-            return nt * cb, memory(nf, self.pe * nt * tb, self.thr_style), nt
+            return nt * cb, nt
         stages = self.search_stages
-        style = self.thr_style if nf > 1 else "lutram"
-        mem = add_resources(*(memory(nf * 2**k, self.pe * tb, style) for k in range(stages)))
-        return stages * (cb + stages), mem, stages * (acc + stages)
+        return stages * (cb + stages), stages * (acc + stages)
 
     def resources(self) -> dict[str, int]:
         """FINN-R's MVAU model, per PE with W-bit weights, A-bit inputs, ACC-bit accumulator, NT thresholds:
@@ -424,41 +505,49 @@ class MVAU(Layer):
           multiplying (25 x 18) and adding the previous block's partial sum on its 48-bit post-adder through the
           dedicated cascade (the DSP48E1's intended use for dot products, UG479), so both ``mult`` and ``adder``
           leave the LUTs; the accumulator and comparators stay. Products wider than one DSP48E1 keep the adder
-          tree in LUTs.
-        * Memories follow the kernel's layout: all PEs read the same address each cycle, so the weights are one
-          ROM of depth NF*SF and width PE*SIMD*W, and the thresholds one of depth NF and width PE*NT*TB (TB: the
-          stored threshold width). In LUTRAM that is exactly FINN-R's ``PE*SIMD*W*ceil(WMEM/64)`` and
-          ``NT*ACC*ceil(TMEM/64)`` per PE (with TB for ACC: the ROM stores the smallest type that holds the
-          thresholds, which the clipping to the accumulator range keeps within ACC+1 bits); in BRAM it is
-          FINN-R's BRAM18 formula on that one wide memory.
-        * A 1-deep ROM (NF*SF == 1 for weights, NF == 1 for thresholds) is a set of constants that HLS folds into
-          the logic: no memory. Multipliers and comparators are still costed in full, although multiplying or
+          tree in LUTs. Where ``pack_shift`` allows, two DSP PEs share one chain (``dsp_blocks``), paying the
+          split of the packed sum in LUTs.
+        * Memories are the kernel's arrays as declared in ``memories()`` (the template emits them from the same
+          declarations; tests/test_memories_from_code.py prices the emitted C++ and requires the same figures):
+          all PEs read the same address each cycle, so the weights are one ROM of depth NF*SF and width
+          PE*SIMD*W (in LUTRAM exactly FINN-R's ``PE*SIMD*W*ceil(WMEM/64)``; in BRAM FINN-R's BRAM18 formula on
+          that one wide memory); parallel thresholds are one ROM of NF words of PE*NT*TB bits (TB: the stored
+          threshold width); binary-search thresholds are one memory per stage, per PE (each PE reads its own
+          address), two PEs per BRAM bank through its two read ports; a 1-deep ROM is a set of constants.
+          The LUTRAM of threshold memories carries FINN-R's 1.1 routing factor in LUT.
+        * Multipliers and comparators next to a constant ROM are still costed in full, although multiplying or
           comparing with a constant is cheaper, so this stays on the safe side.
         * Comparators are costed at max(ACC, TB) bits; ``thr_mode=search`` replaces the NT comparators by a
-          binary search (see ``threshold_resources``).
+          binary search (see ``threshold_logic``).
         * Added, not in FINN-R: the input buffer that holds the SF input words while the other neuron folds
-          reuse them (SF x SIMD*A bits, dual-port LUTRAM, or registers when SF == 1).
+          reuse them (SF x SIMD*A bits, a simple-dual-port LUTRAM; a register word when SF == 1 or NF == 1) and
+          the PE accumulator registers.
         FF (FINN-R has no FF model; FF never binds on a Zynq-7020 for these designs): per LUT PE one register
         stage per product and half the adder tree, per PE the accumulator and the threshold pipeline, plus the
         input registers.
         """
         w = DataType[self.weight_dtype].bitwidth()
         a, acc = self.in_bits, DataType[self.acc_dtype].bitwidth()
-        nf, sf, pe, simd = self.mh // self.pe, self.mw // self.simd, self.pe, self.simd
+        pe, simd = self.pe, self.simd
         mult = simd * (2 * math.ceil((w + a) / 6) - 1) * (w + a)
         adder = (w + a) * (2 * simd - 1)
         per_dsp = self.dsp_per_product()
-        cmp, thresholds, thr_ff = self.threshold_resources()
+        cmp, thr_ff = self.threshold_logic()
         # one term per style group (each rounded on its own, so the optimizer may add them up exactly)
         lut_pe = resources(LUT=1.1 * (mult + adder), FF=1.5 * simd * (w + a))
-        dsp_pe = resources(LUT=0 if per_dsp == 1 else 1.1 * adder, DSP=simd * per_dsp)
+        # a DSP PE: its products and sum leave the LUTs; packed in pairs, the pair's DSP chain is shared and each
+        # pair pays the split of P (a K-bit sign test and an ACC-bit correction adder) in LUTs
+        dsp_pe = resources(LUT=0 if per_dsp == 1 else 1.1 * adder)
+        if self.pack_shift:
+            dsp_pe = resources(LUT=0.5 * 1.1 * acc)
         compute = {r: (pe - self.dsp_pe) * lut_pe[r] + self.dsp_pe * dsp_pe[r] for r in RESOURCES}
-        thresholds = add_resources({**thresholds, "LUT": math.ceil(1.1 * thresholds["LUT"])},
+        compute["DSP"] = self.dsp_blocks()
+        thr_mem = memory_resources(self.threshold_memories())
+        thresholds = add_resources({**thr_mem, "LUT": math.ceil(1.1 * thr_mem["LUT"])},
                                    resources(LUT=1.1 * pe * cmp, FF=pe * thr_ff))
-        weights = memory(nf * sf, pe * simd * w, self.mem_style)
-        inbuf = memory(sf, simd * a, "lutram", dual_port=True) if sf > 1 else resources(FF=simd * a)
-        core = resources(LUT=300 + 1.1 * pe * acc, FF=2 * pe * acc + 2 * simd * a + CONTROL_FF)
-        return add_resources(core, inbuf, compute, thresholds, weights)
+        others = memory_resources([m for m in self.memories() if m.name in ("weights", "inbuf", "acc")])
+        core = resources(LUT=300 + 1.1 * pe * acc, FF=pe * acc + simd * a + CONTROL_FF)
+        return add_resources(core, others, compute, thresholds)
 
     def weight_tiles(self) -> np.ndarray:
         """Weights as the kernel's ROM: [PE][NF*SF][SIMD], neuron nf*PE+p, input sf*SIMD+s."""
@@ -576,13 +665,29 @@ class Threshold(Layer):
         n = self.cycles()
         return np.ones(n, bool), np.ones(n, bool)
 
+    def memories(self) -> list[Memory]:
+        """The threshold ROM (C/PE words, each the PE x NT thresholds of one channel fold; every lane reads the
+        same address) and the negate flags (C/PE words of PE bits, in LUTs: a BRAM18 for PE bits would be waste);
+        constants when C == PE."""
+        cw, nt = self.in_shape[2] // self.pe, self.thresholds.shape[1]
+        return [Memory("thresholds", 1, cw, self.pe * nt, self.thr_bits, self.thr_style if cw > 1 else "registers"),
+                Memory("negate", 1, cw, self.pe, 1, "lutram" if cw > 1 else "registers")]
+
+    def memory_contents(self) -> dict[str, np.ndarray]:
+        cw, nt = self.in_shape[2] // self.pe, self.thresholds.shape[1]
+        return {"thresholds": self.threshold_tiles().transpose(1, 0, 2).reshape(1, cw, self.pe * nt),
+                "negate": self.negate_tiles().T.reshape(1, cw, self.pe)}
+
+    def memory_dtypes(self) -> dict[str, str]:
+        return {"thresholds": f"INT{self.thr_bits}", "negate": "BINARY"}
+
     def resources(self) -> dict[str, int]:
-        """FINN-R's threshold terms for PE lanes: NT comparators of max(A+1, TB) bits each (A+1: room for -x),
-        the threshold ROM (C/PE deep, PE*NT*TB wide; a constant when 1 deep) and the negate flags; 1.1 routing
-        factor as in FINN-R's MVAU."""
-        nt, cw = self.thresholds.shape[1], self.in_shape[2] // self.pe
+        """FINN-R's threshold terms for PE lanes: NT comparators of max(A+1, TB) bits each (A+1: room for -x)
+        and the negation, the memories (``memories``), 1.1 routing factor as in FINN-R's MVAU."""
+        nt = self.thresholds.shape[1]
         cmp = nt * max(self.in_bits + 1, self.thr_bits) + self.in_bits + 1
-        mem = memory(cw, self.pe * (nt * self.thr_bits + 1), self.thr_style)
+        mem = memory_resources(self.memories())
+        mem = {**mem, "LUT": math.ceil(1.1 * mem["LUT"])}
         return add_resources(mem, resources(LUT=1.1 * self.pe * cmp + CONTROL_LUT,
                                             FF=self.pe * (self.in_bits + nt + self.out_bits) + CONTROL_FF))
 
