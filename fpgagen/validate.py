@@ -49,18 +49,6 @@ def check_qonnx(model, path: str | Path) -> None:
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    for init in model.graph.initializer:
-        value = model.get_initializer(init.name)
-        if value.dtype.kind != "f":
-            continue
-        users = consumers.get(init.name, [])
-        where = _where(users[0]) if users else f"initializer '{init.name}'"
-        if np.isnan(value).any():
-            raise FpgagenError(f"initializer '{init.name}' holds NaN", where, REEXPORT + " from a trained model")
-        clip_bound = users and all(n.op_type == "Clip" and init.name in n.input[1:] for n in users)
-        if np.isinf(value).any() and not clip_bound:
-            raise FpgagenError(f"initializer '{init.name}' holds an infinite value", where,
-                               REEXPORT + " from a trained model")
     for node in model.graph.node:
         if node.op_type == "Quant":
             _check_quant(model, node, graph_input, get_by_name)
@@ -75,6 +63,18 @@ def check_qonnx(model, path: str | Path) -> None:
             if var is not None and np.any(np.asarray(var, np.float64) + eps <= 0):
                 raise FpgagenError("BatchNorm running variance + epsilon is not positive", _where(node),
                                    REEXPORT + " from a trained model (variances are >= 0)")
+    for init in model.graph.initializer:
+        value = model.get_initializer(init.name)
+        if value.dtype.kind != "f":
+            continue
+        users = consumers.get(init.name, [])
+        where = _where(users[0]) if users else f"initializer '{init.name}'"
+        if np.isnan(value).any():
+            raise FpgagenError(f"initializer '{init.name}' holds NaN", where, REEXPORT + " from a trained model")
+        clip_bound = users and all(n.op_type == "Clip" and init.name in n.input[1:] for n in users)
+        if np.isinf(value).any() and not clip_bound:
+            raise FpgagenError(f"initializer '{init.name}' holds an infinite value", where,
+                               REEXPORT + " from a trained model")
 
 
 def _where(node) -> str:
