@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "corrupt)", str(path), "rebuild with 'fpgagen build'") from None
             print(f"wrote {Path(args.build_dir) / 'report.md'} and the plots beside it", file=sys.stderr)
     except FpgagenError as exc:
-        print(f"fpgagen: error: {exc}", file=sys.stderr)
+        print(f"fpgagen: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)  # one line, whatever it quotes
         return 2
     except KeyboardInterrupt:
         print("fpgagen: interrupted", file=sys.stderr)

@@ -90,8 +90,12 @@ def _check_quant(model, node, graph_input: str | None, get_by_name) -> None:
     if scale is None or zero is None or bits is None:
         return  # non-constant parameters: streamline names that case
     const_input = model.get_initializer(node.input[0]) is not None
-    attr = {a: getattr(get_by_name(node.attribute, a), "i", 0) for a in ("signed", "narrow")}
-    signed, narrow = bool(attr["signed"]), bool(attr["narrow"])
+    for name in ("signed", "narrow"):  # required by the QONNX spec (qonnx refuses to run a Quant without them)
+        a = get_by_name(node.attribute, name)
+        if a is None or a.type != a.INT or a.i not in (0, 1):
+            have = "missing" if a is None else f"{a.i}" if a.type == a.INT else "not an integer"
+            raise FpgagenError(f"Quant attribute '{name}' is {have} (0 or 1 required)", where, REEXPORT)
+    signed, narrow = bool(get_by_name(node.attribute, "signed").i), bool(get_by_name(node.attribute, "narrow").i)
     # bit width: one integer in the range the role supports
     kind, (lo_bits, hi_bits) = (("weight/bias", WEIGHT_BITS) if const_input else
                                 ("input", INPUT_BITS) if node.input[0] == graph_input else
@@ -183,13 +187,14 @@ def check_folding(folding, where: str = "folding JSON") -> dict:
         raise FpgagenError(f"\"layers\" is a JSON {_json_type(entries)}, not an object", where, fix)
     for name, attrs in entries.items():
         if not isinstance(attrs, dict):
-            raise FpgagenError(f"the entry for '{name}' is a JSON {_json_type(attrs)}, not an object", where, fix)
+            raise FpgagenError(f"the entry for {json_text(name)} is a JSON {_json_type(attrs)}, not an object", where,
+                               fix)
         for attr, value in attrs.items():
             whole = (isinstance(value, int) and not isinstance(value, bool)) or (
                 isinstance(value, float) and math.isfinite(value) and value == int(value))
             if not (whole or isinstance(value, str)):
-                raise FpgagenError(f"'{name}'.{attr} = {json_text(value)} is neither a whole number nor a style "
-                                   "name", where, f"write e.g. \"{attr}\": 2")
+                raise FpgagenError(f"{json_text(name)}: {json_text(attr)} = {json_text(value)} is neither a whole "
+                                   "number nor a style name", where, f"write e.g. {json_text(attr)}: 2")
     return folding
 
 
