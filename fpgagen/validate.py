@@ -272,12 +272,19 @@ def check_input_array(x, shape: tuple[int, ...], where: str) -> np.ndarray:
 
 
 # --- output locations ----------------------------------------------------------------------------------------
+BUILD_MARKERS = ("build.json", "network.json", "hls/top.cpp")  # any one marks an fpgagen build directory
+
+
 def check_out_dir(out_dir: Path) -> None:
-    """A build directory: absent, or a directory; its parent must be creatable."""
+    """A build directory: absent, empty, or an earlier fpgagen build (which the new build replaces whole); never
+    a folder of the user's own files. Its parent must be creatable."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise FpgagenError(f"'{out_dir}' exists and is not a directory", "-o/--out",
                            "pass a new or existing build directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not any((out_dir / m).exists() for m in BUILD_MARKERS):
+        raise FpgagenError(f"'{out_dir}' holds files and is not an fpgagen build directory (a build replaces its "
+                           "directory whole)", "-o/--out", "pass a new or empty directory, e.g. build/<model name>")
     parent = out_dir.resolve().parent
     for p in (parent, *parent.parents):
         if p.exists():

@@ -321,8 +321,8 @@ def test_model_validation_names_the_real_problem(small_onnx, tmp_path, mutate, f
     assert_clean(main_cli("build", path, "-o", tmp_path / "b"), fragment)
 
 
-def test_validation_holds_under_python_O(small_onnx, tmp_path):
-    path = _mutated(small_onnx, tmp_path, lambda p: _set_quant_param(p, 1, 1, 0.0))
+def test_validation_holds_under_python_O(tiny_onnx, tmp_path):
+    path = _mutated(tiny_onnx, tmp_path, lambda p: _set_quant_param(p, 1, 1, 0.0))
     proc = subprocess.run([sys.executable, "-O", "-m", "fpgagen.cli", "build", path, "-o", tmp_path / "b"],
                           capture_output=True, text=True)
     assert_clean_cli_error(proc, "weight/bias scale 0")
@@ -404,17 +404,22 @@ def test_stale_lock_is_recovered(small_onnx, tmp_path, quiet):
     assert (out / "network.json").is_file() and not (tmp_path / ".b.lock").exists()
 
 
-def test_csim_cache_heals_damaged_entries(small_onnx, tmp_path, monkeypatch, quiet):
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    return fpgagen.export(nets.tiny_net(seed=5), tmp_path_factory.mktemp("tiny") / "tiny.onnx")
+
+
+def test_csim_cache_heals_damaged_entries(tiny_onnx, tmp_path, monkeypatch, quiet):
     from fpgagen.csim import CSimLibrary, compile_library
 
     monkeypatch.setenv("FPGAGEN_CACHE", str(tmp_path / "cache"))
-    acc = fpgagen.build(small_onnx, out_dir=tmp_path / "b", verify=False, log=quiet)  # nothing loaded yet
+    acc = fpgagen.build(tiny_onnx, out_dir=tmp_path / "b", verify=False, log=quiet)  # nothing loaded yet
     lib = compile_library(acc.hls_dir, log=quiet)
     good = lib.read_bytes()
     data = acc.random_stream_input(2)
     for damage in (lambda: lib.write_bytes(good[: len(good) // 3]),  # truncated: SIGBUS if it were loaded
-                   lambda: lib.write_bytes(b"\x7fELF garbage" * 50),  # garbage: invalid ELF header
-                   lambda: lib.with_name(lib.name + ".sha256").unlink()):  # no record: foreign
+                   lambda: (lib.write_bytes(b"\x7fELF garbage" * 50),  # garbage: invalid ELF header, and
+                            lib.with_name(lib.name + ".sha256").unlink())):  # no record: a foreign file
         damage()
         logs = []
         assert compile_library(acc.hls_dir, log=logs.append) == lib
@@ -426,3 +431,16 @@ def test_csim_cache_heals_damaged_entries(small_onnx, tmp_path, monkeypatch, qui
     got = packing.bytes_to_frames(out, codegen.stream_geometry(acc.net), acc.net.layers[-1].out_shape,
                                   acc.net.layers[-1].odt.signed())
     assert np.array_equal(got, acc.reference_stream(data))
+
+
+def test_build_never_replaces_a_folder_of_user_files(tiny_onnx, tmp_path, quiet):
+    """A build replaces its directory whole, so it must refuse a folder that is not an earlier build."""
+    mine = tmp_path / "my_project"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("precious")
+    assert_clean(main_cli("build", tiny_onnx, "-o", mine, "--no-verify"), "not an fpgagen build directory")
+    assert (mine / "thesis.tex").read_text() == "precious"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    fpgagen.build(tiny_onnx, out_dir=empty, verify=False, log=quiet)  # an empty folder is fine
+    assert (empty / "build.json").is_file()
