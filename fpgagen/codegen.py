@@ -4,6 +4,7 @@ kernels, the C-simulation bridge, a csim testbench and the HLS Tcl script."""
 from __future__ import annotations
 
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,12 @@ def stream_geometry(net: Network) -> StreamGeometry:
                           last.out_word, last.odt.bitwidth(), oh * ow * oc // last.out_word)
 
 
+def static_header(kind: str) -> str | None:
+    """The static kernel header of a layer kind (templates/hls/fg_<template stem>.h), if it has one."""
+    name = "fg_" + KERNEL_TEMPLATES[kind].removesuffix(".h.j2") + ".h"
+    return name if (TEMPLATE_DIR / name).is_file() else None
+
+
 def top_name(net: Network) -> str:
     return c_identifier(net.name) + "_top"
 
@@ -127,14 +134,19 @@ def generate(net: Network, out_dir: Path, board: dict, source: str = "") -> Path
     env, g = _environment(), CppHelpers()
     io = stream_geometry(net)
     kinds = list(dict.fromkeys(layer.kind for layer in net.layers))
-    kernels = {kind: env.get_template(KERNEL_TEMPLATES[kind]).module.kernel() for kind in kinds}
+    # A kind whose kernel lives in the static library (templates/hls/fg_<kind>.h) is included; the others are still
+    # rendered from their template's kernel() macro.
+    headers = {kind: static_header(kind) for kind in kinds}
+    kernels = {kind: env.get_template(KERNEL_TEMPLATES[kind]).module.kernel() for kind in kinds if not headers[kind]}
+    for header in sorted(TEMPLATE_DIR.glob("fg_*.h")):
+        shutil.copyfile(header, out_dir / header.name)
     streams = [{"name": "input_codes", "ctype": g.ctype(net.layers[0].in_dtype), "word": io.in_word, "depth": 2,
                 "impl": "srl"}]
     streams += [{"name": f"{layer.name}_out", "ctype": g.ctype(layer.out_dtype), "word": layer.out_word,
                  "depth": layer.fifo_depth, "impl": layer.fifo_style} for layer in net.layers]
     bottleneck = net.bottleneck()
-    ctx = dict(net=net, top=top_name(net), io=io, kinds=kinds, kernels=kernels, streams=streams, board=board,
-               clock_mhz=board["clock_mhz"], bottleneck=bottleneck, source=source or net.name,
+    ctx = dict(net=net, top=top_name(net), io=io, kinds=kinds, kernels=kernels, headers=headers, streams=streams,
+               board=board, clock_mhz=board["clock_mhz"], bottleneck=bottleneck, source=source or net.name,
                fps=board["clock_mhz"] * 1e6 / bottleneck.cycles())
     (out_dir / "fg_common.h").write_text(env.get_template("common.h.j2").render(**ctx))
     for layer in net.layers:

@@ -22,6 +22,7 @@ from qonnx.core.datatype import DataType
 
 from ..errors import FpgagenError
 from ..quant import smallest_dtype
+from .memory import RESOURCES, Memory, add_resources, bram18, memory_resources, ram_luts, resources, rom_luts  # noqa: F401
 
 Shape = tuple[int, int, int]  # (H, W, C) of one image, channels last
 
@@ -30,44 +31,8 @@ def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-RESOURCES = ("LUT", "FF", "BRAM18", "DSP", "LUTRAM")
 MEM_STYLES = ("bram", "lutram")
 CONTROL_LUT, CONTROL_FF = 60, 80  # loop counters, FSM and stream handshakes of one HLS process (a judgement)
-
-
-def resources(**kw: float) -> dict[str, int]:
-    return {r: int(math.ceil(kw.get(r, 0))) for r in RESOURCES}
-
-
-def add_resources(*parts: dict) -> dict[str, int]:
-    return {r: sum(p.get(r, 0) for p in parts) for r in RESOURCES}
-
-
-def bram18(depth: int, width: int) -> int:
-    """BRAM18 blocks for a ``depth`` x ``width``-bit memory: FINN-R's formula, which picks the aspect ratio from the
-    width (16K x 1 ... 512 x 36) and splits the rest over blocks side by side and stacked."""
-    if depth <= 0 or width <= 0:
-        return 0
-    if width <= 4:
-        return math.ceil(depth / 4096) * math.ceil(width / 4)
-    if width <= 9:
-        return math.ceil(depth / 2048) * math.ceil(width / 9)
-    if width <= 18 or depth > 512:
-        return math.ceil(depth / 1024) * math.ceil(width / 18)
-    return math.ceil(depth / 512) * math.ceil(width / 36)
-
-
-def rom_luts(depth: int, width: int) -> int:
-    """A ROM (or single-port RAM) in LUTs: one LUT6 holds 64 x 1 bit (FINN-R's LUTRAM term W*ceil(depth/64))."""
-    return width * math.ceil(depth / 64) if depth > 1 else 0
-
-
-def ram_luts(depth: int, width: int) -> int:
-    """A simple-dual-port RAM (one write, one read per cycle) in LUTs: a RAM64M slice quad stores 64 x 3 bits in 4
-    LUTs (3 read LUTs plus the write-address LUT); up to 32 deep, a RAM32M stores 32 x 6 bits in 4 LUTs."""
-    if depth <= 32:
-        return 4 * math.ceil(width / 6)
-    return 4 * math.ceil(width / 3) * math.ceil(depth / 64)
 
 
 def memory(depth: int, width: int, style: str, dual_port: bool = False) -> dict[str, int]:
@@ -146,6 +111,11 @@ class Layer:
     def resources(self) -> dict[str, int]:
         """Estimated LUT, FF, BRAM18, DSP and LUTRAM of this layer's kernel (its output FIFO is costed apart)."""
         raise NotImplementedError
+
+    def memories(self) -> list[Memory]:
+        """Every on-chip array of this layer's kernel, declared once (fpgagen.ir.memory): the template emits each
+        from its declaration and ``resources()`` prices the same declarations."""
+        return []
 
     def io_pattern(self) -> tuple[np.ndarray, np.ndarray]:
         """(reads, writes): per iteration of the kernel's pipelined loop (one frame, ``cycles()`` of them), whether
