@@ -329,16 +329,16 @@ def test_validation_holds_under_python_O(tiny_onnx, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def small_build(small_onnx, tmp_path_factory):
+def small_build(tiny_onnx, tmp_path_factory):
     out = tmp_path_factory.mktemp("sb") / "build"
-    fpgagen.build(small_onnx, out_dir=out, log=lambda m: None)
+    fpgagen.build(tiny_onnx, out_dir=out, log=lambda m: None)
     return out
 
 
 def test_csim_inputs_are_validated(small_build, tmp_path):
-    cases = {"nan": np.full((1, 3, 32, 32), np.nan, np.float32), "empty": np.zeros((0, 3, 32, 32), np.float32),
-             "shape": np.zeros((1, 3, 16, 32), np.float32), "rank": np.zeros((3, 32, 32), np.float32),
-             "complex": np.zeros((1, 3, 32, 32), np.complex64), "strings": np.full((1, 3, 32, 32), "a")}
+    cases = {"nan": np.full((1, 3, 8, 8), np.nan, np.float32), "empty": np.zeros((0, 3, 8, 8), np.float32),
+             "shape": np.zeros((1, 3, 4, 8), np.float32), "rank": np.zeros((3, 8, 8), np.float32),
+             "complex": np.zeros((1, 3, 8, 8), np.complex64), "strings": np.full((1, 3, 8, 8), "a")}
     fragments = {"nan": "NaN", "empty": "empty", "shape": "input of shape", "rank": "input of shape",
                  "complex": "dtype complex64", "strings": "dtype <U1"}
     for name, x in cases.items():
@@ -349,7 +349,7 @@ def test_csim_inputs_are_validated(small_build, tmp_path):
     assert_clean(main_cli("csim", small_build, "--input", tmp_path / "obj.npy", "--output", tmp_path / "y.npy"),
                  "cannot read input array")
     good = tmp_path / "good.npy"
-    np.save(good, np.zeros((1, 3, 32, 32), np.float32))
+    np.save(good, np.zeros((1, 3, 8, 8), np.float32))
     assert main_cli("csim", small_build, "--input", good, "--output", tmp_path / "new" / "dir" / "y.npy")[0] == 0
     blocker = tmp_path / "blocker"
     blocker.write_text("a file")
@@ -372,7 +372,7 @@ def test_damaged_build_directory(small_build, tmp_path, damage, fragment):
     d = tmp_path / "copy"
     shutil.copytree(small_build, d)
     damage(d)
-    np.save(tmp_path / "x.npy", np.zeros((1, 3, 32, 32), np.float32))
+    np.save(tmp_path / "x.npy", np.zeros((1, 3, 8, 8), np.float32))
     assert_clean(main_cli("csim", d, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy"), "damaged",
                  fragment, "rebuild")
 
