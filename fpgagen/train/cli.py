@@ -55,9 +55,11 @@ def _int_in(lo: int, hi: int | None = None, multiple: int = 1):
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
-        if value < lo or (hi is not None and value > hi) or value % multiple:
-            span = f"from {lo} to {hi}" if hi is not None else f"{lo} or more"
-            extra = f", a multiple of {multiple}" if multiple > 1 else ""
+        span = f"from {lo} to {hi}" if hi is not None else f"{lo} or more"
+        extra = f", a multiple of {multiple}" if multiple > 1 else ""
+        if value % multiple:
+            raise argparse.ArgumentTypeError(f"{value} is not a multiple of {multiple}: use an integer {span}{extra}")
+        if value < lo or (hi is not None and value > hi):
             raise argparse.ArgumentTypeError(f"{value} is out of range: use an integer {span}{extra}")
         return value
     return parse
