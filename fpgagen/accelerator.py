@@ -149,6 +149,9 @@ def build(model: str | Path, board: str = "pynq_z2", out_dir: str | Path | None 
     board_cfg = load_board(board)
     out_dir = Path(out_dir) if out_dir is not None else Path("build") / model.stem
     validate.check_out_dir(out_dir)
+    if out_dir.resolve() in model.resolve().parents:
+        raise FpgagenError("the model file lies inside the build directory, which a build replaces whole",
+                           str(model), "move the model elsewhere or build into another -o directory")
     t0 = time.perf_counter()
     steps = [0]
     pause_at = os.environ.get("FPGAGEN_PAUSE_AT")  # test hook: sleep at step N (or "swapped") to kill the build

@@ -52,11 +52,26 @@ def tiny(tmp_path_factory):
 _counter = itertools.count()
 
 
+class Hang(Exception):
+    pass
+
+
+def _hang(signum, frame):
+    raise Hang("fpgagen took more than 120 s: a hang")
+
+
 def run_cli(*args) -> tuple[int, str]:
-    """``fpgagen ARGS`` in process (fast); returns (exit status, stderr). An uncaught exception fails the test."""
+    """``fpgagen ARGS`` in process (fast); returns (exit status, stderr). An uncaught exception fails the test, and
+    so does a call that takes more than 120 s."""
     err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        rc = main([str(a) for a in args])
+    previous = signal.signal(signal.SIGALRM, _hang)
+    signal.alarm(120)
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            rc = main([str(a) for a in args])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
     return rc, err.getvalue()
 
 
@@ -381,3 +396,58 @@ def test_no_verify_writes_a_complete_project(tiny, tmp_path):
     data = np.fromfile(out / "hls" / "tb_input.bin", np.uint8).reshape(2, -1)
     expected = np.fromfile(out / "hls" / "tb_expected.bin", np.uint8).reshape(2, -1)
     assert np.array_equal(acc.lib.run(data), expected)
+
+
+def test_swap_without_atomic_exchange_is_recovered(tmp_path, monkeypatch):
+    """Where the filesystem has no RENAME_EXCHANGE the swap is two renames; killed between them, the previous
+    build waits at .out.old-<pid> and the next lock holder (or load) puts it back."""
+    from fpgagen import builddir
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "build.json").write_text("old")
+    monkeypatch.setattr(builddir, "_exchange", lambda a, b: False)
+
+    class Killed(BaseException):
+        pass
+
+    def die(where):
+        raise Killed(where)
+
+    with builddir.BuildLock(out):
+        tmp = builddir.temporary_dir(out)
+        (tmp / "build.json").write_text("new")
+        with pytest.raises(Killed):
+            builddir.swap_in(tmp, out, pause=die)
+    assert not out.exists() and len(list(tmp_path.glob(".out.old-*"))) == 1
+    builddir.recover_unlocked(out)
+    assert (out / "build.json").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the dead build's temporary is gone too
+    with builddir.BuildLock(out):
+        tmp = builddir.temporary_dir(out)
+        (tmp / "build.json").write_text("new")
+        builddir.swap_in(tmp, out)
+    assert (out / "build.json").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_model_inside_the_build_directory_is_refused(tiny, tmp_path):
+    out = tmp_path / "b"
+    rc, stderr = run_cli("build", tiny["path"], "-o", out, "--no-verify")
+    assert rc == 0, stderr
+    inside = out / "model.onnx"
+    inside.write_bytes(tiny["bytes"])
+    assert_clean_error(*run_cli("build", inside, "-o", out, "--no-verify"))
+    assert inside.read_bytes() == tiny["bytes"]
+
+
+def test_csim_cache_key_ignores_where_the_project_lies(good_build, tmp_path):
+    """The build compiles in a temporary directory; the cached library must be found from the final one."""
+    import shutil
+
+    from fpgagen.csim import compile_library
+
+    shutil.copytree(good_build["out"] / "hls", tmp_path / "elsewhere" / "hls")
+    logs = []
+    first = compile_library(good_build["out"] / "hls", log=logs.append)
+    assert compile_library(tmp_path / "elsewhere" / "hls", log=logs.append) == first
+    assert all("cached" in m for m in logs), logs
