@@ -36,6 +36,11 @@ def check_onnx(proto, path: str | Path) -> None:
     except Exception as exc:  # the checker's C++ side raises plain errors on damaged protobufs
         raise FpgagenError(f"the ONNX model is invalid (onnx.checker: {type(exc).__name__}: {exc})"[:400],
                            str(path), REEXPORT) from None
+    # The same value checks as after cleanup, first on the file as written: errors then carry the exporter's node
+    # and initializer names (e.g. '/1/weight_quant/export_handler/Quant', '1.weight'), which qonnx renames.
+    from qonnx.core.modelwrapper import ModelWrapper
+
+    check_qonnx(ModelWrapper(proto), path)
 
 
 def check_qonnx(model, path: str | Path) -> None:
@@ -89,7 +94,8 @@ def _check_quant(model, node, graph_input: str | None, get_by_name) -> None:
     scale, zero, bits = (model.get_initializer(n) for n in node.input[1:4])
     if scale is None or zero is None or bits is None:
         return  # non-constant parameters: streamline names that case
-    const_input = model.get_initializer(node.input[0]) is not None
+    const_input = model.get_initializer(node.input[0]) is not None or any(
+        n.op_type == "Constant" and node.input[0] in n.output for n in model.graph.node)
     for name in ("signed", "narrow"):  # required by the QONNX spec (qonnx refuses to run a Quant without them)
         a = get_by_name(node.attribute, name)
         if a is None or a.type != a.INT or a.i not in (0, 1):
