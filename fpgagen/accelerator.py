@@ -125,10 +125,8 @@ class Accelerator:
         if want is None:
             want = self.reference_stream(codes)
         geometry = codegen.stream_geometry(self.net)
-        last = self.net.layers[-1]
         packing.frames_to_bytes(codes, geometry).tofile(self.hls_dir / "tb_input.bin")
-        packing.pack(want.reshape(codes.shape[0], -1), geometry.out_word, last.odt.bitwidth()).tofile(
-            self.hls_dir / "tb_expected.bin")
+        packing.output_frames_to_bytes(want, geometry).tofile(self.hls_dir / "tb_expected.bin")
 
 
 def build(model: str | Path, board: str = "pynq_z2", out_dir: str | Path | None = None,
@@ -210,7 +208,7 @@ def _build_locked(model: Path, board: str, board_cfg: dict, out_dir: Path, foldi
             acc.write_testbench_vectors()  # from the numpy reference: the HLS project stays complete
         Network.load(tmp)  # what 'fpgagen csim' and 'load' will read back must read back
         step(f"installing the build in {out_dir}")
-        builddir.swap_in(tmp, out_dir, pause)
+        builddir.swap_in(tmp, out_dir, pause, log)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

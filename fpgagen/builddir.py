@@ -108,23 +108,42 @@ def temporary_dir(out_dir: Path) -> Path:
     return tmp
 
 
-def swap_in(tmp: Path, out_dir: Path, pause=lambda where: None) -> None:
-    """Make ``tmp`` the build directory ``out_dir``, atomically where the filesystem allows, and delete the old
-    one. Killed at any instant, ``out_dir`` is either the old build or the new one (or, without an atomic
-    exchange, absent with the old one at ``.out.old-<pid>``, which the next lock holder puts back)."""
+REGENERATED = {"cycles.png", "resources.png"}  # written by 'fpgagen report' from files every build rewrites
+
+
+def swap_in(tmp: Path, out_dir: Path, pause=lambda where: None, log=lambda msg: None) -> None:
+    """Make ``tmp`` the build directory ``out_dir``, atomically where the filesystem allows, and retire the old one.
+    Killed at any instant, ``out_dir`` is either the old build or the new one (or, without an atomic exchange,
+    absent with the old one at ``.out.old-<pid>``, which the next lock holder puts back).
+
+    The old directory is deleted unless it holds what a build does not write (a bitstream's deploy/, vivado/,
+    logs/, the user's own files): then it is kept whole as ``out.previous`` (replacing an earlier one), since
+    nothing a user has may be lost and none of it may survive, stale, inside the new build."""
     tmp, out_dir = Path(tmp), Path(out_dir)
     if not out_dir.exists():
         os.rename(tmp, out_dir)
         return
     if _exchange(tmp, out_dir):  # tmp now holds the old build
         pause("swapped")
-        shutil.rmtree(tmp, ignore_errors=True)
+        _retire(tmp, out_dir, log)
         return
     old = _sibling(out_dir, f"old-{os.getpid()}")
     os.rename(out_dir, old)
     pause("swapped")
     os.rename(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    _retire(old, out_dir, log)
+
+
+def _retire(old: Path, out_dir: Path, log) -> None:
+    extra = sorted({p.name for p in old.iterdir()} - {p.name for p in out_dir.iterdir()} - REGENERATED)
+    if not extra:
+        shutil.rmtree(old, ignore_errors=True)
+        return
+    previous = out_dir.parent / f"{out_dir.name}.previous"
+    shutil.rmtree(previous, ignore_errors=True)
+    os.rename(old, previous)
+    log(f"  the previous build held {', '.join(extra)}, which this build does not write: kept it whole in "
+        f"{previous}")
 
 
 def _exchange(a: Path, b: Path) -> bool:

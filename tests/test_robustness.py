@@ -452,3 +452,18 @@ def test_csim_cache_key_ignores_where_the_project_lies(good_build, tmp_path):
     first = compile_library(good_build["out"] / "hls", log=logs.append)
     assert compile_library(tmp_path / "elsewhere" / "hls", log=logs.append) == first
     assert all("cached" in m for m in logs), logs
+
+
+def test_rebuild_keeps_what_it_does_not_write(tiny, tmp_path):
+    """A bitstream's deploy/ (hours of Vivado) or a user's notes in a build directory are never deleted by a
+    rebuild: the previous directory is kept whole beside the new one, and nothing of it leaks into the new one."""
+    out = tmp_path / "b"
+    assert run_cli("build", tiny["path"], "-o", out, "--no-verify")[0] == 0
+    (out / "deploy").mkdir()
+    (out / "deploy" / "fpgagen.bit").write_bytes(b"bits")
+    (out / "cycles.png").write_bytes(b"png")  # written by 'fpgagen report': regenerated, not kept
+    assert run_cli("build", tiny["path"], "-o", out, "--no-verify")[0] == 0
+    assert not (out / "deploy").exists() and not (out / "cycles.png").exists()
+    assert (tmp_path / "b.previous" / "deploy" / "fpgagen.bit").read_bytes() == b"bits"
+    assert run_cli("build", tiny["path"], "-o", out, "--no-verify")[0] == 0  # nothing extra now: no new copy
+    assert (tmp_path / "b.previous" / "deploy" / "fpgagen.bit").read_bytes() == b"bits"
