@@ -28,7 +28,7 @@ def main(runs: int = 5) -> int:
     baseline = statistics.median(_python_only() for _ in range(runs))
     print(f"fpgagen start-up, CPU seconds (median of {runs}; a bare 'python -c pass' takes {baseline:.3f} s):")
     worst = 0.0
-    for args in (["--help"], *([cmd, "--help"] for cmd in ("build", "csim", "report", "train", "eval"))):
+    for args in (["--help"], *([cmd, "--help"] for cmd in ("build", "csim", "report", "train", "eval", "bitstream"))):
         t = statistics.median(cpu_seconds(args) for _ in range(runs))
         worst = max(worst, t)
         print(f"  fpgagen {' '.join(args):16s} {t:.3f} s")
