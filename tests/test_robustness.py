@@ -34,7 +34,7 @@ from fpgagen import board as board_module
 from fpgagen.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-FUZZ = settings(max_examples=int(os.environ.get("FPGAGEN_FUZZ_EXAMPLES", "12")), deadline=None,
+FUZZ = settings(max_examples=int(os.environ.get("FPGAGEN_FUZZ_EXAMPLES", "12")), deadline=None, database=None,
                 derandomize="FPGAGEN_FUZZ_RANDOM" not in os.environ,  # reproducible in make test
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 SPECIAL = [float("nan"), float("inf"), float("-inf"), 0.0, -0.0, -1.0, 1e30, -1e30, 1e-30, 3.4e38, 0.37, 7.0]
