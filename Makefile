@@ -27,6 +27,7 @@ demo: setup
 	$(BIN)/python -m fpgagen.train.demo --board $(BOARD)
 
 bench: setup
+	$(BIN)/python scripts/bench_startup.py
 	$(BIN)/python scripts/bench_generator.py
 	test ! -f scripts/bench_fold.py || $(BIN)/python scripts/bench_fold.py
 	$(BIN)/python scripts/bench_runtime.py

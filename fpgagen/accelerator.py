@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
-from . import codegen, fold, frontend, packing, reference, streamline
+from . import builddir, codegen, fold, frontend, packing, reference, streamline, validate
 from .board import load_board
 from .csim import CSimLibrary, compile_library, log_stderr
 from .errors import CSimError, FpgagenError
@@ -51,10 +53,7 @@ class Accelerator:
     def quantize_input(self, x) -> np.ndarray:
         """Float input (torch layout) -> integer codes as streamed: (N, H, W, C)."""
         spec = self.net.input
-        x = np.asarray(x, np.float32)
-        if x.shape[1:] != tuple(spec.shape[1:]):
-            raise FpgagenError(f"input of shape {list(x.shape)}", f"network {self.net.name}",
-                               f"pass an array of shape [N, {', '.join(map(str, spec.shape[1:]))}]")
+        x = validate.check_input_array(x, spec.shape, f"network {self.net.name}").astype(np.float32)
         scale, zero = spec.scale, spec.zero_point
         if x.ndim == 4 and scale.ndim >= 1 and scale.size > 1:
             scale, zero = scale.reshape(1, -1, 1, 1), np.asarray(zero).reshape(1, -1, 1, 1)
@@ -128,6 +127,15 @@ class Accelerator:
             raise CSimError(f"C-simulation differs from the numpy reference in {len(bad)} of {got.size} outputs "
                             f"(first at frame/y/x/c {bad[0].tolist()}: {got[tuple(bad[0])]} != "
                             f"{want[tuple(bad[0])]})", str(self.hls_dir), "this is an fpgagen bug; please report it")
+        self.write_testbench_vectors(codes, want)
+
+    def write_testbench_vectors(self, codes: np.ndarray | None = None, want: np.ndarray | None = None) -> None:
+        """hls/tb_input.bin and hls/tb_expected.bin for the HLS testbench; without arguments from random frames
+        through the numpy reference (a build without C-sim still gets a complete project)."""
+        if codes is None:
+            codes = self.random_stream_input(2, 0)
+        if want is None:
+            want = self.reference_stream(codes)
         geometry = codegen.stream_geometry(self.net)
         packing.frames_to_bytes(codes, geometry).tofile(self.hls_dir / "tb_input.bin")
         packing.output_frames_to_bytes(want, geometry).tofile(self.hls_dir / "tb_expected.bin")
@@ -143,13 +151,39 @@ def build(model: str | Path, board: str = "pynq_z2", out_dir: str | Path | None 
     within the board budget (``ceilings``: utilization fractions, default LUT 0.8, BRAM18 0.9, DSP 0.9), or the
     cheapest that reaches ``target_fps``; ``optimizer="greedy"``: the FINN-style baseline at ``target_fps``."""
     model = Path(model)
+    validate.check_target_fps(target_fps)
+    validate.check_ceilings(ceilings)
+    validate.check_optimizer(optimizer)
+    if folding is not None and not isinstance(folding, str | Path):
+        validate.check_folding(folding, "folding")
     board_cfg = load_board(board)
     out_dir = Path(out_dir) if out_dir is not None else Path("build") / model.stem
+    validate.check_out_dir(out_dir)
+    if out_dir.resolve() in model.resolve().parents:
+        raise FpgagenError("the model file lies inside the build directory, which a build replaces whole",
+                           str(model), "move the model elsewhere or build into another -o directory")
     t0 = time.perf_counter()
+    steps = [0]
+    pause_at = os.environ.get("FPGAGEN_PAUSE_AT")  # test hook: sleep at step N (or "swapped") to kill the build
+
+    def pause(where: str) -> None:
+        if pause_at is not None and pause_at == where:
+            log(f"[fpgagen] pausing at {where} (FPGAGEN_PAUSE_AT)")
+            time.sleep(float(os.environ.get("FPGAGEN_PAUSE_S", "60")))
 
     def step(msg: str) -> None:
         log(f"[fpgagen {time.perf_counter() - t0:6.1f}s] {msg}")
+        pause(str(steps[0]))
+        steps[0] += 1
 
+    # The previous build in out_dir stays untouched until the new one is complete and checked (see builddir).
+    with builddir.BuildLock(out_dir):
+        return _build_locked(model, board, board_cfg, out_dir, folding, target_fps, verify, log, optimizer,
+                             ceilings, step, pause)
+
+
+def _build_locked(model: Path, board: str, board_cfg: dict, out_dir: Path, folding, target_fps, verify: bool, log,
+                  optimizer: str, ceilings, step, pause) -> Accelerator:
     step(f"loading {model}")
     qmodel = frontend.load_qonnx(model)
     step("streamlining to integer layers")
@@ -163,18 +197,34 @@ def build(model: str | Path, board: str = "pynq_z2", out_dir: str | Path | None 
     fold_info = fold.fold_network(net, board_cfg, folding=folding, target_fps=target_fps, optimizer=optimizer,
                                   ceilings=ceilings, log=log)
     step(f"generating HLS C++ in {out_dir / 'hls'}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    codegen.generate(net, out_dir / "hls", board_cfg, source=model.name)
-    net.save(out_dir)
-    (out_dir / "folding.json").write_text(json.dumps(fold.folding_of(net), indent=1))
-    (out_dir / "build.json").write_text(json.dumps({"board": board, "model": str(model)}, indent=1))
-    doc = write_reports(net, board_cfg, out_dir, fold_info, ceilings)
-    acc = Accelerator(net, out_dir, board_cfg, log=log)
-    if verify:
-        step("compiling the C-simulation")
-        acc.lib  # noqa: B018 - compile (or fetch from cache) now, so the timing shows up in the log
-        step("verifying C-sim == numpy reference on random frames")
-        acc.verify()
+    tmp = builddir.temporary_dir(out_dir)
+    try:
+        codegen.generate(net, tmp / "hls", board_cfg, source=model.name)
+        net.save(tmp)
+        (tmp / "folding.json").write_text(json.dumps(fold.folding_of(net), indent=1))
+        (tmp / "build.json").write_text(json.dumps({"board": board, "model": str(model)}, indent=1))
+        doc = write_reports(net, board_cfg, tmp, fold_info, ceilings)
+        acc = Accelerator(net, tmp, board_cfg, log=log)
+        if verify:
+            step("compiling the C-simulation")
+            acc.lib  # noqa: B018 - compile (or fetch from cache) now, so the timing shows up in the log
+            step("verifying C-sim == numpy reference on random frames")
+            try:
+                acc.verify()
+            except CSimError as exc:  # keep the failing project for the bug report
+                failed = out_dir.parent / f"{out_dir.name}.failed"
+                shutil.rmtree(failed, ignore_errors=True)
+                os.rename(tmp, failed)
+                raise CSimError(exc.what, str(failed / "hls"), exc.fix) from None
+        else:
+            acc.write_testbench_vectors()  # from the numpy reference: the HLS project stays complete
+        Network.load(tmp)  # what 'fpgagen csim' and 'load' will read back must read back
+        step(f"installing the build in {out_dir}")
+        builddir.swap_in(tmp, out_dir, pause, log)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    acc.build_dir = out_dir
     step(f"done: {len(net.layers)} layers, {doc['fps_estimated']:.1f} FPS estimated "
          f"(bottleneck {doc['bottleneck']}), reports in {out_dir}")
     return acc
@@ -183,10 +233,25 @@ def build(model: str | Path, board: str = "pynq_z2", out_dir: str | Path | None 
 def load(build_dir: str | Path, log=log_stderr) -> Accelerator:
     """Reopen a built accelerator without rebuilding it (the C-sim library comes from the cache)."""
     build_dir = Path(build_dir)
-    net = Network.load(build_dir)
+    builddir.recover_unlocked(build_dir)  # a build killed while swapping directories left the old one aside
+    if not build_dir.is_dir():
+        raise FpgagenError("no build directory here", str(build_dir), "build one with 'fpgagen build MODEL -o DIR'")
+    rebuild = f"rebuild it with 'fpgagen build MODEL -o {build_dir}'"
     try:
-        board = json.loads((build_dir / "build.json").read_text())["board"]
-    except (OSError, ValueError, KeyError):
-        raise FpgagenError("build.json is missing or damaged", str(build_dir), "rebuild with 'fpgagen build'") \
-            from None
-    return Accelerator(net, build_dir, load_board(board), log=log)
+        info = json.loads((build_dir / "build.json").read_text())
+        board = info["board"]
+        if not isinstance(board, str):
+            raise TypeError("board is not a string")
+    except (OSError, ValueError, KeyError, TypeError):
+        raise FpgagenError("the build directory is damaged (build.json is missing or unreadable)", str(build_dir),
+                           rebuild) from None
+    net = Network.load(build_dir)
+    missing = [name for name in ("top.cpp", "csim_bridge.cpp") if not (build_dir / "hls" / name).is_file()]
+    if missing:
+        raise FpgagenError(f"the build directory is damaged (hls/{missing[0]} is missing)", str(build_dir), rebuild)
+    try:
+        board_cfg = load_board(board)
+    except FpgagenError as exc:
+        raise FpgagenError(f"the build directory names a board that cannot be used ({exc.what})", str(build_dir),
+                           rebuild) from None
+    return Accelerator(net, build_dir, board_cfg, log=log)

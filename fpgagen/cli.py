@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from .errors import FpgagenError
+
+# Only cheap modules at the top: building the parser must not import numpy, qonnx, torch or brevitas (the
+# 'fpgagen --help' start-up test checks it). Each command imports what it needs in main().
 
 EPILOG = """examples:
   fpgagen build my_net.onnx --board pynq_z2 -o build/my_net     # the fastest design that fits
@@ -23,8 +25,15 @@ EPILOG = """examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors in fpgagen's format: ``fpgagen: error: <what>, <where>, <what to do>``."""
+
+    def error(self, message: str):
+        self.exit(2, f"fpgagen: error: {message}, {self.prog}, see '{self.prog} --help'\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fpgagen", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = _Parser(prog="fpgagen", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description="Build bit-exact FPGA dataflow accelerators from Brevitas QONNX models.")
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="QONNX model -> verified HLS project + C-sim library + reports",
@@ -35,8 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("-o", "--out", help="build directory (default build/<model name>)")
     b.add_argument("--folding", help="JSON file {layer: {pe: .., simd: .., mem_style: .., ...}} (a build's "
                    "folding.json is one); validated against each kernel and the board budget")
-    b.add_argument("--target-fps", type=float, help="the cheapest design that reaches this throughput (default: the "
-                   "fastest design that fits the board)")
+    b.add_argument("--target-fps", type=_positive_float, help="the cheapest design that reaches this throughput "
+                   "(default: the fastest design that fits the board)")
     b.add_argument("--optimizer", choices=("ilp", "greedy"), default="ilp",
                    help="ilp: integer program over every layer's folding and memory/DSP styles (default); greedy: "
                    "the FINN-style baseline at --target-fps (default 30), no resource model")
@@ -78,23 +87,54 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: use a finite number > 0")
+    return value
+
+
 def _ceilings(text: str) -> dict[str, float]:
+    """RESOURCE=FRACTION[,...]; the names and the ranges are checked by fpgagen.validate.check_ceilings."""
     try:
         return {k.strip(): float(v) for k, v in (item.split("=") for item in text.split(",") if item.strip())}
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not RESOURCE=FRACTION[,...], e.g. LUT=0.7,DSP=1.0") from None
 
 
-def _load_input(path: str) -> np.ndarray:
+def _load_input(path: str):
+    import numpy as np
+
     try:
-        return np.load(path)
-    except (OSError, ValueError) as exc:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
         raise FpgagenError(f"cannot read input array ({exc})", path, "pass a .npy file written by numpy.save") \
             from None
 
 
+def _save_output(path: str, y) -> Path:
+    import numpy as np
+
+    out = Path(path)
+    try:
+        if out.is_dir():
+            raise IsADirectoryError("it is a directory")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, y)
+    except OSError as exc:
+        raise FpgagenError(f"cannot write the output array ({exc.strerror or exc})", str(path),
+                           "pass a writable .npy file path") from None
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse printed the help or a usage error
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         if args.command == "build":
             from .accelerator import build
@@ -108,9 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             acc = load(args.build_dir)
             x = _load_input(args.input)
             y = (acc.reference if args.reference else acc.run)(x, codes=args.codes)
-            out = Path(args.output)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            np.save(out, y)
+            out = _save_output(args.output, y)
             print(f"wrote {out} {list(y.shape)} {y.dtype}")
         elif args.command == "train":
             from .train.cli import train_command
@@ -136,12 +174,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise FpgagenError("no report.json", args.build_dir, "build it first with 'fpgagen build'")
             try:
                 print(report(args.build_dir))
-            except (KeyError, ValueError):
-                raise FpgagenError("report.json is from an older fpgagen or damaged", str(path),
-                                   "rebuild with 'fpgagen build'") from None
+            except (KeyError, ValueError, TypeError, AttributeError, IndexError, ZeroDivisionError):
+                raise FpgagenError("the build directory is damaged (report.json is from an older fpgagen or "
+                                   "corrupt)", str(path), "rebuild with 'fpgagen build'") from None
             print(f"wrote {Path(args.build_dir) / 'report.md'} and the plots beside it", file=sys.stderr)
     except FpgagenError as exc:
-        print(f"fpgagen: error: {exc}", file=sys.stderr)
+        print(f"fpgagen: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)  # one line, whatever it quotes
         return 2
     except KeyboardInterrupt:
         print("fpgagen: interrupted", file=sys.stderr)

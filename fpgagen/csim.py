@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,7 +52,12 @@ def compile_library(hls_dir: Path, log=print, bounded_fifos: bool = False) -> Pa
     """Build ``csim_bridge.cpp`` into a shared library; an unchanged project is a cache hit (no g++ run).
 
     ``bounded_fifos`` builds the variant that runs every DATAFLOW process on its own thread with each stream
-    bounded to its depth (slower; it checks that the chosen FIFO depths cannot deadlock)."""
+    bounded to its depth (slower; it checks that the chosen FIFO depths cannot deadlock).
+
+    The cache is keyed by every input of the library (sources by path relative to the project, the compiler and
+    its version, the flags, the header location) and self-healing: each entry is written atomically with a
+    ``.sha256`` sidecar and checked against it before use; a damaged, truncated or foreign entry is discarded and
+    rebuilt (loading one would crash the process: SIGBUS on a truncated file)."""
     hls_dir = Path(hls_dir)
     flags = CXXFLAGS + (BOUNDED_FLAGS if bounded_fifos else [])
     cxx = shutil.which(os.environ.get("CXX", "g++"))
@@ -59,29 +65,86 @@ def compile_library(hls_dir: Path, log=print, bounded_fifos: bool = False) -> Pa
         raise FpgagenError("no C++ compiler found", "C-simulation", "install g++ (apt-get install g++)")
     include = ap_types_include()
     digest = hashlib.sha256()
-    for part in (cxx, " ".join(flags), str(include), _compiler_version(cxx)):
-        digest.update(part.encode())
-    for src in _sources(hls_dir):
+    header = include / "ap_int.h"
+    for part in (cxx, " ".join(flags), str(include), _compiler_version(cxx), f"{header.stat().st_size}"):
+        digest.update(part.encode() + b"\0")
+    sources = _sources(hls_dir)
+    if not (hls_dir / "csim_bridge.cpp").is_file():
+        raise FpgagenError("the HLS project has no csim_bridge.cpp", str(hls_dir),
+                           "rebuild it with 'fpgagen build'")
+    for src in sources:
         digest.update(src.relative_to(hls_dir).as_posix().encode() + b"\0" + src.read_bytes())
-    lib = cache_dir() / f"{digest.hexdigest()[:24]}.so"
-    if lib.is_file():
+    key = digest.hexdigest()[:24]
+    lib = cache_dir() / f"{key}.so"
+    if _cached_entry_ok(lib, log):
         log(f"  C-sim library cached: {lib}")
         return lib
-    lib.parent.mkdir(parents=True, exist_ok=True)
-    tmp = lib.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        lib.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FpgagenError(f"cannot create the C-sim cache ({exc.strerror})", str(lib.parent),
+                           "set FPGAGEN_CACHE to a writable folder") from None
+    tmp = lib.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
     cmd = [cxx, *flags, "-isystem", str(include), "-I", str(hls_dir), str(hls_dir / "csim_bridge.cpp"),
            "-o", str(tmp)]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        log_path = hls_dir / "csim_build.log"
-        log_path.write_text(" ".join(cmd) + "\n" + proc.stderr)
-        first = next((line for line in proc.stderr.splitlines() if "error" in line), "no message")[:300]
-        raise FpgagenError(f"g++ failed to compile the generated C++ ({first})", str(log_path),
-                           "this is an fpgagen bug; please report it with that log")
-    tmp.replace(lib)  # atomic: a concurrent build never sees a half-written library
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            log_path = cache_dir() / "logs" / f"{key}.log"  # outside the build's temporary directory
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log_path.write_text(" ".join(cmd) + "\n" + proc.stderr)
+            first = next((line for line in proc.stderr.splitlines() if "error" in line), "no message")[:300]
+            raise FpgagenError(f"g++ failed to compile the generated C++ ({first})", str(log_path),
+                               "if you edited the HLS sources, rebuild with 'fpgagen build'; otherwise this is an "
+                               "fpgagen bug, please report it with that log")
+        sidecar_tmp = tmp.with_suffix(".sha256.tmp")
+        sidecar_tmp.write_text(_sha256(tmp) + "\n")
+        # Both renames are atomic, the record first: a library at its final path always has one, and a reader
+        # never loads a library whose bytes differ from it.
+        sidecar_tmp.replace(_sidecar(lib))
+        tmp.replace(lib)
+    finally:
+        for leftover in (tmp, tmp.with_suffix(".sha256.tmp")):
+            leftover.unlink(missing_ok=True)
     log(f"  g++ built the C-sim library in {time.perf_counter() - start:.1f} s")
     return lib
+
+
+def _sidecar(lib: Path) -> Path:
+    return lib.with_name(lib.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _cached_entry_ok(lib: Path, log) -> bool:
+    """True if the cache entry exists and matches its recorded hash; a damaged entry is deleted (one log line)."""
+    sidecar = _sidecar(lib)
+    if not lib.exists():
+        return False  # a miss (a record alone is overwritten by the rebuild)
+    try:
+        recorded = sidecar.read_text().strip()
+        if lib.is_file() and recorded == _sha256(lib):
+            return True
+        why = "its content does not match the recorded hash"
+    except (OSError, UnicodeDecodeError):
+        why = "its hash record is missing or unreadable"
+    log(f"  C-sim cache entry {lib.name} is damaged ({why}): discarding it and rebuilding")
+    for path in (lib, sidecar):
+        try:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError:
+            pass
+    return False
 
 
 def _compiler_version(cxx: str) -> str:
@@ -94,7 +157,11 @@ class CSimLibrary:
     def __init__(self, path: Path, bounded_fifos: bool = False):
         self.path = Path(path)
         self.bounded_fifos = bounded_fifos  # that variant simulates one frame at a time (threads inside)
-        self._lib = ctypes.CDLL(str(self.path))
+        try:
+            self._lib = ctypes.CDLL(str(self.path))
+        except OSError as exc:
+            raise FpgagenError(f"cannot load the C-sim library ({exc})", str(self.path),
+                               "delete it (the cache rebuilds it) or point FPGAGEN_CACHE elsewhere") from None
         geometry = (ctypes.c_uint * 4)()
         self._lib.fg_geometry(geometry)
         self.in_words, self.in_bytes, self.out_words, self.out_bytes = list(geometry)

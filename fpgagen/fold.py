@@ -15,6 +15,7 @@ from . import fifo
 from .errors import FpgagenError
 from .ir import MVAU, Layer, MaxPool, Network, SlidingWindow, Threshold, WidthConverter, divisors
 from .ir.layers import RESOURCES, add_resources
+from .validate import check_folding
 
 DEFAULT_TARGET_FPS = 30.0
 
@@ -70,6 +71,7 @@ def greedy_fold(net: Network, target_cycles: float) -> None:
 def apply_folding(net: Network, folding: dict) -> None:
     """Apply a user folding ``{layer_name: {"pe": .., "simd": .., "mem_style": .., ...}}`` and validate it."""
     strip_converters(net)
+    check_folding(folding)
     entries = folding.get("layers", folding)
     if not isinstance(entries, dict):
         raise FpgagenError("folding must map layer names to {attribute: value}", "folding JSON",
@@ -88,9 +90,11 @@ def apply_folding(net: Network, folding: dict) -> None:
 
 def load_folding(path: str | Path) -> dict:
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise FpgagenError(f"cannot read folding file ({exc})", str(path), "pass a JSON folding file") from None
+        folding = json.loads(Path(path).read_text())
+    except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise FpgagenError(f"cannot read folding file ({str(exc)[:200] or type(exc).__name__})", str(path),
+                           "pass a JSON folding file") from None
+    return check_folding(folding, str(path))
 
 
 def folding_of(net: Network) -> dict:
@@ -161,7 +165,9 @@ def fold_network(net: Network, board: dict, folding: dict | None = None, target_
             plan = optimize.optimize(net, board, ceilings, target_fps, reserve, cache=cache)
             optimize.apply_plan(net, plan)
             kernels = add_resources(*(lay.resources() for lay in net.layers), *map(optimize.base_fifo, net.layers))
-            assert kernels == plan.totals, "the optimizer's accounting differs from the layers' cost models"
+            if kernels != plan.totals:  # an internal inconsistency, not a user error; fails the same under -O
+                raise FpgagenError("the optimizer's accounting differs from the layers' cost models", "folding",
+                                   "this is an fpgagen bug; please report it with the model")
             fifos = fifo.size_fifos(net)
             beyond = {r: fifos[r] - sum(optimize.base_fifo(lay)[r] for lay in net.layers) for r in RESOURCES}
             log(f"  optimizer: {board['clock_mhz'] * 1e6 / plan.cycles:.1f} FPS in {plan.solve_s:.1f} s "

@@ -11,6 +11,7 @@ from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
 from qonnx.util.cleanup import cleanup_model
 
+from . import validate
 from .errors import FpgagenError
 
 
@@ -27,6 +28,7 @@ def load_qonnx(path: str | Path) -> ModelWrapper:
     if not proto.graph.node:
         raise FpgagenError(f"'{path}' holds no graph nodes (empty or not an ONNX model)", str(path),
                            "re-export it with brevitas.export.export_qonnx or fpgagen.export")
+    validate.check_onnx(proto, path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -39,4 +41,5 @@ def load_qonnx(path: str | Path) -> ModelWrapper:
     if len(model.graph.input) != 1 or len(model.graph.output) != 1:
         raise FpgagenError(f"the graph has {len(model.graph.input)} inputs and {len(model.graph.output)} outputs",
                            str(path), "fpgagen builds single-input single-output networks")
+    validate.check_qonnx(model, path)
     return model

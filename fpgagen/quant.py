@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from qonnx.core.datatype import DataType
 
+from .errors import FpgagenError
+
 
 @dataclass(frozen=True)
 class IntRange:
@@ -86,7 +88,11 @@ def requant_thresholds(
         const_code = np.clip(np.round(beta / s + z), out_range.lo, out_range.hi)
         t = np.where((a == 0)[:, None], np.where(const_code[:, None] >= ks[None, :], -np.inf, np.inf), t)
     t = np.clip(t, lo[:, None], hi[:, None] + 1).astype(np.int64)
-    assert np.all(np.diff(t, axis=1) >= 0), "thresholds must be non-decreasing"
+    if not np.all(np.diff(t, axis=1) >= 0):  # only non-finite scales or offsets get here (validate refuses them)
+        bad = int(np.argmax(~np.all(np.diff(t, axis=1) >= 0, axis=1)))
+        raise FpgagenError(f"the requantization of channel {bad} has no monotone integer thresholds (alpha "
+                           f"{alpha[bad]:g}, beta {beta[bad]:g}, output scale {s[bad]:g})", "activation quantizer",
+                           "check the model's scales, BatchNorm and bias for NaN, infinity or zero")
     return t, negate
 
 

@@ -385,3 +385,13 @@ def count_ties(model, x) -> int:
     """How many pre-rounding values y/s + z land exactly on k - 1/2 inside the code range (where
     round-half-to-even decides), summed over all activation quantizers."""
     return sum(int(near_boundary(t, lo, hi, tol=0).sum()) for _, t, lo, hi in act_trace(model, x))
+
+
+def tiny_net(weight_bits=4, act_bits=4, seed=0) -> nn.Module:
+    """3x8x8 pixels -> conv3x3 (4 channels), BN, QuantReLU: builds and C-simulates in about a second, for the
+    fuzz, race and interrupt tests."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = nn.Sequential(QuantIdentity(act_quant=PixelQuant), _conv(3, 4, weight_bits), nn.BatchNorm2d(4),
+                              _relu(act_bits))
+    return randomize_bn(_finish(model, (1, 3, 8, 8)), seed)

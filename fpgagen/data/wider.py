@@ -179,6 +179,8 @@ class WiderFace:
     """
 
     def __init__(self, root: str | Path, split: str = "val", limit: int | None = None):
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise FpgagenError(f"limit {limit!r} is not a whole number >= 1", "--limit", "pass e.g. --limit 100")
         self.root, self.split = Path(root), split
         gt = gt_file(root, split)
         if not gt.is_file():

@@ -80,18 +80,37 @@ class Network:
     @staticmethod
     def load(directory: Path) -> Network:
         directory = Path(directory)
+        rebuild = f"rebuild it with 'fpgagen build MODEL -o {directory}'"
+        for name in ("network.json", "network.npz"):
+            if not (directory / name).is_file():
+                raise FpgagenError(f"the build directory is damaged ({name} is missing)", str(directory), rebuild)
         try:
             doc = json.loads((directory / "network.json").read_text())
-            arrays = dict(np.load(directory / "network.npz"))
-        except (OSError, ValueError) as exc:
-            raise FpgagenError(f"cannot read the built network ({exc})", str(directory),
-                               "rebuild it with 'fpgagen build'") from None
-        layers = []
-        for i, entry in enumerate(doc["layers"]):
-            cls = LAYER_KINDS[entry.pop("kind")]
-            layers.append(_from_doc(cls, entry, f"layer{i}", arrays))
-        return Network(doc["name"], _from_doc(InputSpec, doc["input"], "input", arrays),
-                       _from_doc(OutputSpec, doc["output"], "output", arrays), layers)
+        except (OSError, ValueError, RecursionError) as exc:
+            raise FpgagenError(f"the build directory is damaged (network.json: {str(exc)[:120]})", str(directory),
+                               rebuild) from None
+        try:
+            with np.load(directory / "network.npz", allow_pickle=False) as npz:
+                arrays = {key: npz[key] for key in npz.files}
+        except Exception as exc:  # BadZipFile, EOFError, zlib.error, ValueError, OSError: all mean damaged
+            raise FpgagenError(f"the build directory is damaged (network.npz: {type(exc).__name__})", str(directory),
+                               rebuild) from None
+        try:
+            layers = []
+            for i, entry in enumerate(doc["layers"]):
+                entry = dict(entry)
+                cls = LAYER_KINDS[entry.pop("kind")]
+                layers.append(_from_doc(cls, entry, f"layer{i}", arrays))
+            net = Network(doc["name"], _from_doc(InputSpec, doc["input"], "input", arrays),
+                          _from_doc(OutputSpec, doc["output"], "output", arrays), layers)
+            if not layers or not isinstance(net.name, str):
+                raise ValueError("no layers")
+            for layer in layers:
+                layer.validate()
+        except Exception as exc:  # any inconsistency between the two files, or a field of the wrong kind
+            raise FpgagenError(f"the build directory is damaged (network.json does not describe a network: "
+                               f"{type(exc).__name__} {str(exc)[:80]})", str(directory), rebuild) from None
+        return net
 
 
 def _to_doc(obj, prefix: str, arrays: dict) -> dict:

@@ -1,14 +1,24 @@
-"""Quantization-aware training of the LPYOLO face detector (float pre-training, then Brevitas QAT)."""
+"""Quantization-aware training of the LPYOLO face detector (float pre-training, then Brevitas QAT).
 
-from .loss import LossWeights, build_targets, yolo_loss
-from .model import (
-    float_lpyolo,
-    load_checkpoint,
-    quantize_from_float,
-    save_checkpoint,
-    shipped_checkpoint,
-)
-from .trainer import SYNTH_ANCHORS, TrainConfig, train
+The names below are imported on first use: they pull in torch and brevitas, and ``fpgagen --help`` imports
+``fpgagen.train.cli`` for its argument definitions only."""
 
-__all__ = ["SYNTH_ANCHORS", "LossWeights", "TrainConfig", "build_targets", "float_lpyolo", "load_checkpoint",
-           "quantize_from_float", "save_checkpoint", "shipped_checkpoint", "train", "yolo_loss"]
+_LAZY = {
+    "LossWeights": "loss", "build_targets": "loss", "yolo_loss": "loss",
+    "float_lpyolo": "model", "load_checkpoint": "model", "quantize_from_float": "model",
+    "save_checkpoint": "model", "shipped_checkpoint": "model",
+    "SYNTH_ANCHORS": "trainer", "TrainConfig": "trainer", "train": "trainer",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fpgagen.train' has no attribute '{name}'")
+
+
+__all__ = sorted(_LAZY)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 import time
@@ -29,33 +30,75 @@ EVAL_DESCRIPTION = ("WIDER-style AP (IoU 0.5, +1-pixel convention, VOC all-point
                     "Defaults: the shipped checkpoints on the held-out synthetic eval split.")
 
 
+# Defaults of TrainConfig (fpgagen/train/trainer.py) and SyntheticConfig.n_train, repeated here so that building
+# the parser imports neither torch nor brevitas; tests/test_errors.py checks they agree.
+TRAIN_DEFAULTS = {"out": "build/train", "weight_bits": 4, "act_bits": 4, "size": 160, "batch": 32,
+                  "float_iters": 2000, "qat_iters": 1200, "lr_float": 3e-3, "lr_qat": 1e-3, "seed": 0, "threads": 2,
+                  "train_images": 4000}
+BIT_RANGE = (2, 8)  # the LPYOLO quantizers fpgagen trains and builds (facts.md: 2W4A ... 8W3A)
+
+
 def _anchors(text: str) -> tuple:
-    values = [float(v) for v in text.replace(" ", "").split(",") if v]
-    if len(values) % 2 or not values:
-        raise argparse.ArgumentTypeError("anchors are w,h pairs: e.g. 16,19,40,47,100,118")
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        values = []
+    if len(values) % 2 or not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError("anchors are positive w,h pairs in pixels: e.g. 16,19,40,47,100,118")
     return tuple((values[i], values[i + 1]) for i in range(0, len(values), 2))
 
 
-def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    from .trainer import TrainConfig
+def _int_in(lo: int, hi: int | None = None, multiple: int = 1):
+    """An argparse type: an integer in [lo, hi] (hi None: no upper bound), a multiple of ``multiple``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+        span = f"from {lo} to {hi}" if hi is not None else f"{lo} or more"
+        extra = f", a multiple of {multiple}" if multiple > 1 else ""
+        if value % multiple:
+            raise argparse.ArgumentTypeError(f"{value} is not a multiple of {multiple}: use an integer {span}{extra}")
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use an integer {span}{extra}")
+        return value
+    return parse
 
-    d = TrainConfig()
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: use a finite number > 0")
+    return value
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    d = TRAIN_DEFAULTS
+    bits = _int_in(*BIT_RANGE)
     p.add_argument("--data", help="WIDER FACE root (wider_face_split/, WIDER_train/, WIDER_val/); "
                    "default: the synthetic face set")
-    p.add_argument("-o", "--out", default=d.out, help=f"output directory (default {d.out})")
-    p.add_argument("--weight-bits", type=int, default=d.weight_bits)
-    p.add_argument("--act-bits", type=int, default=d.act_bits)
-    p.add_argument("--size", type=int, default=d.size, help=f"training input size, a multiple of 32 (default {d.size})")
-    p.add_argument("--batch", type=int, default=d.batch)
-    p.add_argument("--float-iters", type=int, default=d.float_iters, help="iterations of float pre-training")
-    p.add_argument("--qat-iters", type=int, default=d.qat_iters, help="iterations of quantization-aware training")
-    p.add_argument("--lr-float", type=float, default=d.lr_float)
-    p.add_argument("--lr-qat", type=float, default=d.lr_qat)
+    p.add_argument("-o", "--out", default=d["out"], help=f"output directory (default {d['out']})")
+    p.add_argument("--weight-bits", type=bits, default=d["weight_bits"],
+                   help=f"{BIT_RANGE[0]}..{BIT_RANGE[1]} (default {d['weight_bits']})")
+    p.add_argument("--act-bits", type=bits, default=d["act_bits"],
+                   help=f"{BIT_RANGE[0]}..{BIT_RANGE[1]} (default {d['act_bits']})")
+    p.add_argument("--size", type=_int_in(32, 4096, multiple=32), default=d["size"],
+                   help=f"training input size, a multiple of 32 (default {d['size']})")
+    p.add_argument("--batch", type=_int_in(1), default=d["batch"])
+    p.add_argument("--float-iters", type=_int_in(0), default=d["float_iters"],
+                   help="iterations of float pre-training")
+    p.add_argument("--qat-iters", type=_int_in(0), default=d["qat_iters"],
+                   help="iterations of quantization-aware training")
+    p.add_argument("--lr-float", type=_positive_float, default=d["lr_float"])
+    p.add_argument("--lr-qat", type=_positive_float, default=d["lr_qat"])
     p.add_argument("--anchors", type=_anchors, help="w,h pairs in pixels at the deployed size (default: "
                    "16,19,40,47,100,118 for the synthetic set, LPYOLO's 10,14,23,27,37,58 for WIDER)")
-    p.add_argument("--train-images", type=int, default=d.synthetic.n_train, help="synthetic training images")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads")
+    p.add_argument("--train-images", type=_int_in(1), default=d["train_images"], help="synthetic training images")
+    p.add_argument("--seed", type=_int_in(0), default=d["seed"])
+    p.add_argument("--threads", type=_int_in(1, 1024), default=d["threads"], help="torch CPU threads")
     p.add_argument("--init-float", help="skip the float phase: start QAT from this float checkpoint")
     p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
     p.add_argument("--no-eval", action="store_true", help="skip the AP evaluation at the end")
@@ -112,8 +155,9 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="val", help="WIDER split to read (default val; the synthetic eval split)")
     p.add_argument("--float", dest="float_ckpt", help="float checkpoint (default: the shipped one)")
     p.add_argument("--quant", dest="quant_ckpt", help="quantized checkpoint (default: the shipped W4A4)")
-    p.add_argument("--size", type=int, default=416, help="network input size (default 416)")
-    p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    p.add_argument("--size", type=_int_in(32, 4096, multiple=32), default=416,
+                   help="network input size, a multiple of 32 (default 416)")
+    p.add_argument("--limit", type=_int_in(1), help="evaluate only the first N images (N >= 1)")
     p.add_argument("-o", "--out", default="build/eval", help="where the PR plot and ap.json go (default build/eval)")
 
 
@@ -155,7 +199,10 @@ def _run(command, add, description, argv) -> int:
 
     p = argparse.ArgumentParser(description=description)
     add(p)
-    args = p.parse_args(argv)
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed the error (or the help); report its exit status
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         return command(args) if command is eval_command else command(args, argv)
     except FpgagenError as exc:
