@@ -13,7 +13,6 @@ from .board import load_board
 from .csim import CSimLibrary, compile_library, log_stderr
 from .errors import CSimError, FpgagenError
 from .ir import Network
-from .quant import IntRange, quantize
 from .report import write_reports
 
 
@@ -49,17 +48,14 @@ class Accelerator:
 
     # --- host-side quantization and layout ----------------------------------------------------------------
     def quantize_input(self, x) -> np.ndarray:
-        """Float input (torch layout) -> integer codes as streamed: (N, H, W, C)."""
+        """Float input (torch layout) -> integer codes as streamed: (N, H, W, C). Runs the graph's float
+        pre-processing first (see InputSpec)."""
         spec = self.net.input
         x = np.asarray(x, np.float32)
         if x.shape[1:] != tuple(spec.shape[1:]):
             raise FpgagenError(f"input of shape {list(x.shape)}", f"network {self.net.name}",
                                f"pass an array of shape [N, {', '.join(map(str, spec.shape[1:]))}]")
-        scale, zero = spec.scale, spec.zero_point
-        if x.ndim == 4 and scale.ndim >= 1 and scale.size > 1:
-            scale, zero = scale.reshape(1, -1, 1, 1), np.asarray(zero).reshape(1, -1, 1, 1)
-        codes = quantize(x, scale, zero, IntRange(spec.lo, spec.hi))
-        return self._to_stream(codes)
+        return self._to_stream(spec.codes(x))
 
     def _to_stream(self, codes: np.ndarray) -> np.ndarray:
         if codes.ndim == 4:
@@ -73,14 +69,8 @@ class Accelerator:
         return out.reshape(out.shape[0], *shape[1:])
 
     def dequantize(self, codes: np.ndarray) -> np.ndarray:
-        """Output codes (torch layout) -> what the torch model returns."""
-        spec = self.net.output
-        axis_shape = (1, -1) + (1,) * (codes.ndim - 2)
-        scale = np.asarray(spec.scale).reshape(axis_shape) if np.size(spec.scale) > 1 else spec.scale
-        offset = np.asarray(spec.offset).reshape(axis_shape) if np.size(spec.offset) > 1 else spec.offset
-        if spec.kind == "codes":  # brevitas: (q - zero_point) * scale in float32
-            return ((codes.astype(np.float32) - np.float32(offset)) * np.float32(scale)).astype(np.float32)
-        return (codes * np.asarray(scale, np.float64) + np.asarray(offset, np.float64)).astype(np.float32)
+        """Output integers (torch layout) -> what the torch model returns (float post-processing included)."""
+        return self.net.output.dequantize(codes)
 
     # --- execution ----------------------------------------------------------------------------------------
     def run_stream(self, codes: np.ndarray, bounded_fifos: bool = False) -> np.ndarray:

@@ -27,6 +27,7 @@ def load_qonnx(path: str | Path) -> ModelWrapper:
     if not proto.graph.node:
         raise FpgagenError(f"'{path}' holds no graph nodes (empty or not an ONNX model)", str(path),
                            "re-export it with brevitas.export.export_qonnx or fpgagen.export")
+    proto = _quant_tensor_value_only(proto, str(path))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -40,3 +41,33 @@ def load_qonnx(path: str | Path) -> ModelWrapper:
         raise FpgagenError(f"the graph has {len(model.graph.input)} inputs and {len(model.graph.output)} outputs",
                            str(path), "fpgagen builds single-input single-output networks")
     return model
+
+
+# brevitas' export of a QuantTensor output (return_quant_tensor=True, legacy exporter): the value, then its scale,
+# zero point, bit width, signed and training flags as extra graph outputs.
+QUANT_TENSOR_METADATA = ("scale", "zero point", "bit width", "signed", "training")
+
+
+def _quant_tensor_value_only(proto: onnx.ModelProto, where: str) -> onnx.ModelProto:
+    """Keep only the value output of a QuantTensor output. The metadata outputs must be constants (initializers or
+    Constant nodes): they describe the value's fixed quantizer, which the lowering reads from its Quant node.
+    Done before qonnx's cleanup, which drops the boolean initializers that hold the two flags."""
+    outputs = list(proto.graph.output)
+    if len(outputs) == 1:
+        return proto
+    constants = {init.name for init in proto.graph.initializer}
+    constants |= {out for node in proto.graph.node if node.op_type == "Constant" for out in node.output}
+    producer = {out: node for node in proto.graph.node for out in node.output}
+    value = producer.get(outputs[0].name)
+    extra = outputs[1:]
+    if len(extra) != len(QUANT_TENSOR_METADATA) or value is None or value.op_type not in ("Quant", "BipolarQuant"):
+        raise FpgagenError(f"the graph has {len(outputs)} outputs ({', '.join(o.name for o in outputs)})", where,
+                           "fpgagen builds single-output networks (a QuantTensor output, return_quant_tensor="
+                           "True, is accepted: its value comes from a Quant and the 5 others are constants)")
+    for out, meaning in zip(extra, QUANT_TENSOR_METADATA, strict=True):
+        if out.name not in constants:
+            raise FpgagenError(f"QuantTensor output '{out.name}' ({meaning}) is computed at run time, not a constant",
+                               where, "export in eval mode with constant quantizer parameters (model.eval())")
+    proto = onnx.ModelProto.FromString(proto.SerializeToString())
+    del proto.graph.output[1:]
+    return proto
