@@ -557,7 +557,7 @@ def bnn_pynq_net(name: str, seed=0) -> nn.Module:
     with torch.no_grad():
         for norm in norms:  # in forward order: each one calibrated on the output of the ones before
             seen = []
-            hook = norm.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+            hook = norm.register_forward_hook(lambda m, i, o, seen=seen: seen.append(i[0]))
             model(x)
             hook.remove()
             pre = seen[0]
