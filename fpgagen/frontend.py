@@ -5,7 +5,9 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import onnx
+import onnx.numpy_helper
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.transformation.infer_datatypes import InferDataTypes
 from qonnx.transformation.infer_shapes import InferShapes
@@ -68,6 +70,25 @@ def _quant_tensor_value_only(proto: onnx.ModelProto, where: str) -> onnx.ModelPr
         if out.name not in constants:
             raise FpgagenError(f"QuantTensor output '{out.name}' ({meaning}) is computed at run time, not a constant",
                                where, "export in eval mode with constant quantizer parameters (model.eval())")
+    # The scale, zero point and bit width must be the value's own quantizer's (its inputs 1..3), else this is not
+    # a QuantTensor but a second network output that happens to be constant.
+    inits = {init.name: onnx.numpy_helper.to_array(init) for init in proto.graph.initializer}
+    for out, param, meaning in zip(extra, value.input[1:4], QUANT_TENSOR_METADATA, strict=False):
+        if out.name in inits and param in inits and not _same_values(inits[out.name], inits[param]):
+            raise FpgagenError(f"QuantTensor output '{out.name}' ({meaning}) differs from the {meaning} of the "
+                               f"quantizer '{value.name}' that produces the value", where,
+                               "fpgagen builds single-output networks; return only the quantized value")
     proto = onnx.ModelProto.FromString(proto.SerializeToString())
     del proto.graph.output[1:]
     return proto
+
+
+def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to broadcasting (a per-channel scale may be stored as (C,) or (1, C, 1, 1))."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.size == b.size:
+        return bool(np.array_equal(a.ravel(), b.ravel()))
+    try:
+        return bool(np.all(a == b))
+    except ValueError:  # not broadcastable
+        return False

@@ -6,6 +6,7 @@ means np.array_equal on integer codes: C-sim == numpy reference == Brevitas in e
 import nets
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import pytest
 import torch
 from qonnx.core.onnx_exec import execute_onnx
@@ -78,6 +79,19 @@ def test_quant_tensor_output_metadata_must_be_constant(tmp_path, quiet):
     bad = _with_runtime_output(path, 1, tmp_path / "runtime_scale.onnx")
     with pytest.raises(FpgagenError, match="scale.*not a constant"):
         fpgagen.build(bad, out_dir=tmp_path / "b", log=quiet)
+
+
+def test_quant_tensor_output_metadata_must_match_its_quantizer(tmp_path, quiet):
+    """A constant second output that is not the value's quantizer scale is a second network output."""
+    path = fpgagen.export(nets.quant_tensor_net(seed=2), tmp_path / "qt.onnx", dynamo=False)
+    proto = onnx.load(str(path))
+    scale = next(i for i in proto.graph.initializer if i.name == proto.graph.output[1].name)
+    other = onnx.numpy_helper.from_array(2 * onnx.numpy_helper.to_array(scale), "other_scale")
+    proto.graph.initializer.append(other)
+    proto.graph.output[1].name = "other_scale"
+    onnx.save(proto, str(tmp_path / "other.onnx"))
+    with pytest.raises(FpgagenError, match="differs from the scale"):
+        fpgagen.build(tmp_path / "other.onnx", out_dir=tmp_path / "b", log=quiet)
 
 
 def test_two_real_outputs_are_refused(tmp_path, quiet):
@@ -177,6 +191,8 @@ def test_float_affine_after_last_layer_runs_on_the_host(dynamo, tmp_path_factory
         y = model(torch.from_numpy(x)).numpy()
     assert np.array_equal(acc.run(x), y)
     assert (y < 0).any() and (y > 0).any()
+    again = fpgagen.load(acc.build_dir, log=quiet)  # OutputSpec.post survives save/load
+    assert np.array_equal(again.run(x), y)
 
 
 def test_nonnarrow_weights_under_negative_scales_bitexact(tmp_path_factory, quiet):
