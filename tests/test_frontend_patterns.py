@@ -45,7 +45,9 @@ def test_fc_over_spatial_map_folded_across_pixels(tmp_path, quiet):
     folding["maxpool_1"].update(pe=2)
     acc = fpgagen.build(path, out_dir=tmp_path / "b", folding=folding, log=quiet)
     assert (acc.net.layer(fc).simd, acc.net.layer(fc).pe) == (32, 5)
+    assert any(lay.kind == "WidthConverter" for lay in acc.net.layers)
     assert_bitexact(model, acc, frames=3)
+    acc.verify(bounded_fifos=True)  # every process concurrent on streams bounded to the sized FIFO depths
 
 
 def test_quant_tensor_output_uses_the_value(tmp_path_factory, quiet):

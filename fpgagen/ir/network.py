@@ -96,7 +96,13 @@ class OutputSpec:
     post: tuple = ()
 
     def real(self, codes: np.ndarray) -> np.ndarray:
-        """Output integers (torch layout) -> float32 values, before ``post``."""
+        """Output integers (torch layout) -> float32 values, before ``post``.
+
+        For codes this is brevitas' own float32 dequantization. For accumulators it is ``alpha*acc + beta``
+        in float64, rounded once to float32: equal to torch's float32 layer output whenever that output is exact
+        (e.g. power-of-two or unit scales and no long-sum rounding, as in FINN's bnn_pynq nets), and the correctly
+        rounded value otherwise. ``post`` then runs in float32 in the graph's order on this value, so the float
+        output is bit-identical to torch's whenever the layer output is."""
         axis_shape = (1, -1) + (1,) * (codes.ndim - 2)
         scale = np.asarray(self.scale).reshape(axis_shape) if np.size(self.scale) > 1 else self.scale
         offset = np.asarray(self.offset).reshape(axis_shape) if np.size(self.offset) > 1 else self.offset
