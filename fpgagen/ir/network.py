@@ -81,7 +81,8 @@ class InputSpec:
 class OutputSpec:
     """How the accelerator's output integers map back to what the torch model returns.
 
-    ``kind == "codes"``: quantized output, real = (q - zero_point) * scale (float32, as brevitas dequantizes).
+    ``kind == "codes"``: quantized output, real = (q - zero_point) * scale (float32, as brevitas dequantizes);
+    a BipolarQuant output has codes {0, 1}, zero point 1/2 and scale 2s (brevitas' codes are 2q - 1).
     ``kind == "accumulators"``: raw accumulator of a final MVAU, real = alpha_c * acc + beta_c.
     ``kind == "affine"``: codes followed by folded float ops, real = alpha_c * q + beta_c.
     ``post``: float ops after the last integer layer (e.g. CNV's TensorNorm), run on the host in float32 in the
