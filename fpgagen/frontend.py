@@ -26,10 +26,10 @@ def load_qonnx(path: str | Path) -> ModelWrapper:
     except Exception as exc:  # protobuf raises DecodeError, or anything on a truncated file
         raise FpgagenError(f"'{path}' is not a readable ONNX file ({type(exc).__name__})", str(path),
                            "re-export it with brevitas.export.export_qonnx or fpgagen.export") from None
+    proto = _quant_tensor_value_only(proto, str(path))
     if not proto.graph.node:
         raise FpgagenError(f"'{path}' holds no graph nodes (empty or not an ONNX model)", str(path),
                            "re-export it with brevitas.export.export_qonnx or fpgagen.export")
-    proto = _quant_tensor_value_only(proto, str(path))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -55,7 +55,7 @@ def _quant_tensor_value_only(proto: onnx.ModelProto, where: str) -> onnx.ModelPr
     Constant nodes): they describe the value's fixed quantizer, which the lowering reads from its Quant node.
     Done before qonnx's cleanup, which drops the boolean initializers that hold the two flags."""
     outputs = list(proto.graph.output)
-    if len(outputs) == 1:
+    if len(outputs) <= 1:
         return proto
     constants = {init.name for init in proto.graph.initializer}
     constants |= {out for node in proto.graph.node if node.op_type == "Constant" for out in node.output}
