@@ -225,168 +225,6 @@ def unsupported_op_net() -> nn.Module:
     return _finish(model, (1, 3, 16, 16))
 
 
-# ----------------------------------------------------------------------------- brevitas codes
-
-def _trace(model, x):
-    """Run the torch forward; return the output and, in call order, ("act", IntQuantTensor) for every
-    activation quantizer and ("layer", module) for every quantized conv/linear."""
-    events, hooks = [], []
-    for m in model.modules():
-        if isinstance(m, ActQuantProxyFromInjector):
-            hooks.append(m.register_forward_hook(
-                lambda m, i, o: events.append(("act", o)) if isinstance(o, QuantTensor) else None))
-        elif isinstance(m, QuantWeightBiasInputOutputLayer):
-            hooks.append(m.register_forward_hook(lambda m, i, o: events.append(("layer", m))))
-    x = torch.as_tensor(np.asarray(x, dtype=np.float32))
-    try:
-        with torch.no_grad():
-            y = model.eval()(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return (y.value if isinstance(y, QuantTensor) else y), events
-
-
-def output_quant(model, x) -> tuple[np.ndarray, np.ndarray]:
-    """(scale, zero_point) that turn the model's float output into integer codes, broadcastable to
-    the output. For an accumulator output (last layer has no output quantizer): (s_in*s_w, 0)."""
-    y, events = _trace(model, x)
-    kind, last = events[-1]
-    if kind == "act":
-        assert torch.equal(last.value, y), "model output is not its last activation quantizer's"
-        return last.scale.detach().numpy(), last.zero_point.detach().numpy()
-    assert last.bias is None, "accumulator outputs are only exact without a bias"
-    s_in = next(e for k, e in reversed(events) if k == "act").scale
-    s_w = last.quant_weight().scale
-    if s_w.numel() > 1:  # per-channel: channels are dim 1 of the output
-        s_w = s_w.reshape(1, -1, *[1] * (y.ndim - 2))
-    return (s_in * s_w).detach().numpy(), np.zeros((), np.float32)
-
-
-def to_codes(y, scale, zero_point) -> np.ndarray:
-    """round(y/scale + zero_point) as int64, asserting y really sits on the quantization grid."""
-    t = np.asarray(y, np.float64) / np.asarray(scale, np.float64) + np.asarray(zero_point, np.float64)
-    codes = np.round(t)
-    assert np.abs(t - codes).max(initial=0) < 1e-3, "output is not on the quantizer grid"
-    return codes.astype(np.int64)
-
-
-def brevitas_codes(model, x) -> np.ndarray:
-    """Integer output codes of Brevitas' torch forward on float32 ``x`` (output layout: NCHW or NC).
-    For an accumulator-output net, the integer accumulator."""
-    y, _ = _trace(model, x)
-    return to_codes(y.numpy(), *output_quant(model, x))
-
-
-def exact_codes(model: nn.Sequential, x, all_layers=False):
-    """``brevitas_codes`` in (near-)exact arithmetic: the Sequential is re-run in float64 with
-    Brevitas' own float32 scales, zero points, integer weights, biases and BatchNorm parameters.
-    This is what integer thresholds implement, so a compiler must match it bit for bit; it differs
-    from ``brevitas_codes`` only where Brevitas' float32 forward lands within rounding error of a
-    boundary k - 1/2 (see ``near_boundary``). ``all_layers=True`` returns (codes, t = y/s + z) of
-    every activation quantizer in call order instead (compare with ``act_trace``)."""
-    quant = {}  # act module -> (scale, zero point, lo, hi) as Brevitas' float32 forward uses them
-    hooks = []
-    for m in model.modules():
-        p = getattr(m, "act_quant", None)
-        if isinstance(p, ActQuantProxyFromInjector) and p.is_quant_enabled:
-            def hook(p, i, o, m=m):
-                bits, narrow = int(o.bit_width), int(p.is_narrow_range)
-                lo = -(2 ** (bits - 1)) + narrow if o.signed else 0
-                hi = 2 ** (bits - 1) - 1 if o.signed else 2**bits - 1 - narrow
-                quant[m] = (o.scale.double(), o.zero_point.double(), lo, hi)
-            hooks.append(p.register_forward_hook(hook))
-    try:
-        y32, _ = _trace(model, x)
-    finally:
-        for h in hooks:
-            h.remove()
-    v = torch.as_tensor(np.asarray(x, dtype=np.float32)).double()
-    codes = acc_scale = None
-    layers = []
-    with torch.no_grad():
-        for m in model:
-            if m in quant:
-                s, z, lo, hi = quant[m]
-                t = (torch.relu(v) if isinstance(m, QuantReLU) else v) / s + z  # hardtanh: the clip below
-                codes = torch.clamp(torch.round(t), lo, hi)  # torch.round is half-to-even, as Quant
-                v, acc_scale = (codes - z) * s, s
-                layers.append((codes.numpy().astype(np.int64), t.numpy()))
-            elif isinstance(m, QuantWeightBiasInputOutputLayer):
-                assert not m.bias_quant.is_quant_enabled, "quantized biases are not modelled"
-                qw = m.quant_weight()
-                w = qw.int().double() * qw.scale.double()
-                b = None if m.bias is None else m.bias.double()
-                v = F.linear(v, w, b) if isinstance(m, QuantLinear) else F.conv2d(
-                    v, w, b, m.stride, m.padding, m.dilation, m.groups)
-                acc_scale, codes = acc_scale * qw.scale.double().reshape(1, -1, *[1] * (v.ndim - 2)), None
-            else:  # BatchNorm, MaxPool, float layers: float64 copies of the float32 module
-                v, codes = copy.deepcopy(m).double()(v), None
-    if all_layers:
-        return layers
-    if codes is not None:
-        out = layers[-1][0]
-    else:
-        assert isinstance(model[-1], QuantWeightBiasInputOutputLayer), "the output is not quantized"
-        out = to_codes(v.numpy(), acc_scale.numpy(), 0)  # accumulator output
-    assert out.shape == tuple(y32.shape)
-    return out
-
-
-def act_trace(model, x) -> list[tuple[np.ndarray, np.ndarray, int, int]]:
-    """Per activation quantizer, in call order: (codes int64, t, lo, hi) where t = y/s + z is the
-    float32 pre-rounding value exactly as Brevitas computes it and [lo, hi] the code range."""
-    events = []
-    hooks = [m.register_forward_hook(lambda m, i, o: events.append((i[0], o)))
-             for m in model.modules() if isinstance(m, ActQuantProxyFromInjector)]
-    try:
-        with torch.no_grad():
-            model.eval()(torch.as_tensor(np.asarray(x, dtype=np.float32)))
-    finally:
-        for h in hooks:
-            h.remove()
-    out = []
-    for pre, q in events:
-        if isinstance(q, QuantTensor):
-            t = (pre / q.scale + q.zero_point).numpy()
-            lo = -(2 ** (int(q.bit_width) - 1)) if q.signed else 0
-            codes = np.round(q.value.numpy() / q.scale.numpy() + q.zero_point.numpy()).astype(np.int64)
-            out.append((codes, t, lo, lo + 2 ** int(q.bit_width) - 1))
-    return out
-
-
-def near_boundary(t, lo, hi, tol=1e-3) -> np.ndarray:
-    """Mask of values within ``tol`` code units of a rounding boundary k - 1/2 inside (lo, hi), exact
-    ties included. Only there can a float32 forward (Brevitas, onnxruntime) and exact integer
-    arithmetic legitimately disagree: float32 error moves y/s by up to a few 1e-5 code units (more
-    where a long dot product cancels), so the default tolerance keeps a wide margin."""
-    d = np.abs(t.astype(np.float64) - np.floor(t) - 0.5)
-    return (d <= tol) & (t > lo) & (t < hi)
-
-
-def float32_boundary_flips(model, x, tol=1e-3) -> int:
-    """0 when ``exact_codes`` and Brevitas agree in every layer. Otherwise asserts that the first
-    differing layer differs only by one code, only where Brevitas' float32 y/s lies within ``tol`` of
-    k - 1/2 and the exact y/s is on the other side of it, and returns how many codes flip there
-    (everything downstream then legitimately differs too)."""
-    for (ce, te), (cb, tb, lo, hi) in zip(exact_codes(model, x, all_layers=True), act_trace(model, x),
-                                          strict=True):
-        differ = ce != cb
-        if differ.any():
-            assert np.all(np.abs(ce - cb)[differ] == 1), "codes differ by more than one step"
-            assert np.all(near_boundary(tb, lo, hi, tol)[differ]), "a flip away from any boundary"
-            k = np.maximum(ce, cb)[differ] - 0.5  # the boundary between the two codes
-            assert np.all((te[differ] - k) * (tb[differ] - k) <= 0), "exact and float32 on one side"
-            return int(differ.sum())
-    return 0
-
-
-def count_ties(model, x) -> int:
-    """How many pre-rounding values y/s + z land exactly on k - 1/2 inside the code range (where
-    round-half-to-even decides), summed over all activation quantizers."""
-    return sum(int(near_boundary(t, lo, hi, tol=0).sum()) for _, t, lo, hi in act_trace(model, x))
-
-
 # ----------------------------------------------------------- what users write (issue 9, frontend)
 
 def readme_net(seed=0) -> nn.Module:
@@ -633,3 +471,166 @@ def bnn_pynq_exact(model, x) -> tuple[np.ndarray, np.ndarray]:
         assert np.array_equal(y, np.round(y)), "the last layer's output is not integer-valued"
         out.append(np.round(y).astype(np.int64))
     return out[0], out[1]
+
+
+# ----------------------------------------------------------------------------- brevitas codes
+
+def _trace(model, x):
+    """Run the torch forward; return the output and, in call order, ("act", IntQuantTensor) for every
+    activation quantizer and ("layer", module) for every quantized conv/linear."""
+    events, hooks = [], []
+    for m in model.modules():
+        if isinstance(m, ActQuantProxyFromInjector):
+            hooks.append(m.register_forward_hook(
+                lambda m, i, o: events.append(("act", o)) if isinstance(o, QuantTensor) else None))
+        elif isinstance(m, QuantWeightBiasInputOutputLayer):
+            hooks.append(m.register_forward_hook(lambda m, i, o: events.append(("layer", m))))
+    x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    try:
+        with torch.no_grad():
+            y = model.eval()(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return (y.value if isinstance(y, QuantTensor) else y), events
+
+
+def output_quant(model, x) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, zero_point) that turn the model's float output into integer codes, broadcastable to
+    the output. For an accumulator output (last layer has no output quantizer): (s_in*s_w, 0)."""
+    y, events = _trace(model, x)
+    kind, last = events[-1]
+    if kind == "act":
+        assert torch.equal(last.value, y), "model output is not its last activation quantizer's"
+        return last.scale.detach().numpy(), last.zero_point.detach().numpy()
+    assert last.bias is None, "accumulator outputs are only exact without a bias"
+    s_in = next(e for k, e in reversed(events) if k == "act").scale
+    s_w = last.quant_weight().scale
+    if s_w.numel() > 1:  # per-channel: channels are dim 1 of the output
+        s_w = s_w.reshape(1, -1, *[1] * (y.ndim - 2))
+    return (s_in * s_w).detach().numpy(), np.zeros((), np.float32)
+
+
+def to_codes(y, scale, zero_point) -> np.ndarray:
+    """round(y/scale + zero_point) as int64, asserting y really sits on the quantization grid."""
+    t = np.asarray(y, np.float64) / np.asarray(scale, np.float64) + np.asarray(zero_point, np.float64)
+    codes = np.round(t)
+    assert np.abs(t - codes).max(initial=0) < 1e-3, "output is not on the quantizer grid"
+    return codes.astype(np.int64)
+
+
+def brevitas_codes(model, x) -> np.ndarray:
+    """Integer output codes of Brevitas' torch forward on float32 ``x`` (output layout: NCHW or NC).
+    For an accumulator-output net, the integer accumulator."""
+    y, _ = _trace(model, x)
+    return to_codes(y.numpy(), *output_quant(model, x))
+
+
+def exact_codes(model: nn.Sequential, x, all_layers=False):
+    """``brevitas_codes`` in (near-)exact arithmetic: the Sequential is re-run in float64 with
+    Brevitas' own float32 scales, zero points, integer weights, biases and BatchNorm parameters.
+    This is what integer thresholds implement, so a compiler must match it bit for bit; it differs
+    from ``brevitas_codes`` only where Brevitas' float32 forward lands within rounding error of a
+    boundary k - 1/2 (see ``near_boundary``). ``all_layers=True`` returns (codes, t = y/s + z) of
+    every activation quantizer in call order instead (compare with ``act_trace``)."""
+    quant = {}  # act module -> (scale, zero point, lo, hi) as Brevitas' float32 forward uses them
+    hooks = []
+    for m in model.modules():
+        p = getattr(m, "act_quant", None)
+        if isinstance(p, ActQuantProxyFromInjector) and p.is_quant_enabled:
+            def hook(p, i, o, m=m):
+                bits, narrow = int(o.bit_width), int(p.is_narrow_range)
+                lo = -(2 ** (bits - 1)) + narrow if o.signed else 0
+                hi = 2 ** (bits - 1) - 1 if o.signed else 2**bits - 1 - narrow
+                quant[m] = (o.scale.double(), o.zero_point.double(), lo, hi)
+            hooks.append(p.register_forward_hook(hook))
+    try:
+        y32, _ = _trace(model, x)
+    finally:
+        for h in hooks:
+            h.remove()
+    v = torch.as_tensor(np.asarray(x, dtype=np.float32)).double()
+    codes = acc_scale = None
+    layers = []
+    with torch.no_grad():
+        for m in model:
+            if m in quant:
+                s, z, lo, hi = quant[m]
+                t = (torch.relu(v) if isinstance(m, QuantReLU) else v) / s + z  # hardtanh: the clip below
+                codes = torch.clamp(torch.round(t), lo, hi)  # torch.round is half-to-even, as Quant
+                v, acc_scale = (codes - z) * s, s
+                layers.append((codes.numpy().astype(np.int64), t.numpy()))
+            elif isinstance(m, QuantWeightBiasInputOutputLayer):
+                assert not m.bias_quant.is_quant_enabled, "quantized biases are not modelled"
+                qw = m.quant_weight()
+                w = qw.int().double() * qw.scale.double()
+                b = None if m.bias is None else m.bias.double()
+                v = F.linear(v, w, b) if isinstance(m, QuantLinear) else F.conv2d(
+                    v, w, b, m.stride, m.padding, m.dilation, m.groups)
+                acc_scale, codes = acc_scale * qw.scale.double().reshape(1, -1, *[1] * (v.ndim - 2)), None
+            else:  # BatchNorm, MaxPool, float layers: float64 copies of the float32 module
+                v, codes = copy.deepcopy(m).double()(v), None
+    if all_layers:
+        return layers
+    if codes is not None:
+        out = layers[-1][0]
+    else:
+        assert isinstance(model[-1], QuantWeightBiasInputOutputLayer), "the output is not quantized"
+        out = to_codes(v.numpy(), acc_scale.numpy(), 0)  # accumulator output
+    assert out.shape == tuple(y32.shape)
+    return out
+
+
+def act_trace(model, x) -> list[tuple[np.ndarray, np.ndarray, int, int]]:
+    """Per activation quantizer, in call order: (codes int64, t, lo, hi) where t = y/s + z is the
+    float32 pre-rounding value exactly as Brevitas computes it and [lo, hi] the code range."""
+    events = []
+    hooks = [m.register_forward_hook(lambda m, i, o: events.append((i[0], o)))
+             for m in model.modules() if isinstance(m, ActQuantProxyFromInjector)]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.as_tensor(np.asarray(x, dtype=np.float32)))
+    finally:
+        for h in hooks:
+            h.remove()
+    out = []
+    for pre, q in events:
+        if isinstance(q, QuantTensor):
+            t = (pre / q.scale + q.zero_point).numpy()
+            lo = -(2 ** (int(q.bit_width) - 1)) if q.signed else 0
+            codes = np.round(q.value.numpy() / q.scale.numpy() + q.zero_point.numpy()).astype(np.int64)
+            out.append((codes, t, lo, lo + 2 ** int(q.bit_width) - 1))
+    return out
+
+
+def near_boundary(t, lo, hi, tol=1e-3) -> np.ndarray:
+    """Mask of values within ``tol`` code units of a rounding boundary k - 1/2 inside (lo, hi), exact
+    ties included. Only there can a float32 forward (Brevitas, onnxruntime) and exact integer
+    arithmetic legitimately disagree: float32 error moves y/s by up to a few 1e-5 code units (more
+    where a long dot product cancels), so the default tolerance keeps a wide margin."""
+    d = np.abs(t.astype(np.float64) - np.floor(t) - 0.5)
+    return (d <= tol) & (t > lo) & (t < hi)
+
+
+def float32_boundary_flips(model, x, tol=1e-3) -> int:
+    """0 when ``exact_codes`` and Brevitas agree in every layer. Otherwise asserts that the first
+    differing layer differs only by one code, only where Brevitas' float32 y/s lies within ``tol`` of
+    k - 1/2 and the exact y/s is on the other side of it, and returns how many codes flip there
+    (everything downstream then legitimately differs too)."""
+    for (ce, te), (cb, tb, lo, hi) in zip(exact_codes(model, x, all_layers=True), act_trace(model, x),
+                                          strict=True):
+        differ = ce != cb
+        if differ.any():
+            assert np.all(np.abs(ce - cb)[differ] == 1), "codes differ by more than one step"
+            assert np.all(near_boundary(tb, lo, hi, tol)[differ]), "a flip away from any boundary"
+            k = np.maximum(ce, cb)[differ] - 0.5  # the boundary between the two codes
+            assert np.all((te[differ] - k) * (tb[differ] - k) <= 0), "exact and float32 on one side"
+            return int(differ.sum())
+    return 0
+
+
+def count_ties(model, x) -> int:
+    """How many pre-rounding values y/s + z land exactly on k - 1/2 inside the code range (where
+    round-half-to-even decides), summed over all activation quantizers."""
+    return sum(int(near_boundary(t, lo, hi, tol=0).sum()) for _, t, lo, hi in act_trace(model, x))
+
