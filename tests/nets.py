@@ -633,4 +633,3 @@ def count_ties(model, x) -> int:
     """How many pre-rounding values y/s + z land exactly on k - 1/2 inside the code range (where
     round-half-to-even decides), summed over all activation quantizers."""
     return sum(int(near_boundary(t, lo, hi, tol=0).sum()) for _, t, lo, hi in act_trace(model, x))
-
