@@ -225,3 +225,20 @@ def test_standalone_threshold_layers_bitexact(tmp_path_factory, quiet):
     assert thresholds[0].odt.signed() and not thresholds[0].negate.any()
     assert thresholds[1].negate.any() and not thresholds[1].negate.all()
     assert_bitexact(model, acc, frames=4)
+
+
+def test_float_affine_after_a_quantized_output(tmp_path_factory, quiet):
+    """The same host-side affine after a quantized output: the codes are bit-exact, and brevitas' float32
+    dequantization followed by Mul, Add in float32 equals the torch output exactly."""
+    model = nets.quant_tensor_net(seed=4)
+    model[-1].return_quant_tensor = False
+    model.append(nets.ChannelAffine(6, seed=4))
+    acc = build_net(model, tmp_path_factory, quiet, "affine_codes")
+    assert acc.net.output.kind == "codes" and [s["op"] for s in acc.net.output.post] == ["Mul", "Add"]
+    x = nets.net_input(model, 3, shape=(3, 3, 16, 16))
+    exact = nets.exact_codes(model[:-1], x)
+    assert np.array_equal(acc.run(x, codes=True), exact)
+    if nets.float32_boundary_flips(model[:-1], x) == 0:
+        with torch.no_grad():
+            y = model(torch.from_numpy(x)).numpy()
+        assert np.array_equal(acc.run(x), y)
