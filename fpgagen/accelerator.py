@@ -51,21 +51,18 @@ class Accelerator:
 
     # --- host-side quantization and layout ----------------------------------------------------------------
     def quantize_input(self, x) -> np.ndarray:
-        """Float input (torch layout) -> integer codes as streamed: (N, H, W, C)."""
+        """Float input (torch layout) -> integer codes as streamed: (N, H, W, C). Runs the graph's float
+        pre-processing first (see InputSpec)."""
         spec = self.net.input
         x = validate.check_input_array(x, spec.shape, f"network {self.net.name}").astype(np.float32)
-        scale, zero = spec.scale, spec.zero_point
-        if x.ndim == 4 and scale.ndim >= 1 and scale.size > 1:
-            scale, zero = scale.reshape(1, -1, 1, 1), np.asarray(zero).reshape(1, -1, 1, 1)
-        codes = quantize(x, scale, zero, IntRange(spec.lo, spec.hi))
-        return self._to_stream(codes)
+        return self._to_stream(spec.codes(x))
 
     @property
     def pixels_are_codes(self) -> bool:
         """True when the input quantizer maps every uint8 pixel k (as the float k/255) to the code k: then the
         host streams the pixel bytes as they are (no float conversion, no transpose of NHWC frames)."""
         spec = self.net.input
-        if (spec.lo, spec.hi) != (0, 255) or len(self.net.in_stream_shape) != 3:
+        if (spec.lo, spec.hi) != (0, 255) or len(self.net.in_stream_shape) != 3 or spec.pre:
             return False
         pixels = np.arange(256, dtype=np.float32) / np.float32(255)
         scale, zero = np.asarray(spec.scale, np.float32).reshape(-1), np.asarray(spec.zero_point).reshape(-1)
@@ -84,14 +81,8 @@ class Accelerator:
         return out.reshape(out.shape[0], *shape[1:])
 
     def dequantize(self, codes: np.ndarray) -> np.ndarray:
-        """Output codes (torch layout) -> what the torch model returns."""
-        spec = self.net.output
-        axis_shape = (1, -1) + (1,) * (codes.ndim - 2)
-        scale = np.asarray(spec.scale).reshape(axis_shape) if np.size(spec.scale) > 1 else spec.scale
-        offset = np.asarray(spec.offset).reshape(axis_shape) if np.size(spec.offset) > 1 else spec.offset
-        if spec.kind == "codes":  # brevitas: (q - zero_point) * scale in float32
-            return ((codes.astype(np.float32) - np.float32(offset)) * np.float32(scale)).astype(np.float32)
-        return (codes * np.asarray(scale, np.float64) + np.asarray(offset, np.float64)).astype(np.float32)
+        """Output integers (torch layout) -> what the torch model returns (float post-processing included)."""
+        return self.net.output.dequantize(codes)
 
     # --- execution ----------------------------------------------------------------------------------------
     def run_stream(self, codes: np.ndarray, bounded_fifos: bool = False) -> np.ndarray:

@@ -56,8 +56,9 @@ def requant_thresholds(
     out_range: IntRange,
     in_lo: np.ndarray,
     in_hi: np.ndarray,
+    center: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel integer thresholds for ``q = clip(round((alpha*acc + beta)/s + z))``.
+    """Per-channel integer thresholds for ``q = clip(round((alpha*(acc - center) + beta)/s + z))``.
 
     Returns ``(thresholds, negate)``: thresholds has shape (C, hi-lo) and is non-decreasing per row; where
     ``negate[c]`` the comparison is on ``-acc`` (alpha < 0 flips the inequality; we negate instead so hardware
@@ -66,7 +67,8 @@ def requant_thresholds(
 
     For alpha > 0: ``round(v) >= k`` iff ``v > k - 1/2`` or (``v == k - 1/2`` and k even, half-to-even).
     With ``u_k = (s*(k - 1/2 - z) - beta)/alpha``, ``acc >= T_k`` where ``T_k = ceil(u_k)`` unless ``u_k`` is an
-    integer and k odd, then ``T_k = u_k + 1``. alpha == 0 gives a constant channel.
+    integer and k odd, then ``T_k = u_k + 1``. alpha == 0 gives a constant channel. ``center`` (exact, default 0)
+    is added after the division (subtracted where negated), so an exact tie stays exact.
     """
     alpha = np.asarray(alpha, np.float64)
     beta = np.asarray(beta, np.float64)
@@ -78,9 +80,10 @@ def requant_thresholds(
     # Negating acc maps its range [lo, hi] to [-hi, -lo].
     lo = np.where(negate, -np.asarray(in_hi), np.asarray(in_lo)).astype(np.int64)
     hi = np.where(negate, -np.asarray(in_lo), np.asarray(in_hi)).astype(np.int64)
+    shift = _signed_center(center, negate)
     ks = np.arange(out_range.lo + 1, out_range.hi + 1, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        u = (s[:, None] * (ks[None, :] - 0.5 - z[:, None]) - beta[:, None]) / a[:, None]
+        u = (s[:, None] * (ks[None, :] - 0.5 - z[:, None]) - beta[:, None]) / a[:, None] + shift[:, None]
         is_int = np.isfinite(u) & (u == np.floor(u))
         odd = (ks.astype(np.int64) % 2 != 0)[None, :]
         t = np.where(is_int & odd, u + 1, np.ceil(u))
@@ -94,6 +97,33 @@ def requant_thresholds(
                            f"{alpha[bad]:g}, beta {beta[bad]:g}, output scale {s[bad]:g})", "activation quantizer",
                            "check the model's scales, BatchNorm and bias for NaN, infinity or zero")
     return t, negate
+
+
+def _signed_center(center, negate: np.ndarray) -> np.ndarray:
+    """The exact offset in terms of the compared value: ``center`` for acc, ``-center`` where -acc is compared."""
+    if center is None:
+        return np.zeros(negate.shape)
+    center = np.broadcast_to(np.asarray(center, np.float64), negate.shape)
+    return np.where(negate, -center, center)
+
+
+def bipolar_thresholds(alpha: np.ndarray, beta: np.ndarray, in_lo: np.ndarray, in_hi: np.ndarray,
+                       center: np.ndarray | None = None):
+    """Per-channel single threshold for BipolarQuant on ``alpha*(acc - center) + beta``: code 1 (+s) iff the value
+    is >= 0 (qonnx and brevitas map 0 to +1), else 0 (-s). Returns ``(thresholds (C, 1), negate)`` as
+    ``requant_thresholds`` does: with ``a = |alpha|`` and ``x = -acc`` where alpha < 0, the value is >= 0 iff
+    ``x >= -beta/a + center`` (``- center`` for -acc), so ``T = ceil(that)``; alpha == 0 gives a constant channel.
+    Ties (a value of exactly 0) are frequent in binary nets: ``-beta/a`` is exactly 0 when beta is."""
+    alpha = np.asarray(alpha, np.float64)
+    beta = np.asarray(beta, np.float64)
+    negate = alpha < 0
+    a = np.abs(alpha)
+    lo = np.where(negate, -np.asarray(in_hi), np.asarray(in_lo)).astype(np.int64)
+    hi = np.where(negate, -np.asarray(in_lo), np.asarray(in_hi)).astype(np.int64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = -beta / a + _signed_center(center, negate)
+        t = np.where(a == 0, np.where(beta >= 0, -np.inf, np.inf), np.ceil(u))
+    return np.clip(t, lo, hi + 1).astype(np.int64)[:, None], negate
 
 
 def apply_thresholds(x: np.ndarray, thresholds: np.ndarray, base: int, negate: np.ndarray | None = None):

@@ -60,8 +60,12 @@ def _(layer: WidthConverter, x: np.ndarray) -> np.ndarray:
 
 
 def run_network(net: Network, codes: np.ndarray) -> np.ndarray:
-    """Stream codes (N, H, W, C) through every layer; returns the output stream codes (N, H, W, C)."""
+    """Stream codes (N, H, W, C) through every layer; returns the output stream codes (N, H, W, C).
+
+    Each layer sees its input as its own ``in_shape``: a stream is a raster of elements (y, x, c), so a layer may
+    reinterpret its producer's (H, W, C) with the same element count, as a fully connected MVAU does when it
+    consumes a whole flattened H x W x C feature map as one (1, 1, H*W*C) vector."""
     x = np.asarray(codes, np.int64)
     for layer in net.layers:
-        x = run_layer(layer, x)
+        x = run_layer(layer, x.reshape(x.shape[0], *layer.in_shape))
     return x

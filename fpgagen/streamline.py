@@ -1,11 +1,17 @@
 """Lower a cleaned QONNX graph to an integer-only dataflow of IR layers.
 
 The walk keeps, for the one tensor flowing through the chain, an *affine view* of its integer stream:
-``real = alpha_c * q + beta_c`` per channel, plus a pending monotone clamp (ReLU, Clip). Linear ops (Conv,
+``real = alpha_c * (q - center_c) + beta_c`` per channel, plus a pending monotone clamp (ReLU, Clip). Linear ops (Conv,
 Gemm/MatMul) turn codes into integer accumulators of a new MVAU; BatchNorm, Mul, Add, Sub and Div only update
 (alpha, beta); the next ``Quant`` is folded into exact integer thresholds, in the MVAU that produced the
 accumulator when it can, else in a standalone Threshold layer. MaxPool acts on integer codes (alpha >= 0, so
 max commutes with dequantization). Nothing is computed in floating point on the accelerator.
+
+``center`` keeps the exact part of the offset apart from the float part: a quantizer's zero point (1/2 for a
+BipolarQuant, whose codes {0, 1} stand for {-s, +s}) and, after a linear layer, ``W @ center_in``, all small
+dyadic rationals that float64 holds exactly. Thresholds are then solved as ``(target - beta)/alpha + center``, so
+a tie the network's structure makes exact (a bipolar dot product of exactly 0 through a zero-mean BatchNorm) stays
+exact instead of becoming ``k*c/k``, which float64 may round past an integer.
 """
 
 from __future__ import annotations
@@ -13,16 +19,21 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import get_by_name
 
 from .errors import FpgagenError
 from .ir import MVAU, InputSpec, Layer, MaxPool, Network, OutputSpec, SlidingWindow, Threshold
-from .quant import IntRange, quantize, requant_thresholds, smallest_dtype
+from .ir.network import ELEMENTWISE, elementwise_step
+from .quant import IntRange, bipolar_thresholds, quantize, requant_thresholds, smallest_dtype
 
-SUPPORTED_OPS = ("Quant (ROUND)", "Conv (group=1, dilation=1)", "Gemm", "MatMul", "BatchNormalization",
-                 "Relu", "Clip", "MaxPool (kernel == stride, no padding)", "Mul/Add/Sub/Div by a per-channel "
-                 "constant", "Flatten", "Reshape (to N x features)", "Identity", "Dropout")
+SUPPORTED_OPS = ("Quant (ROUND)", "BipolarQuant", "Conv (group=1, dilation=1)", "Gemm", "MatMul",
+                 "BatchNormalization", "Relu", "Clip", "MaxPool (kernel == stride, no padding)",
+                 "Mul/Add/Sub/Div by a per-channel constant", "Flatten", "Reshape (to N x features)", "Identity",
+                 "Dropout")
+# Float ops between the graph input and its first Quant: run on the host before the input quantizer.
+PRE_OPS = (*ELEMENTWISE, "Reshape", "Flatten", "Identity", "Dropout")
 
 
 @dataclass
@@ -30,19 +41,34 @@ class _Stream:
     """The affine view of the integer tensor flowing between layers."""
 
     shape: tuple[int, int, int]  # (H, W, C) of the integer stream
-    alpha: np.ndarray  # (C,) float64: real = alpha * q + beta
+    alpha: np.ndarray  # (C,) float64: real = alpha * (q - center) + beta
     beta: np.ndarray
     lo: np.ndarray  # (C,) int64: range of the integer values
     hi: np.ndarray
+    center: np.ndarray = None  # (C,) float64, exact dyadic; None: zeros
     quant: tuple[np.ndarray, np.ndarray] | None = None  # (scale, zero) when q are the codes of a Quant
     absorber: MVAU | None = None  # an MVAU still emitting raw accumulators for exactly this tensor
     clamp: tuple[float, float] | None = None  # pending monotone clamp of the real value
     flat_from: tuple[int, int, int] | None = None  # stream (H, W, C) flattened in torch (C, H, W) order
     where: str = "graph input"
+    # Float ops since the last integer layer or quantizer, as host steps (see OutputSpec.post), and the stream as
+    # it was before them: if the graph ends here they run on the host in float32; otherwise (alpha, beta) already
+    # holds them and the next quantizer folds them into thresholds.
+    post: tuple = ()
+    before_post: _Stream | None = None
+
+    def __post_init__(self):
+        if self.center is None:
+            self.center = np.zeros(self.shape[2])
 
     @property
     def dtype(self) -> str:
         return _dtype_of(self.lo, self.hi)
+
+    @property
+    def offset(self) -> np.ndarray:
+        """beta' of the plain affine view real = alpha * q + beta' (float64, for host-side dequantization)."""
+        return self.beta - self.alpha * self.center
 
 
 @dataclass
@@ -77,6 +103,8 @@ class _Lowering:
         self.cur_name: str | None = None
         self.input_spec: InputSpec | None = None
         self.graph_input = model.graph.input[0].name
+        self.pre_name = self.graph_input  # the float tensor before the input quantizer
+        self.pre_steps: list[dict] = []
 
     # --- helpers ------------------------------------------------------------------------------------------
     def const(self, name: str):
@@ -94,6 +122,13 @@ class _Lowering:
         return name
 
     def quant_params(self, node):
+        """(scale, zero point, code range, bipolar). A BipolarQuant's codes are {0, 1} for {-s, +s}: the exact
+        affine view real = 2s*q - s, i.e. scale 2s and zero point 1/2 (its weights are kept as -1/+1)."""
+        if node.op_type == "BipolarQuant":
+            scale = self.const(node.input[1])
+            if scale is None:
+                raise _err(node, "BipolarQuant with a non-constant scale", "export in inference mode")
+            return np.asarray(scale, np.float32), np.zeros((), np.float32), IntRange(0, 1), True
         scale, zero, bits = (self.const(n) for n in node.input[1:4])
         if scale is None or zero is None or bits is None:
             raise _err(node, "Quant with non-constant scale, zero point or bit width",
@@ -107,12 +142,13 @@ class _Lowering:
         if bits_f != int(bits_f) or bits_f < 1:
             raise _err(node, f"bit width {bits_f} is not a positive integer", "use integer bit widths")
         rng = IntRange.of(int(bits_f), bool(attr["signed"]), bool(attr["narrow"]))
-        return np.asarray(scale, np.float32), np.asarray(zero, np.float32), rng
+        return np.asarray(scale, np.float32), np.asarray(zero, np.float32), rng, False
 
     # --- the walk -----------------------------------------------------------------------------------------
     def run(self) -> Network:
         handlers = {
-            "Quant": self.on_quant, "Conv": self.on_conv, "Gemm": self.on_linear, "MatMul": self.on_linear,
+            "Quant": self.on_quant, "BipolarQuant": self.on_quant, "Conv": self.on_conv, "Gemm": self.on_linear,
+            "MatMul": self.on_linear,
             "BatchNormalization": self.on_batchnorm, "Mul": self.on_affine, "Add": self.on_affine,
             "Sub": self.on_affine, "Div": self.on_affine, "Relu": self.on_relu, "Clip": self.on_clip,
             "MaxPool": self.on_maxpool, "Flatten": self.on_flatten, "Reshape": self.on_flatten,
@@ -124,15 +160,21 @@ class _Lowering:
                 raise _err(node, f"unsupported op type '{node.op_type}'",
                            f"fpgagen supports: {', '.join(SUPPORTED_OPS)}")
             data_inputs = [i for i in node.input if not self.is_const(i)]
-            if node.op_type == "Quant" and not data_inputs:
+            is_quant = node.op_type in ("Quant", "BipolarQuant")
+            if is_quant and not data_inputs:
                 self.on_weight_quant(node)
                 continue
-            if node.op_type == "Quant" and data_inputs == [self.graph_input] and self.cur is None:
-                self.on_input_quant(node)
-                continue
+            if self.cur is None and data_inputs == [self.pre_name]:
+                if is_quant:
+                    self.on_input_quant(node)
+                    continue
+                if node.op_type in PRE_OPS:
+                    self.on_pre(node)
+                    continue
             if self.cur is None:
-                raise _err(node, "the first operation on the network input is not a Quant (float input layer)",
-                           "start the model with a brevitas QuantIdentity input quantizer")
+                raise _err(node, "the network input reaches a float layer before any Quant (float input layer)",
+                           "start the model with a brevitas QuantIdentity input quantizer (only "
+                           f"{'/'.join(PRE_OPS)} by constants may come before it; they run on the host)")
             if data_inputs != [self.cur_name]:
                 raise _err(node, "branching graphs (skip connections, concatenation) are not supported yet",
                            "fpgagen builds straight-line networks")
@@ -153,16 +195,45 @@ class _Lowering:
             raise FpgagenError("the network ends in a float activation (ReLU/Clip with no quantizer after it)",
                                node_where, "end the model with a quantized activation (QuantReLU, QuantIdentity)")
         shape = tuple(self.model.get_tensor_shape(self.cur_name))
+        post = s.post
+        if post:  # float ops after the last integer result: the host runs them in float32 (e.g. TensorNorm)
+            s = s.before_post
         if s.absorber is not None:
-            return OutputSpec("accumulators", shape, s.alpha, s.beta, s.dtype)
+            return OutputSpec("accumulators", shape, s.alpha, s.offset, s.dtype, post=post)
         if s.quant is not None:
-            return OutputSpec("codes", shape, s.quant[0], s.quant[1], s.dtype)
-        return OutputSpec("affine", shape, s.alpha, s.beta, s.dtype)
+            return OutputSpec("codes", shape, s.quant[0], s.quant[1], s.dtype, post=post)
+        return OutputSpec("affine", shape, s.alpha, s.offset, s.dtype, post=post)
+
+    # --- float pre-processing before the input quantizer -------------------------------------------------
+    def on_pre(self, node) -> None:
+        """Record a float op on the graph input as a host step (InputSpec.pre), in the graph's order."""
+        shape = tuple(self.model.get_tensor_shape(self.pre_name))
+        out_shape = tuple(self.model.get_tensor_shape(node.output[0]) or ())
+        if node.op_type in ("Reshape", "Flatten"):
+            if len(out_shape) < 2 or out_shape[0] != shape[0] or np.prod(out_shape) != np.prod(shape):
+                raise _err(node, f"reshape of the input {list(shape)} to {list(out_shape)}",
+                           "keep the batch axis: reshape to (N, ...) before the input quantizer")
+            self.pre_steps.append({"op": "Reshape", "shape": [int(d) for d in out_shape[1:]]})
+        elif node.op_type in ELEMENTWISE:
+            other = next(n for n in node.input if n != self.pre_name)
+            value = self.const(other)
+            if value is None or len(node.input) != 2:
+                raise _err(node, "elementwise op on the input with a non-constant operand",
+                           "only constants can be applied on the host before the input quantizer")
+            if np.broadcast_shapes(shape, np.shape(value)) != shape or np.asarray(value).dtype != np.float32:
+                raise _err(node, f"float32 constant of shape {list(np.shape(value))} on an input of shape "
+                           f"{list(shape)}", "use a scalar or per-channel float32 constant")
+            self.pre_steps.append(elementwise_step(node.op_type, value, const_first=node.input[0] == other))
+        self.pre_name = node.output[0]
 
     # --- Quant --------------------------------------------------------------------------------------------
     def on_weight_quant(self, node) -> None:
         value = self.const(node.input[0])
-        scale, zero, rng = self.quant_params(node)
+        scale, zero, rng, bipolar = self.quant_params(node)
+        if bipolar:  # -1/+1 codes (a 2-bit signed ROM); BipolarQuant maps x >= 0 to +1, as brevitas' sign
+            codes = np.where(np.asarray(value) >= 0, 1, -1).astype(np.int64)
+            self.consts[node.output[0]] = _ConstQuant(codes, scale, -1, 1)
+            return
         codes = quantize(value, scale, zero, rng)
         zero_i = np.rint(zero).astype(np.int64)
         if np.any(zero != zero_i):
@@ -171,8 +242,8 @@ class _Lowering:
                                                   rng.hi - int(zero_i.min()))
 
     def on_input_quant(self, node) -> None:
-        scale, zero, rng = self.quant_params(node)
-        shape = tuple(self.model.get_tensor_shape(self.graph_input))
+        scale, zero, rng, bipolar = self.quant_params(node)
+        shape = tuple(self.model.get_tensor_shape(self.pre_name))
         if len(shape) == 4:
             stream = (shape[2], shape[3], shape[1])
         elif len(shape) == 2:
@@ -183,29 +254,44 @@ class _Lowering:
         s, z = _per_channel(scale, c, node), _per_channel(zero, c, node)
         if np.any(z != np.rint(z)):
             raise _err(node, "non-integer input zero point", "use an integer zero point")
-        self.input_spec = InputSpec(shape, scale, zero, rng.lo, rng.hi, rng.dtype().name)
-        self.cur = _Stream(stream, s, -s * z, np.full(c, rng.lo), np.full(c, rng.hi), quant=(s, z))
+        graph_shape = tuple(self.model.get_tensor_shape(self.graph_input))
+        self.input_spec = InputSpec(graph_shape, scale, zero, rng.lo, rng.hi, rng.dtype().name, quant_shape=shape,
+                                    pre=tuple(self.pre_steps), bipolar=bipolar)
+        if bipolar:  # codes {0, 1}: real = 2s*(q - 1/2)
+            s, z = 2 * s, np.full(c, 0.5)
+        self.cur = _Stream(stream, s, np.zeros(c), np.full(c, rng.lo), np.full(c, rng.hi), center=z, quant=(s, z))
         self.cur_name = node.output[0]
 
     def on_quant(self, node, s: _Stream) -> _Stream:
-        scale, zero, rng = self.quant_params(node)
+        scale, zero, rng, bipolar = self.quant_params(node)
         c = s.shape[2]
         out_s, out_z = _per_channel(scale, c, node), _per_channel(zero, c, node)
         if np.any(out_z != np.rint(out_z)):
             raise _err(node, "non-integer activation zero point", "use integer zero points")
+
+        def code_of(v: float) -> np.ndarray:
+            if bipolar:
+                return np.full(c, int(v >= 0))
+            return quantize(np.full(c, v), out_s, out_z, rng)
+
         # A clamp before a monotone quantizer clamps the codes: Q(clip(y, a, b)) = clip(Q(y), Q(a), Q(b)).
         q_lo, q_hi = np.full(c, rng.lo), np.full(c, rng.hi)
         if s.clamp is not None:
             a, b = s.clamp
             if np.isfinite(a):
-                q_lo = np.maximum(q_lo, quantize(np.full(c, a), out_s, out_z, rng))
+                q_lo = np.maximum(q_lo, code_of(a))
             if np.isfinite(b):
-                q_hi = np.minimum(q_hi, quantize(np.full(c, b), out_s, out_z, rng))
-        if (s.quant is not None and s.clamp is None and np.array_equal(s.alpha, out_s)
-                and np.array_equal(s.beta, -out_s * out_z) and np.all(s.lo >= q_lo) and np.all(s.hi <= q_hi)):
-            return replace(s, quant=(out_s, out_z))  # requantizing to the same grid is the identity
+                q_hi = np.minimum(q_hi, code_of(b))
+        if (not bipolar and s.quant is not None and s.clamp is None and np.array_equal(s.alpha, out_s)
+                and not s.beta.any() and np.array_equal(s.center, out_z) and np.all(s.lo >= q_lo)
+                and np.all(s.hi <= q_hi)):
+            return replace(s, quant=(out_s, out_z), post=(), before_post=None)  # same grid: the identity
         base, top = int(q_lo.min()), int(q_hi.max())
-        thresholds, negate = requant_thresholds(s.alpha, s.beta, out_s, out_z, IntRange(base, top), s.lo, s.hi)
+        if bipolar:
+            thresholds, negate = bipolar_thresholds(s.alpha, s.beta, s.lo, s.hi, s.center)
+        else:
+            thresholds, negate = requant_thresholds(s.alpha, s.beta, out_s, out_z, IntRange(base, top), s.lo,
+                                                    s.hi, s.center)
         levels = np.arange(base + 1, top + 1)
         in_lo = np.where(negate, -s.hi, s.lo)
         in_hi = np.where(negate, -s.lo, s.hi)
@@ -217,10 +303,17 @@ class _Lowering:
         if mvau is not None:
             mvau.weights = np.where(negate[:, None], -mvau.weights, mvau.weights)
             mvau.thresholds, mvau.out_base, mvau.out_dtype = thresholds, base, odt
+            # Negating a row of signed non-narrow weights turns the most negative code (-8 in INT4) into one
+            # past the type's maximum (+8): widen this layer's weight type to hold the rows as stored.
+            declared = DataType[mvau.weight_dtype]
+            mvau.weight_dtype = smallest_dtype(min(declared.min(), mvau.weights.min()),
+                                               max(declared.max(), mvau.weights.max())).name
         else:
             self.layers.append(Threshold(self.uname(node.name), s.shape, s.shape, s.dtype, odt,
                                          thresholds=thresholds, negate=negate, out_base=base))
-        return _Stream(s.shape, out_s, -out_s * out_z, q_lo, q_hi, quant=(out_s, out_z))
+        if bipolar:  # codes {0, 1} for {-s, +s}
+            out_s, out_z = 2 * out_s, np.full(c, 0.5)
+        return _Stream(s.shape, out_s, np.zeros(c), q_lo, q_hi, center=out_z, quant=(out_s, out_z))
 
     # --- linear layers ------------------------------------------------------------------------------------
     def weight(self, node, name: str) -> _ConstQuant:
@@ -250,7 +343,7 @@ class _Lowering:
                        "use a per-tensor activation quantizer before this layer")
         return float(alpha)
 
-    def add_mvau(self, node, s: _Stream, w: _ConstQuant, wmat: np.ndarray, beta_cols: np.ndarray,
+    def add_mvau(self, node, s: _Stream, w: _ConstQuant, wmat: np.ndarray, center_cols: np.ndarray,
                  cols_lo: np.ndarray, cols_hi: np.ndarray, bias: np.ndarray, alpha: float,
                  in_shape: tuple[int, int, int]) -> _Stream:
         mh = wmat.shape[0]
@@ -262,8 +355,11 @@ class _Lowering:
                     acc_dt.name, weights=wmat, weight_dtype=smallest_dtype(w.lo, w.hi).name,
                     acc_dtype=acc_dt.name)
         self.layers.append(mvau)
-        beta = w_scale * (wmat.astype(np.float64) @ beta_cols) + bias
-        return _Stream(mvau.out_shape, alpha * w_scale, beta, acc_lo, acc_hi, absorber=mvau)
+        # real = alpha * w_scale * (acc - W @ center_in) + bias: the input is quantized (beta 0), and W @ center_in
+        # is exact (integer weights times small dyadic zero points)
+        center = wmat.astype(np.float64) @ center_cols
+        return _Stream(mvau.out_shape, alpha * w_scale, bias.astype(np.float64), acc_lo, acc_hi, center=center,
+                       absorber=mvau)
 
     def on_conv(self, node, s: _Stream) -> _Stream:
         attrs = {a.name: list(a.ints) if a.ints else a.i for a in node.attribute}
@@ -286,7 +382,7 @@ class _Lowering:
         taps = kh * kw
         lo, hi = s.lo, s.hi
         if any(pads):
-            pad_code = -s.beta / alpha  # the code whose real value is 0
+            pad_code = s.center  # the code whose real value is 0 (beta is 0 on a quantized stream)
             if not np.all(pad_code == pad_code[0]) or pad_code[0] != np.rint(pad_code[0]):
                 raise _err(node, "zero padding needs an integer zero point shared by all channels",
                            "use a per-tensor integer zero point before padded convolutions")
@@ -300,7 +396,7 @@ class _Lowering:
                                              pad_value=pad))
         in_shape = (oh, ow, taps * c)
         bias = self.bias(node, node.input[2] if len(node.input) > 2 else None, mh)
-        return self.add_mvau(node, s, w, wmat, np.tile(s.beta, taps), np.tile(lo, taps), np.tile(hi, taps),
+        return self.add_mvau(node, s, w, wmat, np.tile(s.center, taps), np.tile(lo, taps), np.tile(hi, taps),
                              bias, alpha, in_shape)
 
     def on_linear(self, node, s: _Stream) -> _Stream:
@@ -327,7 +423,7 @@ class _Lowering:
             h, wd, c = s.flat_from
             wmat = wmat.reshape(mh, c, h, wd).transpose(0, 2, 3, 1).reshape(mh, mw)
         bias = self.bias(node, bias_name, mh)
-        return self.add_mvau(node, s, w, np.ascontiguousarray(wmat), s.beta, s.lo, s.hi, bias, alpha, s.shape)
+        return self.add_mvau(node, s, w, np.ascontiguousarray(wmat), s.center, s.lo, s.hi, bias, alpha, s.shape)
 
     # --- elementwise and shape ops ------------------------------------------------------------------------
     def on_batchnorm(self, node, s: _Stream) -> _Stream:
@@ -336,7 +432,10 @@ class _Lowering:
         eps = get_by_name(node.attribute, "epsilon")
         eps = eps.f if eps is not None else 1e-5
         k = gamma / np.sqrt(var + eps)
-        return self._affine(node, s, k, bn_beta - mean * k)
+        step = {"op": "BatchNormalization", "epsilon": float(np.float32(eps)),
+                **{key: np.asarray(self.const(n), np.float32).reshape(-1).tolist()
+                   for key, n in zip(("scale", "bias", "mean", "var"), node.input[1:5], strict=True)}}
+        return self._affine(node, s, k, bn_beta - mean * k, step)
 
     def on_affine(self, node, s: _Stream) -> _Stream:
         other = next(n for n in node.input if n != self.cur_name)
@@ -344,21 +443,27 @@ class _Lowering:
         if value is None:
             raise _err(node, "elementwise op with a non-constant operand", "only constant operands are folded")
         v = _per_channel(value, s.shape[2], node)
+        const_first = node.input[0] != self.cur_name
+        step = elementwise_step(node.op_type, value, const_first) if np.asarray(value).dtype == np.float32 else None
         if node.op_type == "Mul":
-            return self._affine(node, s, v, np.zeros_like(v))
+            return self._affine(node, s, v, np.zeros_like(v), step)
         if node.op_type == "Div":
-            if node.input[0] != self.cur_name:
+            if const_first:
                 raise _err(node, "division by the activation", "only division by a constant is folded")
-            return self._affine(node, s, 1.0 / v, np.zeros_like(v))
-        if node.op_type == "Sub" and node.input[0] != self.cur_name:
-            return self._affine(node, s, -np.ones_like(v), v)
-        return self._affine(node, s, np.ones_like(v), -v if node.op_type == "Sub" else v)
+            return self._affine(node, s, 1.0 / v, np.zeros_like(v), step)
+        if node.op_type == "Sub" and const_first:
+            return self._affine(node, s, -np.ones_like(v), v, step)
+        return self._affine(node, s, np.ones_like(v), -v if node.op_type == "Sub" else v, step)
 
-    def _affine(self, node, s: _Stream, mul: np.ndarray, add: np.ndarray) -> _Stream:
+    def _affine(self, node, s: _Stream, mul: np.ndarray, add: np.ndarray, step: dict | None = None) -> _Stream:
         if s.clamp is not None:
             raise _err(node, "an affine op after a float activation (ReLU/Clip) cannot be folded",
                        "quantize the activation before this op")
-        return replace(s, alpha=s.alpha * mul, beta=s.beta * mul + add, quant=None)
+        if step is not None and (s.post or s.before_post is None):  # extend the host-side float32 steps
+            post, before = (*s.post, step), s.before_post or s
+        else:  # no exact float32 form: the output (if it ends here) is the float64 affine view
+            post, before = (), None
+        return replace(s, alpha=s.alpha * mul, beta=s.beta * mul + add, quant=None, post=post, before_post=before)
 
     def on_relu(self, node, s: _Stream) -> _Stream:
         return self._clamp(s, 0.0, np.inf)
@@ -394,7 +499,7 @@ class _Lowering:
             raise _err(node, "ceil_mode pooling over a partial window", "use ceil_mode=False")
         pool = MaxPool(self.uname(node.name), s.shape, (oh, ow, c), s.dtype, s.dtype, kernel=k)
         self.layers.append(pool)
-        return replace(s, shape=pool.out_shape, absorber=None)
+        return replace(s, shape=pool.out_shape, absorber=None, post=(), before_post=None)
 
     def on_flatten(self, node, s: _Stream) -> _Stream:
         out_shape = self.model.get_tensor_shape(node.output[0])
@@ -407,7 +512,8 @@ class _Lowering:
             raise _err(node, "flattening raw accumulators", "quantize the activation before flattening")
         tile = h * w  # stream order is (h, w, c): channel parameters repeat once per pixel
         return replace(s, shape=(1, 1, h * w * c), alpha=np.tile(s.alpha, tile), beta=np.tile(s.beta, tile),
-                       lo=np.tile(s.lo, tile), hi=np.tile(s.hi, tile), flat_from=(h, w, c),
+                       center=np.tile(s.center, tile), lo=np.tile(s.lo, tile), hi=np.tile(s.hi, tile),
+                       flat_from=(h, w, c), post=(), before_post=None,
                        quant=None if s.quant is None else tuple(np.tile(q, tile) for q in s.quant))
 
     def on_passthrough(self, node, s: _Stream) -> _Stream:

@@ -225,6 +225,254 @@ def unsupported_op_net() -> nn.Module:
     return _finish(model, (1, 3, 16, 16))
 
 
+# ----------------------------------------------------------- what users write (issue 9, frontend)
+
+def readme_net(seed=0) -> nn.Module:
+    """The README's shape: 2 x (conv3x3, BN, QuantReLU, maxpool) on 3x16x16, Flatten of the still spatial
+    4x4x10 map, QuantLinear 160 -> 10, int8 QuantIdentity."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = nn.Sequential(
+            QuantIdentity(act_quant=PixelQuant),
+            _conv(3, 8, 4), nn.BatchNorm2d(8), _relu(4), nn.MaxPool2d(2, 2),
+            _conv(8, 10, 4), nn.BatchNorm2d(10), _relu(4), nn.MaxPool2d(2, 2),
+            nn.Flatten(), QuantLinear(160, 10, bias=True, weight_bit_width=4),
+            QuantIdentity(act_quant=Int8ActPerTensorFloatMinMaxInit, bit_width=8, min_val=-2.0, max_val=2.0),
+        )
+    return randomize_bn(_finish(model, (1, 3, 16, 16)), seed, out_std=0.7)
+
+
+def quant_tensor_net(seed=0) -> nn.Module:
+    """Ends in a QuantIdentity with ``return_quant_tensor=True``: the legacy exporter writes 6 graph outputs."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = nn.Sequential(
+            QuantIdentity(act_quant=PixelQuant),
+            _conv(3, 8, 4), nn.BatchNorm2d(8), _relu(4), nn.MaxPool2d(2, 2),
+            _conv(8, 6, 4, bias=True),
+            QuantIdentity(act_quant=Int8ActPerTensorFloatMinMaxInit, bit_width=8, min_val=-1.0, max_val=1.0,
+                          return_quant_tensor=True),
+        )
+    return randomize_bn(_finish(model, (1, 3, 16, 16)), seed, out_std=0.5)
+
+
+class NormInputQuant(Int8ActPerTensorFloat):
+    """Signed 8-bit input quantizer with a constant scale 3/128, for normalized images in about [-3, 3]."""
+
+    scaling_impl_type = ScalingImplType.CONST
+    min_val, max_val = -3.0, 3.0
+
+
+class Normalized(nn.Module):
+    """A float pre-processing step before the input quantizer, as users write it: per-channel
+    ``(x - mean) / std``, then ``* scale``. ``body`` is the quantized Sequential (its first module is the input
+    quantizer), so ``exact_codes(body, pre(x))`` is the ground truth."""
+
+    def __init__(self, body, mean, std, scale=1.0):
+        super().__init__()
+        self.body = body
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1))
+        self.scale = scale
+
+    def pre(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std * self.scale
+
+    def forward(self, x):
+        return self.body(self.pre(x))
+
+
+def normalized_net(seed=0) -> nn.Module:
+    """ImageNet-style normalization in float before the input QuantIdentity, then a small conv net."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        body = nn.Sequential(
+            QuantIdentity(act_quant=NormInputQuant),
+            _conv(3, 8, 4), nn.BatchNorm2d(8), _relu(4), nn.MaxPool2d(2, 2),
+            _conv(8, 6, 4, bias=True),
+            QuantIdentity(act_quant=Int8ActPerTensorFloatMinMaxInit, bit_width=8, min_val=-1.0, max_val=1.0),
+        )
+    body = randomize_bn(_finish(body, (1, 3, 16, 16), scale=3 / 128, signed=True), seed, out_std=0.5)
+    model = Normalized(body, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225], scale=1.5)
+    model.input_shape = (1, 3, 16, 16)
+    return model.eval()
+
+
+class ChannelAffine(nn.Module):
+    """A float per-channel ``x * weight + bias`` after the last layer (like CNV's TensorNorm, per channel)."""
+
+    def __init__(self, channels, seed):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        sign = torch.where(torch.rand(channels, generator=g) < 0.5, -1.0, 1.0)
+        self.weight = nn.Parameter((sign * (0.5 + torch.rand(channels, generator=g))).reshape(1, -1, 1, 1))
+        self.bias = nn.Parameter((torch.rand(channels, generator=g) - 0.5).reshape(1, -1, 1, 1))
+
+    def forward(self, x):
+        return x * self.weight + self.bias
+
+
+def float_affine_out_net(seed=0) -> nn.Module:
+    """``acc_output_net`` (raw accumulator output, power-of-two scales: torch's float32 conv is exact) followed
+    by a float per-channel affine that the host must apply in float32."""
+    model = acc_output_net(seed)
+    model.append(ChannelAffine(5, seed))
+    return model.eval()
+
+
+class NonNarrowFixedPointWeight(Int8WeightPerTensorFixedPoint):
+    """Signed, non-narrow weights: codes reach the type's minimum (-8 at 4 bits)."""
+
+    narrow_range = False
+
+
+def _nonnarrow_weights(layer, bits, g):
+    """Codes uniform over [-2**(bits-1), 2**(bits-1) - 1], both ends present, times 2**-(bits-1), so the
+    fixed-point quantizer keeps them as they are."""
+    m = 2 ** (bits - 1)
+    codes = torch.randint(-m, m, layer.weight.shape, generator=g).float()
+    codes.view(-1)[:2] = torch.tensor([-m, m - 1])
+    with torch.no_grad():
+        layer.weight.copy_(codes * 2.0 ** -(bits - 1))
+
+
+def nonnarrow_negative_scale_net(seed=0) -> nn.Module:
+    """Signed non-narrow 4-bit weights ([-8, 7]) under BatchNorms with negative gammas: the lowering negates
+    those rows, and -(-8) = +8 does not fit INT4."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        c1 = _conv(3, 8, 4, wq=NonNarrowFixedPointWeight)
+        c2 = _conv(8, 6, 4, wq=NonNarrowFixedPointWeight)
+        for c in (c1, c2):
+            _nonnarrow_weights(c, 4, g)
+        model = nn.Sequential(
+            QuantIdentity(act_quant=PixelQuant),
+            c1, nn.BatchNorm2d(8), _relu(4), nn.MaxPool2d(2, 2),
+            c2, nn.BatchNorm2d(6),
+            QuantIdentity(act_quant=Int8ActPerTensorFloatMinMaxInit, bit_width=8, min_val=-2.0, max_val=2.0),
+        )
+    return randomize_bn(_finish(model, (1, 3, 16, 16)), seed)
+
+
+def standalone_threshold_net(seed=0) -> nn.Module:
+    """Quantizers no MVAU can absorb: after a MaxPool, a QuantIdentity with another scale and bit width, and a
+    BatchNorm (negative gammas) followed by a QuantReLU; both become standalone Threshold layers."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = nn.Sequential(
+            QuantIdentity(act_quant=PixelQuant),
+            _conv(3, 8, 4), nn.BatchNorm2d(8), _relu(6, max_val=3.0), nn.MaxPool2d(2, 2),
+            QuantIdentity(act_quant=Int8ActPerTensorFloatMinMaxInit, bit_width=4, min_val=-1.0, max_val=1.0),
+            _conv(8, 8, 4), nn.BatchNorm2d(8), _relu(4), nn.MaxPool2d(2, 2),
+            nn.BatchNorm2d(8), _relu(3),
+            _conv(8, 6, 4, bias=True),
+            QuantIdentity(act_quant=Int8ActPerTensorFloatMinMaxInit, bit_width=8, min_val=-2.0, max_val=2.0),
+        )
+    return randomize_bn(_finish(model, (1, 3, 16, 16)), seed, out_std=0.7)
+
+
+# ------------------------------------------------- FINN's example networks (brevitas_examples.bnn_pynq)
+
+BNN_PYNQ = tuple(f"{arch}_{bits}" for arch in ("tfc", "sfc", "cnv") for bits in ("1w1a", "1w2a", "2w2a"))
+
+
+def bnn_pynq_net(name: str, seed=0) -> nn.Module:
+    """``brevitas_examples.bnn_pynq`` CNV / TFC / SFC at random init (no download), with random BatchNorm and
+    TensorNorm statistics (negative gammas included) anchored to the data, so the binary activations are not
+    all one sign. Sets ``input_shape``; inputs are float images in [0, 1) (the nets compute 2x - 1)."""
+    from brevitas_examples.bnn_pynq.models import model_with_cfg
+    from brevitas_examples.bnn_pynq.models.tensor_norm import TensorNorm
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model, _ = model_with_cfg(name, pretrained=False)
+    model.input_shape = (1, 3, 32, 32) if name.startswith("cnv") else (1, 1, 28, 28)
+    model.eval()
+    g = torch.Generator().manual_seed(seed + 1000)
+    x = torch.rand((16, *model.input_shape[1:]), generator=g)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d | TensorNorm)]
+    with torch.no_grad():
+        for norm in norms:  # in forward order: each one calibrated on the output of the ones before
+            seen = []
+            hook = norm.register_forward_hook(lambda m, i, o, seen=seen: seen.append(i[0]))
+            model(x)
+            hook.remove()
+            pre = seen[0]
+            dims = [0, *range(2, pre.ndim)] if not isinstance(norm, TensorNorm) else list(range(pre.ndim))
+            mean, std = pre.mean(dims), pre.std(dims).clamp_min(1e-3)
+            c = mean.numel()
+            norm.running_mean.copy_(mean + 0.3 * std * torch.randn(c, generator=g))
+            norm.running_var.copy_((std * (0.7 + 0.7 * torch.rand(c, generator=g))) ** 2)
+            sign = torch.where(torch.rand(c, generator=g) < 0.35, -1.0, 1.0)
+            sign[torch.randint(c, (1,), generator=g)] = -1.0  # at least one negative gamma
+            norm.weight.copy_(sign * (0.5 + torch.rand(c, generator=g)))
+            norm.bias.copy_(torch.rand(c, generator=g) - 0.5)
+    return model
+
+
+def bnn_pynq_input(model, frames=2, seed=0) -> np.ndarray:
+    """Float images in [0, 1), off any quantization grid."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand((frames, *model.input_shape[1:]), generator=g).numpy()
+
+
+def bnn_pynq_exact(model, x) -> tuple[np.ndarray, np.ndarray]:
+    """(exact, brevitas): the last QuantLinear's output (before TensorNorm) as integers, (1) replayed in float64
+    with Brevitas' own float32 quantizer parameters and integer weights, after the same float32 ``2x - 1``
+    pre-processing as the model, and (2) from Brevitas' float32 forward. Both are integer-valued because these
+    nets' last layer has unit input and weight scales; asserted."""
+    from brevitas.nn import QuantConv2d as _QConv
+
+    quant, hooks, last_out = {}, [], []
+    for m in model.modules():
+        p = getattr(m, "act_quant", None)
+        if isinstance(p, ActQuantProxyFromInjector) and p.is_quant_enabled:
+            def hook(p, i, o, m=m):
+                bits, narrow = int(o.bit_width), int(p.is_narrow_range)
+                lo = -(2 ** (bits - 1)) + narrow if o.signed else 0
+                hi = 2 ** (bits - 1) - 1 if o.signed else 2**bits - 1 - narrow
+                quant[m] = (o.scale.double(), o.zero_point.double(), lo, hi, bits == 1 and bool(o.signed))
+            hooks.append(p.register_forward_hook(hook))
+    linears = [m for m in model.modules() if isinstance(m, QuantLinear)]
+    hooks.append(linears[-1].register_forward_hook(lambda m, i, o: last_out.append(o)))
+    x = torch.as_tensor(np.asarray(x, np.float32))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    with torch.no_grad():
+        if hasattr(model, "conv_features"):
+            v = 2.0 * x - torch.tensor([1.0])
+            mods = [*model.conv_features, nn.Flatten(), *list(model.linear_features)[:-1]]
+        else:
+            v = 2.0 * x.view(x.shape[0], -1) - torch.tensor([1.0])
+            mods = list(model.features)[:-1]
+        v = v.double()
+        for m in mods:
+            if m in quant:
+                s, z, lo, hi, binary = quant[m]
+                if binary:  # BinaryQuant: sign with sign(0) = +1
+                    v = torch.where(v >= 0, 1.0, -1.0).double() * s
+                else:
+                    v = (torch.clamp(torch.round(v / s + z), lo, hi) - z) * s
+            elif isinstance(m, QuantWeightBiasInputOutputLayer):
+                qw = m.quant_weight()
+                w = qw.int().double() * qw.scale.double()
+                v = F.linear(v, w) if isinstance(m, QuantLinear) else F.conv2d(v, w, None, m.stride, m.padding)
+                assert isinstance(m, QuantLinear | _QConv) and m.bias is None
+            else:  # BatchNorm, MaxPool, Dropout, Flatten: float64 copies
+                v = copy.deepcopy(m).double()(v)
+    out = []
+    for y in (v.numpy(), np.asarray(last_out[0].value if hasattr(last_out[0], "value") else last_out[0],
+                                     np.float64)):
+        assert np.array_equal(y, np.round(y)), "the last layer's output is not integer-valued"
+        out.append(np.round(y).astype(np.int64))
+    return out[0], out[1]
+
+
 # ----------------------------------------------------------------------------- brevitas codes
 
 def _trace(model, x):
@@ -244,7 +492,7 @@ def _trace(model, x):
     finally:
         for h in hooks:
             h.remove()
-    return y, events
+    return (y.value if isinstance(y, QuantTensor) else y), events
 
 
 def output_quant(model, x) -> tuple[np.ndarray, np.ndarray]:
