@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import nets
 import numpy as np
@@ -263,7 +264,7 @@ def test_board_file_schema(small_onnx, tmp_path, monkeypatch):
     from fpgagen import board as board_module
 
     monkeypatch.setattr(board_module, "BOARDS_DIR", tmp_path)
-    good = (board_module.Path(__file__).resolve().parent.parent / "boards" / "pynq_z2" / "board.yaml").read_text()
+    good = (Path(__file__).resolve().parent.parent / "boards" / "pynq_z2" / "board.yaml").read_text()
     for name, text, fragment in (("broken", "name: [unclosed\n", "cannot read the board file"),
                                  ("listy", "- 1\n- 2\n", "not a mapping"),
                                  ("noclock", good.replace("clock_mhz: 100", "clock_mhz: 0"), "clock_mhz"),

@@ -134,7 +134,7 @@ def test_fold_network_never_returns_a_design_over_budget():
     ({"conv": {"pe": 2, "dsp_pe": 3}}, "dsp_pe=3 must lie between 0 and PE=2"),
     ({"conv": {"mem_style": "flash"}}, "mem_style='flash' is not a valid choice"),
     ({"conv": {"thr_mode": "magic"}}, "thr_mode='magic' is not a valid choice"),
-    ({"conv": {"simd": 2.5}}, "simd=2.5 is not a valid count"),
+    ({"conv": {"simd": 2.5}}, '"simd" = 2.5 is neither a whole number nor a style name'),
 ])
 def test_user_folding_errors_are_clear(entry, message):
     with pytest.raises(FpgagenError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:

@@ -534,15 +534,20 @@ def test_serve_command_shuts_down_cleanly_on_a_signal(tiny, tmp_path, sig):
     lines = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
     reader.start()
+    stdout = []
+    out_reader = threading.Thread(target=lambda: stdout.append(proc.stdout.read()), daemon=True)
+    out_reader.start()
     try:
         _wait(lambda: any("browser view on" in line for line in lines), timeout=30)  # imports take a while
         time.sleep(1.0)
         proc.send_signal(getattr(signal, sig))
-        out, _ = proc.communicate(timeout=10)
+        proc.wait(timeout=10)  # stderr is the reader thread's alone: communicate() would race it for lines
     finally:
         if proc.poll() is None:
             proc.kill()
     reader.join(5)
+    out_reader.join(5)
+    out = "".join(stdout)
     assert proc.returncode == 0, "".join(lines)
     assert any("interrupted, stopping" in line for line in lines)
     assert not any("threads still running" in line for line in lines)

@@ -191,8 +191,12 @@ def shipped_face_build(board: str = "pynq_z2", log=print) -> Path:
     tmp = build_dir.with_name(f"{build_dir.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model, info = load_checkpoint(ckpt)
-    onnx = fpgagen.export(model, tmp / "lpyolo_w4a4_face.onnx", input_shape=(1, 3, 416, 416))
-    fpgagen.build(onnx, board=board, out_dir=tmp, log=lambda m: None)  # verified C-sim == reference
+    # The model file lies beside the build, not in it: a build replaces its directory whole.
+    onnx = fpgagen.export(model, tmp.with_suffix(".onnx"), input_shape=(1, 3, 416, 416))
+    try:
+        fpgagen.build(onnx, board=board, out_dir=tmp, log=lambda m: None)  # verified C-sim == reference
+    finally:
+        Path(onnx).unlink(missing_ok=True)
     write_detector_json(tmp, info["anchors"], 416, source=ckpt.name)
     write_runtime_spec(fpgagen.load(tmp, log=lambda m: None))
     write_manifest(tmp)
