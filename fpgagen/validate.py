@@ -199,8 +199,8 @@ def check_folding(folding, where: str = "folding JSON") -> dict:
             whole = (isinstance(value, int) and not isinstance(value, bool)) or (
                 isinstance(value, float) and math.isfinite(value) and value == int(value))
             if not (whole or isinstance(value, str)):
-                raise FpgagenError(f"{json_text(name)}: {json_text(attr)} = {json_text(value)} is neither a whole "
-                                   "number nor a style name", where, f"write e.g. {json_text(attr)}: 2")
+                raise FpgagenError(f"{json_text(attr)} = {json_text(value)} is neither a whole number nor a style "
+                                   "name", f"{where}, layer {name}", f"write e.g. {json_text(attr)}: 2")
     return folding
 
 
