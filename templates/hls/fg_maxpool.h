@@ -2,6 +2,12 @@
 #pragma once
 #include "fg_common.h"
 
+// Unit tests define FG_LOOP_TRACE(in, out) to record, after every loop iteration, what it popped and pushed (the
+// stream pattern the cycle model assumes); in a build it is nothing.
+#ifndef FG_LOOP_TRACE
+#define FG_LOOP_TRACE(in, out)
+#endif
+
 namespace fg {
 
 // One input word (PE channels of one pixel) per cycle, in one flat pipelined loop of IH * IW * CW iterations.
@@ -81,6 +87,7 @@ pool_loop:
                 y++;
             }
         }
+        FG_LOOP_TRACE(in, out);
     }
 }
 

@@ -4,6 +4,12 @@
 #pragma once
 #include "fg_common.h"
 
+// Unit tests define FG_LOOP_TRACE(in, out) to record, after every loop iteration, what it popped and pushed (the
+// stream pattern the cycle model assumes); in a build it is nothing.
+#ifndef FG_LOOP_TRACE
+#define FG_LOOP_TRACE(in, out)
+#endif
+
 namespace fg {
 
 // Streams each output pixel's KH x KW x CH window, in (ky, kx, c) order, as words of SIMD elements; padding is
@@ -160,6 +166,7 @@ window_loop:
             // Rows to have read by the end of the next output row: those the row after it needs, all on the last.
             read_limit = (oy + 1 < C::OH && next_limit < FRAME_WORDS) ? next_limit : FRAME_WORDS;
         }
+        FG_LOOP_TRACE(in, out);
     }
 }
 

@@ -2,6 +2,12 @@
 #pragma once
 #include "fg_common.h"
 
+// Unit tests define FG_LOOP_TRACE(in, out) to record, after every loop iteration, what it popped and pushed (the
+// stream pattern the cycle model assumes); in a build it is nothing.
+#ifndef FG_LOOP_TRACE
+#define FG_LOOP_TRACE(in, out)
+#endif
+
 namespace fg {
 
 // Repacks IN-element words into OUT-element words in one flat pipelined loop (II=1, no per-chunk re-entry).
@@ -40,6 +46,7 @@ dwc_loop:
             }
             have -= C::OUT;
         }
+        FG_LOOP_TRACE(in, out);
     }
 }
 
