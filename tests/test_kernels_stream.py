@@ -216,7 +216,7 @@ def test_window_with_simd_above_c_reads_each_bank_once():
     """SIMD > C: the line buffer is split by KW, so the KW columns of a word come from different memories, and
     every bank needs one read and one write port per cycle (simple dual port), as emitted."""
     layer = window("w", (416, 416, 3), (3, 3), pads=(1, 1, 1, 1), simd=27, ifm_word=3, dtype="UINT8")
-    (lb,) = layer.memories()
+    lb = layer.memories()[0]
     assert (lb.banks, lb.depth, lb.width) == (4 * 3, math.ceil(416 / 3), 24)
     assert lb.bind_type == "ram_s2p" and lb.ports_ok()
     text = codegen._environment().get_template("sliding_window.h.j2").module.instance(layer, codegen.CppHelpers())

@@ -296,8 +296,13 @@ class SlidingWindow(Layer):
         return Memory(f"{self.name}_line_buffer", rows * split, math.ceil(self.in_shape[1] / split), self.channels,
                       self.in_bits, self.mem_style, reads=1, writes=1)
 
+    def pixel_memory(self) -> Memory:
+        """The register that assembles C/IN_WORD input words into the whole pixel written to the line buffer (when
+        IN_WORD == C the word is the pixel and HLS keeps no state in it, but it is priced all the same)."""
+        return Memory(f"{self.name}_pixel", 1, 1, self.channels, self.in_bits, "registers", reads=1, writes=1)
+
     def memories(self) -> list[Memory]:
-        return [self.line_buffer_memory()]
+        return [self.line_buffer_memory(), self.pixel_memory()]
 
     def line_buffer(self) -> tuple[int, int, int]:
         """(memories, depth, width in bits) of the line buffer."""
@@ -308,12 +313,12 @@ class SlidingWindow(Layer):
         """The line buffer (``memories()``, priced by fpgagen.ir.memory) plus logic: each of the SIMD output
         elements picks one of ``fan_in`` sources (a bank's pixel: the rotating row, the column phase when
         SIMD > C or the channel group when SIMD < C; or the pad code), a LUT6 being a 4:1 multiplexer bit; the
-        counters and address clamps of two loop sides. FF: the output and input words, the pixel register that
-        assembles C/IN_WORD input words, and the counters. Not in FINN-R (FINN counts padding as zero)."""
+        counters and address clamps of two loop sides. FF: the output and input words and the counters (the pixel
+        register is a declared memory). Not in FINN-R (FINN counts padding as zero)."""
         rows, c, a = self.kernel[0] + self.stride[0], self.channels, self.in_bits
         fan_in = rows * (self.split if self.simd > c else c // self.simd) + 1
         mux = self.simd * a * math.ceil(fan_in / 4)
-        ff = (self.simd + self.ifm_word + (c - self.ifm_word)) * a + 2 * CONTROL_FF
+        ff = (self.simd + self.ifm_word) * a + 2 * CONTROL_FF
         return add_resources(memory_resources(self.memories()), resources(LUT=mux + 2 * CONTROL_LUT, FF=ff))
 
 
@@ -728,11 +733,14 @@ class WidthConverter(Layer):
         chunks = math.prod(self.in_shape) // self.chunk
         return with_drain(np.tile(reads, chunks), np.tile(writes, chunks), self.PIPELINE_DEPTH)
 
+    def memories(self) -> list[Memory]:
+        return [Memory(f"{self.name}_buffer", 1, 1, self.capacity, self.in_bits, "registers", reads=1, writes=1)]
+
     def resources(self) -> dict[str, int]:
-        """The buffer register (``capacity`` elements) and its input multiplexers: buffer element k takes the
-        element OUT above it (after a write) or input lane k - h for every fill h it can have at a read; a LUT6 is
-        a 4:1 multiplexer bit and holding is the flip-flop's enable, so exact multiples need no multiplexer. The
-        output word is the buffer's bottom OUT elements (wires)."""
+        """The buffer register (``capacity`` elements, ``memories()``) and its input multiplexers: buffer element k
+        takes the element OUT above it (after a write) or input lane k - h for every fill h it can have at a read;
+        a LUT6 is a 4:1 multiplexer bit and holding is the flip-flop's enable, so exact multiples need no
+        multiplexer. The output word is the buffer's bottom OUT elements (wires)."""
         reads, writes, fills = self.chunk_schedule()
         read_fills = set(fills[reads].tolist())
         luts = 0
@@ -740,7 +748,8 @@ class WidthConverter(Layer):
             sources = (k + self.out_elems < self.capacity) + sum(0 <= k - h < self.in_elems for h in read_fills)
             luts += math.ceil(sources / 4) if sources > 1 else 0
         a = self.in_bits
-        return resources(LUT=luts * a + CONTROL_LUT, FF=(self.capacity + self.out_elems) * a + CONTROL_FF)
+        return add_resources(memory_resources(self.memories()),
+                             resources(LUT=luts * a + CONTROL_LUT, FF=self.out_elems * a + CONTROL_FF))
 
 
 def fold_channels(per_channel: np.ndarray, pe: int) -> np.ndarray:

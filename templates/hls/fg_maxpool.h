@@ -48,17 +48,18 @@ pool_loop:
 
         if (kx == C::KW - 1 && x < C::OW * C::KW && y < C::OH * C::KH) {
             const unsigned a = base + cw;
-            Vec<T, C::PE> prev[C::ROW_BANKS];  // every row memory read once, at the window's address
+            T prev[C::ROW_BANKS][C::PE];  // every row memory read once, at the window's address (wires)
+#pragma HLS ARRAY_PARTITION variable=prev complete dim=0
             for (unsigned k = 0; k < C::ROW_BANKS; k++) {
 #pragma HLS UNROLL
-                for (unsigned e = 0; e < C::PE; e++) prev[k].v[e] = rowmax[k][a][e];
+                for (unsigned e = 0; e < C::PE; e++) prev[k][e] = rowmax[k][a][e];
             }
             for (unsigned k = 0; k + 1 < C::KH; k++) {
 #pragma HLS UNROLL
                 if (ky == k) {  // row memory k <- max(column maximum, row memory k - 1)
                     for (unsigned e = 0; e < C::PE; e++) {
-                        rowmax[k][a][e] = (k == 0 || m.v[e] > prev[k == 0 ? 0 : k - 1].v[e])
-                                              ? m.v[e] : prev[k == 0 ? 0 : k - 1].v[e];
+                        const T p = prev[k == 0 ? 0 : k - 1][e];
+                        rowmax[k][a][e] = (k == 0 || m.v[e] > p) ? m.v[e] : p;
                     }
                 }
             }
@@ -66,7 +67,7 @@ pool_loop:
                 Vec<T, C::PE> y_out;
                 for (unsigned e = 0; e < C::PE; e++) {
 #pragma HLS UNROLL
-                    const T p = prev[C::KH > 1 ? C::KH - 2 : 0].v[e];
+                    const T p = prev[C::KH > 1 ? C::KH - 2 : 0][e];
                     y_out.v[e] = (C::KH == 1 || m.v[e] > p) ? m.v[e] : p;
                 }
                 push(out, y_out);

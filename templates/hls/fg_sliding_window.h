@@ -27,9 +27,21 @@ namespace fg {
 // in parallel, read the rows the next output row needs (all remaining rows on the last). Rows being written are
 // never rows in use, so the reads of the line buffer come before its write in the loop body and no dependence
 // needs to be waived. Every index is a counter: no division or modulo by a non-power of two at run time.
+// Where lane e of a window word sits, relative to the word's first pixel: pixel k = e / CH of the word, at
+// (row, column) offset (k / KW, k % KW), channel e % CH. Lane numbers are constants after unrolling, so these are
+// compile-time values and no divider is built.
+template <class C>
+struct WindowLane {
+    static constexpr bool WIDE = C::SIMD > C::CH;
+    static constexpr unsigned pixel(unsigned e) { return WIDE ? e / C::CH : 0; }
+    static constexpr unsigned channel(unsigned e) { return WIDE ? e % C::CH : e; }
+    static constexpr unsigned dy(unsigned e) { return pixel(e) / C::KW; }
+    static constexpr unsigned dx(unsigned e) { return pixel(e) % C::KW; }
+};
+
 template <class C>
 void sliding_window(hls::stream<Vec<typename C::T, C::IN_WORD> > &in, hls::stream<Vec<typename C::T, C::SIMD> > &out,
-                    typename C::T line_buffer[C::ROWS * C::SPLIT][C::DEPTH][C::CH]) {
+                    typename C::T line_buffer[C::ROWS * C::SPLIT][C::DEPTH][C::CH], typename C::T pixel[1][1][C::CH]) {
 #pragma HLS INLINE
     typedef typename C::T T;
     const bool WIDE = C::SIMD > C::CH;                      // a word spans PIXELS whole pixels
@@ -37,12 +49,15 @@ void sliding_window(hls::stream<Vec<typename C::T, C::IN_WORD> > &in, hls::strea
     const unsigned GROUPS = WIDE ? 1 : C::CH / C::SIMD;     // words per pixel
     const unsigned WINDOW_WORDS = C::KH * C::KW * C::CH / C::SIMD;
     const unsigned EMIT = C::OW * WINDOW_WORDS;             // words emitted per output row
+    const unsigned STEP_Y = PIXELS / C::KW, STEP_X = PIXELS % C::KW;   // a wide word's first pixel moves by this
+    const unsigned SHIFT_Q = C::SW / C::SPLIT, SHIFT_P = C::SW % C::SPLIT;  // next window: x0 + SW, split
     const unsigned IN_PER_PIXEL = C::CH / C::IN_WORD;
     const unsigned ROW_WORDS = C::IW * IN_PER_PIXEL;        // input words per input row
     const unsigned FRAME_WORDS = C::IH * ROW_WORDS;
 
     // Input side: where the next input word goes.
-    Vec<T, C::CH> pixel;  // assembles IN_PER_PIXEL input words into one whole pixel, written once
+    // pixel (declared by the layer, registers) assembles IN_PER_PIXEL input words into one whole pixel, which is
+    // then written to the line buffer once: no partial-word write, no read-modify-write.
     unsigned words_read = 0, read_limit = C::READ_LIMIT0, next_limit = C::NEXT_LIMIT;
     unsigned sub = 0, wq = 0, wp = 0, wx = 0, wrow = 0;     // word in pixel; column wx = wq * SPLIT + wp; row bank
     // Output side: the current word's first element and its window's position.
@@ -59,23 +74,24 @@ window_loop:
         const bool take = words_read < read_limit;
 
         // Read every bank once, each at the address of the window column it holds.
-        Vec<T, C::CH> px[C::ROWS][C::SPLIT];
+        T px[C::ROWS][C::SPLIT][C::CH];  // the banks' outputs: wires into the lane multiplexers
+#pragma HLS ARRAY_PARTITION variable=px complete dim=0
         for (unsigned cb = 0; cb < C::SPLIT; cb++) {
 #pragma HLS UNROLL
             int a = xq + (C::SPLIT == 1 ? int(kx0) : int(cb < xp));
             a = a < 0 ? 0 : (a >= int(C::DEPTH) ? int(C::DEPTH) - 1 : a);  // padding columns: any address
             for (unsigned rb = 0; rb < C::ROWS; rb++) {
 #pragma HLS UNROLL
-                for (unsigned c = 0; c < C::CH; c++) px[rb][cb].v[c] = line_buffer[rb * C::SPLIT + cb][a][c];
+                for (unsigned c = 0; c < C::CH; c++) px[rb][cb][c] = line_buffer[rb * C::SPLIT + cb][a][c];
             }
         }
         if (emit) {
             Vec<T, C::SIMD> w;
             for (unsigned e = 0; e < C::SIMD; e++) {
 #pragma HLS UNROLL
-                const unsigned k = WIDE ? e / C::CH : 0;    // pixel of the word this lane belongs to (constant)
-                const unsigned c = WIDE ? e % C::CH : group * C::SIMD + e;
-                unsigned kx = kx0 + k % C::KW, ky = ky0 + k / C::KW;
+                typedef WindowLane<C> L;
+                const unsigned c = WIDE ? L::channel(e) : group * C::SIMD + e;
+                unsigned kx = kx0 + L::dx(e), ky = ky0 + L::dy(e);
                 if (kx >= C::KW) {
                     kx -= C::KW;
                     ky++;
@@ -86,13 +102,13 @@ window_loop:
                 if (rb >= C::ROWS) rb -= C::ROWS;
                 unsigned cb = C::SPLIT == 1 ? 0 : xp + kx;
                 if (cb >= C::SPLIT) cb -= C::SPLIT;
-                w.v[e] = inside ? px[rb][cb].v[c] : T(C::PAD);
+                w.v[e] = inside ? px[rb][cb][c] : T(C::PAD);
             }
             push(out, w);
             // next word of the window
             if (WIDE) {
-                kx0 += PIXELS % C::KW;
-                ky0 += PIXELS / C::KW;
+                kx0 += STEP_X;
+                ky0 += STEP_Y;
                 if (kx0 >= C::KW) {
                     kx0 -= C::KW;
                     ky0++;
@@ -110,8 +126,8 @@ window_loop:
                 kx0 = 0;
                 ky0 = 0;
                 x0 += C::SW;
-                xq += C::SW / C::SPLIT;
-                xp += C::SW % C::SPLIT;
+                xq += SHIFT_Q;
+                xp += SHIFT_P;
                 if (xp >= C::SPLIT) {
                     xp -= C::SPLIT;
                     xq++;
@@ -123,18 +139,18 @@ window_loop:
             const Vec<T, C::IN_WORD> v = pop(in);
             for (unsigned c = 0; c + C::IN_WORD < C::CH; c++) {
 #pragma HLS UNROLL
-                pixel.v[c] = pixel.v[c + C::IN_WORD];  // shift down; the new word goes on top
+                pixel[0][0][c] = pixel[0][0][c + C::IN_WORD];  // shift down; the new word goes on top
             }
             for (unsigned e = 0; e < C::IN_WORD; e++) {
 #pragma HLS UNROLL
-                pixel.v[C::CH - C::IN_WORD + e] = v.v[e];
+                pixel[0][0][C::CH - C::IN_WORD + e] = v.v[e];
             }
             words_read++;
             if (++sub == IN_PER_PIXEL) {  // a whole pixel: one write of one word
                 sub = 0;
                 for (unsigned c = 0; c < C::CH; c++) {
 #pragma HLS UNROLL
-                    line_buffer[wrow * C::SPLIT + wp][wq][c] = pixel.v[c];
+                    line_buffer[wrow * C::SPLIT + wp][wq][c] = pixel[0][0][c];
                 }
                 if (++wp == C::SPLIT) {
                     wp = 0;

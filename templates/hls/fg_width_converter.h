@@ -16,20 +16,21 @@ namespace fg {
 // bottom OUT elements when there are that many and shifts the rest down. A chunk of lcm(IN, OUT) elements thus
 // takes max(chunk / IN, chunk / OUT) iterations, and ITERATIONS = max(ELEMS / IN, ELEMS / OUT) per frame.
 template <class C>
-void width_converter(hls::stream<Vec<typename C::T, C::IN> > &in, hls::stream<Vec<typename C::T, C::OUT> > &out) {
+void width_converter(hls::stream<Vec<typename C::T, C::IN> > &in, hls::stream<Vec<typename C::T, C::OUT> > &out,
+                     typename C::T buf[1][1][C::IN + C::OUT - 1]) {
 #pragma HLS INLINE
     typedef typename C::T T;
-    const unsigned CAP = C::IN + C::OUT - 1;  // fewer than OUT before a read, so at most this after one
-    Vec<T, CAP> buf;
+    // buf (declared by the layer, registers): fewer than OUT elements before a read, so at most CAP after one.
+    const unsigned CAP = C::IN + C::OUT - 1;
     unsigned have = 0;
 dwc_loop:
     for (unsigned i = 0; i < C::ITERATIONS; i++) {
 #pragma HLS PIPELINE II=1
         if (C::IN < C::OUT || have < C::OUT) {
             const Vec<T, C::IN> word = pop(in);
-            for (unsigned k = 0; k < CAP; k++) {
+            for (unsigned e = 0; e < C::IN; e++) {
 #pragma HLS UNROLL
-                if (k >= have && k < have + C::IN) buf.v[k] = word.v[k - have];
+                buf[0][0][have + e] = word.v[e];  // a decoder per element: exact multiples take one lane each
             }
             have += C::IN;
         }
@@ -37,12 +38,12 @@ dwc_loop:
             Vec<T, C::OUT> w;
             for (unsigned e = 0; e < C::OUT; e++) {
 #pragma HLS UNROLL
-                w.v[e] = buf.v[e];
+                w.v[e] = buf[0][0][e];
             }
             push(out, w);
             for (unsigned k = 0; k + C::OUT < CAP; k++) {
 #pragma HLS UNROLL
-                buf.v[k] = buf.v[k + C::OUT];
+                buf[0][0][k] = buf[0][0][k + C::OUT];
             }
             have -= C::OUT;
         }
