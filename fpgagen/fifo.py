@@ -2,9 +2,10 @@
 
 Model. Every kernel is one flat pipelined loop at II=1, entered once per frame (the stream kernels are written
 that way: counters, no per-row or per-chunk re-entry). ``Layer.io_pattern()`` says, for each of the ``cycles()``
-cycles of one frame, whether it pops its input and whether it pushes its output: one entry per loop iteration,
-then the layer's ``PIPELINE_DEPTH`` cycles in which the loop drains before the next frame's loop starts (no new
-iteration, no pop; the pushes of the drained iterations are counted with their iterations, a constant delay).
+cycles of one frame, whether it pops its input and whether it pushes its output: a loop iteration issues every
+cycle, pops in its first pipeline stage and pushes in its last, ``PIPELINE_DEPTH - 1`` cycles later (a blocked
+stream stalls the whole pipeline, so the offset holds in steps), and the frame ends when the pipeline has
+drained, iterations + ``PIPELINE_DEPTH`` cycles after it started (``fpgagen.ir.layers.with_drain``).
 The same pattern is the cycle model: ``cycles()`` is its length. A FIFO of depth d holds d words; a word pushed
 in cycle t can be popped from t+1 on; a slot freed by a pop in cycle t can be refilled from t+1 on. The DMA
 source can push one word per cycle whenever there is room; the DMA sink pops one per cycle whenever there is a
@@ -26,8 +27,8 @@ the previous one drained). Size each FIFO to the largest number of words S ever 
 of a push as too late to free the slot). Then S also respects every FIFO bound, so S is a feasible execution.
 The hardware runs each iteration at the earliest cycle its dependences and FIFO bounds allow; these constraints
 are monotone (max-plus), so the hardware's times are the least feasible ones and never later than S's: every
-frame leaves at least as early as in S, whose period is T. Pipeline latencies only shift each downstream process
-by a constant, which changes no FIFO's occupancy. ``check_schedule`` re-verifies S against the chosen depths,
+frame leaves at least as early as in S, whose period is T. A latency that a pattern does not show (e.g. the
+DMA's) only shifts each downstream process by a constant, which changes no FIFO's occupancy. ``check_schedule`` re-verifies S against the chosen depths,
 and ``simulate`` (small networks) runs the bounded FIFOs cycle by cycle.
 
 Memories. Each layer's output FIFO is declared by ``fifo_memory`` (a ``fpgagen.ir.memory.Memory`` with

@@ -182,9 +182,11 @@ def test_kernel_matches_reference_and_io_pattern(layer, kernel_bench):
     assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
     lines = proc.stdout.split("\n")
     reads, writes = layer.io_pattern()
-    loop = len(reads) - layer.PIPELINE_DEPTH
-    assert loop == layer.iterations() and layer.cycles() == len(reads)
-    assert not reads[loop:].any() and not writes[loop:].any()  # the drain: no iteration, no pop, no push
+    loop, depth = layer.iterations(), layer.PIPELINE_DEPTH
+    assert layer.cycles() == len(reads) == loop + depth
+    # pops in the first pipeline stage, pushes in the last (depth - 1 cycles later), then the pipeline drains
+    assert not reads[loop:].any() and not writes[:depth - 1].any() and not writes[-1]
+    writes = writes[depth - 1:depth - 1 + loop]
     expect = run_layer(layer, x)
     for frame in range(FRAMES):
         trace = np.array(lines[2 * frame].split()[1:], int)

@@ -32,12 +32,15 @@ def divisors(n: int) -> list[int]:
 
 
 def with_drain(reads: np.ndarray, writes: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
-    """A loop's per-iteration (reads, writes), then ``depth`` cycles in which its pipeline drains before the next
-    frame's loop starts (no new iteration, so no new read; the drained pushes are counted with their iterations:
-    a constant delay changes no FIFO's occupancy)."""
-    idle = np.zeros(depth, bool)
-    return np.concatenate([reads, idle]), np.concatenate([writes, idle])
-
+    """A pipelined loop's per-cycle stream pattern over one frame, from its per-iteration ``reads``/``writes``:
+    iteration i issues in cycle i and pops in its first stage, and pushes in its last stage, ``depth - 1`` cycles
+    later (a blocked stream stalls the whole pipeline, so the offset holds in steps). The frame takes
+    iterations + ``depth`` cycles: the pipeline fills and drains once, as the loop is entered once per frame."""
+    n = len(reads)
+    out_r, out_w = np.zeros(n + depth, bool), np.zeros(n + depth, bool)
+    out_r[:n] = reads
+    out_w[depth - 1:depth - 1 + n] = writes
+    return out_r, out_w
 
 MEM_STYLES = ("bram", "lutram")
 CONTROL_LUT, CONTROL_FF = 60, 80  # loop counters, FSM and stream handshakes of one HLS process (a judgement)
