@@ -5,7 +5,7 @@ that way: counters, no per-row or per-chunk re-entry). ``Layer.io_pattern()`` sa
 cycles of one frame, whether it pops its input and whether it pushes its output: a loop iteration issues every
 cycle, pops in its first pipeline stage and pushes in its last, ``PIPELINE_DEPTH - 1`` cycles later (a blocked
 stream stalls the whole pipeline, so the offset holds in steps), and the frame ends when the pipeline has
-drained, iterations + ``PIPELINE_DEPTH`` cycles after it started (``fpgagen.ir.layers.with_drain``).
+drained, iterations + ``PIPELINE_DEPTH`` cycles after it started (``fpgagen.ir.layers.pipelined_pattern``).
 The same pattern is the cycle model: ``cycles()`` is its length. A FIFO of depth d holds d words; a word pushed
 in cycle t can be popped from t+1 on; a slot freed by a pop in cycle t can be refilled from t+1 on. The DMA
 source can push one word per cycle whenever there is room; the DMA sink pops one per cycle whenever there is a
@@ -21,15 +21,16 @@ deadlock-free on a straight-line network.
 Why they do not stall. Let B be the bottleneck (most cycles per frame, T). Build a schedule S in which B runs its
 iterations back to back (period T), every layer downstream of B runs each iteration as soon as its input word is
 there (ASAP), and every layer upstream of B runs each iteration as late as its consumer allows (ALAP: a word is
-pushed the cycle before it is popped, subject to one iteration per cycle). S respects every data dependence and
-every kernel's II=1 (a pattern's drain cycles are steps like any other, so a frame's loop never starts before
-the previous one drained). Size each FIFO to the largest number of words S ever holds in it (counting a pop in the cycle
-of a push as too late to free the slot). Then S also respects every FIFO bound, so S is a feasible execution.
-The hardware runs each iteration at the earliest cycle its dependences and FIFO bounds allow; these constraints
-are monotone (max-plus), so the hardware's times are the least feasible ones and never later than S's: every
-frame leaves at least as early as in S, whose period is T. A latency that a pattern does not show (e.g. the
-DMA's) only shifts each downstream process by a constant, which changes no FIFO's occupancy. ``check_schedule`` re-verifies S against the chosen depths,
-and ``simulate`` (small networks) runs the bounded FIFOs cycle by cycle.
+pushed the cycle before it is popped, subject to one step per cycle). S respects every data dependence and every
+kernel's II=1 (a pattern's fill and drain cycles are steps like any other, so a frame's loop never starts before
+the previous one drained). Size each FIFO to the largest number of words S ever holds in it (counting a pop in
+the cycle of a push as too late to free the slot). Then S also respects every FIFO bound, so S is a feasible
+execution. The hardware runs each step at the earliest cycle its dependences and FIFO bounds allow; these
+constraints are monotone (max-plus), so the hardware's times are the least feasible ones and never later than
+S's: every frame leaves at least as early as in S, whose period is T. A latency that a pattern does not show
+(e.g. the DMA's) only shifts each downstream process by a constant, which changes no FIFO's occupancy.
+``check_schedule`` re-verifies S against the chosen depths, and ``simulate`` (small networks) runs the bounded
+FIFOs cycle by cycle.
 
 Memories. Each layer's output FIFO is declared by ``fifo_memory`` (a ``fpgagen.ir.memory.Memory`` with
 ``fifo=True``: depth, word, storage srl | bram) and priced from that declaration by ``fifo_resources``; top.cpp

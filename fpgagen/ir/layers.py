@@ -31,7 +31,7 @@ def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def with_drain(reads: np.ndarray, writes: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+def pipelined_pattern(reads: np.ndarray, writes: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
     """A pipelined loop's per-cycle stream pattern over one frame, from its per-iteration ``reads``/``writes``:
     iteration i issues in cycle i and pops in its first stage, and pushes in its last stage, ``depth - 1`` cycles
     later (a blocked stream stalls the whole pipeline, so the offset holds in steps). The frame takes
@@ -41,6 +41,7 @@ def with_drain(reads: np.ndarray, writes: np.ndarray, depth: int) -> tuple[np.nd
     out_r[:n] = reads
     out_w[depth - 1:depth - 1 + n] = writes
     return out_r, out_w
+
 
 MEM_STYLES = ("bram", "lutram")
 CONTROL_LUT, CONTROL_FF = 60, 80  # loop counters, FSM and stream handshakes of one HLS process (a judgement)
@@ -287,7 +288,7 @@ class SlidingWindow(Layer):
             reads.append(it < n)
             writes.append(it < ow * self.window // self.simd)
             done += n
-        return with_drain(np.concatenate(reads), np.concatenate(writes), self.PIPELINE_DEPTH)
+        return pipelined_pattern(np.concatenate(reads), np.concatenate(writes), self.PIPELINE_DEPTH)
 
     def style_groups(self) -> list[list[dict]]:
         return [[{"mem_style": m} for m in MEM_STYLES]]
@@ -589,7 +590,7 @@ class MaxPool(Layer):
         (kh, kw), (oh, ow) = self.kernel, self.out_shape[:2]
         y, x = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
         last = (y % kh == kh - 1) & (x % kw == kw - 1) & (y // kh < oh) & (x // kw < ow)
-        return with_drain(np.ones(self.iterations(), bool), np.repeat(last.reshape(-1), c // self.pe),
+        return pipelined_pattern(np.ones(self.iterations(), bool), np.repeat(last.reshape(-1), c // self.pe),
                           self.PIPELINE_DEPTH)
 
     def memories(self) -> list[Memory]:
@@ -734,7 +735,7 @@ class WidthConverter(Layer):
     def io_pattern(self) -> tuple[np.ndarray, np.ndarray]:
         reads, writes, _ = self.chunk_schedule()
         chunks = math.prod(self.in_shape) // self.chunk
-        return with_drain(np.tile(reads, chunks), np.tile(writes, chunks), self.PIPELINE_DEPTH)
+        return pipelined_pattern(np.tile(reads, chunks), np.tile(writes, chunks), self.PIPELINE_DEPTH)
 
     def memories(self) -> list[Memory]:
         return [Memory(f"{self.name}_buffer", 1, 1, self.capacity, self.in_bits, "registers", reads=1, writes=1)]
