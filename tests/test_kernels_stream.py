@@ -223,3 +223,40 @@ def test_window_with_simd_above_c_reads_each_bank_once():
     assert lb.bind_type == "ram_s2p" and lb.ports_ok()
     text = codegen._environment().get_template("sliding_window.h.j2").module.instance(layer, codegen.CppHelpers())
     assert f"{lb.name}[12][139][3]" in text and f"variable={lb.name} type=ram_s2p impl=bram" in text
+
+
+@pytest.mark.parametrize("layer", CASES, ids=[c.name for c in CASES])
+def test_memories_are_emitted_as_declared_and_priced_from_the_declaration(layer):
+    """Every memory of the layer appears in its generated header exactly as declared (shape, partitioning,
+    BIND_STORAGE with the declared storage), needs no more ports than one bank has, and its price is part of the
+    layer's resources (BRAM18 and LUTRAM come from the memories alone)."""
+    text = codegen._environment().get_template(codegen.KERNEL_TEMPLATES[layer.kind]).module.instance(
+        layer, codegen.CppHelpers())
+    total = {"BRAM18": 0, "LUTRAM": 0}
+    for m in layer.memories():
+        assert m.ports_ok()
+        assert f"{m.name}[{m.banks}][{m.depth}][{m.elems}];" in text
+        if m.storage == "registers":
+            assert f"variable={m.name} complete dim=0" in text
+        else:
+            assert f"BIND_STORAGE variable={m.name} type={m.bind_type} impl={m.storage}" in text
+            assert m.bind_type == "ram_s2p"  # one read and one write per bank and cycle
+        for r in total:
+            total[r] += m.resources()[r]
+    assert "DEPENDENCE" not in text
+    assert {r: layer.resources()[r] for r in total} == total
+
+
+def test_fifo_declaration_prices_the_reported_fifo():
+    """A layer's output FIFO is declared once (fifo.fifo_memory) and fifo_resources prices that declaration."""
+    from fpgagen import fifo
+
+    layer = converter("c", (2, 3, 4), 1, 4)
+    for depth, style in ((2, "srl"), (100, "srl"), (2048, "bram")):
+        layer.fifo_depth, layer.fifo_style = depth, style
+        m = fifo.fifo_memory(layer)
+        assert (m.depth, m.width, m.storage, m.bind_type) == (depth, 4 * layer.out_bits, style, "fifo")
+        priced = fifo.fifo_resources(depth, m.width, style)
+        assert all(priced[r] == m.resources()[r] for r in ("BRAM18", "LUTRAM"))
+    assert priced["BRAM18"] > 0
+    assert not any("DEPENDENCE" in h.read_text() for h in codegen.TEMPLATE_DIR.glob("fg_*.h"))
