@@ -32,15 +32,22 @@ pool_loop:
         const Vec<T, C::PE> word = pop(in);
         // Column maximum: the head of the shift register is this fold's maximum over the previous columns.
         Vec<T, C::PE> m;
+        column_max:
         for (unsigned e = 0; e < C::PE; e++) {
 #pragma HLS UNROLL
             const T head = colmax[0][0][e];
             m.v[e] = (kx == 0 || word.v[e] > head) ? word.v[e] : head;
         }
+        shift:
         for (unsigned d = 0; d + 1 < CW; d++) {
 #pragma HLS UNROLL
-            for (unsigned e = 0; e < C::PE; e++) colmax[0][d][e] = colmax[0][d + 1][e];
+            shift_lanes:
+            for (unsigned e = 0; e < C::PE; e++) {
+#pragma HLS UNROLL
+                colmax[0][d][e] = colmax[0][d + 1][e];
+            }
         }
+        append:
         for (unsigned e = 0; e < C::PE; e++) {
 #pragma HLS UNROLL
             colmax[0][CW - 1][e] = m.v[e];
@@ -50,14 +57,22 @@ pool_loop:
             const unsigned a = base + cw;
             T prev[C::ROW_BANKS][C::PE];  // every row memory read once, at the window's address (wires)
 #pragma HLS ARRAY_PARTITION variable=prev complete dim=0
+            read_rows:
             for (unsigned k = 0; k < C::ROW_BANKS; k++) {
 #pragma HLS UNROLL
-                for (unsigned e = 0; e < C::PE; e++) prev[k][e] = rowmax[k][a][e];
+                read_lanes:
+                for (unsigned e = 0; e < C::PE; e++) {
+#pragma HLS UNROLL
+                    prev[k][e] = rowmax[k][a][e];
+                }
             }
+            row_chain:
             for (unsigned k = 0; k + 1 < C::KH; k++) {
 #pragma HLS UNROLL
                 if (ky == k) {  // row memory k <- max(column maximum, row memory k - 1)
+                    row_lanes:
                     for (unsigned e = 0; e < C::PE; e++) {
+#pragma HLS UNROLL
                         const T p = prev[k == 0 ? 0 : k - 1][e];
                         rowmax[k][a][e] = (k == 0 || m.v[e] > p) ? m.v[e] : p;
                     }
@@ -65,6 +80,7 @@ pool_loop:
             }
             if (ky == C::KH - 1) {
                 Vec<T, C::PE> y_out;
+                out_lanes:
                 for (unsigned e = 0; e < C::PE; e++) {
 #pragma HLS UNROLL
                     const T p = prev[C::KH > 1 ? C::KH - 2 : 0][e];

@@ -76,17 +76,24 @@ window_loop:
         // Read every bank once, each at the address of the window column it holds.
         T px[C::ROWS][C::SPLIT][C::CH];  // the banks' outputs: wires into the lane multiplexers
 #pragma HLS ARRAY_PARTITION variable=px complete dim=0
+        read_columns:
         for (unsigned cb = 0; cb < C::SPLIT; cb++) {
 #pragma HLS UNROLL
             int a = xq + (C::SPLIT == 1 ? int(kx0) : int(cb < xp));
             a = a < 0 ? 0 : (a >= int(C::DEPTH) ? int(C::DEPTH) - 1 : a);  // padding columns: any address
+            read_rows:
             for (unsigned rb = 0; rb < C::ROWS; rb++) {
 #pragma HLS UNROLL
-                for (unsigned c = 0; c < C::CH; c++) px[rb][cb][c] = line_buffer[rb * C::SPLIT + cb][a][c];
+                read_pixel:
+                for (unsigned c = 0; c < C::CH; c++) {
+#pragma HLS UNROLL
+                    px[rb][cb][c] = line_buffer[rb * C::SPLIT + cb][a][c];
+                }
             }
         }
         if (emit) {
             Vec<T, C::SIMD> w;
+            lanes:
             for (unsigned e = 0; e < C::SIMD; e++) {
 #pragma HLS UNROLL
                 typedef WindowLane<C> L;
@@ -137,10 +144,12 @@ window_loop:
 
         if (take) {
             const Vec<T, C::IN_WORD> v = pop(in);
+            shift_pixel:
             for (unsigned c = 0; c + C::IN_WORD < C::CH; c++) {
 #pragma HLS UNROLL
                 pixel[0][0][c] = pixel[0][0][c + C::IN_WORD];  // shift down; the new word goes on top
             }
+            insert_word:
             for (unsigned e = 0; e < C::IN_WORD; e++) {
 #pragma HLS UNROLL
                 pixel[0][0][C::CH - C::IN_WORD + e] = v.v[e];
@@ -148,6 +157,7 @@ window_loop:
             words_read++;
             if (++sub == IN_PER_PIXEL) {  // a whole pixel: one write of one word
                 sub = 0;
+                write_pixel:
                 for (unsigned c = 0; c < C::CH; c++) {
 #pragma HLS UNROLL
                     line_buffer[wrow * C::SPLIT + wp][wq][c] = pixel[0][0][c];

@@ -28,6 +28,7 @@ dwc_loop:
 #pragma HLS PIPELINE II=1
         if (C::IN < C::OUT || have < C::OUT) {
             const Vec<T, C::IN> word = pop(in);
+            append:
             for (unsigned e = 0; e < C::IN; e++) {
 #pragma HLS UNROLL
                 buf[0][0][have + e] = word.v[e];  // a decoder per element: exact multiples take one lane each
@@ -36,11 +37,13 @@ dwc_loop:
         }
         if (have >= C::OUT) {
             Vec<T, C::OUT> w;
+            emit:
             for (unsigned e = 0; e < C::OUT; e++) {
 #pragma HLS UNROLL
                 w.v[e] = buf[0][0][e];
             }
             push(out, w);
+            shift:
             for (unsigned k = 0; k + C::OUT < CAP; k++) {
 #pragma HLS UNROLL
                 buf[0][0][k] = buf[0][0][k + C::OUT];
