@@ -39,8 +39,35 @@ struct WindowLane {
     static constexpr unsigned dx(unsigned e) { return pixel(e) % C::KW; }
 };
 
-template <class C>
-void sliding_window(hls::stream<Vec<typename C::T, C::IN_WORD> > &in, hls::stream<Vec<typename C::T, C::SIMD> > &out,
+// A window word leaves as it is...
+template <class T, unsigned N>
+inline void emit_window_word(hls::stream<Vec<T, N> > &out, const Vec<T, N> &w) {
+#pragma HLS INLINE
+    push(out, w);
+}
+
+// ...or, for overlapping or padded max pooling (an output word of CH elements from a word of whole windows,
+// N = KH * KW * CH), as its per-channel maximum over the window's pixels.
+template <class T, unsigned N, unsigned CH>
+inline void emit_window_word(hls::stream<Vec<T, CH> > &out, const Vec<T, N> &w) {
+#pragma HLS INLINE
+    Vec<T, CH> m;
+window_max:
+    for (unsigned c = 0; c < CH; c++) {
+#pragma HLS UNROLL
+        m.v[c] = w.v[c];
+    window_max_pixels:
+        for (unsigned k = 1; k < N / CH; k++) {
+#pragma HLS UNROLL
+            if (w.v[k * CH + c] > m.v[c]) m.v[c] = w.v[k * CH + c];
+        }
+    }
+    push(out, m);
+}
+
+// OutWord: Vec<T, SIMD> (a window generator) or Vec<T, CH> (max pooling over whole windows, SIMD = KH*KW*CH).
+template <class C, class OutWord>
+void sliding_window(hls::stream<Vec<typename C::T, C::IN_WORD> > &in, hls::stream<OutWord> &out,
                     typename C::T line_buffer[C::ROWS * C::SPLIT][C::DEPTH][C::CH], typename C::T pixel[1][1][C::CH]) {
 #pragma HLS INLINE
     typedef typename C::T T;
@@ -111,7 +138,7 @@ window_loop:
                 if (cb >= C::SPLIT) cb -= C::SPLIT;
                 w.v[e] = inside ? px[rb][cb][c] : T(C::PAD);
             }
-            push(out, w);
+            emit_window_word(out, w);
             // next word of the window
             if (WIDE) {
                 kx0 += STEP_X;
