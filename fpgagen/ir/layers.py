@@ -747,8 +747,10 @@ class WidthConverter(Layer):
 
     @property
     def capacity(self) -> int:
-        """Buffer elements: fewer than OUT before a read, so at most IN + OUT - 1 after it."""
-        return self.in_elems + self.out_elems - 1
+        """Buffer elements: the most it holds, just after a read (fewer than OUT before one, so at most
+        IN + OUT - 1; exact multiples need only max(IN, OUT))."""
+        reads, _, fills = self.chunk_schedule()
+        return int(fills[reads].max()) + self.in_elems
 
     def validate(self) -> None:
         self._require(math.prod(self.in_shape) % self.chunk == 0,

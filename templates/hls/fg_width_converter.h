@@ -17,11 +17,12 @@ namespace fg {
 // takes max(chunk / IN, chunk / OUT) iterations, and ITERATIONS = max(ELEMS / IN, ELEMS / OUT) per frame.
 template <class C>
 void width_converter(hls::stream<Vec<typename C::T, C::IN> > &in, hls::stream<Vec<typename C::T, C::OUT> > &out,
-                     typename C::T buf[1][1][C::IN + C::OUT - 1]) {
+                     typename C::T buf[1][1][C::CAP]) {
 #pragma HLS INLINE
     typedef typename C::T T;
-    // buf (declared by the layer, registers): fewer than OUT elements before a read, so at most CAP after one.
-    const unsigned CAP = C::IN + C::OUT - 1;
+    // buf (declared by the layer, registers): fewer than OUT elements before a read, so at most CAP after one
+    // (IN + OUT - 1; max(IN, OUT) for exact multiples).
+    const unsigned CAP = C::CAP;
     unsigned have = 0;
 dwc_loop:
     for (unsigned i = 0; i < C::ITERATIONS; i++) {
