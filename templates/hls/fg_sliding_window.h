@@ -12,21 +12,6 @@
 
 namespace fg {
 
-// Streams each output pixel's KH x KW x CH window, in (ky, kx, c) order, as words of SIMD elements; padding is
-// produced on the fly as PAD (the code of a real zero).
-//
-// Line buffer (declared by the layer, fpgagen.ir.layers.SlidingWindow.memories): ROWS = KH + SH input rows, each
-// split cyclically by column into SPLIT memories (SPLIT = KW when a word spans several pixels, SIMD > CH, else 1),
-// so bank (row r, column phase p) holds the pixels x = q * SPLIT + p of row r at address q, one whole pixel
-// (CH elements) per word. Every cycle each bank is read once at its own address and at most one bank is written:
-// one read and one write per bank (simple dual port), whatever the word's KW columns and KH rows.
-//
-// One flat pipelined loop (no per-row re-entry), ITERATIONS = PRELOAD_WORDS + OH * ROW_ITERATIONS: first the
-// rows output row 0 needs are read; then every output row runs ROW_ITERATIONS = max(SH * IW * CH / IN_WORD,
-// OW * KH * KW * CH / SIMD) iterations that emit the row's window words (the first OW * WINDOW_WORDS of them) and,
-// in parallel, read the rows the next output row needs (all remaining rows on the last). Rows being written are
-// never rows in use, so the reads of the line buffer come before its write in the loop body and no dependence
-// needs to be waived. Every index is a counter: no division or modulo by a non-power of two at run time.
 // Where lane e of a window word sits, relative to the word's first pixel: pixel k = e / CH of the word, at
 // (row, column) offset (k / KW, k % KW), channel e % CH. Lane numbers are constants after unrolling, so these are
 // compile-time values and no divider is built.
@@ -51,13 +36,14 @@ inline void emit_window_word(hls::stream<Vec<T, N> > &out, const Vec<T, N> &w) {
 template <class T, unsigned N, unsigned CH>
 inline void emit_window_word(hls::stream<Vec<T, CH> > &out, const Vec<T, N> &w) {
 #pragma HLS INLINE
+    const unsigned PIXELS = N / CH;
     Vec<T, CH> m;
 window_max:
     for (unsigned c = 0; c < CH; c++) {
 #pragma HLS UNROLL
         m.v[c] = w.v[c];
     window_max_pixels:
-        for (unsigned k = 1; k < N / CH; k++) {
+        for (unsigned k = 1; k < PIXELS; k++) {
 #pragma HLS UNROLL
             if (w.v[k * CH + c] > m.v[c]) m.v[c] = w.v[k * CH + c];
         }
@@ -65,6 +51,22 @@ window_max:
     push(out, m);
 }
 
+// Streams each output pixel's KH x KW x CH window, in (ky, kx, c) order, as words of SIMD elements; padding is
+// produced on the fly as PAD (the code of a real zero).
+//
+// Line buffer (declared by the layer, fpgagen.ir.layers.SlidingWindow.memories): ROWS = KH + SH input rows, each
+// split cyclically by column into SPLIT memories (SPLIT = KW when a word spans several pixels, SIMD > CH, else 1),
+// so bank (row r, column phase p) holds the pixels x = q * SPLIT + p of row r at address q, one whole pixel
+// (CH elements) per word. Every cycle each bank is read once at its own address and at most one bank is written:
+// one read and one write per bank (simple dual port), whatever the word's KW columns and KH rows.
+//
+// One flat pipelined loop (no per-row re-entry), ITERATIONS = PRELOAD_WORDS + OH * ROW_ITERATIONS: first the
+// rows output row 0 needs are read; then every output row runs ROW_ITERATIONS = max(SH * IW * CH / IN_WORD,
+// OW * KH * KW * CH / SIMD) iterations that emit the row's window words (the first OW * WINDOW_WORDS of them) and,
+// in parallel, read the rows the next output row needs (all remaining rows on the last). Rows being written are
+// never rows in use, so the reads of the line buffer come before its write in the loop body and no dependence
+// needs to be waived. Every index is a counter: no division or modulo by a non-power of two at run time.
+//
 // OutWord: Vec<T, SIMD> (a window generator) or Vec<T, CH> (max pooling over whole windows, SIMD = KH*KW*CH).
 template <class C, class OutWord>
 void sliding_window(hls::stream<Vec<typename C::T, C::IN_WORD> > &in, hls::stream<OutWord> &out,
