@@ -40,15 +40,6 @@ def pool(name, shape, kernel, pe, dtype="UINT4", mem_style="lutram"):
     return layer
 
 
-def overlapping_pool(name, shape, kernel, stride, pads=(0, 0, 0, 0), pad_value=0, dtype="UINT4"):
-    (ih, iw, c), (kh, kw), (sh, sw) = shape, kernel, stride
-    oh, ow = (ih + pads[0] + pads[2] - kh) // sh + 1, (iw + pads[1] + pads[3] - kw) // sw + 1
-    layer = MaxPool(name, shape, (oh, ow, c), dtype, dtype, kernel=kernel, pe=c, stride=stride, pads=pads,
-                    pad_value=pad_value)
-    layer.validate()
-    return layer
-
-
 def converter(name, shape, n_in, n_out, dtype="INT4"):
     layer = WidthConverter(name, shape, shape, dtype, dtype, in_elems=n_in, out_elems=n_out)
     layer.validate()
@@ -78,9 +69,6 @@ CASES = [
     pool("p_signed", (4, 4, 3), (2, 2), pe=3, dtype="INT4"),
     pool("p_1x2", (3, 4, 2), (1, 2), pe=1),
     pool("p_2x1", (4, 3, 2), (2, 1), pe=2),
-    overlapping_pool("p_s1_pad_br", (5, 5, 3), (2, 2), (1, 1), pads=(0, 0, 1, 1)),  # TinyYOLOv3's last pool
-    overlapping_pool("p_s1_valid", (4, 5, 2), (2, 2), (1, 1)),
-    overlapping_pool("p_3x3_s2_pad", (7, 6, 2), (3, 3), (2, 2), pads=(1, 1, 1, 1), pad_value=-8, dtype="INT4"),
     converter("c_up_1_4", (2, 3, 4), 1, 4),
     converter("c_up_2_6", (2, 3, 6), 2, 6),
     converter("c_down_6_2", (2, 3, 6), 6, 2),
@@ -272,15 +260,3 @@ def test_fifo_declaration_prices_the_reported_fifo():
         assert all(priced[r] == m.resources()[r] for r in ("BRAM18", "LUTRAM"))
     assert priced["BRAM18"] > 0
     assert not any("DEPENDENCE" in h.read_text() for h in codegen.TEMPLATE_DIR.glob("fg_*.h"))
-
-
-def test_overlapping_pool_reference_is_a_padded_sliding_maximum():
-    """The reference of an overlapping, padded pool (which the kernel matches above) against loops written out."""
-    layer = overlapping_pool("p", (5, 6, 2), (3, 2), (2, 1), pads=(1, 0, 1, 1), pad_value=-8, dtype="INT4")
-    x = np.random.default_rng(1).integers(-8, 8, (1, 5, 6, 2))
-    padded = np.full((1, 7, 7, 2), -8)
-    padded[:, 1:6, 0:6] = x
-    oh, ow = layer.out_shape[:2]
-    want = np.array([[[padded[0, oy * 2:oy * 2 + 3, ox:ox + 2].max(axis=(0, 1)) for ox in range(ow)]
-                      for oy in range(oh)]])
-    assert np.array_equal(run_layer(layer, x), want)

@@ -273,12 +273,9 @@ class SlidingWindow(Layer):
         return [{"simd": s} for s in self.simd_options()]
 
     def io_pattern(self) -> tuple[np.ndarray, np.ndarray]:
-        """``iteration_pattern`` through the loop's pipeline (``pipelined_pattern``)."""
-        return pipelined_pattern(*self.iteration_pattern(), self.PIPELINE_DEPTH)
-
-    def iteration_pattern(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per loop iteration: preload reads, then per output row ROW_ITERATIONS iterations that write the row's
-        window words first and read the rows the next output row needs (all remaining rows on the last one)."""
+        """Preload reads, then per output row ROW_ITERATIONS iterations that write the row's window words first
+        and read the rows the next output row needs (all remaining rows on the last one); then the pipeline
+        drains (no new iteration)."""
         ih = self.in_shape[0]
         oh, ow = self.out_shape[:2]
         per_row = self.row_words
@@ -291,7 +288,7 @@ class SlidingWindow(Layer):
             reads.append(it < n)
             writes.append(it < ow * self.window // self.simd)
             done += n
-        return np.concatenate(reads), np.concatenate(writes)
+        return pipelined_pattern(np.concatenate(reads), np.concatenate(writes), self.PIPELINE_DEPTH)
 
     def style_groups(self) -> list[list[dict]]:
         return [[{"mem_style": m} for m in MEM_STYLES]]
@@ -543,19 +540,11 @@ class MaxPool(Layer):
     Row memory k is written only from row memory k-1's value (never from its own), so no read-modify-write of
     one memory closes a loop and II=1 needs no dependence pragma.
     Cycles: IH * IW * C / PE iterations (every input word is read once), plus the pipeline depth once per frame.
-
-    Overlapping or padded pooling (``stride`` other than the kernel, or ``pads``; e.g. TinyYOLOv3's stride-1 2x2
-    pool after a (0, 1, 0, 1) zero pad, padded with ``pad_value``, the code of the padded value) runs as the
-    sliding-window kernel whose words are whole windows (``window()``: KH*KW*C elements, its line buffer and
-    cycle model), each reduced to its per-channel maximum before the push: PE = C, one output pixel per word.
     """
 
     kernel: tuple[int, int] = (2, 2)
     pe: int = 1
-    mem_style: str = "lutram"  # row memories of partial maxima (line buffer when overlapping): bram | lutram
-    stride: tuple[int, int] | None = None  # None: the kernel (non-overlapping)
-    pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right (overlapping mode)
-    pad_value: int = 0  # code of a padded element (overlapping mode)
+    mem_style: str = "lutram"  # row memories of partial maxima: bram | lutram
 
     kind = "MaxPool"
     STYLES = {"mem_style": MEM_STYLES}
@@ -569,29 +558,10 @@ class MaxPool(Layer):
         return self.pe
 
     @property
-    def strides(self) -> tuple[int, int]:
-        return tuple(self.stride) if self.stride else tuple(self.kernel)
-
-    @property
-    def overlapping(self) -> bool:
-        """Whether this pool runs as a window (stride other than the kernel, or padding)."""
-        return self.strides != tuple(self.kernel) or any(self.pads)
-
-    def window(self) -> SlidingWindow:
-        """The sliding window this pool runs as when ``overlapping``: whole windows (KH*KW*C) per word."""
-        kh, kw = self.kernel
-        c = self.in_shape[2]
-        return SlidingWindow(self.name, self.in_shape, (*self.out_shape[:2], kh * kw * c), self.in_dtype,
-                             self.in_dtype, kernel=tuple(self.kernel), stride=self.strides, pads=tuple(self.pads),
-                             pad_value=self.pad_value, simd=kh * kw * c, ifm_word=c, mem_style=self.mem_style)
-
-    @property
     def PIPELINE_DEPTH(self) -> int:  # noqa: N802 (a per-instance constant)
         """Stages (a judgement): 1 for the pop and the column maximum, then per row memory 2 for its read (BRAM
         with output register) and 1 for the compare-select that feeds the next (row memory k's read waits for
-        the write of k-1's value), 1 for the stream write. Overlapping: the window's, plus 1 for the maximum."""
-        if self.overlapping:
-            return SlidingWindow.PIPELINE_DEPTH + 1
+        the write of k-1's value), 1 for the stream write."""
         return 2 + 3 * (self.kernel[0] - 1)
 
     def folding(self) -> dict:
@@ -600,13 +570,8 @@ class MaxPool(Layer):
     def validate(self) -> None:
         c = self.in_shape[2]
         self._require(c % self.pe == 0, f"PE={self.pe} does not divide C={c}", f"choose PE from {divisors(c)}")
-        if self.overlapping:
-            self._require(self.pe == c, f"an overlapping or padded pool emits whole pixels, not PE={self.pe}",
-                          f"use PE={c}")
 
     def iterations(self) -> int:
-        if self.overlapping:
-            return self.window().iterations()
         h, w, c = self.in_shape
         return h * w * c // self.pe
 
@@ -614,16 +579,13 @@ class MaxPool(Layer):
         return self.iterations() + self.PIPELINE_DEPTH
 
     def fold_cores(self) -> list[dict]:
-        return [{"pe": p} for p in ([self.in_shape[2]] if self.overlapping else divisors(self.in_shape[2]))]
+        return [{"pe": p} for p in divisors(self.in_shape[2])]
 
     def style_groups(self) -> list[list[dict]]:
         return [[{"mem_style": m} for m in MEM_STYLES]]
 
     def io_pattern(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every iteration reads; the last pixel of each (complete) window writes; through the pipeline.
-        Overlapping: the window's iterations (one push per window)."""
-        if self.overlapping:
-            return pipelined_pattern(*self.window().iteration_pattern(), self.PIPELINE_DEPTH)
+        """Every iteration reads; the last pixel of each (complete) window writes; then the pipeline drains."""
         h, w, c = self.in_shape
         (kh, kw), (oh, ow) = self.kernel, self.out_shape[:2]
         y, x = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
@@ -632,8 +594,6 @@ class MaxPool(Layer):
                           self.PIPELINE_DEPTH)
 
     def memories(self) -> list[Memory]:
-        if self.overlapping:
-            return self.window().memories()
         cw, a = self.in_shape[2] // self.pe, self.in_bits
         return [Memory(f"{self.name}_colmax", 1, cw, self.pe, a, "registers", reads=1, writes=1),
                 Memory(f"{self.name}_rowmax", max(1, self.kernel[0] - 1), self.out_shape[1] * cw, self.pe, a,
@@ -642,11 +602,7 @@ class MaxPool(Layer):
     def resources(self) -> dict[str, int]:
         """The memories (``memories()``) plus per lane a comparator and a 2:1 select (2*A LUTs, carry chain
         plus multiplexer) for the column maximum and for each row memory's maximum. FINN counts max pooling as
-        zero LUTs; derived from the kernel's loop body. Overlapping: the window's resources (its output
-        multiplexers and line buffer) plus, per channel, a tree of KH*KW - 1 compare-selects."""
-        if self.overlapping:
-            tree = self.in_shape[2] * (self.kernel[0] * self.kernel[1] - 1) * self.in_bits
-            return add_resources(self.window().resources(), resources(LUT=2 * tree, FF=tree // 2))
+        zero LUTs; derived from the kernel's loop body."""
         lanes = self.pe * self.in_bits * self.kernel[0]
         return add_resources(memory_resources(self.memories()),
                              resources(LUT=2 * lanes + CONTROL_LUT, FF=lanes + CONTROL_FF))

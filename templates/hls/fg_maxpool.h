@@ -1,7 +1,6 @@
 // fpgagen static kernel library: non-overlapping max pooling on integer codes.
 #pragma once
 #include "fg_common.h"
-#include "fg_sliding_window.h"  // overlapping or padded pools run as a window
 
 // Unit tests define FG_LOOP_TRACE(in, out) to record, after every loop iteration, what it popped and pushed (the
 // stream pattern the cycle model assumes); in a build it is nothing.

@@ -24,33 +24,6 @@ struct WindowLane {
     static constexpr unsigned dx(unsigned e) { return pixel(e) % C::KW; }
 };
 
-// A window word leaves as it is...
-template <class T, unsigned N>
-inline void emit_window_word(hls::stream<Vec<T, N> > &out, const Vec<T, N> &w) {
-#pragma HLS INLINE
-    push(out, w);
-}
-
-// ...or, for overlapping or padded max pooling (an output word of CH elements from a word of whole windows,
-// N = KH * KW * CH), as its per-channel maximum over the window's pixels.
-template <class T, unsigned N, unsigned CH>
-inline void emit_window_word(hls::stream<Vec<T, CH> > &out, const Vec<T, N> &w) {
-#pragma HLS INLINE
-    const unsigned PIXELS = N / CH;
-    Vec<T, CH> m;
-window_max:
-    for (unsigned c = 0; c < CH; c++) {
-#pragma HLS UNROLL
-        m.v[c] = w.v[c];
-    window_max_pixels:
-        for (unsigned k = 1; k < PIXELS; k++) {
-#pragma HLS UNROLL
-            if (w.v[k * CH + c] > m.v[c]) m.v[c] = w.v[k * CH + c];
-        }
-    }
-    push(out, m);
-}
-
 // Streams each output pixel's KH x KW x CH window, in (ky, kx, c) order, as words of SIMD elements; padding is
 // produced on the fly as PAD (the code of a real zero).
 //
@@ -66,10 +39,8 @@ window_max:
 // in parallel, read the rows the next output row needs (all remaining rows on the last). Rows being written are
 // never rows in use, so the reads of the line buffer come before its write in the loop body and no dependence
 // needs to be waived. Every index is a counter: no division or modulo by a non-power of two at run time.
-//
-// OutWord: Vec<T, SIMD> (a window generator) or Vec<T, CH> (max pooling over whole windows, SIMD = KH*KW*CH).
-template <class C, class OutWord>
-void sliding_window(hls::stream<Vec<typename C::T, C::IN_WORD> > &in, hls::stream<OutWord> &out,
+template <class C>
+void sliding_window(hls::stream<Vec<typename C::T, C::IN_WORD> > &in, hls::stream<Vec<typename C::T, C::SIMD> > &out,
                     typename C::T line_buffer[C::ROWS * C::SPLIT][C::DEPTH][C::CH], typename C::T pixel[1][1][C::CH]) {
 #pragma HLS INLINE
     typedef typename C::T T;
@@ -140,7 +111,7 @@ window_loop:
                 if (cb >= C::SPLIT) cb -= C::SPLIT;
                 w.v[e] = inside ? px[rb][cb][c] : T(C::PAD);
             }
-            emit_window_word(out, w);
+            push(out, w);
             // next word of the window
             if (WIDE) {
                 kx0 += STEP_X;
