@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 BOARD ?= pynq_z2
 
-.PHONY: setup test test-all demo bench lint bitstream clean
+.PHONY: setup test test-all demo bench lint bitstream docker-image clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,17 @@ demo: setup
 bench: setup
 	$(BIN)/python scripts/bench_generator.py
 	test ! -f scripts/bench_fold.py || $(BIN)/python scripts/bench_fold.py
+
+# The PYNQ bitstream: the shipped face detector, or MODEL=my_net.onnx; USE_DOCKER=1 runs the Xilinx tools in the
+# image from `make docker-image`. Without Vitis HLS/Vivado it stops after the verified HLS project and the Tcl (exit 2).
+MODEL ?=
+USE_DOCKER ?= 0
+bitstream: setup
+	$(BIN)/python -m fpgagen.synth.cli --board $(BOARD) $(if $(MODEL),--model $(MODEL)) $(if $(filter 1,$(USE_DOCKER)),--docker)
+
+docker-image:
+	@test -n "$(XILINX_INSTALLER)" || { echo "usage: make docker-image XILINX_INSTALLER=/path/to/the/extracted/installer (or its .tar.gz)"; exit 2; }
+	docker/build_image.sh "$(XILINX_INSTALLER)"
 
 lint: setup
 	$(BIN)/ruff check fpgagen tests scripts

@@ -16,6 +16,7 @@ EPILOG = """examples:
   fpgagen build my_net.onnx --folding folding.json             # your own folding, validated
   fpgagen csim build/my_net --input x.npy --output y.npy
   fpgagen report build/my_net
+  fpgagen bitstream build/my_net --board pynq_z2   # Vitis HLS + Vivado -> build/my_net/deploy/
   fpgagen eval                      # AP of the shipped float and W4A4 face detectors
 """
 
@@ -60,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="face-detection AP of the float and W4A4 models",
                        description=EVAL_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_eval_arguments(e)
+    from .synth.cli import DESCRIPTION as BITSTREAM_DESCRIPTION
+    from .synth.cli import add_bitstream_arguments
+
+    bs = sub.add_parser("bitstream", help="verified HLS project -> Vitis HLS IP -> Vivado bitstream (deploy/)",
+                        description=BITSTREAM_DESCRIPTION)
+    add_bitstream_arguments(bs)
     return p
 
 
@@ -101,6 +108,10 @@ def main(argv: list[str] | None = None) -> int:
             from .train.cli import train_command
 
             return train_command(args)
+        elif args.command == "bitstream":
+            from .synth.cli import bitstream_command
+
+            return bitstream_command(args)
         elif args.command == "eval":
             from .train.cli import eval_command
 

@@ -3,9 +3,9 @@ kernels, the C-simulation bridge, a csim testbench and the HLS Tcl script."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
@@ -13,6 +13,7 @@ import numpy as np
 from qonnx.core.datatype import DataType
 
 from .ir import Layer, Network
+from .packing import StreamGeometry, axi_width
 from .quant import smallest_dtype
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates" / "hls"
@@ -79,32 +80,25 @@ class CppHelpers:
         return "{" + "\n ".join(lines).rstrip(", ") + "}"
 
 
-@dataclass
-class StreamGeometry:
-    """How one frame crosses the AXI-Stream ports."""
-
-    in_word: int
-    in_bits: int
-    in_words: int
-    out_word: int
-    out_bits: int
-    out_words: int
-
-    @property
-    def in_axi_bits(self) -> int:
-        return -(-self.in_word * self.in_bits // 8) * 8
-
-    @property
-    def out_axi_bits(self) -> int:
-        return -(-self.out_word * self.out_bits // 8) * 8
-
-
 def stream_geometry(net: Network) -> StreamGeometry:
+    """The frame layout on the AXI-Stream ports: element widths and stream words from the first and last layers,
+    the AXI width per direction from the stream word it feeds (packing.axi_width)."""
     first, last = net.layers[0], net.layers[-1]
-    h, w, c = first.in_shape
-    oh, ow, oc = last.out_shape
-    return StreamGeometry(first.in_word, first.idt.bitwidth(), h * w * c // first.in_word,
-                          last.out_word, last.odt.bitwidth(), oh * ow * oc // last.out_word)
+    in_bits, out_bits = first.idt.bitwidth(), last.odt.bitwidth()
+    return StreamGeometry(in_word=first.in_word, in_bits=in_bits, in_elems=int(np.prod(first.in_shape)),
+                          in_axi_bits=axi_width(first.in_word * in_bits),
+                          out_word=last.out_word, out_bits=out_bits, out_elems=int(np.prod(last.out_shape)),
+                          out_axi_bits=axi_width(last.out_word * out_bits))
+
+
+# The HLS testbench calls the top once per vector frame (Accelerator.verify writes 2) plus 4 times for its TLAST
+# checks; RTL co-simulation of a large network takes hours, so it is on by default only below this many cycles.
+TESTBENCH_CALLS = 2 + 4
+COSIM_CYCLE_LIMIT = 500_000
+
+
+def cosim_by_default(net: Network) -> bool:
+    return net.bottleneck().cycles() * TESTBENCH_CALLS <= COSIM_CYCLE_LIMIT
 
 
 def static_header(kind: str) -> str | None:
@@ -147,10 +141,12 @@ def generate(net: Network, out_dir: Path, board: dict, source: str = "") -> Path
     bottleneck = net.bottleneck()
     ctx = dict(net=net, top=top_name(net), io=io, kinds=kinds, kernels=kernels, headers=headers, streams=streams,
                board=board, clock_mhz=board["clock_mhz"], bottleneck=bottleneck, source=source or net.name,
-               fps=board["clock_mhz"] * 1e6 / bottleneck.cycles())
+               fps=board["clock_mhz"] * 1e6 / bottleneck.cycles(), tb_calls=TESTBENCH_CALLS,
+               cosim_default=cosim_by_default(net), cosim_cycle_limit=COSIM_CYCLE_LIMIT)
     (out_dir / "fg_common.h").write_text(env.get_template("common.h.j2").render(**ctx))
     for layer in net.layers:
         _write_layer(env, g, layer, out_dir / "layers" / f"{layer.name}.h")
+    (out_dir / "stream_geometry.json").write_text(json.dumps(io.to_dict(), indent=1) + "\n")
     for template, name in (("top.h.j2", "top.h"), ("top.cpp.j2", "top.cpp"), ("bridge.cpp.j2", "csim_bridge.cpp"),
                            ("testbench.cpp.j2", "testbench.cpp"), ("run_hls.tcl.j2", "run_hls.tcl")):
         (out_dir / name).write_text(env.get_template(template).render(**ctx))

@@ -1,56 +1,145 @@
 """Pack integer codes into the AXI-Stream bytes the accelerator exchanges with the host, and back.
 
-Element e of a word sits in bits [e*B, e*B + B) of a little-endian word of ceil(N*B/8) bytes; signed values in
-two's complement. The C-simulation bridge and the board driver move exactly these bytes.
+A frame is its elements in stream order, each B bits wide, element e at bit e*B of a little-endian byte stream
+(signed values in two's complement), padded with zero bits at the end to a whole AXI word. The accelerator's
+input adapter unpacks those AXI words into the first layer's stream words and its output adapter packs the last
+layer's stream words the same way (templates/hls/common.h.j2), so the bytes do not depend on any layer's folding.
+The C-simulation bridge and the board driver move exactly these bytes. Only numpy here: the board imports this.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
 
+AXI_WIDTHS = (32, 64)  # what a Zynq-7000 HP port and the AXI DMA's stream side take
 
-def pack(codes: np.ndarray, word: int, bits: int) -> np.ndarray:
-    """(frames, elements) integer codes -> (frames, bytes) uint8."""
+
+@dataclass(frozen=True)
+class StreamGeometry:
+    """How one frame crosses the two AXI-Stream ports (``fpgagen.codegen.stream_geometry(net)`` builds it).
+
+    ``*_word``: elements per stream word of the first/last layer; ``*_bits``: bits per element; ``*_elems``:
+    elements per frame; ``*_axi_bits``: the AXI-Stream data width (32 or 64)."""
+
+    in_word: int
+    in_bits: int
+    in_elems: int
+    in_axi_bits: int
+    out_word: int
+    out_bits: int
+    out_elems: int
+    out_axi_bits: int
+
+    @property
+    def in_words(self) -> int:
+        """AXI words per input frame."""
+        return -(-self.in_elems * self.in_bits // self.in_axi_bits)
+
+    @property
+    def out_words(self) -> int:
+        """AXI words per output frame."""
+        return -(-self.out_elems * self.out_bits // self.out_axi_bits)
+
+    @property
+    def in_frame_bytes(self) -> int:
+        return self.in_words * self.in_axi_bits // 8
+
+    @property
+    def out_frame_bytes(self) -> int:
+        return self.out_words * self.out_axi_bits // 8
+
+    @property
+    def in_stream_words(self) -> int:
+        """Stream words per frame into the first layer."""
+        return self.in_elems // self.in_word
+
+    @property
+    def out_stream_words(self) -> int:
+        return self.out_elems // self.out_word
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> StreamGeometry:
+        return cls(**{k: int(d[k]) for k in cls.__dataclass_fields__})
+
+
+def axi_width(stream_word_bits: int) -> int:
+    """The AXI-Stream width for a stream word: 32 bits carry a word of up to 32 bits per cycle, which is all the
+    kernel can take; anything wider gets 64 (the HP port's width), so the DMA never limits the kernel more than
+    the port must."""
+    return 32 if stream_word_bits <= 32 else 64
+
+
+def pack_elements(codes: np.ndarray, bits: int, frame_bytes: int) -> np.ndarray:
+    """(frames, elements) integer codes -> (frames, frame_bytes) uint8, elements contiguous, zero padded."""
     frames, elems = codes.shape
-    nbytes = -(-word * bits // 8)
-    words = codes.reshape(frames, elems // word, word)
     if bits == 8:
-        return (words.astype(np.int64) & 0xFF).astype(np.uint8).reshape(frames, -1)
-    raw = words.astype(np.int64) & ((1 << bits) - 1)
-    bitplanes = ((raw[..., None] >> np.arange(bits)) & 1).astype(np.uint8).reshape(frames, elems // word, -1)
-    pad = nbytes * 8 - word * bits
-    if pad:
-        bitplanes = np.concatenate([bitplanes, np.zeros((*bitplanes.shape[:2], pad), np.uint8)], axis=-1)
-    return np.packbits(bitplanes, axis=-1, bitorder="little").reshape(frames, -1)
-
-
-def unpack(data: np.ndarray, word: int, bits: int, signed: bool, elems: int) -> np.ndarray:
-    """(frames, bytes) uint8 -> (frames, elements) int64 codes."""
-    frames = data.shape[0]
-    nbytes = -(-word * bits // 8)
-    words = data.reshape(frames, elems // word, nbytes)
-    if bits == 8:
-        raw = words.astype(np.int64)
+        raw = (codes.astype(np.int64) & 0xFF).astype(np.uint8)
     else:
-        bitplanes = np.unpackbits(words, axis=-1, bitorder="little")[..., : word * bits]
-        bitplanes = bitplanes.reshape(frames, elems // word, word, bits).astype(np.int64)
+        masked = codes.astype(np.int64) & ((1 << bits) - 1)
+        bitplanes = ((masked[..., None] >> np.arange(bits)) & 1).astype(np.uint8).reshape(frames, -1)
+        raw = np.packbits(bitplanes, axis=-1, bitorder="little")
+    if raw.shape[1] > frame_bytes:
+        raise ValueError(f"{elems} elements of {bits} bits do not fit {frame_bytes} bytes")
+    out = np.zeros((frames, frame_bytes), np.uint8)
+    out[:, : raw.shape[1]] = raw
+    return out
+
+
+def unpack_elements(data: np.ndarray, bits: int, signed: bool, elems: int) -> np.ndarray:
+    """(frames, bytes) uint8 -> (frames, elements) int64 codes; the padding after the last element is ignored."""
+    frames = data.shape[0]
+    used = -(-elems * bits // 8)
+    if bits == 8:
+        raw = data[:, :elems].astype(np.int64)
+    else:
+        bitplanes = np.unpackbits(np.ascontiguousarray(data[:, :used]), axis=-1, bitorder="little")
+        bitplanes = bitplanes[:, : elems * bits].reshape(frames, elems, bits).astype(np.int64)
         raw = (bitplanes << np.arange(bits)).sum(axis=-1)
     if signed:
         raw = np.where(raw >= 1 << (bits - 1), raw - (1 << bits), raw)
-    return raw.reshape(frames, elems)
+    return raw
 
 
-def frames_to_bytes(codes: np.ndarray, geometry) -> np.ndarray:
-    """Input stream codes (N, H, W, C) -> the bytes one DMA transfer per frame carries, (N, bytes) uint8.
+def pack(codes: np.ndarray, word: int, bits: int) -> np.ndarray:
+    """(frames, elements) codes -> bytes with every group of ``word`` elements padded to whole bytes (the layout
+    of one stream word per byte-aligned slot; kept for tools that look at single stream words)."""
+    frames, elems = codes.shape
+    nbytes = -(-word * bits // 8)
+    words = codes.reshape(frames * (elems // word), word)
+    return pack_elements(words, bits, nbytes).reshape(frames, -1)
+
+
+def unpack(data: np.ndarray, word: int, bits: int, signed: bool, elems: int) -> np.ndarray:
+    """The inverse of :func:`pack`: (frames, bytes) uint8 -> (frames, elements) int64 codes."""
+    frames = data.shape[0]
+    nbytes = -(-word * bits // 8)
+    words = data.reshape(frames * (elems // word), nbytes)
+    return unpack_elements(words, bits, signed, word).reshape(frames, elems)
+
+
+def frames_to_bytes(codes: np.ndarray, geometry: StreamGeometry) -> np.ndarray:
+    """Input stream codes (N, H, W, C) -> the bytes one DMA transfer per frame carries, (N, in_frame_bytes) uint8.
 
     ``geometry`` is ``fpgagen.codegen.stream_geometry(net)``; the C-simulation bridge and the board driver both
     take exactly these bytes, so a C-sim test also covers what the board receives."""
     n = codes.shape[0]
-    return pack(codes.reshape(n, -1), geometry.in_word, geometry.in_bits)
+    return pack_elements(codes.reshape(n, -1), geometry.in_bits, geometry.in_frame_bytes)
 
 
-def bytes_to_frames(data: np.ndarray, geometry, out_shape: tuple[int, int, int], signed: bool) -> np.ndarray:
+def output_frames_to_bytes(codes: np.ndarray, geometry: StreamGeometry) -> np.ndarray:
+    """Output stream codes (N, H, W, C) -> the bytes the accelerator sends per frame (the testbench's vectors)."""
+    n = codes.shape[0]
+    return pack_elements(codes.reshape(n, -1), geometry.out_bits, geometry.out_frame_bytes)
+
+
+def bytes_to_frames(data: np.ndarray, geometry: StreamGeometry, out_shape: tuple[int, int, int],
+                    signed: bool) -> np.ndarray:
     """The output bytes of N frames, (N, bytes) uint8 -> output stream codes (N, H, W, C) int64."""
     n = data.shape[0]
-    flat = unpack(data, geometry.out_word, geometry.out_bits, signed, int(np.prod(out_shape)))
+    flat = unpack_elements(data.reshape(n, -1), geometry.out_bits, signed, int(np.prod(out_shape)))
     return flat.reshape(n, *out_shape)

@@ -69,7 +69,7 @@ def main() -> int:
         from fpgagen import codegen, packing
 
         g = codegen.stream_geometry(acc.net)
-        data = packing.pack(codes.reshape(args.frames, -1), g.in_word, g.in_bits)
+        data = packing.frames_to_bytes(codes, g)
         start = time.perf_counter()
         acc.lib.run(data, threads=threads)
         timings[threads] = (time.perf_counter() - start) / args.frames

@@ -1,0 +1,168 @@
+"""The exact affine view of an integer tensor, and requantization by thresholds, as pure functions.
+
+A tensor on the accelerator is an integer stream ``q``; its real value is ``scale[c] * q + offset[c]`` per
+channel c, with ``q`` in ``[lo[c], hi[c]]`` (inside ``dtype``). ``clamp`` is a monotone clamp of the real value
+(ReLU, Clip) that no quantizer has applied yet. The lowering rules of the graph kinds take and return these
+views; the graph walk (fpgagen.streamline) keeps one per tensor.
+
+``requantize`` is the exact rule of a QONNX Quant (ROUND, half to even) on such a view, written once here as
+integer thresholds on ``q`` through fpgagen.quant.requant_thresholds (see shared/facts.md, "Quantizer semantics
+and thresholds"); it is the same rule as streamline's ``on_quant``, which the graph walk can call instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+from qonnx.core.datatype import DataType
+
+from ...errors import FpgagenError
+from ...quant import IntRange, quantize, requant_thresholds, smallest_dtype
+
+
+@dataclass(eq=False)
+class AffineView:
+    scale: np.ndarray  # (C,) float64
+    offset: np.ndarray  # (C,) float64
+    dtype: DataType
+    lo: np.ndarray | None = field(default=None)  # (C,) int64; None: the dtype's minimum
+    hi: np.ndarray | None = field(default=None)
+    clamp: tuple[float, float] | None = None
+
+    def __post_init__(self):
+        self.scale = np.asarray(self.scale, np.float64).reshape(-1)
+        self.offset = np.broadcast_to(np.asarray(self.offset, np.float64).reshape(-1), self.scale.shape).copy()
+        c = self.scale.shape[0]
+        self.lo = np.full(c, int(self.dtype.min()), np.int64) if self.lo is None else \
+            np.broadcast_to(np.asarray(self.lo, np.int64), (c,)).copy()
+        self.hi = np.full(c, int(self.dtype.max()), np.int64) if self.hi is None else \
+            np.broadcast_to(np.asarray(self.hi, np.int64), (c,)).copy()
+
+    @property
+    def channels(self) -> int:
+        return self.scale.shape[0]
+
+    def real(self, q: np.ndarray) -> np.ndarray:
+        """The real value of codes q (..., C), in float64 (for tests and checks)."""
+        return self.scale * np.asarray(q, np.float64) + self.offset
+
+
+@dataclass(eq=False)
+class QuantSpec:
+    """A QONNX Quant's grid: ``q = clip(round(x / scale + zero), range)`` per channel (scale, zero: (C,))."""
+
+    scale: np.ndarray
+    zero: np.ndarray
+    range: IntRange
+
+    def __post_init__(self):
+        self.scale = np.asarray(self.scale, np.float64).reshape(-1)
+        self.zero = np.asarray(self.zero, np.float64).reshape(-1)
+
+    def for_channels(self, c: int) -> QuantSpec:
+        return QuantSpec(np.broadcast_to(self.scale, (c,)).copy(), np.broadcast_to(self.zero, (c,)).copy(),
+                         self.range)
+
+
+@dataclass(eq=False)
+class Requant:
+    """Thresholds that map a view's codes to a Quant's codes: ``out = base + #{k : x' >= thresholds[c, k]}``
+    with ``x' = -x`` where ``negate[c]``."""
+
+    thresholds: np.ndarray  # (C, top - base) int64, non-decreasing per row
+    negate: np.ndarray  # (C,) bool
+    base: int
+
+
+def quant_levels(view: AffineView, quant: QuantSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (q_lo, q_hi) output codes: the Quant's range, narrowed by a pending clamp (a clamp before a
+    monotone quantizer clamps the codes: Q(clip(y, a, b)) = clip(Q(y), Q(a), Q(b)))."""
+    c, rng = view.channels, quant.range
+    q_lo, q_hi = np.full(c, rng.lo, np.int64), np.full(c, rng.hi, np.int64)
+    if view.clamp is not None:
+        a, b = view.clamp
+        if np.isfinite(a):
+            q_lo = np.maximum(q_lo, quantize(np.full(c, a), quant.scale.astype(np.float32),
+                                             quant.zero.astype(np.float32), rng))
+        if np.isfinite(b):
+            q_hi = np.minimum(q_hi, quantize(np.full(c, b), quant.scale.astype(np.float32),
+                                             quant.zero.astype(np.float32), rng))
+    return q_lo, q_hi
+
+
+def is_identity(view: AffineView, quant: QuantSpec) -> bool:
+    """Requantizing to the grid the codes are already on (and within its range) changes nothing."""
+    q_lo, q_hi = quant_levels(view, quant)
+    return (view.clamp is None and np.array_equal(view.scale, quant.scale)
+            and np.array_equal(view.offset, -quant.scale * quant.zero)
+            and bool(np.all(view.lo >= q_lo)) and bool(np.all(view.hi <= q_hi)))
+
+
+def level_thresholds(view: AffineView, quant: QuantSpec, base: int, top: int) -> Requant:
+    """Thresholds for the output levels base+1..top (a superset of the channel's own levels: below its floor a
+    level always passes, above its ceiling it never does), so that several views share one table shape."""
+    q_lo, q_hi = quant_levels(view, quant)
+    if base > int(q_lo.min()) or top < int(q_hi.max()):
+        raise ValueError("levels must cover every channel's output range")
+    thresholds, negate = requant_thresholds(view.scale, view.offset, quant.scale, quant.zero, IntRange(base, top),
+                                            view.lo, view.hi)
+    levels = np.arange(base + 1, top + 1)
+    in_lo = np.where(negate, -view.hi, view.lo)
+    in_hi = np.where(negate, -view.lo, view.hi)
+    thresholds = np.where(levels[None, :] <= q_lo[:, None], in_lo[:, None], thresholds)
+    thresholds = np.where(levels[None, :] > q_hi[:, None], in_hi[:, None] + 1, thresholds)
+    return Requant(thresholds.astype(np.int64), negate, base)
+
+
+def out_view(quant: QuantSpec, q_lo: np.ndarray, q_hi: np.ndarray) -> AffineView:
+    return AffineView(quant.scale, -quant.scale * quant.zero, smallest_dtype(q_lo.min(), q_hi.max()), q_lo, q_hi)
+
+
+def requantize(view: AffineView, quant: QuantSpec) -> tuple[Requant | None, AffineView]:
+    """The Quant applied to a view: (thresholds, or None where it is the identity; the output view)."""
+    quant = quant.for_channels(view.channels)
+    if np.any(quant.zero != np.rint(quant.zero)):
+        raise FpgagenError("non-integer activation zero point", "a Quant after a graph layer",
+                           "use integer zero points")
+    q_lo, q_hi = quant_levels(view, quant)
+    if is_identity(view, quant):
+        return None, out_view(quant, view.lo, view.hi)
+    return level_thresholds(view, quant, int(q_lo.min()), int(q_hi.max())), out_view(quant, q_lo, q_hi)
+
+
+def apply_requant(x: np.ndarray, req: Requant | None) -> np.ndarray:
+    """Reference of ``Requant`` on codes (..., C)."""
+    x = np.asarray(x, np.int64)
+    if req is None:
+        return x
+    x = np.where(req.negate, -x, x)
+    count = np.zeros(x.shape, np.int64)
+    for k in range(req.thresholds.shape[1]):
+        count += x >= req.thresholds[:, k]
+    return req.base + count
+
+
+def integer_ratio(a: np.ndarray, b: np.ndarray, max_bits: int = 32) -> tuple[int, int]:
+    """Coprime integers (ma, mb) with a[c] / ma == b[c] / mb exactly (as the binary fractions the floats are) for
+    every channel c, or FpgagenError. Then ``a*qa + b*qb == (a/ma) * (ma*qa + mb*qb)``: an exact integer sum.
+
+    Two float32 scales (24-bit significands) always have such a ratio; its factors stay within ``max_bits`` unless
+    the exponents lie far apart (the sum would then need very wide adders)."""
+    ratios = {Fraction(float(x)) / Fraction(float(y)) for x, y in zip(a, b, strict=True) if y != 0}
+    if np.any(np.asarray(b) == 0) or np.any(np.asarray(a) == 0) or len(ratios) != 1:
+        raise FpgagenError("the two branches' scales differ by a ratio that is not the same on every channel",
+                           "an elementwise Add of two streams",
+                           "quantize both branches with per-tensor scales (or one shared quantizer) before the Add")
+    ratio = ratios.pop()  # a / b = ma / mb
+    ma, mb = ratio.numerator, ratio.denominator
+    if max(abs(ma), abs(mb)).bit_length() > max_bits:
+        raise FpgagenError(f"the branches' scales differ by {float(ratio):.6g}, which needs integer factors "
+                           f"{ma}/{mb} wider than {max_bits} bits", "an elementwise Add of two streams",
+                           "use one shared quantizer (or power-of-two scales) for both residual branches")
+    return ma, mb
+
+
+def dtype_of(lo: np.ndarray, hi: np.ndarray) -> DataType:
+    return smallest_dtype(int(np.min(lo)), int(np.max(hi)))

@@ -1,0 +1,74 @@
+// fpgagen static kernel library: XnorMVAU (fpgagen/ir/kinds/xnor.py). W1A1 matrix unit: bipolar weights and
+// activations as bits, acc = 2 * popcount(XNOR(w, x)) - MW.
+#pragma once
+#include "fg_common.h"
+#include "fg_thresholds.h"
+
+namespace fg {
+
+// C: PE, SIMD, NF, SF, PIXELS, MW, pc_t (holds 0..MW+1), out_t, w_rom_t; NT (0: stream acc), OUT_BASE,
+// BIPOLAR_OUT (stream the threshold bit itself), thr_t, thr_rom_t.
+// weights [PE][NF*SF][SIMD] bits; inbuf [1][SF][SIMD]; thresholds [PE][NF][NT or 1] on the popcount.
+template <class C>
+void xnor_mvau(hls::stream<Vec<ap_uint<1>, C::SIMD> > &in, hls::stream<Vec<typename C::out_t, C::PE> > &out,
+               const typename C::w_rom_t weights[C::PE][C::NF * C::SF][C::SIMD], ap_uint<1> inbuf[1][C::SF][C::SIMD],
+               const typename C::thr_rom_t thresholds[C::PE][C::NF][C::NT > 0 ? C::NT : 1]) {
+    typedef typename C::pc_t pc_t;
+    pc_t acc[C::PE];
+#pragma HLS ARRAY_PARTITION variable=acc complete
+    unsigned nf = 0, sf = 0, tile = 0;  // neuron fold, input fold, their weight address nf * SF + sf
+xnor_mvau_folds:
+    for (unsigned i = 0; i < C::PIXELS * C::NF * C::SF; i++) {
+#pragma HLS PIPELINE II=1
+        Vec<ap_uint<1>, C::SIMD> x;
+        if (nf == 0) {  // the first neuron fold reads the pixel's input words; the others reuse them
+            x = pop(in);
+        xnor_mvau_keep:
+            for (unsigned s = 0; s < C::SIMD; s++) {
+#pragma HLS UNROLL
+                inbuf[0][sf][s] = x.v[s];
+            }
+        } else {
+        xnor_mvau_reuse:
+            for (unsigned s = 0; s < C::SIMD; s++) {
+#pragma HLS UNROLL
+                x.v[s] = inbuf[0][sf][s];
+            }
+        }
+    xnor_mvau_pes:
+        for (unsigned p = 0; p < C::PE; p++) {
+#pragma HLS UNROLL
+            pc_t agree = 0;
+        xnor_mvau_bits:
+            for (unsigned s = 0; s < C::SIMD; s++) {
+#pragma HLS UNROLL
+                agree += (ap_uint<1>(weights[p][tile][s]) == x.v[s]);
+            }
+            acc[p] = (sf == 0 ? pc_t(0) : acc[p]) + agree;
+        }
+        if (sf == C::SF - 1) {
+            Vec<typename C::out_t, C::PE> y;
+        xnor_mvau_outputs:
+            for (unsigned p = 0; p < C::PE; p++) {
+#pragma HLS UNROLL
+                if (C::NT == 0) {
+                    y.v[p] = ap_int<C::ACC_BITS>(2 * ap_int<C::ACC_BITS>(acc[p]) - C::MW);
+                } else if (C::BIPOLAR_OUT) {
+                    y.v[p] = thresholds_reached<C::NT, typename C::thr_t>(acc[p], thresholds[p][nf]);
+                } else {
+                    y.v[p] = C::OUT_BASE + int(thresholds_reached<C::NT, typename C::thr_t>(acc[p], thresholds[p][nf]));
+                }
+            }
+            push(out, y);
+        }
+        tile = (tile == C::NF * C::SF - 1) ? 0 : tile + 1;
+        if (sf == C::SF - 1) {
+            sf = 0;
+            nf = (nf == C::NF - 1) ? 0 : nf + 1;
+        } else {
+            sf++;
+        }
+    }
+}
+
+}  // namespace fg
