@@ -1,9 +1,15 @@
 """FIFO depths between layers, sized from each kernel's stream pattern, and a stream-level check.
 
-Model. Every kernel is one pipelined loop at II=1; ``Layer.io_pattern()`` says, per iteration, whether it pops its
-input and whether it pushes its output. A FIFO of depth d holds d words; a word pushed in cycle t can be popped
-from t+1 on; a slot freed by a pop in cycle t can be refilled from t+1 on. The DMA source can push one word per
-cycle whenever there is room; the DMA sink pops one per cycle whenever there is a word.
+Model. Every kernel is one flat pipelined loop at II=1, entered once per frame (the stream kernels are written
+that way: counters, no per-row or per-chunk re-entry). ``Layer.io_pattern()`` says, for each of the ``cycles()``
+cycles of one frame, whether it pops its input and whether it pushes its output: a loop iteration issues every
+cycle, pops in its first pipeline stage and pushes in its last, ``PIPELINE_DEPTH - 1`` cycles later (a blocked
+stream stalls the whole pipeline, so the offset holds in steps), and the frame ends when the pipeline has
+drained, iterations + ``PIPELINE_DEPTH`` cycles after it started (``fpgagen.ir.layers.pipelined_pattern``).
+The same pattern is the cycle model: ``cycles()`` is its length. A FIFO of depth d holds d words; a word pushed
+in cycle t can be popped from t+1 on; a slot freed by a pop in cycle t can be refilled from t+1 on. The DMA
+source can push one word per cycle whenever there is room; the DMA sink pops one per cycle whenever there is a
+word.
 
 Why these depths cannot deadlock. The processes form a chain. A process blocked on a pop waits for its producer,
 which (its output FIFO being empty) can only itself be blocked on a pop, and so on up to the source, which never
@@ -15,14 +21,22 @@ deadlock-free on a straight-line network.
 Why they do not stall. Let B be the bottleneck (most cycles per frame, T). Build a schedule S in which B runs its
 iterations back to back (period T), every layer downstream of B runs each iteration as soon as its input word is
 there (ASAP), and every layer upstream of B runs each iteration as late as its consumer allows (ALAP: a word is
-pushed the cycle before it is popped, subject to one iteration per cycle). S respects every data dependence and
-every kernel's II=1. Size each FIFO to the largest number of words S ever holds in it (counting a pop in the cycle
-of a push as too late to free the slot). Then S also respects every FIFO bound, so S is a feasible execution.
-The hardware runs each iteration at the earliest cycle its dependences and FIFO bounds allow; these constraints
-are monotone (max-plus), so the hardware's times are the least feasible ones and never later than S's: every
-frame leaves at least as early as in S, whose period is T. Pipeline latencies only shift each downstream process
-by a constant, which changes no FIFO's occupancy. ``check_schedule`` re-verifies S against the chosen depths,
-and ``simulate`` (small networks) runs the bounded FIFOs cycle by cycle.
+pushed the cycle before it is popped, subject to one step per cycle). S respects every data dependence and every
+kernel's II=1 (a pattern's fill and drain cycles are steps like any other, so a frame's loop never starts before
+the previous one drained). Size each FIFO to the largest number of words S ever holds in it (counting a pop in
+the cycle of a push as too late to free the slot). Then S also respects every FIFO bound, so S is a feasible
+execution. The hardware runs each step at the earliest cycle its dependences and FIFO bounds allow; these
+constraints are monotone (max-plus), so the hardware's times are the least feasible ones and never later than
+S's: every frame leaves at least as early as in S, whose period is T. A latency that a pattern does not show
+(e.g. the DMA's) only shifts each downstream process by a constant, which changes no FIFO's occupancy.
+``check_schedule`` re-verifies S against the chosen depths, and ``simulate`` (small networks) runs the bounded
+FIFOs cycle by cycle.
+
+Memories. Each layer's output FIFO is declared by ``fifo_memory`` (a ``fpgagen.ir.memory.Memory`` with
+``fifo=True``: depth, word, storage srl | bram) and priced from that declaration by ``fifo_resources``; top.cpp
+emits it as the stream ``<layer>_out`` with ``#pragma HLS STREAM depth=`` and ``BIND_STORAGE type=fifo impl=``,
+and report.json lists it per layer under ``fifo``. FIFOs are not in ``Layer.memories()`` (those are the kernel's
+own arrays, ``Layer.resources()``), so nothing is counted twice.
 """
 
 from __future__ import annotations
@@ -32,11 +46,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ir import Network
-from .ir.layers import bram18, resources
+from .ir import Layer, Network
+from .ir.memory import SRL_DEPTH, Memory, add_resources, bram18, resources
 
-SRL_DEPTH = 32  # an SRLC32E shifts 32 words of one bit per LUT
 FRAMES = 3
+
+
+class FifoModelError(RuntimeError):
+    """An internal inconsistency of the stream model (a kernel's pattern against its cycle model, or a schedule
+    that breaks a bound): an fpgagen bug, never a user error."""
+
+
+def _check(ok: bool, what: str) -> None:
+    if not ok:
+        raise FifoModelError(what)
 
 
 @dataclass
@@ -55,11 +78,11 @@ def processes(net: Network) -> list[Process]:
     out = [Process("input", np.zeros(n_in, bool), np.ones(n_in, bool), first.in_word * first.in_bits)]
     for layer in net.layers:
         reads, writes = layer.io_pattern()
-        assert len(reads) == len(writes) == layer.cycles(), f"{layer.name}: pattern does not match cycles()"
+        _check(len(reads) == len(writes) == layer.cycles(), f"{layer.name}: stream pattern does not match cycles()")
         out.append(Process(layer.name, reads, writes, layer.out_word * layer.out_bits))
     out.append(Process("output", np.ones(n_out, bool), np.zeros(n_out, bool)))
     for prod, cons in zip(out, out[1:], strict=False):
-        assert prod.writes.sum() == cons.reads.sum(), f"{prod.name} -> {cons.name}: words per frame differ"
+        _check(prod.writes.sum() == cons.reads.sum(), f"{prod.name} -> {cons.name}: words per frame differ")
     return out
 
 
@@ -171,20 +194,26 @@ def required_depths(net: Network, frames: int = FRAMES) -> list[int]:
     out = []
     for j in range(len(procs) - 1):
         depth = _needed_depth(*_edges(procs, times, frames, j))
-        assert depth < procs[j].writes.sum() * (frames - 1), "a FIFO would hold more than a frame"
+        _check(depth < procs[j].writes.sum() * (frames - 1), f"{procs[j].name}: a FIFO would hold more than a frame")
         out.append(depth)
     return out
 
 
+def fifo_memory(layer: Layer) -> Memory:
+    """The declaration of ``layer``'s output FIFO (the stream ``<layer>_out`` in top.cpp)."""
+    return Memory(f"{layer.name}_out", 1, layer.fifo_depth, layer.out_word, layer.out_bits, layer.fifo_style,
+                  reads=1, writes=1, fifo=True)
+
+
 def fifo_resources(depth: int, width: int, style: str) -> dict[str, int]:
-    """An HLS stream FIFO of ``depth`` words of ``width`` bits. ``srl``: shift-register LUTs (SRLC32E, one LUT per
-    bit per 32 words, counted as LUTRAM) plus an output register and the address counter; ``bram``: block RAM
-    (FINN-R's BRAM18 formula) plus its read/write counters and flags."""
+    """An HLS stream FIFO of ``depth`` words of ``width`` bits: its storage as declared (``Memory`` with
+    ``fifo=True``: ``srl``, SRLC32E shift-register LUTs counted as LUTRAM; ``bram``, FINN-R's BRAM18 formula) plus
+    its logic: for srl an output register and the address counter, for bram the read/write counters and flags."""
     bits = max(1, math.ceil(math.log2(depth + 1)))
+    storage = Memory("fifo", 1, depth, 1, width, style, reads=1, writes=1, fifo=True).resources()
     if style == "bram":
-        return resources(BRAM18=bram18(depth, width), LUT=30 + 2 * bits, FF=40 + 2 * bits + width)
-    srl = width * math.ceil(depth / SRL_DEPTH)
-    return resources(LUT=srl + 4 + bits, LUTRAM=srl, FF=width + bits + 2)
+        return add_resources(storage, resources(LUT=30 + 2 * bits, FF=40 + 2 * bits + width))
+    return add_resources(storage, resources(LUT=4 + bits, FF=width + bits + 2))
 
 
 def fifo_style(depth: int, width: int) -> str:
@@ -197,7 +226,7 @@ def size_fifos(net: Network, frames: int = FRAMES) -> dict[str, int]:
     """Set every layer's output ``fifo_depth`` (at least 2) and ``fifo_style``; returns the FIFOs' resources."""
     depths = required_depths(net, frames)
     total = resources()
-    assert depths[0] <= 2, "the DMA input stream needs no more than the default depth of 2"
+    _check(depths[0] <= 2, "the DMA input stream needs more than the default depth of 2")
     for layer, depth in zip(net.layers, depths[1:], strict=True):
         layer.fifo_depth = max(2, depth)
         width = layer.out_word * layer.out_bits
@@ -218,15 +247,15 @@ def fifos_resources(net: Network) -> dict[str, int]:
 def check_schedule(net: Network, frames: int = FRAMES) -> int:
     """Verify that schedule S is a valid bounded-FIFO execution with the layers' ``fifo_depth`` (input: 2): one
     iteration per cycle per kernel, every pop after its push, every push into a free slot, the bottleneck back to
-    back, S periodic. Returns S's frame period (the bottleneck's cycles); raises AssertionError otherwise."""
+    back, S periodic. Returns S's frame period (the bottleneck's cycles); raises FifoModelError otherwise."""
     procs = processes(net)
     times, b = schedule(procs, frames)
-    assert _valid(procs, times, frames, [2] + [layer.fifo_depth for layer in net.layers]), "S violates a bound"
+    _check(_valid(procs, times, frames, [2] + [layer.fifo_depth for layer in net.layers]), "S violates a bound")
     period = len(procs[b].reads)
-    assert np.array_equal(np.diff(times[b]), np.ones(len(times[b]) - 1)), "the bottleneck stalls"
+    _check(np.array_equal(np.diff(times[b]), np.ones(len(times[b]) - 1)), "the bottleneck stalls")
     for p, t in zip(procs, times, strict=True):
         n = len(p.reads)
-        assert np.array_equal(t[n:] - t[:-n], np.full(len(t) - n, period)), f"{p.name} is not periodic"
+        _check(np.array_equal(t[n:] - t[:-n], np.full(len(t) - n, period)), f"{p.name} is not periodic")
     return period
 
 

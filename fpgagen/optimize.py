@@ -152,6 +152,17 @@ def converter(producer: Layer, u: int, v: int) -> WidthConverter:
                           in_elems=u, out_elems=v)
 
 
+def _converters(layers: list[Layer], cores: list[list[Core]]) -> list[WidthConverter]:
+    """Every width converter a choice of cores can need (producer word u != consumer word v)."""
+    out = []
+    for e in range(1, len(layers)):
+        for u in sorted({c.out_word for c in cores[e - 1]}):
+            for v in sorted({c.in_word for c in cores[e]}):
+                if u != v and _allowed(layers[e], u, v):
+                    out.append(converter(layers[e - 1], u, v))
+    return out
+
+
 def _allowed(consumer: Layer, u: int, v: int) -> bool:
     if isinstance(consumer, SlidingWindow):
         return v == (u if consumer.channels % u == 0 else consumer.channels)
@@ -300,7 +311,9 @@ def optimize(net: Network, board: dict, ceilings: dict | None = None, target_fps
         attrs = solve(t)
     else:
         floor = max(min(c.cycles for c in cs) for cs in cores)
-        cands = sorted({c.cycles for cs in cores for c in cs if c.cycles >= floor})
+        # the bottleneck is a core's or a width converter's cycle count (a converter can be the slowest process)
+        cands = sorted({c.cycles for cs in cores for c in cs if c.cycles >= floor} |
+                       {w.cycles() for w in _converters(layers, cores) if w.cycles() >= floor})
         # The LP relaxation is feasible wherever the program is, and solves in a fraction of the time: bisect it
         # for a lower bound, then gallop up from there with exact solves and bisect the last step.
         lo, hi = 0, len(cands) - 1

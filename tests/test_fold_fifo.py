@@ -3,6 +3,7 @@ small ones stall, none deadlocks; and (with the templates' bounded streams) the 
 
 import nets
 import numpy as np
+import pytest
 
 import fpgagen
 from fpgagen import fifo, fold
@@ -80,3 +81,26 @@ def test_bounded_fifo_csim_passes_with_sized_depths(tmp_path, quiet):
     acc.verify(frames=2, bounded_fifos=True)
     x = nets.net_input(model, 2, shape=(2, 3, 32, 32))
     assert np.array_equal(acc.run(x, codes=True), nets.exact_codes(model, x))
+
+
+@pytest.mark.slow
+def test_bounded_fifo_csim_at_depth_one_completes_and_the_model_says_it_stalls(tmp_path, quiet):
+    """Every stream bounded to ONE word: fifo.py's proof says a chain cannot deadlock at any depth >= 1, so the
+    bounded C-simulation (every process on its own thread, blocking on full and empty streams) still completes
+    and stays bit-exact; the cycle-level model says such depths cost throughput, and the sized ones do not."""
+    from fpgagen import codegen
+    from fpgagen.accelerator import Accelerator
+
+    model = nets.conv_net(4, 4, seed=5)
+    acc = fpgagen.build(fpgagen.export(model, tmp_path / "m.onnx"), out_dir=tmp_path / "b", verify=False,
+                        log=quiet, ceilings={"LUT": 0.12})
+    sized = fifo.simulate(acc.net, frames=3)
+    assert sized["period"] == acc.net.bottleneck().cycles()
+    starved = fifo.simulate(acc.net, frames=3, depths=[1] * (len(acc.net.layers) + 1))
+    assert len(starved["frame_done"]) == 3 and starved["period"] > sized["period"]
+    for layer in acc.net.layers:
+        layer.fifo_depth, layer.fifo_style = 1, "srl"
+    codegen.generate(acc.net, tmp_path / "small" / "hls", acc.board)
+    assert "depth=1\n" in (tmp_path / "small" / "hls" / "top.cpp").read_text()
+    small = Accelerator(acc.net, tmp_path / "small", acc.board, log=quiet)
+    small.verify(frames=1, bounded_fifos=True)

@@ -31,6 +31,18 @@ def divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+def pipelined_pattern(reads: np.ndarray, writes: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """A pipelined loop's per-cycle stream pattern over one frame, from its per-iteration ``reads``/``writes``:
+    iteration i issues in cycle i and pops in its first stage, and pushes in its last stage, ``depth - 1`` cycles
+    later (a blocked stream stalls the whole pipeline, so the offset holds in steps). The frame takes
+    iterations + ``depth`` cycles: the pipeline fills and drains once, as the loop is entered once per frame."""
+    n = len(reads)
+    out_r, out_w = np.zeros(n + depth, bool), np.zeros(n + depth, bool)
+    out_r[:n] = reads
+    out_w[depth - 1:depth - 1 + n] = writes
+    return out_r, out_w
+
+
 MEM_STYLES = ("bram", "lutram")
 CONTROL_LUT, CONTROL_FF = 60, 80  # loop counters, FSM and stream handshakes of one HLS process (a judgement)
 
@@ -158,13 +170,18 @@ class Layer:
 class SlidingWindow(Layer):
     """Sliding-window generator (im2col on a stream): emits, per output pixel, the KH*KW*C window in
     (ky, kx, c) order as words of ``simd`` elements. Padding is generated on the fly with ``pad_value``, the
-    code that stands for a real 0.
+    code that stands for a real 0. Kernel: templates/hls/fg_sliding_window.h.
 
-    Line buffer: KH + SH rows of the (unpadded) input, so the next (at most SH) rows are read while the
-    current output row is emitted. Cycles (the kernel's loop trip count, II=1): the rows needed by output row 0
-    are preloaded, then every output row runs a static ``max(SH*IW*C/IN_WORD, OW*KH*KW*C/SIMD)`` iterations.
-    That is FINN-R's ``OFM_h*max(OFM_w*k^2*C/SIMD, stride*IFM_w*C/SIMD)``, with the preload replacing its
-    IFM_w*k*C/SIMD start-up term.
+    Line buffer (``line_buffer_memory``): KH + SH rows of the (unpadded) input, so the next (at most SH) rows are
+    read while the current output row is emitted; a word spanning several pixels (SIMD > C) reads KW columns per
+    cycle, so then each row is also split cyclically by column into KW memories. Every bank is read once and
+    written at most once per cycle.
+
+    Cycles: the kernel is ONE flat pipelined loop (II=1, counters, no per-row re-entry) of ``iterations()``: the
+    rows needed by output row 0 are preloaded, then every output row runs a static ``ROW_ITERATIONS =
+    max(SH*IW*C/IN_WORD, OW*KH*KW*C/SIMD)`` iterations (FINN-R's ``OFM_h*max(OFM_w*k^2*C/SIMD,
+    stride*IFM_w*C/SIMD)``, with the preload replacing its start-up term); plus the loop's pipeline depth, paid
+    once per frame (``PIPELINE_DEPTH``).
     """
 
     kernel: tuple[int, int] = (3, 3)
@@ -177,6 +194,10 @@ class SlidingWindow(Layer):
 
     kind = "SlidingWindow"
     STYLES = {"mem_style": MEM_STYLES}
+    # Stages of the window loop (a judgement, not a synthesis result): 1 for the counters and addresses, 2 for the
+    # line-buffer read (BRAM with its output register; LUTRAM needs 1, counted as 2 all the same), 1 for the row,
+    # column and channel multiplexers, 1 for the stream write. Paid once per frame: the loop is entered once.
+    PIPELINE_DEPTH: ClassVar[int] = 5
 
     @property
     def channels(self) -> int:
@@ -214,23 +235,50 @@ class SlidingWindow(Layer):
         return min(self.in_shape[0], oy * self.stride[0] - self.pads[0] + self.kernel[0])
 
     @property
+    def row_words(self) -> int:
+        """Input words per input row."""
+        return self.in_shape[1] * self.channels // self.ifm_word
+
+    @property
     def row_iterations(self) -> int:
-        iw, c = self.in_shape[1:]
-        return max(self.stride[0] * iw * c // self.ifm_word, self.out_shape[1] * self.window // self.simd)
+        return max(self.stride[0] * self.row_words, self.out_shape[1] * self.window // self.simd)
+
+    @property
+    def split(self) -> int:
+        """Column memories per line-buffer row: KW when a word spans several pixels (it reads KW columns in one
+        cycle), else 1."""
+        return self.kernel[1] if self.simd > self.channels else 1
+
+    def loop_constants(self) -> dict[str, int]:
+        """The window loop's compile-time constants (fg_sliding_window.h): line-buffer geometry, the counters'
+        start values for the padded top-left corner, and the read limits of the preload and the first row."""
+        rows, split = self.kernel[0] + self.stride[0], self.split
+        x0q = -self.pads[1] // split  # floor division: x0 = -PL = X0Q * SPLIT + X0P
+        preload = max(self.rows_needed(0), 0) * self.row_words
+        frame = self.in_shape[0] * self.row_words
+        next_limit = (self.stride[0] - self.pads[0] + self.kernel[0]) * self.row_words
+        first_row = next_limit if self.out_shape[0] > 1 and next_limit < frame else frame
+        return {"ROWS": rows, "SPLIT": split, "X0Q": x0q, "X0P": -self.pads[1] - x0q * split,
+                "R0": -self.pads[0] % rows, "PRELOAD_WORDS": preload, "READ_LIMIT0": preload or first_row,
+                "NEXT_LIMIT": next_limit, "ROW_ITERATIONS": self.row_iterations}
+
+    def iterations(self) -> int:
+        """Trip count of the kernel's one pipelined loop."""
+        return max(self.rows_needed(0), 0) * self.row_words + self.out_shape[0] * self.row_iterations
 
     def cycles(self) -> int:
-        iw, c = self.in_shape[1:]
-        return max(self.rows_needed(0), 0) * iw * c // self.ifm_word + self.out_shape[0] * self.row_iterations
+        return self.iterations() + self.PIPELINE_DEPTH
 
     def fold_cores(self) -> list[dict]:
         return [{"simd": s} for s in self.simd_options()]
 
     def io_pattern(self) -> tuple[np.ndarray, np.ndarray]:
         """Preload reads, then per output row ROW_ITERATIONS iterations that write the row's window words first
-        and read the rows the next output row needs (all remaining rows on the last one)."""
-        ih, iw, c = self.in_shape
+        and read the rows the next output row needs (all remaining rows on the last one); then the pipeline
+        drains (no new iteration)."""
+        ih = self.in_shape[0]
         oh, ow = self.out_shape[:2]
-        per_row = iw * c // self.ifm_word
+        per_row = self.row_words
         pre = max(self.rows_needed(0), 0) * per_row
         it = np.arange(self.row_iterations)
         reads, writes, done = [np.ones(pre, bool)], [np.zeros(pre, bool)], pre
@@ -240,32 +288,42 @@ class SlidingWindow(Layer):
             reads.append(it < n)
             writes.append(it < ow * self.window // self.simd)
             done += n
-        return np.concatenate(reads), np.concatenate(writes)
+        return pipelined_pattern(np.concatenate(reads), np.concatenate(writes), self.PIPELINE_DEPTH)
 
     def style_groups(self) -> list[list[dict]]:
         return [[{"mem_style": m} for m in MEM_STYLES]]
 
+    def line_buffer_memory(self) -> Memory:
+        """KH+SH rows x SPLIT column phases, one memory each, whose word is one whole pixel (C elements); each read
+        once (the window's column in it) and written at most once (the assembled input pixel) per cycle."""
+        rows, split = self.kernel[0] + self.stride[0], self.split
+        return Memory(f"{self.name}_line_buffer", rows * split, math.ceil(self.in_shape[1] / split), self.channels,
+                      self.in_bits, self.mem_style, reads=1, writes=1)
+
+    def pixel_memory(self) -> Memory:
+        """The register that assembles C/IN_WORD input words into the whole pixel written to the line buffer (when
+        IN_WORD == C the word is the pixel and HLS keeps no state in it, but it is priced all the same)."""
+        return Memory(f"{self.name}_pixel", 1, 1, self.channels, self.in_bits, "registers", reads=1, writes=1)
+
+    def memories(self) -> list[Memory]:
+        return [self.line_buffer_memory(), self.pixel_memory()]
+
     def line_buffer(self) -> tuple[int, int, int]:
-        """(memories, depth, width) of the line buffer: KH+SH rows, one memory each, whose word is one whole pixel
-        (C*A bits); when a window word spans several columns (SIMD > C) the columns are also split cyclically by
-        KW, so the KW pixels read in one cycle come from different memories."""
-        rows, iw, c = self.kernel[0] + self.stride[0], self.in_shape[1], self.channels
-        split = self.kernel[1] if self.simd > c else 1
-        return rows * split, math.ceil(iw / split), c * self.in_bits
+        """(memories, depth, width in bits) of the line buffer."""
+        m = self.line_buffer_memory()
+        return m.banks, m.depth, m.width
 
     def resources(self) -> dict[str, int]:
-        """Line buffer (``line_buffer``; simple dual port: the next rows are written while the window is read)
-        in ``mem_style``; a pixel register that assembles C/IN_WORD input words into one line-buffer word; and the
-        output multiplexers: each of the SIMD output elements picks one of ``fan_in`` sources (rotating row, the
-        channel group within the pixel word, the column phase, or the pad code), a LUT6 being a 4:1 multiplexer
-        bit. Not in FINN-R (FINN counts padding as zero); derived from the kernel's loop body."""
-        n, depth, width = self.line_buffer()
-        mem = memory(depth, width, self.mem_style, dual_port=True)
+        """The line buffer (``memories()``, priced by fpgagen.ir.memory) plus logic: each of the SIMD output
+        elements picks one of ``fan_in`` sources (a bank's pixel: the rotating row, the column phase when
+        SIMD > C or the channel group when SIMD < C; or the pad code), a LUT6 being a 4:1 multiplexer bit; the
+        counters and address clamps of two loop sides. FF: the output and input words and the counters (the pixel
+        register is a declared memory). Not in FINN-R (FINN counts padding as zero)."""
         rows, c, a = self.kernel[0] + self.stride[0], self.channels, self.in_bits
-        fan_in = rows * max(1, c // self.simd) * (self.kernel[1] if self.simd > c else 1) + 1
+        fan_in = rows * (self.split if self.simd > c else c // self.simd) + 1
         mux = self.simd * a * math.ceil(fan_in / 4)
-        ff = (self.simd + self.ifm_word + (c if self.ifm_word < c else 0)) * a + 2 * CONTROL_FF
-        return add_resources({r: v * n for r, v in mem.items()}, resources(LUT=mux + 2 * CONTROL_LUT, FF=ff))
+        ff = (self.simd + self.ifm_word) * a + 2 * CONTROL_FF
+        return add_resources(memory_resources(self.memories()), resources(LUT=mux + 2 * CONTROL_LUT, FF=ff))
 
 
 @dataclass(eq=False)
@@ -563,12 +621,19 @@ class MVAU(Layer):
 @dataclass(eq=False)
 class MaxPool(Layer):
     """Non-overlapping max pooling (kernel == stride, no padding, floor mode) on integer codes. Codes are a
-    monotonic image of the real values, so max commutes with dequantization.
-    Cycles: IH * IW * C / PE (every input word is read once)."""
+    monotonic image of the real values, so max commutes with dequantization. Kernel: templates/hls/fg_maxpool.h.
+
+    Memories (``memories()``): the column maxima of the current window, one word per channel fold (CW = C/PE
+    words: a shift register, so the word of the same channel fold comes back after CW cycles, whatever CW); and
+    KH-1 row memories of OW*CW words: row memory k holds, between input rows, the maximum over window rows 0..k.
+    Row memory k is written only from row memory k-1's value (never from its own), so no read-modify-write of
+    one memory closes a loop and II=1 needs no dependence pragma.
+    Cycles: IH * IW * C / PE iterations (every input word is read once), plus the pipeline depth once per frame.
+    """
 
     kernel: tuple[int, int] = (2, 2)
     pe: int = 1
-    mem_style: str = "lutram"  # row of running maxima: bram | lutram
+    mem_style: str = "lutram"  # row memories of partial maxima: bram | lutram
 
     kind = "MaxPool"
     STYLES = {"mem_style": MEM_STYLES}
@@ -581,6 +646,13 @@ class MaxPool(Layer):
     def out_word(self) -> int:
         return self.pe
 
+    @property
+    def PIPELINE_DEPTH(self) -> int:  # noqa: N802 (a per-instance constant)
+        """Stages (a judgement): 1 for the pop and the column maximum, then per row memory 2 for its read (BRAM
+        with output register) and 1 for the compare-select that feeds the next (row memory k's read waits for
+        the write of k-1's value), 1 for the stream write."""
+        return 2 + 3 * (self.kernel[0] - 1)
+
     def folding(self) -> dict:
         return {"pe": self.pe}
 
@@ -588,9 +660,12 @@ class MaxPool(Layer):
         c = self.in_shape[2]
         self._require(c % self.pe == 0, f"PE={self.pe} does not divide C={c}", f"choose PE from {divisors(c)}")
 
-    def cycles(self) -> int:
+    def iterations(self) -> int:
         h, w, c = self.in_shape
         return h * w * c // self.pe
+
+    def cycles(self) -> int:
+        return self.iterations() + self.PIPELINE_DEPTH
 
     def fold_cores(self) -> list[dict]:
         return [{"pe": p} for p in divisors(self.in_shape[2])]
@@ -599,20 +674,27 @@ class MaxPool(Layer):
         return [[{"mem_style": m} for m in MEM_STYLES]]
 
     def io_pattern(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every iteration reads; the last pixel of each (complete) window writes."""
+        """Every iteration reads; the last pixel of each (complete) window writes; then the pipeline drains."""
         h, w, c = self.in_shape
         (kh, kw), (oh, ow) = self.kernel, self.out_shape[:2]
         y, x = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
         last = (y % kh == kh - 1) & (x % kw == kw - 1) & (y // kh < oh) & (x // kw < ow)
-        return np.ones(h * w * c // self.pe, bool), np.repeat(last.reshape(-1), c // self.pe)
+        return pipelined_pattern(np.ones(self.iterations(), bool), np.repeat(last.reshape(-1), c // self.pe),
+                          self.PIPELINE_DEPTH)
+
+    def memories(self) -> list[Memory]:
+        cw, a = self.in_shape[2] // self.pe, self.in_bits
+        return [Memory(f"{self.name}_colmax", 1, cw, self.pe, a, "registers", reads=1, writes=1),
+                Memory(f"{self.name}_rowmax", max(1, self.kernel[0] - 1), self.out_shape[1] * cw, self.pe, a,
+                       self.mem_style, reads=1, writes=1)]
 
     def resources(self) -> dict[str, int]:
-        """The row of running maxima (OW*C/PE words of PE*A bits, read and written every cycle: dual port) in
-        ``mem_style``, and per lane a comparator and a 2:1 select (2*A LUTs, carry chain plus multiplexer).
-        FINN counts max pooling as zero LUTs; derived from the kernel's loop body."""
-        a, c = self.in_bits, self.in_shape[2]
-        mem = memory(self.out_shape[1] * c // self.pe, self.pe * a, self.mem_style, dual_port=True)
-        return add_resources(mem, resources(LUT=2 * self.pe * a + CONTROL_LUT, FF=2 * self.pe * a + CONTROL_FF))
+        """The memories (``memories()``) plus per lane a comparator and a 2:1 select (2*A LUTs, carry chain
+        plus multiplexer) for the column maximum and for each row memory's maximum. FINN counts max pooling as
+        zero LUTs; derived from the kernel's loop body."""
+        lanes = self.pe * self.in_bits * self.kernel[0]
+        return add_resources(memory_resources(self.memories()),
+                             resources(LUT=2 * lanes + CONTROL_LUT, FF=lanes + CONTROL_FF))
 
 
 @dataclass(eq=False)
@@ -698,13 +780,18 @@ class Threshold(Layer):
 @dataclass(eq=False)
 class WidthConverter(Layer):
     """Repacks a stream from words of ``in_elems`` to words of ``out_elems`` elements (same element type).
-    Inserted by the fold step where a producer's word differs from its consumer's. The kernel reads a chunk of
-    lcm(in, out) elements, then writes it, so cycles = elements/in + elements/out."""
+    Inserted by the fold step where a producer's word differs from its consumer's. Kernel:
+    templates/hls/fg_width_converter.h, one flat II=1 loop: each iteration reads a word when the buffer holds
+    fewer than OUT elements (when IN >= OUT; every iteration when IN < OUT) and writes one when it holds at
+    least OUT, so a chunk of lcm(IN, OUT) elements takes max(chunk/IN, chunk/OUT) iterations.
+    Cycles: max(elements/IN, elements/OUT) plus the pipeline depth once per frame."""
 
     in_elems: int = 1
     out_elems: int = 1
 
     kind = "WidthConverter"
+    # Stages (a judgement): 1 for the pop and the buffer update, 1 for the stream write.
+    PIPELINE_DEPTH: ClassVar[int] = 2
 
     @property
     def in_word(self) -> int:
@@ -716,26 +803,64 @@ class WidthConverter(Layer):
 
     @property
     def chunk(self) -> int:
-        """Elements buffered at once: the least common multiple of both word sizes."""
+        """Elements after which the buffer is empty again: the least common multiple of both word sizes."""
         return math.lcm(self.in_elems, self.out_elems)
 
+    @property
+    def capacity(self) -> int:
+        """Buffer elements: the most it holds, just after a read (fewer than OUT before one, so at most
+        IN + OUT - 1; exact multiples need only max(IN, OUT))."""
+        reads, _, fills = self.chunk_schedule()
+        return int(fills[reads].max()) + self.in_elems
+
+    def validate(self) -> None:
+        self._require(math.prod(self.in_shape) % self.chunk == 0,
+                      f"{math.prod(self.in_shape)} elements per frame are not a whole number of "
+                      f"lcm({self.in_elems}, {self.out_elems}) chunks", "choose word sizes that divide the channels")
+
+    def iterations(self) -> int:
+        n = math.prod(self.in_shape)
+        return max(n // self.in_elems, n // self.out_elems)
+
     def cycles(self) -> int:
-        h, w, c = self.in_shape
-        return h * w * c // self.in_elems + h * w * c // self.out_elems
+        return self.iterations() + self.PIPELINE_DEPTH
+
+    def chunk_schedule(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(reads, writes, fill before the read) per iteration of one chunk, as the kernel's counter runs."""
+        n_in, n_out = self.chunk // self.in_elems, self.chunk // self.out_elems
+        have, reads, writes, fills = 0, [], [], []
+        for _ in range(max(n_in, n_out)):
+            rd = have < self.out_elems if self.in_elems >= self.out_elems else True
+            fills.append(have)
+            have += self.in_elems * rd
+            wr = have >= self.out_elems
+            have -= self.out_elems * wr
+            reads.append(rd)
+            writes.append(wr)
+        return np.array(reads, bool), np.array(writes, bool), np.array(fills)
 
     def io_pattern(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per chunk: chunk/in reads, then chunk/out writes."""
-        n_in, n_out = self.chunk // self.in_elems, self.chunk // self.out_elems
+        reads, writes, _ = self.chunk_schedule()
         chunks = math.prod(self.in_shape) // self.chunk
-        phase = np.arange(n_in + n_out) < n_in
-        return np.tile(phase, chunks), np.tile(~phase, chunks)
+        return pipelined_pattern(np.tile(reads, chunks), np.tile(writes, chunks), self.PIPELINE_DEPTH)
+
+    def memories(self) -> list[Memory]:
+        return [Memory(f"{self.name}_buffer", 1, 1, self.capacity, self.in_bits, "registers", reads=1, writes=1)]
 
     def resources(self) -> dict[str, int]:
-        """The chunk register (lcm(in, out) elements; each written from a fixed input lane, so no input mux)
-        and the output multiplexers: each output element picks one of chunk/out registers (4:1 per LUT6)."""
+        """The buffer register (``capacity`` elements, ``memories()``) and its input multiplexers: buffer element k
+        takes the element OUT above it (after a write) or input lane k - h for every fill h it can have at a read;
+        a LUT6 is a 4:1 multiplexer bit and holding is the flip-flop's enable, so exact multiples need no
+        multiplexer. The output word is the buffer's bottom OUT elements (wires)."""
+        reads, writes, fills = self.chunk_schedule()
+        read_fills = set(fills[reads].tolist())
+        luts = 0
+        for k in range(self.capacity):
+            sources = (k + self.out_elems < self.capacity) + sum(0 <= k - h < self.in_elems for h in read_fills)
+            luts += math.ceil(sources / 4) if sources > 1 else 0
         a = self.in_bits
-        mux = self.out_elems * a * math.ceil(self.chunk / self.out_elems / 4) if self.chunk > self.out_elems else 0
-        return resources(LUT=mux + CONTROL_LUT, FF=(self.chunk + self.out_elems) * a + CONTROL_FF)
+        return add_resources(memory_resources(self.memories()),
+                             resources(LUT=luts * a + CONTROL_LUT, FF=self.out_elems * a + CONTROL_FF))
 
 
 def fold_channels(per_channel: np.ndarray, pe: int) -> np.ndarray:

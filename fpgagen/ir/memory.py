@@ -7,6 +7,11 @@ Every memory is emitted as a three-dimensional C++ array ``name[banks][depth][el
 - dim 2 (``depth``) is the address.
 ``storage`` is where HLS puts each bank: ``bram`` or ``lutram`` (BIND_STORAGE with the port type below), or
 ``registers`` (completely partitioned: no memory, one register per element).
+
+Stream FIFOs (``fifo=True``, fpgagen.fifo.fifo_memory) are declared with the same class but emitted as an
+``hls::stream`` of ``depth`` words of ``elems`` x ``elem_bits`` bits with ``#pragma HLS STREAM depth=`` and
+``BIND_STORAGE type=fifo impl=srl|bram`` (top.cpp); their storage is ``srl`` (SRLC32E shift registers, one LUT per
+bit per 32 words, counted as LUTRAM) or ``bram``. Arrays never use ``srl``; FIFOs never use ``lutram``/``registers``.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ def ram_luts(depth: int, width: int) -> int:
 
 
 STORAGES = ("bram", "lutram", "registers")
+FIFO_STORAGES = ("srl", "bram")
+SRL_DEPTH = 32  # an SRLC32E shifts 32 words of one bit per LUT
 
 # Ports per cycle each BIND_STORAGE type offers: (reads, writes) at most, and (read or write) in total.
 PORT_TYPES = {"rom_1p": (1, 0, 1), "rom_2p": (2, 0, 2), "rom_np": (8, 0, 8), "ram_1p": (1, 1, 1),
@@ -74,6 +81,7 @@ class Memory:
     storage: str = "bram"
     reads: int = 1
     writes: int = 0
+    fifo: bool = False  # a stream FIFO (one push and one pop per cycle), not an array
 
     @property
     def width(self) -> int:
@@ -86,6 +94,8 @@ class Memory:
     @property
     def bind_type(self) -> str:
         """The BIND_STORAGE type with the fewest ports that serves ``reads`` and ``writes`` per cycle."""
+        if self.fifo:
+            return "fifo"
         if not self.writable:
             if self.storage == "lutram" and self.reads > 2:
                 return "rom_np"  # distributed ROM: one LUT copy per read port
@@ -96,7 +106,7 @@ class Memory:
 
     def ports_ok(self) -> bool:
         """Whether one bank of this storage can serve ``reads`` + ``writes`` accesses per cycle."""
-        if self.storage == "registers":
+        if self.storage == "registers" or self.fifo:
             return True
         max_r, max_w, total = PORT_TYPES[self.bind_type]
         if self.storage == "bram" and self.bind_type == "rom_np":
@@ -106,6 +116,9 @@ class Memory:
     def resources(self) -> dict[str, int]:
         """BRAM18 / LUT / LUTRAM / FF of all banks (``bram18``, ``rom_luts`` and ``ram_luts`` are the per-bank
         models; a 1-deep ROM is a set of constants HLS folds into logic)."""
+        if self.fifo and self.storage == "srl":
+            srl = self.banks * self.width * math.ceil(self.depth / SRL_DEPTH)
+            return resources(LUT=srl, LUTRAM=srl)
         if self.storage == "registers" or (self.depth <= 1 and not self.writable):
             return resources(FF=self.banks * self.depth * self.width if self.writable else 0)
         if self.storage == "bram":
