@@ -86,10 +86,9 @@ def test_mvau_and_threshold_memories_equal_the_report(built):
 
 
 def test_every_layer_memories_equal_the_report(built):
-    pending = sorted({lay.kind for lay in built.net.layers if not converted(lay)})
-    if pending:
-        pytest.xfail(f"kinds without memory declarations yet (issue 8, other half): {pending}")
-    check_memories_against_report(built)
+    assert all(converted(lay) for lay in built.net.layers)
+    _, checked = check_memories_against_report(built)
+    assert checked == len(built.net.layers)
 
 
 def test_fifos_equal_the_report(built):
