@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -33,6 +32,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
+    # torch-free: the train/eval argument definitions and the shared number parsers (fpgagen.train.cli)
+    from .train.cli import EVAL_DESCRIPTION, TRAIN_DESCRIPTION, add_eval_arguments, add_train_arguments, positive_float
+
     p = _Parser(prog="fpgagen", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description="Build bit-exact FPGA dataflow accelerators from Brevitas QONNX models.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -44,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("-o", "--out", help="build directory (default build/<model name>)")
     b.add_argument("--folding", help="JSON file {layer: {pe: .., simd: .., mem_style: .., ...}} (a build's "
                    "folding.json is one); validated against each kernel and the board budget")
-    b.add_argument("--target-fps", type=_positive_float, help="the cheapest design that reaches this throughput "
+    b.add_argument("--target-fps", type=positive_float, help="the cheapest design that reaches this throughput "
                    "(default: the fastest design that fits the board)")
     b.add_argument("--optimizer", choices=("ilp", "greedy"), default="ilp",
                    help="ilp: integer program over every layer's folding and memory/DSP styles (default); greedy: "
@@ -64,8 +66,6 @@ def _parser() -> argparse.ArgumentParser:
                        description="Print the build's estimated per-layer folding, cycles and resources against "
                        "the board budget, and write report.md with cycles.png and resources.png beside it.")
     r.add_argument("build_dir")
-    from .train.cli import EVAL_DESCRIPTION, TRAIN_DESCRIPTION, add_eval_arguments, add_train_arguments
-
     t = sub.add_parser("train", help="quantization-aware training of the LPYOLO face detector",
                        description=TRAIN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_train_arguments(t)
@@ -85,16 +85,6 @@ def _parser() -> argparse.ArgumentParser:
                                      ("view", runtime_cli.VIEW_HELP, runtime_cli.VIEW_DESCRIPTION)):
         getattr(runtime_cli, f"add_{name}_arguments")(sub.add_parser(name, help=help_, description=description))
     return p
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is out of range: use a finite number > 0")
-    return value
 
 
 def _ceilings(text: str) -> dict[str, float]:

@@ -65,7 +65,7 @@ def _int_in(lo: int, hi: int | None = None, multiple: int = 1):
     return parse
 
 
-def _positive_float(text: str) -> float:
+def positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -92,8 +92,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="iterations of float pre-training")
     p.add_argument("--qat-iters", type=_int_in(0), default=d["qat_iters"],
                    help="iterations of quantization-aware training")
-    p.add_argument("--lr-float", type=_positive_float, default=d["lr_float"])
-    p.add_argument("--lr-qat", type=_positive_float, default=d["lr_qat"])
+    p.add_argument("--lr-float", type=positive_float, default=d["lr_float"])
+    p.add_argument("--lr-qat", type=positive_float, default=d["lr_qat"])
     p.add_argument("--anchors", type=_anchors, help="w,h pairs in pixels at the deployed size (default: "
                    "16,19,40,47,100,118 for the synthetic set, LPYOLO's 10,14,23,27,37,58 for WIDER)")
     p.add_argument("--train-images", type=_int_in(1), default=d["train_images"], help="synthetic training images")
