@@ -13,6 +13,7 @@ is a float32 rounding boundary, layer by layer, as ``nets.float32_boundary_flips
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import torch
@@ -59,8 +60,9 @@ class ResidualNet(nn.Module):
         self.conv1 = _block(8, 8)
         self.conv2 = nn.Sequential(_conv(8, 8, 4), nn.BatchNorm2d(8))
         skip_relu = self.stem[-1]
-        self.branch_quant = (QuantReLU(act_quant=skip_relu.act_quant) if shared
-                             else _relu(4, max_val=3.0))
+        with warnings.catch_warnings():  # brevitas warns about its own defaults when handed a proxy
+            warnings.simplefilter("ignore", UserWarning)
+            self.branch_quant = QuantReLU(act_quant=skip_relu.act_quant) if shared else _relu(4, max_val=3.0)
         self.add_quant = _sqint8(3.0)
         self.out = nn.Sequential(_conv(8, 6, 4, k=1, bias=True), _hardtanh())
 
@@ -163,7 +165,7 @@ def small_tinyyolov3(seed=0, size=64, width=0.125, weight_bits=4, act_bits=4):
         torch.manual_seed(seed)
         model = tinyyolov3(width=width, weight_bits=weight_bits, act_bits=act_bits)
     model.input_shape = (1, 3, size, size)
-    return random_init(model, seed)
+    return random_init(model, seed, frames=4 if size <= 128 else 1)
 
 
 GRAPH_NETS = {
@@ -195,29 +197,40 @@ def random_init(model, seed, frames=4, out_std=0.5):
         for name, p in model.named_parameters():
             if name.endswith("scaling_impl.value"):
                 p.mul_(0.6 + 0.8 * torch.rand(p.shape, generator=g))
-        for norm in [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]:
-            seen = []
-            hook = norm.register_forward_hook(lambda m, i, o: seen.append(i[0]))
-            model(x)
-            hook.remove()
-            pre = seen[0]
+        # One forward pass: each BatchNorm draws its statistics from the input it sees (after the ones before
+        # it were set), each output conv rescales itself from its own output and recomputes it.
+        def set_norm(norm, inputs):
+            pre = inputs[0]
             mean, std = pre.mean((0, 2, 3)), pre.std((0, 2, 3)).clamp_min(1e-3)
             c = mean.numel()
             norm.running_mean.copy_(mean + 0.3 * std * torch.randn(c, generator=g))
             norm.running_var.copy_((std * (0.7 + 0.7 * torch.rand(c, generator=g))) ** 2)
             sign = torch.where(torch.rand(c, generator=g) < 0.35, -1.0, 1.0)
-            sign[torch.randint(c, (1,), generator=g)] = -1.0
+            sign[torch.randint(c, (1,), generator=g)] = -1.0  # at least one negative gamma
             norm.weight.copy_(sign * (0.5 + torch.rand(c, generator=g)))
             norm.bias.copy_(torch.rand(c, generator=g) - 0.5)
-        # the conv that feeds each output quantizer directly (a head conv without BatchNorm)
-        for head in _head_convs(model):
-            seen = []
-            hook = head.register_forward_hook(lambda m, i, o: seen.append(o))
-            model(x)
-            hook.remove()
-            head.weight.mul_(out_std / seen[0].std())
+
+        busy = set()
+
+        def set_head(head, inputs, out):
+            if head in busy:
+                return None
+            head.weight.mul_(out_std / out.std())
             if head.bias is not None:
                 head.bias.copy_(out_std * 0.2 * (torch.rand(head.bias.shape, generator=g) - 0.5))
+            busy.add(head)
+            try:
+                return head(*inputs)
+            finally:
+                busy.discard(head)
+
+        hooks = [m.register_forward_pre_hook(set_norm) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+        hooks += [h.register_forward_hook(set_head) for h in _head_convs(model)]
+        try:
+            model(x)
+        finally:
+            for h in hooks:
+                h.remove()
     return model.eval()
 
 
@@ -263,9 +276,10 @@ def _act_params(model, x):
     return _outputs(y), params, trace
 
 
-def output_quants(model, x):
-    """Per output: (scale, zero point) of the activation quantizer whose value it is (float32 numpy)."""
-    outs, _, trace = _act_params(model, x)
+def output_quants(model, x, run=None):
+    """Per output: (scale, zero point) of the activation quantizer whose value it is (float32 numpy). ``run`` is
+    ``_act_params(model, x)`` when the caller already has it."""
+    outs, _, trace = run or _act_params(model, x)
     found = []
     for y in outs:
         y = y.value if isinstance(y, QuantTensor) else y
@@ -289,9 +303,9 @@ def codes_of(y, scale, zero_point) -> np.ndarray:
 
 def graph_brevitas_codes(model, x) -> tuple[np.ndarray, ...]:
     """Integer codes of every output of Brevitas' float32 forward."""
-    outs, _, _ = _act_params(model, x)
+    run = _act_params(model, x)
     return tuple(codes_of((y.value if isinstance(y, QuantTensor) else y).numpy(), s, z)
-                 for y, (s, z) in zip(outs, output_quants(model, x), strict=True))
+                 for y, (s, z) in zip(run[0], output_quants(model, x, run), strict=True))
 
 
 class _ExactAct(nn.Module):
@@ -350,14 +364,14 @@ def _exact_model(model, params, log):
 def graph_exact_codes(model, x, all_layers=False):
     """Integer codes of every output (a tuple), from the exact float64 replay. ``all_layers=True`` returns the
     (codes, t) of every activation call in call order instead."""
-    _, params, _ = _act_params(model, x)
-    log = []
+    run = _act_params(model, x)
+    params, log = run[1], []
     exact = _exact_model(model, params, log)
     with torch.no_grad():
         outs = _outputs(exact(torch.as_tensor(np.asarray(x, np.float32)).double()))
     if all_layers:
         return log
-    quants = output_quants(model, x)
+    quants = output_quants(model, x, run)
     codes = []
     for y, (s, z) in zip(outs, quants, strict=True):
         t = y.numpy() / np.float64(s) + np.float64(z)  # y = (code - z) * s in float64: off by ~1e-16 at most
