@@ -319,7 +319,7 @@ class _ExactAct(nn.Module):
     def forward(self, v):
         t = (torch.relu(v) if self.relu else v) / self.s + self.z
         codes = torch.clamp(torch.round(t), self.lo, self.hi)  # half to even, as QONNX Quant
-        self.log.append((codes.numpy().astype(np.int64), t.numpy()))
+        self.log.append((codes.numpy().astype(np.int64), t.numpy(), float(self.s)))
         return (codes - self.z) * self.s
 
 
@@ -363,7 +363,7 @@ def _exact_model(model, params, log):
 
 def graph_exact_codes(model, x, all_layers=False):
     """Integer codes of every output (a tuple), from the exact float64 replay. ``all_layers=True`` returns the
-    (codes, t) of every activation call in call order instead."""
+    (codes, t, scale) of every activation call in call order instead."""
     run = _act_params(model, x)
     params, log = run[1], []
     exact = _exact_model(model, params, log)
@@ -389,15 +389,55 @@ def graph_boundary_flips(model, x, tol=1e-3) -> int:
     _, _, trace = _act_params(model, x)
     if len(exact) != len(trace):
         raise AssertionError("the exact replay and Brevitas ran different numbers of quantizers")
-    for (ce, te), (_, tb, cb, lo, hi, *_) in zip(exact, trace, strict=True):
-        differ = ce != cb
-        if differ.any():
-            assert np.all(np.abs(ce - cb)[differ] == 1), "codes differ by more than one step"
-            assert np.all(near_boundary(tb, lo, hi, tol)[differ]), "a flip away from any boundary"
-            k = np.maximum(ce, cb)[differ] - 0.5
-            assert np.all((te[differ] - k) * (tb[differ] - k) <= 0), "exact and float32 on one side"
-            return int(differ.sum())
+    for (ce, te, _), (_, tb, cb, lo, hi, *_) in zip(exact, trace, strict=True):
+        if not np.array_equal(ce, cb):
+            return _check_flips(ce, te, cb, tb, lo, hi, tol)
     return 0
 
 
-__all__ = ["GRAPH_NETS", "graph_boundary_flips", "graph_brevitas_codes", "graph_exact_codes", "random_init"]
+def _check_flips(ce, te, cf, tf, lo, hi, tol):
+    differ = ce != cf
+    assert np.all(np.abs(ce - cf)[differ] == 1), "codes differ by more than one step"
+    assert np.all(near_boundary(tf, lo, hi, tol)[differ]), "a flip away from any boundary"
+    k = np.maximum(ce, cf)[differ] - 0.5
+    assert np.all((te[differ] - k) * (tf[differ] - k) <= 0), "exact and float32 on one side"
+    return int(differ.sum())
+
+
+def onnx_boundary_flips(model, mw, x, tol=1e-3) -> int:
+    """``graph_boundary_flips`` for the executed QONNX graph (onnxruntime's float32): every activation Quant node,
+    in topological order, is matched to the exact replay's call with the same scale and shape; a node whose
+    upstream Quant nodes all agree with the exact replay may differ from it only by one-code flips where the
+    float32 y/s lies within ``tol`` of k - 1/2 with the exact value on the other side. Returns how many codes
+    flip at such first-differing nodes (0: the graph agrees with the exact replay everywhere)."""
+    from qonnx.core.onnx_exec import execute_onnx
+
+    ctx = execute_onnx(mw, {mw.graph.input[0].name: np.asarray(x, np.float32)}, return_full_exec_context=True)
+    exact = graph_exact_codes(model, x, all_layers=True)
+    differs, flips = {}, 0  # tensor name -> whether it (or anything upstream) differs from the exact replay
+    for node in mw.graph.node:
+        upstream = any(differs.get(i, False) for i in node.input)
+        if node.op_type == "Quant" and mw.get_initializer(node.input[0]) is None:
+            s, z = float(mw.get_initializer(node.input[1])), float(mw.get_initializer(node.input[2]))
+            bits = int(mw.get_initializer(node.input[3]))
+            att = {a.name: a.i for a in node.attribute}
+            signed, narrow = int(att.get("signed", 1)), int(att.get("narrow", 0))
+            lo = -(2 ** (bits - 1)) + narrow if signed else 0
+            hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1 - narrow
+            tf = ctx[node.input[0]].astype(np.float32) / np.float32(s) + np.float32(z)
+            cf = np.round(ctx[node.output[0]].astype(np.float64) / s + z).astype(np.int64)
+            match = [e for e in exact if np.float32(e[2]) == np.float32(s) and e[0].shape == cf.shape]
+            if len(match) != 1:
+                raise AssertionError(f"{node.name}: {len(match)} exact quantizer calls with scale {s}")
+            ce, te, _ = match[0]
+            here = not np.array_equal(ce, cf)
+            if here and not upstream:
+                flips += _check_flips(ce, te, cf, tf, lo, hi, tol)
+            upstream = upstream or here
+        for o in node.output:
+            differs[o] = upstream
+    return flips
+
+
+__all__ = ["GRAPH_NETS", "graph_boundary_flips", "graph_brevitas_codes", "graph_exact_codes", "onnx_boundary_flips",
+           "random_init"]

@@ -33,6 +33,7 @@ EXPECTED_OPS = {
     "tinyyolov3": {"Concat": 1, "Resize": 1, "Pad": 1, "MaxPool": 6},
 }
 CORE_OPS = {"Quant", "Conv", "BatchNormalization", "Relu"}
+FLIPS = []  # (seed, Brevitas flips, ONNX flips) whenever a check needed the boundary proof
 
 
 def load(path) -> ModelWrapper:
@@ -50,9 +51,9 @@ def onnx_codes(mw: ModelWrapper, x) -> tuple[np.ndarray, ...]:
     return tuple(codes)
 
 
-def check_exact(model, mw, seeds=(0, 1), frames=1):
-    """ONNX codes == Brevitas float32 codes == exact codes, every output; a float32/exact disagreement must be
-    proven a rounding boundary (then ONNX must still equal Brevitas)."""
+def check_exact(model, mw, seeds=(0, 1), frames=1, allow_flips=False):
+    """ONNX codes == Brevitas float32 codes == exact codes, every output. Only with ``allow_flips`` (wide layers,
+    long float32 dot products) may they differ, and then only where a float32 rounding-boundary flip is proven."""
     for seed in seeds:
         x = nets.net_input(model, seed, (frames, *model.input_shape[1:]))
         ref = graph_nets.graph_brevitas_codes(model, x)
@@ -61,9 +62,20 @@ def check_exact(model, mw, seeds=(0, 1), frames=1):
         assert len(got) == len(ref) == len(exact)
         for k, (g, r, e) in enumerate(zip(got, ref, exact, strict=True)):
             assert g.shape == r.shape == e.shape, f"seed {seed} output {k}: shapes {g.shape} {r.shape} {e.shape}"
-            assert np.array_equal(g, r), f"seed {seed} output {k}: ONNX and Brevitas codes differ"
-            if not np.array_equal(r, e):
-                assert graph_nets.graph_boundary_flips(model, x) > 0
+        if all(np.array_equal(g, r) and np.array_equal(r, e) for g, r, e in zip(got, ref, exact, strict=True)):
+            continue
+        # Two float32 computations and the exact one disagree somewhere: each float32 one must differ from the
+        # exact replay only through float32 rounding-boundary flips (the first differing quantizer flips codes
+        # by one step where y/s is within 1e-3 of k - 1/2), never anywhere else.
+        same = [np.array_equal(g, r) for g, r in zip(got, ref, strict=True)]
+        assert allow_flips, f"seed {seed}: codes differ (ONNX == Brevitas per output: {same})"
+        brevitas_flips = graph_nets.graph_boundary_flips(model, x)  # asserts every flip is a boundary flip
+        onnx_flips = graph_nets.onnx_boundary_flips(model, mw, x)  # the same for the ONNX graph's Quant nodes
+        if any(not np.array_equal(r, e) for r, e in zip(ref, exact, strict=True)):
+            assert brevitas_flips > 0
+        if any(not np.array_equal(g, e) for g, e in zip(got, exact, strict=True)):
+            assert onnx_flips > 0
+        FLIPS.append((seed, brevitas_flips, onnx_flips))
         # not a degenerate net: the codes spread over the range
         assert all(len(np.unique(r)) > 8 for r in ref)
 
@@ -179,11 +191,11 @@ def test_tinyyolov3_topology_and_channel_rule():
     assert torch.equal(torch.round(qt.value / qt.scale).to(torch.int64), pixels.to(torch.int64))
 
 
-def check_tinyyolov3(width, size, exporter, tmp_path, seeds=(0,)):
+def check_tinyyolov3(width, size, exporter, tmp_path, seeds=(0,), allow_flips=False):
     model = graph_nets.small_tinyyolov3(seed=7, size=size, width=width)
     mw = load(export(model, tmp_path / "tinyyolov3.onnx", dynamo=EXPORTERS[exporter]))
     check_structure("tinyyolov3", mw)
-    check_exact(model, mw, seeds=seeds)
+    check_exact(model, mw, seeds=seeds, allow_flips=allow_flips)
     shapes = [tuple(mw.get_tensor_shape(o.name)) for o in mw.graph.output]
     assert shapes == [(1, 18, size // 32, size // 32), (1, 18, size // 16, size // 16)]
 
@@ -201,4 +213,8 @@ def test_tinyyolov3_w025_full_size_exact(exporter, tmp_path):
 
 @pytest.mark.slow
 def test_tinyyolov3_w1_full_size_exact(tmp_path):
-    check_tinyyolov3(1.0, 416, "legacy", tmp_path)
+    """Full width: 3x3 convs over 1024 channels sum 9216 products, and torch's and onnxruntime's float32 orders
+    differ, so a pre-activation within float32 error of k - 1/2 can round either way (seen with seed 0: ONNX and
+    Brevitas disagree on head13). Exact equality is then proven, layer by layer, to be such a boundary flip in each
+    float32 computation, against the exact replay (what integer thresholds compute)."""
+    check_tinyyolov3(1.0, 416, "legacy", tmp_path, allow_flips=True)
