@@ -33,6 +33,16 @@ EXPECTED_OPS = {
     "tinyyolov3": {"Concat": 1, "Resize": 1, "Pad": 1, "MaxPool": 6},
 }
 CORE_OPS = {"Quant", "Conv", "BatchNormalization", "Relu"}
+# Tensors read by two nodes (stream forks): (producer, sorted consumers) per fork.
+EXPECTED_FORKS = {
+    "residual": [("Quant", ["Add", "Conv"])],
+    "residual_shared": [("Quant", ["Add", "Conv"])],
+    "concat": [("Quant", ["Conv", "MaxPool"])],
+    "upsample": [],
+    "pad_pool": [],
+    "two_head": [("Quant", ["Conv", "MaxPool"])],
+    "tinyyolov3": [("Quant", ["Concat", "MaxPool"]), ("Quant", ["Conv", "Conv"])],
+}
 FLIPS = []  # (seed, Brevitas flips, ONNX flips) whenever a check needed the boundary proof
 
 
@@ -98,6 +108,10 @@ def check_structure(name, mw):
     extra = {op: n for op, n in counts.items() if op not in CORE_OPS}
     assert extra == EXPECTED_OPS[name], f"{name}: ops besides {sorted(CORE_OPS)}: {extra}"
     n_out = 2 if name in ("two_head", "tinyyolov3") else 1
+    tensors = {t for n in mw.graph.node for t in n.input if mw.get_initializer(t) is None and t}
+    forks = sorted((mw.find_producer(t).op_type, sorted(c.op_type for c in mw.find_consumers(t)))
+                   for t in tensors if len(mw.find_consumers(t)) > 1)
+    assert forks == EXPECTED_FORKS[name], f"{name}: forks {forks}"
     assert len(mw.graph.output) == n_out
     for node in mw.graph.node:
         a = attrs(node)
