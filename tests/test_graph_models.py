@@ -232,3 +232,19 @@ def test_tinyyolov3_w1_full_size_exact(tmp_path):
     Brevitas disagree on head13). Exact equality is then proven, layer by layer, to be such a boundary flip in each
     float32 computation, against the exact replay (what integer thresholds compute)."""
     check_tinyyolov3(1.0, 416, "legacy", tmp_path, allow_flips=True)
+
+
+def test_checks_fail_on_a_wrong_graph(tmp_path):
+    """The comparison catches a graph that computes something else: the first BatchNorm's shift nudged by 0.05 in
+    one channel of the exported file makes the codes differ, and the boundary proof refuses the difference (it is no
+    rounding-boundary flip)."""
+    model = graph_nets.upsample_net(seed=1)
+    mw = load(export(model, tmp_path / "upsample.onnx"))
+    bn = next(n for n in mw.graph.node if n.op_type == "BatchNormalization")
+    beta = mw.get_initializer(bn.input[2]).copy()
+    beta[0] += np.float32(0.05)
+    mw.set_initializer(bn.input[2], beta)
+    with pytest.raises(AssertionError, match="codes differ"):
+        check_exact(model, mw, seeds=(0,))
+    with pytest.raises(AssertionError, match="flip away from any boundary|more than one step"):
+        graph_nets.onnx_boundary_flips(model, mw, nets.net_input(model, 0))
