@@ -134,6 +134,42 @@ def fold_graph(net: Network, target_cycles: float) -> None:
     net.check_graph()
 
 
+def fold_graph_within(net: Network, board: dict, ceilings: dict | None, target_fps: float | None) -> int:
+    """Fold a stream graph: at ``target_fps``, or else at the shortest frame period whose greedy fold fits the
+    budget (bisection on the period: throughput is the slowest node's cycles, resources the sum over every node
+    and every edge's sized FIFO, as ``check_budget`` counts them). Returns the period folded for."""
+
+    def fits(cycles: float) -> bool:
+        fold_graph(net, cycles)
+        fifo.size_graph_fifos(net)
+        try:
+            check_budget(net, board, ceilings)
+        except FpgagenError:
+            return False
+        return True
+
+    if target_fps:
+        cycles = target_cycles_for(target_fps, board["clock_mhz"])
+        fits(cycles)
+        return int(cycles)
+    fits(float("inf"))  # the least parallel design: its period bounds the search
+    hi = max(lay.cycles() for lay in net.layers)
+    if not fits(hi):
+        check_budget(net, board, ceilings)  # raises, naming what does not fit
+    lo = 0  # infeasible by definition
+    while hi - lo > max(1, hi // 100):  # within 1% of the best period
+        mid = (lo + hi) // 2
+        if fits(mid):
+            got = max(lay.cycles() for lay in net.layers)
+            if got >= hi:  # no folding is faster than this: the fastest design fits
+                break
+            hi = got
+        else:
+            lo = mid
+    fits(hi)
+    return hi
+
+
 def apply_folding(net: Network, folding: dict) -> None:
     """Apply a user folding ``{layer_name: {"pe": .., "simd": .., "mem_style": .., ...}}`` and validate it."""
     strip_converters(net)
@@ -216,10 +252,9 @@ def fold_network(net: Network, board: dict, folding: dict | None = None, target_
         if folding is not None:
             raise FpgagenError("a folding file for a network with branches", "--folding",
                                "leave the folding to fpgagen for now (graphs take the greedy fold)")
-        fps = target_fps or DEFAULT_TARGET_FPS
-        fold_graph(net, target_cycles_for(fps, board["clock_mhz"]))
-        fifo.size_graph_fifos(net)
-        info.update(optimizer="greedy (graph)", target_fps=fps)
+        cycles = fold_graph_within(net, board, ceilings, target_fps)
+        info.update(optimizer="greedy per node, bisected on the frame period (graph)", target_fps=target_fps,
+                    period_cycles=cycles)
         info["resources"] = check_budget(net, board, ceilings)
         return info
     if folding is not None:
