@@ -11,7 +11,7 @@ import pytest
 from test_memories_from_code import check_memories_against_report
 
 import fpgagen
-from fpgagen import frontend, lint, streamline
+from fpgagen import fifo, frontend, lint, streamline
 from fpgagen.accelerator import Accelerator
 from fpgagen.ir import Network
 
@@ -57,6 +57,14 @@ def test_fork_gives_each_branch_its_own_quantizer(tmp_path):
     assert {e.dst for e in users} == {"add_0", "conv_1_window"}
 
 
+def test_a_chain_stays_a_chain(tmp_path):
+    """A single-path network is stored as before: no edge list, each layer's own output FIFO."""
+    model = nets.conv_net(4, 4, seed=1)
+    net = streamline.lower(frontend.load_qonnx(fpgagen.export(model, tmp_path / "c.onnx")), name="c")
+    assert net.is_chain and net.edges == []
+    assert [e.dst for e in net.stream_edges()] == [lay.name for lay in net.layers] + ["output"]
+
+
 def test_graph_file_is_checked(tmp_path):
     """A damaged edge list is refused with the build directory's error, not a crash later."""
     _, net = lower_net("upsample", tmp_path, dynamo=False)
@@ -87,15 +95,20 @@ def test_graph_csim_bitexact(name, dynamo, tmp_path, quiet):
     # the code price to what the report charges it
     assert fpgagen.accelerator.load(tmp_path / "build", log=quiet).net.edges == acc.net.edges
     assert lint.lint_project(acc.build_dir / "hls", acc.net) == []
-    _, checked = check_memories_against_report(acc)
+    doc, checked = check_memories_against_report(acc)
     assert checked == len(acc.net.layers)
+    # throughput is the slowest node; resources are every node plus every edge's FIFO, within the budget
+    assert doc["fps_estimated"] == 100e6 / max(lay.cycles() for lay in acc.net.layers)
+    assert doc["fits"]
+    fifos, shell = fifo.graph_fifos_resources(acc.net), acc.board.get("shell", {}).get("LUT", 0)
+    assert doc["budget"]["LUT"]["used"] == sum(lay.resources()["LUT"] for lay in acc.net.layers) + fifos["LUT"] + shell
 
 
 def test_reconvergent_fifo_sized_completes_too_small_deadlocks(tmp_path, quiet):
     """fork -> conv -> add with the skip: the skip's FIFO must hold the conv branch's latency. At the depths
     fifo.py sizes, the bounded-FIFO C-simulation (every process a thread, every stream bounded) completes and is
     bit-exact; with the skip's FIFO at 2 words every process blocks and the simulation reports the deadlock."""
-    from fpgagen import codegen, fifo
+    from fpgagen import codegen
     from fpgagen.accelerator import Accelerator
 
     model, acc = build_graph_net("residual", tmp_path, quiet, verify=False)
