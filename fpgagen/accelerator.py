@@ -14,7 +14,7 @@ from . import builddir, codegen, fold, frontend, packing, reference, streamline,
 from .board import load_board
 from .csim import CSimLibrary, compile_library, log_stderr
 from .errors import CSimError, FpgagenError
-from .ir import Network
+from .ir import Network, out_ports
 from .quant import IntRange, quantize
 from .report import write_reports
 
@@ -87,10 +87,11 @@ class Accelerator:
     # --- execution ----------------------------------------------------------------------------------------
     def run_stream(self, codes: np.ndarray, bounded_fifos: bool = False) -> np.ndarray:
         """Stream codes (N, H, W, C) through the C-simulated accelerator; returns output stream codes."""
-        last = self.net.layers[-1]
+        layer, port = self.net.output_port()
+        shape, dtype, _ = out_ports(layer)[port]
         geometry = codegen.stream_geometry(self.net)
         out = (self.bounded_lib if bounded_fifos else self.lib).run(packing.frames_to_bytes(codes, geometry))
-        return packing.bytes_to_frames(out, geometry, last.out_shape, last.odt.signed())
+        return packing.bytes_to_frames(out, geometry, shape, dtype.signed())
 
     def reference_stream(self, codes: np.ndarray) -> np.ndarray:
         return reference.run_network(self.net, codes)

@@ -12,7 +12,9 @@ import jinja2
 import numpy as np
 from qonnx.core.datatype import DataType
 
-from .ir import Layer, Network
+from .ir import Layer, Network, in_ports, out_ports
+from .ir.kinds import GRAPH_KINDS, GraphLayer
+from .ir.kinds.base import render_instance
 from .packing import StreamGeometry, axi_width
 from .quant import smallest_dtype
 from .resources import resource_dir
@@ -82,14 +84,15 @@ class CppHelpers:
 
 
 def stream_geometry(net: Network) -> StreamGeometry:
-    """The frame layout on the AXI-Stream ports: element widths and stream words from the first and last layers,
-    the AXI width per direction from the stream word it feeds (packing.axi_width)."""
-    first, last = net.layers[0], net.layers[-1]
-    in_bits, out_bits = first.idt.bitwidth(), last.odt.bitwidth()
-    return StreamGeometry(in_word=first.in_word, in_bits=in_bits, in_elems=int(np.prod(first.in_shape)),
-                          in_axi_bits=axi_width(first.in_word * in_bits),
-                          out_word=last.out_word, out_bits=out_bits, out_elems=int(np.prod(last.out_shape)),
-                          out_axi_bits=axi_width(last.out_word * out_bits))
+    """The frame layout on the AXI-Stream ports: element widths and stream words from the ports the host streams
+    feed and drain, the AXI width per direction from the stream word it feeds (packing.axi_width)."""
+    (first, fp), (last, lp) = net.input_port(), net.output_port()
+    in_shape, in_dt, in_word = in_ports(first)[fp]
+    out_shape, out_dt, out_word = out_ports(last)[lp]
+    return StreamGeometry(in_word=in_word, in_bits=in_dt.bitwidth(), in_elems=int(np.prod(in_shape)),
+                          in_axi_bits=axi_width(in_word * in_dt.bitwidth()),
+                          out_word=out_word, out_bits=out_dt.bitwidth(), out_elems=int(np.prod(out_shape)),
+                          out_axi_bits=axi_width(out_word * out_dt.bitwidth()))
 
 
 # The HLS testbench calls the top once per vector frame (Accelerator.verify writes 2) plus 4 times for its TLAST
@@ -104,6 +107,8 @@ def cosim_by_default(net: Network) -> bool:
 
 def static_header(kind: str) -> str | None:
     """The static kernel header of a layer kind (templates/hls/fg_<template stem>.h), if it has one."""
+    if kind in GRAPH_KINDS:
+        return GRAPH_KINDS[kind].KERNEL_HEADER
     name = "fg_" + KERNEL_TEMPLATES[kind].removesuffix(".h.j2") + ".h"
     return name if (TEMPLATE_DIR / name).is_file() else None
 
@@ -135,12 +140,10 @@ def generate(net: Network, out_dir: Path, board: dict, source: str = "") -> Path
     kernels = {kind: env.get_template(KERNEL_TEMPLATES[kind]).module.kernel() for kind in kinds if not headers[kind]}
     for header in sorted(TEMPLATE_DIR.glob("fg_*.h")):
         shutil.copyfile(header, out_dir / header.name)
-    streams = [{"name": "input_codes", "ctype": g.ctype(net.layers[0].in_dtype), "word": io.in_word, "depth": 2,
-                "impl": "srl"}]
-    streams += [{"name": f"{layer.name}_out", "ctype": g.ctype(layer.out_dtype), "word": layer.out_word,
-                 "depth": layer.fifo_depth, "impl": layer.fifo_style} for layer in net.layers]
+    streams, processes, notes = _streams_and_processes(net, g, io)
     bottleneck = net.bottleneck()
     ctx = dict(net=net, top=top_name(net), io=io, kinds=kinds, kernels=kernels, headers=headers, streams=streams,
+               processes=processes, notes=notes,
                board=board, clock_mhz=board["clock_mhz"], bottleneck=bottleneck, source=source or net.name,
                fps=board["clock_mhz"] * 1e6 / bottleneck.cycles(), tb_calls=TESTBENCH_CALLS,
                cosim_default=cosim_by_default(net), cosim_cycle_limit=COSIM_CYCLE_LIMIT)
@@ -154,6 +157,44 @@ def generate(net: Network, out_dir: Path, board: dict, source: str = "") -> Path
     return out_dir
 
 
+def stream_name(net: Network, edge) -> str:
+    """The C++ name of a graph edge's stream: ``input_codes``, ``<layer>_out`` (a one-output layer) or
+    ``<layer>_out<port>`` (one per output of a fork)."""
+    if edge.src == "input":
+        return "input_codes"
+    return f"{edge.src}_out" if len(out_ports(net.layer(edge.src))) == 1 else f"{edge.src}_out{edge.src_port}"
+
+
+def _streams_and_processes(net: Network, g: CppHelpers, io) -> tuple[list[dict], list[tuple[str, str]], list[str]]:
+    """One stream per edge (name, element type, word, depth, storage); the processes of the DATAFLOW region in
+    order (the input adapter, every layer with its input streams then its output streams, the output adapter);
+    the shape/folding/cycles comment above each layer's call."""
+    edges = net.stream_edges()
+    streams = []
+    for e in edges:
+        dt = net.edge_dtype(e)
+        streams.append({"name": stream_name(net, e), "ctype": g.ctype(dt.name), "word": net.edge_word(e),
+                        "depth": e.depth, "impl": e.storage})
+    by_in = {(e.dst, e.dst_port): s["name"] for e, s in zip(edges, streams, strict=True)}
+    by_out = {(e.src, e.src_port): s["name"] for e, s in zip(edges, streams, strict=True)}
+    last = by_in[("output", 0)]
+    processes = [("input", f"fg::axis_to_stream<{streams[0]['ctype']}, {io.in_word}, {io.in_bits}, {io.in_axi_bits}, "
+                           f"{io.in_words}, {io.in_stream_words}>(in_axis, {by_out[('input', 0)]}, status_axis)")]
+    notes = []
+    for layer in net.layers:
+        ins = [by_in[(layer.name, p)] for p in range(len(in_ports(layer)))]
+        outs = [by_out[(layer.name, p)] for p in range(len(out_ports(layer)))]
+        processes.append((layer.name, f"{layer.name}({', '.join(ins + outs)})"))
+        shapes = " + ".join("x".join(map(str, shape)) for shape, _, _ in in_ports(layer))
+        out_shapes = " + ".join("x".join(map(str, shape)) for shape, _, _ in out_ports(layer))
+        folding = "".join(f"{k}={v} " for k, v in layer.folding().items())
+        notes.append(f"{layer.kind} {shapes} -> {out_shapes}, {folding}| {layer.cycles():,} cycles/frame (est.)")
+    out_stream = next(s for e, s in zip(edges, streams, strict=True) if e.dst == "output")
+    processes.append(("output", f"fg::stream_to_axis<{out_stream['ctype']}, {io.out_word}, {io.out_bits}, "
+                                f"{io.out_axi_bits}, {io.out_stream_words}, {io.out_words}>({last}, out_axis)"))
+    return streams, processes, notes
+
+
 def _check_rom_values(layer: Layer) -> None:
     """The C model stores ROMs as native integers and converts on read (fg_common.h), which equals the
     hardware's ap_int ROM only if every value fits the declared type; never emit one that does not."""
@@ -165,6 +206,9 @@ def _check_rom_values(layer: Layer) -> None:
 
 def _write_layer(env: jinja2.Environment, g: CppHelpers, layer: Layer, path: Path) -> None:
     _check_rom_values(layer)
-    body = env.get_template(KERNEL_TEMPLATES[layer.kind]).module.instance(layer, g)
+    if isinstance(layer, GraphLayer):  # a graph kind renders itself (its CONFIG_TEMPLATE's instance macro)
+        body = render_instance(layer)
+    else:
+        body = env.get_template(KERNEL_TEMPLATES[layer.kind]).module.instance(layer, g)
     path.write_text(f"// Generated by fpgagen: layer {layer.name} ({layer.kind}). Included by top.cpp only.\n"
                     f"#pragma once\n\n{body}\n")

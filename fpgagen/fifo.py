@@ -37,6 +37,38 @@ Memories. Each layer's output FIFO is declared by ``fifo_memory`` (a ``fpgagen.i
 emits it as the stream ``<layer>_out`` with ``#pragma HLS STREAM depth=`` and ``BIND_STORAGE type=fifo impl=``,
 and report.json lists it per layer under ``fifo``. FIFOs are not in ``Layer.memories()`` (those are the kernel's
 own arrays, ``Layer.resources()``), so nothing is counted twice.
+
+Graphs. FIFO depths on a stream graph (forks, joins), sized from the same per-kernel patterns.
+
+Model. As for chains, plus: a layer with several ports has, per iteration, a pop flag per input port and a push
+flag per output port (``GraphLayer.io_pattern()``); an iteration fires only when every port it pops has a word
+and every port it pushes has room (the kernel stalls whole iterations).
+
+Why a reconvergent path needs depth. A fork pushes each word to both branches in the same iteration; a join
+(Concat, AddStreams) pops both branches in its iterations. If one branch has a longer latency (a conv with a line
+buffer) the join waits on it while the fork keeps pushing into the short branch; once that FIFO is full the fork
+stalls, so the long branch starves, so the join never fires: a cycle of waits, a deadlock. The chain argument
+(no cycle of waits) fails exactly here, so the depths must be chosen, not just >= 1.
+
+The sizing and why it cannot deadlock. Over ``FRAMES`` frames build a schedule S with unbounded FIFOs:
+1. ASAP, in topological order: the DMA source pushes one word per cycle; every other process runs iteration i at
+   the earliest cycle after iteration i-1 at which every word it pops was pushed (at least one cycle earlier).
+   This respects every data dependence and II=1 by construction.
+2. ALAP, in reverse topological order, keeping the sink's times from 1: every other process runs iteration i at
+   the latest cycle before iteration i+1 at which every word it pushes is still pushed at least one cycle before
+   its consumer pops it. Each process only moves later (its consumers' times are at least their ASAP times),
+   and every constraint (push before pop, II=1) is re-established for each of its streams, so S stays a valid
+   execution; moving producers late is what keeps the FIFOs small, and at a fork it makes the short branch hold
+   exactly the words the long branch's consumer is behind.
+3. Each FIFO's depth is the most words S ever holds in it (a pop in the cycle of a push frees no slot for it).
+Then S respects every FIFO bound as well, so S is an execution of the bounded system that completes every frame.
+The hardware fires each iteration at the earliest cycle its dependences, its II and its FIFO bounds allow; these
+constraints are monotone in the times (max-plus), so the hardware's times are the least solution, which is no
+later than S's, iteration by iteration: it completes every frame too, no later than S. No cycle of waits can
+form, since a deadlock would leave some iteration without a finite time. ``simulate_graph`` re-runs the bounded
+FIFOs cycle by cycle (small networks), and the bounded-FIFO C-simulation runs the generated processes on
+streams bounded to these depths (tests/test_graph_nets.py: at the sized depths it completes; with the short
+branch's FIFO too small it reports the deadlock).
 """
 
 from __future__ import annotations
@@ -237,6 +269,8 @@ def size_fifos(net: Network, frames: int = FRAMES) -> dict[str, int]:
 
 
 def fifos_resources(net: Network) -> dict[str, int]:
+    if not net.is_chain:
+        return graph_fifos_resources(net)
     total = resources()
     for layer in net.layers:
         part = fifo_resources(layer.fifo_depth, layer.out_word * layer.out_bits, layer.fifo_style)
@@ -309,6 +343,8 @@ def simulate(net: Network, frames: int = FRAMES, depths: list[int] | None = None
 def latency_cycles(net: Network) -> int:
     """One frame through an empty pipeline: cycles from the first input word to the last output word, every
     kernel as early as its input allows (the DMA pushing one word per cycle)."""
+    if not net.is_chain:
+        return graph_latency_cycles(net)
     procs = processes(net)
     t = np.arange(len(procs[0].writes), dtype=float)
     for prod, cons in zip(procs, procs[1:], strict=False):
@@ -317,3 +353,104 @@ def latency_cycles(net: Network) -> int:
         lower[0] = max(lower[0], 0.0)
         t = _asap(lower)
     return int(t[-1]) + 1
+
+
+# --- graphs ---------------------------------------------------------------------------------------------------
+
+
+def graph_patterns(net: Network, frames: int = FRAMES) -> dict[str, tuple[list[np.ndarray], list[np.ndarray]]]:
+    """Per process (the DMA source "input", every layer, the DMA sink "output"): per-port (reads, writes) over
+    ``frames`` frames."""
+    from .ir import in_ports, out_ports
+    from .ir.kinds import GraphLayer
+
+    (first, fp), (last, lp) = net.input_port(), net.output_port()
+    shape, _, word = in_ports(first)[fp]
+    n_in = math.prod(shape) // word
+    shape, _, word = out_ports(last)[lp]
+    n_out = math.prod(shape) // word
+    pats = {"input": ([], [np.ones(n_in, bool)]), "output": ([np.ones(n_out, bool)], [])}
+    for layer in net.layers:
+        reads, writes = layer.io_pattern()
+        if not isinstance(layer, GraphLayer):
+            reads, writes = [reads], [writes]
+        _check(all(len(x) == layer.cycles() for x in (*reads, *writes)),
+               f"{layer.name}: stream pattern does not match cycles()")
+        pats[layer.name] = (list(reads), list(writes))
+    return {k: ([np.tile(r, frames) for r in rs], [np.tile(w, frames) for w in ws]) for k, (rs, ws) in pats.items()}
+
+
+def graph_schedule(net: Network, frames: int = FRAMES) -> tuple[dict[str, np.ndarray], list]:
+    """Schedule S of the module docstring's graph part (ASAP, then ALAP with the sink fixed): iteration times
+    per process, and per edge its (push times, pop times)."""
+    pats = graph_patterns(net, frames)
+    edges = net.stream_edges()
+    order = ["input", *(lay.name for lay in net.layers), "output"]
+    into = {(e.dst, e.dst_port): e for e in edges}
+    out_of = {(e.src, e.src_port): e for e in edges}
+    times: dict[str, np.ndarray] = {}
+    for name in order:  # ASAP
+        reads, _ = pats[name]
+        if name == "input":
+            times[name] = np.arange(len(pats[name][1][0]), dtype=float)
+            continue
+        lower = np.full(len(reads[0]), -np.inf)
+        for p, r in enumerate(reads):
+            e = into[(name, p)]
+            pushed = times[e.src][pats[e.src][1][e.src_port]]
+            _check(len(pushed) == r.sum(), f"{e.src} -> {name}: words per frame differ")
+            lower[r] = np.maximum(lower[r], pushed + 1)
+        lower[0] = max(lower[0], 0.0)
+        times[name] = _asap(lower)
+    for name in reversed(order[:-1]):  # ALAP
+        _, writes = pats[name]
+        upper = np.full(len(writes[0]), np.inf)
+        for q, w in enumerate(writes):
+            e = out_of[(name, q)]
+            popped = times[e.dst][pats[e.dst][0][e.dst_port]]
+            upper[w] = np.minimum(upper[w], popped - 1)
+        times[name] = _alap(upper)
+    pairs = [(e, times[e.src][pats[e.src][1][e.src_port]], times[e.dst][pats[e.dst][0][e.dst_port]])
+             for e in edges]
+    for e, w, r in pairs:
+        _check(bool(np.all(r >= w + 1)), f"S pops {e.src} -> {e.dst} before the push")
+    return times, pairs
+
+
+def edge_width(net: Network, edge) -> int:
+    return net.edge_word(edge) * net.edge_dtype(edge).bitwidth()
+
+
+def size_graph_fifos(net: Network, frames: int = FRAMES) -> dict[str, int]:
+    """Set every edge's ``depth`` (at least 2) and ``storage`` from schedule S; returns the FIFOs' resources."""
+    _, pairs = graph_schedule(net, frames)
+    for e, w, r in pairs:
+        e.depth = max(2, _needed_depth(w, r))
+        e.storage = fifo_style(e.depth, edge_width(net, e))
+    return graph_fifos_resources(net)
+
+
+def graph_fifos_resources(net: Network) -> dict[str, int]:
+    total = resources()
+    for e in net.stream_edges():
+        if e.src == "input":  # the chain counts the DMA input stream nowhere (the adapter's register): same here
+            continue
+        part = fifo_resources(e.depth, edge_width(net, e), e.storage)
+        total = {r: total[r] + part[r] for r in total}
+    return total
+
+
+def graph_latency_cycles(net: Network) -> int:
+    """One frame through an empty pipeline, every kernel as early as its inputs allow (ASAP)."""
+    pats = graph_patterns(net, 1)
+    into = {(e.dst, e.dst_port): e for e in net.stream_edges()}
+    times = {"input": np.arange(len(pats["input"][1][0]), dtype=float)}
+    for name in [*(lay.name for lay in net.layers), "output"]:
+        reads = pats[name][0]
+        lower = np.full(len(reads[0]), -np.inf)
+        for p, r in enumerate(reads):
+            e = into[(name, p)]
+            lower[r] = np.maximum(lower[r], times[e.src][pats[e.src][1][e.src_port]] + 1)
+        lower[0] = max(lower[0], 0.0)
+        times[name] = _asap(lower)
+    return int(times["output"][-1]) + 1

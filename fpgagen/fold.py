@@ -8,12 +8,25 @@ resource model), kept as the baseline the optimizer is compared with.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
 from . import fifo
 from .errors import FpgagenError
-from .ir import MVAU, Layer, MaxPool, Network, SlidingWindow, Threshold, WidthConverter, divisors
+from .ir import (
+    MVAU,
+    Edge,
+    Layer,
+    MaxPool,
+    Network,
+    SlidingWindow,
+    Threshold,
+    WidthConverter,
+    divisors,
+    in_ports,
+    out_ports,
+)
 from .ir.layers import RESOURCES, add_resources
 from .validate import check_folding
 
@@ -68,6 +81,95 @@ def greedy_fold(net: Network, target_cycles: float) -> None:
     link_streams(net)
 
 
+def fold_graph(net: Network, target_cycles: float) -> None:
+    """A stream graph: per layer the least parallelism that meets ``target_cycles`` (an MVAU with the sliding
+    window that feeds it, SIMD first, then PE; any other kind its first fold core fast enough), then a width
+    converter on every edge whose producer and consumer words differ."""
+    net.layers = [lay for lay in net.layers if not isinstance(lay, WidthConverter)]
+    kept = {lay.name for lay in net.layers}
+    # drop converters from an earlier fold: join their input edge to their output edge
+    for e in list(net.edges):
+        if e.dst not in kept and e.dst != "output":
+            out = next(o for o in net.edges if o.src == e.dst)
+            e.dst, e.dst_port = out.dst, out.dst_port
+            net.edges.remove(out)
+    feeds = {(e.dst, e.dst_port): e for e in net.edges}
+    for layer in net.layers:
+        if isinstance(layer, SlidingWindow):
+            continue
+        if isinstance(layer, MVAU):
+            src = feeds[(layer.name, 0)].src
+            window = net.layer(src) if src != "input" and isinstance(net.layer(src), SlidingWindow) else None
+            mh, mw, pixels = layer.mh, layer.mw, layer.pixels
+            simd_options = window.simd_options() if window is not None else divisors(mw)
+            layer.simd = next((s for s in simd_options if mh * (mw // s) * pixels <= target_cycles), simd_options[-1])
+            layer.pe = next((p for p in divisors(mh) if (mh // p) * (mw // layer.simd) * pixels <= target_cycles), mh)
+            if window is not None:
+                window.simd = layer.simd
+            continue
+        cores = layer.fold_cores()
+        for core in cores:
+            probe = copy.copy(layer)
+            probe.__dict__.update(core)
+            if probe.cycles() <= target_cycles:
+                break
+        layer.__dict__.update(core)
+    for layer in net.layers:  # a window takes its producer's word when that divides its channels
+        if isinstance(layer, SlidingWindow):
+            src = feeds[(layer.name, 0)]
+            word = net.edge_word(src) if src.src != "input" else layer.channels
+            layer.ifm_word = word if layer.channels % word == 0 else layer.channels
+        layer.validate()
+    for e in list(net.edges):
+        if e.src == "input" or e.dst == "output":
+            continue
+        shape, dt, u = out_ports(net.layer(e.src))[e.src_port]
+        v = in_ports(net.layer(e.dst))[e.dst_port][2]
+        if u != v:
+            dwc = WidthConverter(f"{e.dst}_dwc{e.dst_port}", shape, shape, dt.name, dt.name, in_elems=u, out_elems=v)
+            dwc.validate()
+            net.layers.insert([lay.name for lay in net.layers].index(e.dst), dwc)
+            net.edges.append(Edge(dwc.name, 0, e.dst, e.dst_port))
+            e.dst, e.dst_port = dwc.name, 0
+    net.check_graph()
+
+
+def fold_graph_within(net: Network, board: dict, ceilings: dict | None, target_fps: float | None) -> int:
+    """Fold a stream graph: at ``target_fps``, or else at the shortest frame period whose greedy fold fits the
+    budget (bisection on the period: throughput is the slowest node's cycles, resources the sum over every node
+    and every edge's sized FIFO, as ``check_budget`` counts them). Returns the period folded for."""
+
+    def fits(cycles: float) -> bool:
+        fold_graph(net, cycles)
+        fifo.size_graph_fifos(net)
+        try:
+            check_budget(net, board, ceilings)
+        except FpgagenError:
+            return False
+        return True
+
+    if target_fps:
+        cycles = target_cycles_for(target_fps, board["clock_mhz"])
+        fits(cycles)
+        return int(cycles)
+    fits(float("inf"))  # the least parallel design: its period bounds the search
+    hi = max(lay.cycles() for lay in net.layers)
+    if not fits(hi):
+        check_budget(net, board, ceilings)  # raises, naming what does not fit
+    lo = 0  # infeasible by definition
+    while hi - lo > max(1, hi // 100):  # within 1% of the best period
+        mid = (lo + hi) // 2
+        if fits(mid):
+            got = max(lay.cycles() for lay in net.layers)
+            if got >= hi:  # no folding is faster than this: the fastest design fits
+                break
+            hi = got
+        else:
+            lo = mid
+    fits(hi)
+    return hi
+
+
 def apply_folding(net: Network, folding: dict) -> None:
     """Apply a user folding ``{layer_name: {"pe": .., "simd": .., "mem_style": .., ...}}`` and validate it."""
     strip_converters(net)
@@ -99,6 +201,10 @@ def load_folding(path: str | Path) -> dict:
 
 def folding_of(net: Network) -> dict:
     """Everything settable per layer (folding, styles, FIFO depth), as ``apply_folding`` reads it back."""
+    if not net.is_chain:  # FIFO depths live on the edges
+        return {"layers": {lay.name: {**lay.folding(), **lay.styles()} for lay in net.layers
+                           if not isinstance(lay, WidthConverter)},
+                "edges": [{"src": e.src, "dst": e.dst, "depth": e.depth} for e in net.edges]}
     return {"layers": {lay.name: {**lay.folding(), **lay.styles(), "fifo_depth": lay.fifo_depth}
                        for lay in net.layers if not isinstance(lay, WidthConverter)}}
 
@@ -142,6 +248,15 @@ def fold_network(net: Network, board: dict, folding: dict | None = None, target_
     from . import optimize
 
     info: dict = {"optimizer": "user folding" if folding is not None else optimizer}
+    if not net.is_chain:  # a stream graph: the greedy fold on the graph (the MILP works on chains only)
+        if folding is not None:
+            raise FpgagenError("a folding file for a network with branches", "--folding",
+                               "leave the folding to fpgagen for now (graphs take the greedy fold)")
+        cycles = fold_graph_within(net, board, ceilings, target_fps)
+        info.update(optimizer="greedy per node, bisected on the frame period (graph)", target_fps=target_fps,
+                    period_cycles=cycles)
+        info["resources"] = check_budget(net, board, ceilings)
+        return info
     if folding is not None:
         apply_folding(net, folding)
         given = {name for name, attrs in folding.get("layers", folding).items() if "fifo_depth" in attrs}

@@ -6,7 +6,8 @@ from functools import singledispatch
 
 import numpy as np
 
-from .ir import MVAU, Layer, MaxPool, Network, SlidingWindow, Threshold, WidthConverter
+from .ir import MVAU, Layer, MaxPool, Network, SlidingWindow, Threshold, WidthConverter, in_ports
+from .ir.kinds import GraphLayer
 from .quant import apply_thresholds
 
 
@@ -66,6 +67,22 @@ def run_network(net: Network, codes: np.ndarray) -> np.ndarray:
     reinterpret its producer's (H, W, C) with the same element count, as a fully connected MVAU does when it
     consumes a whole flattened H x W x C feature map as one (1, 1, H*W*C) vector."""
     x = np.asarray(codes, np.int64)
+    if not net.is_chain:
+        return run_graph(net, x)
     for layer in net.layers:
         x = run_layer(layer, x.reshape(x.shape[0], *layer.in_shape))
     return x
+
+
+def run_graph(net: Network, codes: np.ndarray) -> np.ndarray:
+    """The graph in its (topological) layer order: each layer's inputs are the tensors on its input streams."""
+    values = {("input", 0): np.asarray(codes, np.int64)}
+    feeds = {(e.dst, e.dst_port): (e.src, e.src_port) for e in net.edges}
+    for layer in net.layers:
+        ports = in_ports(layer)
+        xs = [values[feeds[(layer.name, p)]] for p in range(len(ports))]
+        xs = [x.reshape(x.shape[0], *shape) for x, (shape, _, _) in zip(xs, ports, strict=True)]
+        outs = layer.run(xs) if isinstance(layer, GraphLayer) else [run_layer(layer, xs[0])]
+        for p, y in enumerate(outs):
+            values[(layer.name, p)] = y
+    return values[feeds[("output", 0)]]

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 from . import fifo
-from .ir import Network
-from .ir.layers import RESOURCES
+from .ir import Network, in_ports, out_ports
+from .ir.layers import RESOURCES, add_resources
 from .optimize import ceilings_of
 
 NOTE = ("estimated (model): cycles are the trip counts of the generated kernels' loops; LUT/FF/BRAM18/DSP come from "
@@ -30,14 +30,19 @@ def summary(net: Network, board: dict, fold_info: dict | None = None, ceilings: 
     clock_hz = board["clock_mhz"] * 1e6
     ceil = ceilings_of(board, ceilings)
     layers = []
+    edges = net.stream_edges()
     for lay in net.layers:
-        width = lay.out_word * lay.out_bits
+        # its output FIFO(s): one per output stream (a fork has several); the first is listed, all are priced
+        outs = [e for e in edges if e.src == lay.name]
+        widths = [fifo.edge_width(net, e) for e in outs]
+        (in_shape, in_dt, _), (out_shape, out_dt, _) = in_ports(lay)[0], out_ports(lay)[0]
         layers.append({
-            "name": lay.name, "kind": lay.kind, "in_shape": list(lay.in_shape), "out_shape": list(lay.out_shape),
-            "in_dtype": lay.in_dtype, "out_dtype": lay.out_dtype, "folding": lay.folding(), "styles": lay.styles(),
+            "name": lay.name, "kind": lay.kind, "in_shape": list(in_shape), "out_shape": list(out_shape),
+            "in_dtype": in_dt.name, "out_dtype": out_dt.name, "folding": lay.folding(), "styles": lay.styles(),
             "cycles": lay.cycles(), "resources": lay.resources(), "memories": memory_figures(lay.memories()),
-            "fifo": {"depth": lay.fifo_depth, "style": lay.fifo_style, "width_bits": width,
-                     "resources": fifo.fifo_resources(lay.fifo_depth, width, lay.fifo_style)}})
+            "fifo": {"depth": outs[0].depth, "style": outs[0].storage, "width_bits": widths[0],
+                     "resources": add_resources(*(fifo.fifo_resources(e.depth, w, e.storage)
+                                                  for e, w in zip(outs, widths, strict=True)))}})
     shell = {r: board.get("shell", {}).get(r, 0) for r in RESOURCES}
     used = {r: sum(lay["resources"][r] + lay["fifo"]["resources"][r] for lay in layers) + shell[r] for r in RESOURCES}
     budget = {r: {"device": board["resources"][r], "ceiling": ceil[r], "cap": int(ceil[r] * board["resources"][r]),

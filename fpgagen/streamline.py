@@ -24,12 +24,24 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import get_by_name
 
 from .errors import FpgagenError
-from .ir import MVAU, InputSpec, Layer, MaxPool, Network, OutputSpec, SlidingWindow, Threshold
+from .ir import MVAU, Edge, InputSpec, Layer, MaxPool, Network, OutputSpec, SlidingWindow, Threshold
+from .ir.kinds import (
+    AffineView,
+    QuantSpec,
+    lower_add,
+    lower_concat,
+    lower_fork,
+    lower_maxpool,
+    lower_resize,
+    pad_of_node,
+)
 from .ir.network import ELEMENTWISE, elementwise_step
 from .quant import IntRange, bipolar_thresholds, quantize, requant_thresholds, smallest_dtype
 
 SUPPORTED_OPS = ("Quant (ROUND)", "BipolarQuant", "Conv (group=1, dilation=1)", "Gemm", "MatMul",
-                 "BatchNormalization", "Relu", "Clip", "MaxPool (kernel == stride, no padding)",
+                 "BatchNormalization", "Relu", "Clip",
+                 "MaxPool (any kernel, stride, pads; a Pad before it is fused)", "Add of two streams (residuals)",
+                 "Concat (channel axis)", "Resize/Upsample (nearest, integer factor)", "Pad (before a MaxPool)",
                  "Mul/Add/Sub/Div by a per-channel constant", "Flatten", "Reshape (to N x features)", "Identity",
                  "Dropout")
 # Float ops between the graph input and its first Quant: run on the host before the input quantizer.
@@ -56,6 +68,11 @@ class _Stream:
     # holds them and the next quantizer folds them into thresholds.
     post: tuple = ()
     before_post: _Stream | None = None
+    pending_pad: tuple | None = None  # ((top, left, bottom, right), value) of a Pad the next MaxPool fuses
+
+    def view(self) -> AffineView:
+        """The graph kinds' form of this view (fpgagen.ir.kinds.affine)."""
+        return AffineView(self.alpha, self.offset, DataType[self.dtype], self.lo, self.hi, self.clamp)
 
     def __post_init__(self):
         if self.center is None:
@@ -101,6 +118,18 @@ class _Lowering:
         self.consts: dict[str, _ConstQuant] = {}
         self.cur: _Stream | None = None
         self.cur_name: str | None = None
+        # The graph: every tensor's view and the stream end(s) carrying its codes (a forked tensor has one end per
+        # consumer); ``tail`` is the end the layers a handler adds read from.
+        self.views: dict[str, _Stream] = {}
+        self.ends: dict[str, list[tuple[str, int]]] = {}
+        self.tail: tuple[str, int] = ("input", 0)
+        self.edges: list[Edge] = []
+        self.consumers: dict[str, list] = {}
+        for node in model.graph.node:
+            for name in dict.fromkeys(node.input):
+                self.consumers.setdefault(name, []).append(node)
+        self.graph_outputs = [o.name for o in model.graph.output]
+        self.fused: set[str] = set()  # Quant nodes folded into the Concat/Add before them
         self.input_spec: InputSpec | None = None
         self.graph_input = model.graph.input[0].name
         self.pre_name = self.graph_input  # the float tensor before the input quantizer
@@ -144,6 +173,112 @@ class _Lowering:
         rng = IntRange.of(int(bits_f), bool(attr["signed"]), bool(attr["narrow"]))
         return np.asarray(scale, np.float32), np.asarray(zero, np.float32), rng, False
 
+    # --- the graph ----------------------------------------------------------------------------------------
+    def add_layer(self, layer: Layer) -> None:
+        """A one-port layer reading the current tail; it becomes the tail."""
+        self.layers.append(layer)
+        self.edges.append(Edge(self.tail[0], self.tail[1], layer.name, 0))
+        self.tail = (layer.name, 0)
+
+    def add_graph_layer(self, layer, ends: list[tuple[str, int]]) -> None:
+        self.layers.append(layer)
+        self.edges += [Edge(src, port, layer.name, p) for p, (src, port) in enumerate(ends)]
+        self.tail = (layer.name, 0)
+
+    def n_consumers(self, name: str) -> int:
+        return len(self.consumers.get(name, [])) + self.graph_outputs.count(name)
+
+    def publish(self, name: str, s: _Stream, end: tuple[str, int], where: str) -> None:
+        """Tensor ``name`` now has view ``s`` and streams from ``end``; several consumers get a fork."""
+        s.where = where
+        n = self.n_consumers(name)
+        if n > 1:
+            if s.pending_pad is not None:
+                raise FpgagenError("a padded tensor read by several layers", where, "pad right before one MaxPool")
+            fork, _ = lower_fork(self.uname(f"{name}_fork"), s.view(), s.shape, n)
+            self.tail = end
+            self.add_graph_layer(fork, [end])
+            # each consumer gets its own copy: a Quant on one branch must not fold into a shared MVAU
+            s = replace(s, absorber=None)
+            self.ends[name] = [(fork.name, p) for p in range(n)]
+        else:
+            self.ends[name] = [end]
+        self.views[name] = s
+
+    def take(self, name: str, node) -> tuple[_Stream, tuple[str, int]]:
+        s = self.views[name]
+        if s.pending_pad is not None and node.op_type != "MaxPool":
+            raise _err(node, "a Pad that is not followed by a MaxPool",
+                       "pad inside the Conv (padding=...) or right before a MaxPool")
+        return s, self.ends[name].pop(0)
+
+    def fusable_quant(self, node):
+        """The Quant that is the only consumer of ``node``'s output (folded into a Concat/Add), or None."""
+        users = self.consumers.get(node.output[0], [])
+        if len(users) == 1 and users[0].op_type == "Quant" and node.output[0] not in self.graph_outputs \
+                and users[0].input[0] == node.output[0]:
+            return users[0]
+        return None
+
+    def on_multi(self, node, names: list[str]) -> None:
+        """Add / Concat of streamed tensors: a graph layer with one input port per tensor."""
+        taken = [self.take(n, node) for n in names]
+        streams, ends = [t[0] for t in taken], [t[1] for t in taken]
+        quant_node = self.fusable_quant(node)
+        out_quant = None
+        if quant_node is not None:
+            scale, zero, rng, bipolar = self.quant_params(quant_node)
+            c_out = sum(st.shape[2] for st in streams) if node.op_type == "Concat" else streams[0].shape[2]
+            if not bipolar:
+                out_quant = QuantSpec(_per_channel(scale, c_out, quant_node), _per_channel(zero, c_out, quant_node),
+                                      rng)
+                if node.op_type == "Concat":  # the rule takes one grid for every branch
+                    if np.ptp(out_quant.scale) or np.ptp(out_quant.zero):
+                        raise _err(quant_node, "a per-channel quantizer after a Concat",
+                                   "quantize the concatenation per tensor")
+            else:
+                quant_node = None
+        rule_quant = out_quant  # a per-tensor grid goes to the rules as one (Concat's takes one for every branch)
+        if out_quant is not None and not np.ptp(out_quant.scale) and not np.ptp(out_quant.zero):
+            rule_quant = QuantSpec(out_quant.scale[:1], out_quant.zero[:1], out_quant.range)
+        views, shapes = [st.view() for st in streams], [st.shape for st in streams]
+        name = self.uname(node.name)
+        if node.op_type == "Add":
+            layer, view = lower_add(node, views, shapes, name, rule_quant)
+        else:
+            layer, view = lower_concat(node, views, shapes, name, rule_quant)
+        self.add_graph_layer(layer, ends)
+        shape = tuple(layer.out_shapes[0])
+        if out_quant is not None:
+            out = _Stream(shape, out_quant.scale, np.zeros(shape[2]), view.lo, view.hi, center=out_quant.zero,
+                          quant=(out_quant.scale, out_quant.zero))
+            self.fused.add(quant_node.name)
+            out_name = quant_node.output[0]
+        elif node.op_type == "Concat":  # codes pass through: the branches' views side by side, exactly
+            cat = lambda key: np.concatenate([getattr(st, key) for st in streams])  # noqa: E731
+            quant = None
+            if all(st.quant is not None for st in streams):
+                quant = tuple(np.concatenate([st.quant[i] for st in streams]) for i in range(2))
+            out = _Stream(shape, cat("alpha"), cat("beta"), cat("lo"), cat("hi"), center=cat("center"), quant=quant,
+                          clamp=view.clamp)
+            out_name = node.output[0]
+        else:  # the exact sum: real = scale * acc + offset
+            out = _Stream(shape, view.scale, view.offset, view.lo, view.hi, clamp=view.clamp)
+            out_name = node.output[0]
+        self.publish(out_name, out, self.tail, f"node '{node.name}'")
+
+    def on_resize(self, node, s: _Stream) -> _Stream:
+        layer, view = lower_resize(node, s.view(), s.shape, self.uname(node.name), self.const)
+        self.add_graph_layer(layer, [self.tail])
+        return replace(s, shape=tuple(layer.out_shapes[0]), absorber=None, post=(), before_post=None)
+
+    def on_pad(self, node, s: _Stream) -> _Stream:
+        if s.pending_pad is not None:
+            raise _err(node, "two Pads in a row", "pad once")
+        pads, value = pad_of_node(node, self.const)
+        h, w, c = s.shape
+        return replace(s, pending_pad=(pads, value), shape=(h + pads[0] + pads[2], w + pads[1] + pads[3], c))
+
     # --- the walk -----------------------------------------------------------------------------------------
     def run(self) -> Network:
         handlers = {
@@ -153,8 +288,12 @@ class _Lowering:
             "Sub": self.on_affine, "Div": self.on_affine, "Relu": self.on_relu, "Clip": self.on_clip,
             "MaxPool": self.on_maxpool, "Flatten": self.on_flatten, "Reshape": self.on_flatten,
             "Identity": self.on_passthrough, "Dropout": self.on_passthrough,
+            "Resize": self.on_resize, "Upsample": self.on_resize, "Pad": self.on_pad,
+            "Concat": self.on_passthrough,  # of one tensor; of several: on_multi
         }
         for node in self.model.graph.node:
+            if node.name in self.fused:
+                continue
             handler = handlers.get(node.op_type)
             if handler is None:
                 raise _err(node, f"unsupported op type '{node.op_type}'",
@@ -171,23 +310,39 @@ class _Lowering:
                 if node.op_type in PRE_OPS:
                     self.on_pre(node)
                     continue
-            if self.cur is None:
+            if self.cur is None or any(n not in self.views for n in data_inputs):
                 raise _err(node, "the network input reaches a float layer before any Quant (float input layer)",
                            "start the model with a brevitas QuantIdentity input quantizer (only "
                            f"{'/'.join(PRE_OPS)} by constants may come before it; they run on the host)")
-            if data_inputs != [self.cur_name]:
-                raise _err(node, "branching graphs (skip connections, concatenation) are not supported yet",
-                           "fpgagen builds straight-line networks")
-            self.cur = handler(node, self.cur)
-            self.cur.where = f"node '{node.name}'"
-            self.cur_name = node.output[0]
+            if node.op_type in ("Add", "Concat") and len(data_inputs) >= 2:
+                self.on_multi(node, data_inputs)
+                continue
+            if len(data_inputs) != 1:
+                raise _err(node, f"{node.op_type} of {len(data_inputs)} streamed tensors",
+                           "only Add and Concat join branches")
+            self.cur, self.tail = self.take(data_inputs[0], node)
+            self.cur_name = data_inputs[0]
+            if node.op_type == "MaxPool" and self.cur.pending_pad is not None:
+                out = self.on_maxpool_general(node, self.cur)
+            else:
+                out = handler(node, self.cur)
+            self.publish(node.output[0], out, self.tail, f"node '{node.name}'")
         if self.cur is None or not self.layers:
             raise FpgagenError("the graph has no quantized layer to build", f"model '{self.name}'",
                                "export a brevitas network with at least one QuantConv2d or QuantLinear")
-        if self.cur_name != self.model.graph.output[0].name:
-            raise FpgagenError("the graph output is not produced by the main chain", f"model '{self.name}'",
-                               "fpgagen builds single-output straight-line networks")
-        return Network(self.name, self.input_spec, self.output_spec(), self.layers)
+        out_name = self.model.graph.output[0].name
+        if out_name not in self.views:
+            raise FpgagenError("the graph output is not computed from the input stream", f"model '{self.name}'",
+                               "return a tensor computed by the network")
+        self.cur, self.cur_name = self.views[out_name], out_name
+        self.edges.append(Edge(*self.ends[out_name].pop(0), "output", 0))
+        net = Network(self.name, self.input_spec, self.output_spec(), self.layers, self.edges)
+        if all(not hasattr(lay, "in_shapes") for lay in self.layers) and \
+                net.stream_edges() == Network(self.name, None, None, self.layers).stream_edges():
+            net.edges = []  # a chain: stored as one
+        else:
+            net.check_graph()
+        return net
 
     def output_spec(self) -> OutputSpec:
         s, node_where = self.cur, self.cur.where
@@ -261,6 +416,7 @@ class _Lowering:
             s, z = 2 * s, np.full(c, 0.5)
         self.cur = _Stream(stream, s, np.zeros(c), np.full(c, rng.lo), np.full(c, rng.hi), center=z, quant=(s, z))
         self.cur_name = node.output[0]
+        self.publish(node.output[0], self.cur, ("input", 0), f"node '{node.name}'")
 
     def on_quant(self, node, s: _Stream) -> _Stream:
         scale, zero, rng, bipolar = self.quant_params(node)
@@ -309,7 +465,7 @@ class _Lowering:
             mvau.weight_dtype = smallest_dtype(min(declared.min(), mvau.weights.min()),
                                                max(declared.max(), mvau.weights.max())).name
         else:
-            self.layers.append(Threshold(self.uname(node.name), s.shape, s.shape, s.dtype, odt,
+            self.add_layer(Threshold(self.uname(node.name), s.shape, s.shape, s.dtype, odt,
                                          thresholds=thresholds, negate=negate, out_base=base))
         if bipolar:  # codes {0, 1} for {-s, +s}
             out_s, out_z = 2 * out_s, np.full(c, 0.5)
@@ -354,7 +510,7 @@ class _Lowering:
         mvau = MVAU(self.uname(node.name), in_shape, (*in_shape[:2], mh), _dtype_of(cols_lo, cols_hi),
                     acc_dt.name, weights=wmat, weight_dtype=smallest_dtype(w.lo, w.hi).name,
                     acc_dtype=acc_dt.name)
-        self.layers.append(mvau)
+        self.add_layer(mvau)
         # real = alpha * w_scale * (acc - W @ center_in) + bias: the input is quantized (beta 0), and W @ center_in
         # is exact (integer weights times small dyadic zero points)
         center = wmat.astype(np.float64) @ center_cols
@@ -391,7 +547,7 @@ class _Lowering:
         else:
             pad = 0
         if (kh, kw) != (1, 1) or stride != (1, 1) or any(pads):
-            self.layers.append(SlidingWindow(self.uname(node.name + "_window"), s.shape, (oh, ow, taps * c),
+            self.add_layer(SlidingWindow(self.uname(node.name + "_window"), s.shape, (oh, ow, taps * c),
                                              s.dtype, s.dtype, kernel=(kh, kw), stride=stride, pads=pads,
                                              pad_value=pad))
         in_shape = (oh, ow, taps * c)
@@ -486,9 +642,10 @@ class _Lowering:
     def on_maxpool(self, node, s: _Stream) -> _Stream:
         attrs = {a.name: list(a.ints) if a.ints else a.i for a in node.attribute}
         k, st = tuple(attrs["kernel_shape"]), tuple(attrs.get("strides", attrs["kernel_shape"]))
-        if k != st or any(attrs.get("pads", [0])) or any(d != 1 for d in attrs.get("dilations", [1, 1])):
-            raise _err(node, f"MaxPool kernel {list(k)} stride {list(st)} pads {attrs.get('pads')}",
-                       "fpgagen supports non-overlapping pooling (kernel == stride) without padding")
+        if k != st or any(attrs.get("pads", [0])):  # overlapping or padded: the general kernel
+            return self.on_maxpool_general(node, s)
+        if any(d != 1 for d in attrs.get("dilations", [1, 1])):
+            raise _err(node, "dilated MaxPool", "use dilation 1")
         if np.any(s.alpha < 0):
             raise _err(node, "max pooling a tensor with a negative per-channel scale (max would become min)",
                        "quantize the activation (QuantReLU/QuantIdentity) before the MaxPool")
@@ -498,8 +655,19 @@ class _Lowering:
         if ceil and (h % k[0] or w % k[1]):
             raise _err(node, "ceil_mode pooling over a partial window", "use ceil_mode=False")
         pool = MaxPool(self.uname(node.name), s.shape, (oh, ow, c), s.dtype, s.dtype, kernel=k)
-        self.layers.append(pool)
+        self.add_layer(pool)
         return replace(s, shape=pool.out_shape, absorber=None, post=(), before_post=None)
+
+    def on_maxpool_general(self, node, s: _Stream) -> _Stream:
+        """MaxPool with kernel != stride or padding, or after a Pad (fused): fpgagen.ir.kinds.MaxPoolGeneral."""
+        in_shape = s.shape
+        if s.pending_pad is not None:
+            pads = s.pending_pad[0]
+            in_shape = (s.shape[0] - pads[0] - pads[2], s.shape[1] - pads[1] - pads[3], s.shape[2])
+        layer, view = lower_maxpool(node, s.view(), in_shape, self.uname(node.name), pre_pad=s.pending_pad)
+        self.add_graph_layer(layer, [self.tail])
+        return replace(s, shape=tuple(layer.out_shapes[0]), lo=view.lo, hi=view.hi, absorber=None, post=(),
+                       before_post=None, pending_pad=None)
 
     def on_flatten(self, node, s: _Stream) -> _Stream:
         out_shape = self.model.get_tensor_shape(node.output[0])

@@ -1,7 +1,7 @@
 """Intermediate representation: hardware layers with shapes, datatypes, folding and cost models."""
 
 from .layers import LAYER_KINDS, MVAU, Layer, MaxPool, SlidingWindow, Threshold, WidthConverter, divisors
-from .network import InputSpec, Network, OutputSpec
+from .network import Edge, InputSpec, Network, OutputSpec, in_ports, out_ports
 
 __all__ = ["MVAU", "LAYER_KINDS", "Layer", "MaxPool", "SlidingWindow", "Threshold", "WidthConverter",
-           "divisors", "InputSpec", "Network", "OutputSpec"]
+           "divisors", "Edge", "in_ports", "out_ports", "InputSpec", "Network", "OutputSpec"]

@@ -1,4 +1,14 @@
-"""The whole dataflow: host-side input quantizer, the chain of hardware layers, the output dequantizer."""
+"""The whole dataflow: host-side input quantizer, a graph of hardware layers joined by streams, the output
+dequantizer.
+
+A network is ``layers`` in a topological order plus ``edges``, one per stream: (producer, port) -> (consumer,
+port) with its FIFO depth and storage; the stream's datatype and word width are those of the producer's port
+(``edge_dtype``/``edge_word``), so they are never stored twice. ``"input"`` is the host's input stream and
+``"output"`` the stream to the host. A chain is the special case ``edges == []``: each layer feeds the next (its
+own ``fifo_depth``/``fifo_style`` is its output stream), which is how every single-path network is stored.
+Layers are either chain kinds (fpgagen.ir.layers, one port each) or graph kinds (fpgagen.ir.kinds, several
+ports); ``in_ports``/``out_ports`` read both alike.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +22,7 @@ from qonnx.core.datatype import DataType
 
 from ..errors import FpgagenError
 from ..quant import IntRange, quantize
+from .kinds import GRAPH_KINDS, GraphLayer
 from .layers import LAYER_KINDS, Layer
 
 # Float pre/post-processing on the host: ONNX elementwise ops with a constant, computed in float32 exactly as the
@@ -116,20 +127,118 @@ class OutputSpec:
         return apply_float_steps(self.real(codes), self.post)
 
 
+@dataclass
+class Edge:
+    """One stream of the graph: ``src`` port ``src_port`` -> ``dst`` port ``dst_port`` (layer names, or "input" /
+    "output"), bounded to ``depth`` words in ``storage`` (srl | bram)."""
+
+    src: str
+    src_port: int
+    dst: str
+    dst_port: int
+    depth: int = 2
+    storage: str = "srl"
+
+
+def in_ports(layer) -> list[tuple[tuple[int, int, int], DataType, int]]:
+    """(shape, datatype, word) of each input port of a chain or graph layer."""
+    if isinstance(layer, GraphLayer):
+        return list(zip(layer.in_shapes, layer.in_dtypes, layer.in_words, strict=True))
+    return [(tuple(layer.in_shape), layer.idt, layer.in_word)]
+
+
+def out_ports(layer) -> list[tuple[tuple[int, int, int], DataType, int]]:
+    if isinstance(layer, GraphLayer):
+        return list(zip(layer.out_shapes, layer.out_dtypes, layer.out_words, strict=True))
+    return [(tuple(layer.out_shape), layer.odt, layer.out_word)]
+
+
 @dataclass(eq=False)
 class Network:
     name: str
     input: InputSpec
     output: OutputSpec
     layers: list[Layer]
+    edges: list[Edge] = field(default_factory=list)  # empty: a chain
+
+    @property
+    def is_chain(self) -> bool:
+        return not self.edges
+
+    def stream_edges(self) -> list[Edge]:
+        """Every stream, the chain's implicit ones included (input -> first, each -> next, last -> output)."""
+        if self.edges:
+            return list(self.edges)
+        names = ["input", *(lay.name for lay in self.layers), "output"]
+        depths = [2, *(lay.fifo_depth for lay in self.layers)]
+        styles = ["srl", *(lay.fifo_style for lay in self.layers)]
+        return [Edge(a, 0, b, 0, d, st) for a, b, d, st in zip(names[:-1], names[1:], depths, styles, strict=True)]
+
+    def producer_of(self, edge: Edge):
+        return None if edge.src == "input" else self.layer(edge.src)
+
+    def edge_dtype(self, edge: Edge) -> DataType:
+        if edge.src == "input":
+            return in_ports(self.layer(edge.dst))[edge.dst_port][1]
+        return out_ports(self.layer(edge.src))[edge.src_port][1]
+
+    def edge_word(self, edge: Edge) -> int:
+        if edge.src == "input":
+            return in_ports(self.layer(edge.dst))[edge.dst_port][2]
+        return out_ports(self.layer(edge.src))[edge.src_port][2]
+
+    def check_graph(self) -> None:
+        """Every port of every layer has exactly one stream, the order is topological, shapes and datatypes agree
+        across each stream; raises ValueError otherwise (a damaged file or a lowering bug)."""
+        if self.is_chain:
+            return
+        position = {lay.name: i for i, lay in enumerate(self.layers)}
+        if len(position) != len(self.layers):
+            raise ValueError("two layers share a name")
+        seen_in, seen_out = set(), set()
+        for e in self.edges:
+            for end, port, seen in ((e.src, e.src_port, seen_out), (e.dst, e.dst_port, seen_in)):
+                if end not in position and end not in ("input", "output"):
+                    raise ValueError(f"edge to unknown layer {end}")
+                if (end, port) in seen:
+                    raise ValueError(f"port {end}:{port} has two streams")
+                seen.add((end, port))
+            if e.src == "output" or e.dst == "input":
+                raise ValueError("edge direction")
+            if e.src != "input" and e.dst != "output":
+                if position[e.src] >= position[e.dst]:
+                    raise ValueError(f"layers are not in topological order ({e.src} -> {e.dst})")
+                src_shape, src_dt, _ = out_ports(self.layer(e.src))[e.src_port]
+                dst_shape, dst_dt, _ = in_ports(self.layer(e.dst))[e.dst_port]
+                if int(np.prod(src_shape)) != int(np.prod(dst_shape)) or src_dt != dst_dt:
+                    raise ValueError(f"stream {e.src} -> {e.dst} changes shape or datatype")
+        for lay in self.layers:
+            for p in range(len(in_ports(lay))):
+                if (lay.name, p) not in seen_in:
+                    raise ValueError(f"input {p} of {lay.name} is not connected")
+            for p in range(len(out_ports(lay))):
+                if (lay.name, p) not in seen_out:
+                    raise ValueError(f"output {p} of {lay.name} is not connected")
+
+    def input_port(self):
+        """(layer, port) the host's input stream feeds."""
+        e = next(e for e in self.stream_edges() if e.src == "input")
+        return self.layer(e.dst), e.dst_port
+
+    def output_port(self):
+        """(layer, port) that feeds the host's output stream."""
+        e = next(e for e in self.stream_edges() if e.dst == "output")
+        return self.layer(e.src), e.src_port
 
     @property
     def in_stream_shape(self) -> tuple[int, int, int]:
-        return self.layers[0].in_shape
+        layer, port = self.input_port()
+        return in_ports(layer)[port][0]
 
     @property
     def out_stream_shape(self) -> tuple[int, int, int]:
-        return self.layers[-1].out_shape
+        layer, port = self.output_port()
+        return out_ports(layer)[port][0]
 
     def layer(self, name: str) -> Layer:
         for layer in self.layers:
@@ -147,8 +256,11 @@ class Network:
         arrays: dict[str, np.ndarray] = {}
         doc = {"name": self.name, "input": _to_doc(self.input, "input", arrays),
                "output": _to_doc(self.output, "output", arrays),
-               "layers": [dict(kind=lay.kind, **_to_doc(lay, f"layer{i}", arrays))
+               "layers": [lay.to_doc() if isinstance(lay, GraphLayer) else
+                          dict(kind=lay.kind, **_to_doc(lay, f"layer{i}", arrays))
                           for i, lay in enumerate(self.layers)]}
+        if self.edges:
+            doc["edges"] = [dataclasses.asdict(e) for e in self.edges]
         (directory / "network.json").write_text(json.dumps(doc, indent=1))
         np.savez_compressed(directory / "network.npz", **arrays)
 
@@ -174,12 +286,17 @@ class Network:
             layers = []
             for i, entry in enumerate(doc["layers"]):
                 entry = dict(entry)
+                if entry["kind"] in GRAPH_KINDS:
+                    layers.append(GRAPH_KINDS[entry["kind"]].from_doc(entry))
+                    continue
                 cls = LAYER_KINDS[entry.pop("kind")]
                 layers.append(_from_doc(cls, entry, f"layer{i}", arrays))
+            edges = [Edge(**e) for e in doc.get("edges", [])]
             net = Network(doc["name"], _from_doc(InputSpec, doc["input"], "input", arrays),
-                          _from_doc(OutputSpec, doc["output"], "output", arrays), layers)
+                          _from_doc(OutputSpec, doc["output"], "output", arrays), layers, edges)
             if not layers or not isinstance(net.name, str):
                 raise ValueError("no layers")
+            net.check_graph()
             for layer in layers:
                 layer.validate()
         except Exception as exc:  # any inconsistency between the two files, or a field of the wrong kind

@@ -34,23 +34,24 @@ struct ConcatCounters {
 };
 
 template <class C>
-inline void concat_advance(ConcatCounters &n, const unsigned branch_words[C::K]) {
+inline void concat_advance(ConcatCounters &n) {
 #pragma HLS INLINE
     if (n.left == 1) {
         n.sel = (n.sel == C::K - 1) ? 0 : n.sel + 1;
-        n.left = branch_words[n.sel];
+        n.left = C::branch_words(n.sel);
     } else {
         n.left--;
     }
     n.w = (n.w == C::WORDS - 1) ? 0 : n.w + 1;
 }
 
-// C: V (a type holding every branch's codes), out_t, PE, PIXELS, WORDS (output words per pixel), K (branches).
+// C: V (a type holding every branch's codes), out_t, PE, PIXELS, WORDS (output words per pixel), K (branches),
+// branch_words(k) (branch k's words per pixel: a constant select, no array).
 // The codes pass through unchanged (already on the output grid).
 template <class C, typename... Ins>
-void concat(hls::stream<Vec<typename C::out_t, C::PE> > &out, const unsigned branch_words[C::K], Ins &... ins) {
+void concat(hls::stream<Vec<typename C::out_t, C::PE> > &out, Ins &... ins) {
     static_assert(sizeof...(Ins) == C::K, "one input stream per concat branch");
-    ConcatCounters n = {0, branch_words[0], 0};
+    ConcatCounters n = {0, C::branch_words(0), 0};
 concat_words:
     for (unsigned i = 0; i < C::PIXELS * C::WORDS; i++) {
 #pragma HLS PIPELINE II=1
@@ -63,18 +64,18 @@ concat_words:
             y.v[p] = x.v[p];
         }
         push(out, y);
-        concat_advance<C>(n, branch_words);
+        concat_advance<C>(n);
     }
 }
 
 // As concat, and each channel c of output word w, lane p, becomes OUT_BASE + #{k : x' >= thresholds[p][w][k]},
 // x' = -x where negate[p][w][0] (a negative scale).
 template <class C, typename... Ins>
-void concat_requant(hls::stream<Vec<typename C::out_t, C::PE> > &out, const unsigned branch_words[C::K],
+void concat_requant(hls::stream<Vec<typename C::out_t, C::PE> > &out,
                     const typename C::thr_rom_t thresholds[C::PE][C::WORDS][C::NT],
                     const typename C::neg_rom_t negate[C::PE][C::WORDS][1], Ins &... ins) {
     static_assert(sizeof...(Ins) == C::K, "one input stream per concat branch");
-    ConcatCounters n = {0, branch_words[0], 0};
+    ConcatCounters n = {0, C::branch_words(0), 0};
 concat_requant_words:
     for (unsigned i = 0; i < C::PIXELS * C::WORDS; i++) {
 #pragma HLS PIPELINE II=1
@@ -88,7 +89,7 @@ concat_requant_words:
             y.v[p] = C::OUT_BASE + int(thresholds_reached<C::NT, typename C::thr_t>(value, thresholds[p][n.w]));
         }
         push(out, y);
-        concat_advance<C>(n, branch_words);
+        concat_advance<C>(n);
     }
 }
 

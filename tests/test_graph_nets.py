@@ -1,0 +1,129 @@
+"""Networks with branches: Brevitas -> QONNX (both exporters) -> the stream graph; integer codes of the numpy
+reference == Brevitas evaluated exactly == Brevitas' float32 forward (np.array_equal), and the graph survives
+Network.save/load."""
+
+from __future__ import annotations
+
+import graph_test_nets as G
+import nets
+import numpy as np
+import pytest
+from test_memories_from_code import check_memories_against_report
+
+import fpgagen
+from fpgagen import fifo, frontend, lint, streamline
+from fpgagen.accelerator import Accelerator
+from fpgagen.ir import Network
+
+EXPECTED_KINDS = {"residual": {"StreamFork", "AddStreams"}, "concat": {"StreamFork", "Concat"},
+                  "upsample": {"Upsample"}, "padpool": {"MaxPoolGeneral"}}
+
+
+def lower_net(name, tmp_path, dynamo, seed=3):
+    model = G.graph_net(name, seed=seed)
+    path = fpgagen.export(model, tmp_path / f"{name}.onnx", dynamo=dynamo)
+    return model, streamline.lower(frontend.load_qonnx(path), name=name)
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
+@pytest.mark.parametrize("name", sorted(G.GRAPH_NETS))
+def test_graph_reference_bitexact(name, dynamo, tmp_path):
+    model, net = lower_net(name, tmp_path, dynamo)
+    assert EXPECTED_KINDS[name] <= {lay.kind for lay in net.layers}
+    assert net.edges and not net.is_chain
+    net.check_graph()
+    x = nets.net_input(model, 1, shape=(3, *model.input_shape[1:]))
+    ref = Accelerator(net, tmp_path, {"clock_mhz": 100}).reference(x, codes=True)
+    exact = G.exact_codes(model, x)
+    assert ref.shape == exact.shape
+    assert np.array_equal(ref, exact), f"reference differs in {(ref != exact).sum()} of {exact.size} codes"
+    assert np.array_equal(exact, G.brevitas_codes(model, x))
+    assert len(np.unique(exact)) > 2
+    # the graph round-trips through the build directory's files
+    net.save(tmp_path)
+    again = Network.load(tmp_path)
+    assert [e.__dict__ for e in again.edges] == [e.__dict__ for e in net.edges]
+    assert [lay.kind for lay in again.layers] == [lay.kind for lay in net.layers]
+    assert np.array_equal(Accelerator(again, tmp_path, {"clock_mhz": 100}).reference(x, codes=True), exact)
+
+
+def test_fork_gives_each_branch_its_own_quantizer(tmp_path):
+    """A tensor of raw accumulators read twice keeps them raw: each branch's quantizer becomes its own layer
+    instead of folding into the shared MVAU."""
+    model, net = lower_net("residual", tmp_path, dynamo=False)
+    fork = next(lay for lay in net.layers if lay.kind == "StreamFork")
+    users = [e for e in net.edges if e.src == fork.name]
+    assert sorted(e.src_port for e in users) == [0, 1]
+    assert {e.dst for e in users} == {"add_0", "conv_1_window"}
+
+
+def test_a_chain_stays_a_chain(tmp_path):
+    """A single-path network is stored as before: no edge list, each layer's own output FIFO."""
+    model = nets.conv_net(4, 4, seed=1)
+    net = streamline.lower(frontend.load_qonnx(fpgagen.export(model, tmp_path / "c.onnx")), name="c")
+    assert net.is_chain and net.edges == []
+    assert [e.dst for e in net.stream_edges()] == [lay.name for lay in net.layers] + ["output"]
+
+
+def test_graph_file_is_checked(tmp_path):
+    """A damaged edge list is refused with the build directory's error, not a crash later."""
+    _, net = lower_net("upsample", tmp_path, dynamo=False)
+    net.edges = net.edges[:-1]  # the output stream is gone
+    net.save(tmp_path)
+    with pytest.raises(fpgagen.errors.FpgagenError, match="damaged"):
+        Network.load(tmp_path)
+
+
+def build_graph_net(name, tmp_path, quiet, dynamo=False, seed=3, **kwargs):
+    model = G.graph_net(name, seed=seed)
+    path = fpgagen.export(model, tmp_path / f"{name}.onnx", dynamo=dynamo)
+    return model, fpgagen.build(path, board="pynq_z2", out_dir=tmp_path / "build", log=quiet, **kwargs)
+
+
+@pytest.mark.parametrize("name,dynamo", [("residual", False), ("residual", True), ("concat", False),
+                                         ("upsample", False), ("padpool", False)])
+def test_graph_csim_bitexact(name, dynamo, tmp_path, quiet):
+    """fpgagen build (C-sim == reference checked inside), then C-sim == reference == Brevitas exactly."""
+    model, acc = build_graph_net(name, tmp_path, quiet, dynamo)
+    x = nets.net_input(model, 2, shape=(2, *model.input_shape[1:]))
+    got = acc.run(x, codes=True)
+    exact = G.exact_codes(model, x)
+    assert np.array_equal(acc.reference(x, codes=True), exact)
+    assert np.array_equal(got, exact), f"C-sim differs in {(got != exact).sum()} of {exact.size} codes"
+    assert np.array_equal(got, G.brevitas_codes(model, x))
+    # the build reads back as the same graph; the generated code passes the lint, and every layer's arrays in
+    # the code price to what the report charges it
+    assert fpgagen.accelerator.load(tmp_path / "build", log=quiet).net.edges == acc.net.edges
+    assert lint.lint_project(acc.build_dir / "hls", acc.net) == []
+    doc, checked = check_memories_against_report(acc)
+    assert checked == len(acc.net.layers)
+    # throughput is the slowest node; resources are every node plus every edge's FIFO, within the budget
+    assert doc["fps_estimated"] == 100e6 / max(lay.cycles() for lay in acc.net.layers)
+    assert doc["fits"]
+    fifos, shell = fifo.graph_fifos_resources(acc.net), acc.board.get("shell", {}).get("LUT", 0)
+    assert doc["budget"]["LUT"]["used"] == sum(lay.resources()["LUT"] for lay in acc.net.layers) + fifos["LUT"] + shell
+
+
+def test_reconvergent_fifo_sized_completes_too_small_deadlocks(tmp_path, quiet):
+    """fork -> conv -> add with the skip: the skip's FIFO must hold the conv branch's latency. At the depths
+    fifo.py sizes, the bounded-FIFO C-simulation (every process a thread, every stream bounded) completes and is
+    bit-exact; with the skip's FIFO at 2 words every process blocks and the simulation reports the deadlock."""
+    from fpgagen import codegen
+    from fpgagen.accelerator import Accelerator
+
+    model, acc = build_graph_net("residual", tmp_path, quiet, verify=False)
+    net = acc.net
+    fork = next(lay for lay in net.layers if lay.kind == "StreamFork")
+    skip = next(e for e in net.edges if e.src == fork.name and e.dst.startswith("add"))
+    assert skip.depth > 16  # a whole row of the conv branch's latency, at least
+    acc.verify(frames=2, bounded_fifos=True)
+    x = nets.net_input(model, 2, shape=(2, *model.input_shape[1:]))
+    assert np.array_equal(acc.run(x, codes=True), G.exact_codes(model, x))
+    # the schedule the depths come from is a valid bounded execution: every pop after its push
+    _, pairs = fifo.graph_schedule(net)
+    assert all(np.all(r > w) for _, w, r in pairs)
+    skip.depth, skip.storage = 2, "srl"
+    codegen.generate(net, tmp_path / "small" / "hls", acc.board)
+    small = Accelerator(net, tmp_path / "small", acc.board, log=quiet)
+    with pytest.raises(Exception, match="deadlock"):
+        small.verify(frames=1, bounded_fifos=True)
