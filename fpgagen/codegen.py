@@ -12,6 +12,7 @@ import jinja2
 import numpy as np
 from qonnx.core.datatype import DataType
 
+from .errors import FpgagenError
 from .ir import Layer, Network, in_ports, out_ports
 from .ir.kinds import GRAPH_KINDS, GraphLayer
 from .ir.kinds.base import render_instance
@@ -201,7 +202,10 @@ def _check_rom_values(layer: Layer) -> None:
     weights = getattr(layer, "weights", None)
     if weights is not None:
         dt = DataType[layer.weight_dtype]
-        assert dt.min() <= weights.min() and weights.max() <= dt.max(), f"{layer.name}: weights exceed {dt.name}"
+        if not (dt.min() <= weights.min() and weights.max() <= dt.max()):
+            raise FpgagenError(f"the weights of layer {layer.name} span [{weights.min()}, {weights.max()}], outside "
+                               f"their declared {dt.name}", "code generation",
+                               "this is an fpgagen bug; please report it with the model")
 
 
 def _write_layer(env: jinja2.Environment, g: CppHelpers, layer: Layer, path: Path) -> None:
