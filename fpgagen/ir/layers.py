@@ -145,13 +145,7 @@ class Layer:
 
     def fold_options(self) -> list[dict]:
         """Every valid choice (the optimizer's domain): each core with one alternative from every style group."""
-        out = []
-        for core in self.fold_cores():
-            probe = copy.copy(self)
-            probe.__dict__.update(core)
-            for combo in itertools.product(*probe.style_groups()):
-                out.append({k: v for part in (core, *combo) for k, v in part.items()})
-        return out
+        return enumerate_fold_options(self)
 
     @property
     def in_bits(self) -> int:
@@ -861,6 +855,18 @@ class WidthConverter(Layer):
         a = self.in_bits
         return add_resources(memory_resources(self.memories()),
                              resources(LUT=luts * a + CONTROL_LUT, FF=self.out_elems * a + CONTROL_FF))
+
+
+def enumerate_fold_options(layer) -> list[dict]:
+    """Each of the layer's ``fold_cores()`` combined with one alternative from every one of its ``style_groups()``
+    (probed on a copy with that core applied, since the groups depend on the folding)."""
+    out = []
+    for core in layer.fold_cores():
+        probe = copy.copy(layer)
+        probe.__dict__.update(core)
+        for combo in itertools.product(*probe.style_groups()):
+            out.append({k: v for part in (core, *combo) for k, v in part.items()})
+    return out
 
 
 def fold_channels(per_channel: np.ndarray, pe: int) -> np.ndarray:

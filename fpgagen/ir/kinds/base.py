@@ -17,8 +17,6 @@ Conventions (multi-port layers):
 
 from __future__ import annotations
 
-import copy
-import itertools
 import math
 import types
 import typing
@@ -32,6 +30,7 @@ from qonnx.core.datatype import BaseDataType, DataType
 
 from ...errors import FpgagenError
 from ...quant import smallest_dtype
+from ..layers import enumerate_fold_options
 from ..memory import Memory, add_resources, memory_resources, resources
 
 Shape = tuple[int, int, int]  # (H, W, C) of one image, channels last
@@ -109,13 +108,7 @@ class GraphLayer:
         return [[{key: v} for v in values] for key, values in self.STYLES.items()]
 
     def fold_options(self) -> list[dict]:
-        out = []
-        for core in self.fold_cores():
-            probe = copy.copy(self)
-            probe.__dict__.update(core)
-            for combo in itertools.product(*probe.style_groups()):
-                out.append({k: v for part in (core, *combo) for k, v in part.items()})
-        return out
+        return enumerate_fold_options(self)
 
     # --- models ---------------------------------------------------------------------------------------------
     def cycles(self) -> int:
