@@ -22,7 +22,7 @@ from brevitas.nn.quant_layer import QuantWeightBiasInputOutputLayer
 from brevitas.proxy.runtime_quant import ActQuantProxyFromInjector
 from brevitas.quant import Int8ActPerTensorFloatMinMaxInit
 from brevitas.quant_tensor import QuantTensor
-from nets import _conv, _relu, near_boundary, net_input
+from nets import _conv, _relu, near_boundary, net_input, randomize_batchnorm
 from torch import nn
 
 from fpgagen.models.lpyolo import PixelQuant
@@ -200,15 +200,7 @@ def random_init(model, seed, frames=4, out_std=0.5):
         # One forward pass: each BatchNorm draws its statistics from the input it sees (after the ones before
         # it were set), each output conv rescales itself from its own output and recomputes it.
         def set_norm(norm, inputs):
-            pre = inputs[0]
-            mean, std = pre.mean((0, 2, 3)), pre.std((0, 2, 3)).clamp_min(1e-3)
-            c = mean.numel()
-            norm.running_mean.copy_(mean + 0.3 * std * torch.randn(c, generator=g))
-            norm.running_var.copy_((std * (0.7 + 0.7 * torch.rand(c, generator=g))) ** 2)
-            sign = torch.where(torch.rand(c, generator=g) < 0.35, -1.0, 1.0)
-            sign[torch.randint(c, (1,), generator=g)] = -1.0  # at least one negative gamma
-            norm.weight.copy_(sign * (0.5 + torch.rand(c, generator=g)))
-            norm.bias.copy_(torch.rand(c, generator=g) - 0.5)
+            randomize_batchnorm(norm, inputs[0], g)
 
         busy = set()
 

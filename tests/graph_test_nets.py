@@ -14,9 +14,8 @@ import copy
 import numpy as np
 import torch
 from brevitas.nn import QuantConv2d, QuantIdentity, QuantReLU
-from brevitas.proxy.runtime_quant import ActQuantProxyFromInjector
 from brevitas.quant import Uint8ActPerTensorFloatMaxInit
-from nets import PIXEL_SCALE, net_input, to_codes
+from nets import PIXEL_SCALE, net_input, randomize_batchnorm, record_act_params, to_codes
 from torch import nn
 from torch.nn import functional as F
 
@@ -52,14 +51,7 @@ class GraphNet(nn.Module):
 
         def f(m, v):
             if isinstance(m, nn.BatchNorm2d):
-                mean, std = v.mean((0, 2, 3)), v.std((0, 2, 3)).clamp_min(1e-3)
-                c = mean.numel()
-                m.running_mean.copy_(mean + 0.3 * std * torch.randn(c, generator=g))
-                m.running_var.copy_((std * (0.7 + 0.7 * torch.rand(c, generator=g))) ** 2)
-                sign = torch.where(torch.rand(c, generator=g) < 0.35, -1.0, 1.0)
-                sign[torch.randint(c, (1,), generator=g)] = -1.0
-                m.weight.copy_(sign * (0.5 + torch.rand(c, generator=g)))
-                m.bias.copy_(torch.rand(c, generator=g) - 0.5)
+                randomize_batchnorm(m, v, g)
             return m(v)
 
         with torch.no_grad():
@@ -158,16 +150,7 @@ def graph_net(name: str, seed: int = 0, wbits: int = 4, abits: int = 4) -> Graph
 
 def _act_params(model, x):
     """Each activation quantizer's (scale, zero point, lo, hi) as Brevitas' float32 forward uses them."""
-    quant, hooks = {}, []
-    for m in model.modules():
-        p = getattr(m, "act_quant", None)
-        if isinstance(p, ActQuantProxyFromInjector) and p.is_quant_enabled:
-            def hook(p, i, o, m=m):
-                bits, narrow = int(o.bit_width), int(p.is_narrow_range)
-                lo = -(2 ** (bits - 1)) + narrow if o.signed else 0
-                hi = 2 ** (bits - 1) - 1 if o.signed else 2**bits - 1 - narrow
-                quant[m] = (o.scale.double(), o.zero_point.double(), lo, hi)
-            hooks.append(p.register_forward_hook(hook))
+    quant, hooks = record_act_params(model)
     try:
         with torch.no_grad():
             y = model.eval()(torch.as_tensor(np.asarray(x, np.float32)))

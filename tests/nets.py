@@ -71,6 +71,36 @@ def _finish(model, shape, scale=PIXEL_SCALE, signed=False, bits=8):
 
 # ---------------------------------------------------------------------------- random parameters
 
+def randomize_batchnorm(norm, pre: torch.Tensor, g: torch.Generator) -> None:
+    """One BatchNorm, in place, from the batch ``pre`` it normalizes: running stats = the measured per-channel
+    statistics perturbed at random, gamma = +-U(0.5, 1.5) with at least one negative, beta = U(-0.5, 0.5)."""
+    dims = [0, *range(2, pre.ndim)]
+    mean, std = pre.mean(dims), pre.std(dims).clamp_min(1e-3)
+    c = mean.numel()
+    norm.running_mean.copy_(mean + 0.3 * std * torch.randn(c, generator=g))
+    norm.running_var.copy_((std * (0.7 + 0.7 * torch.rand(c, generator=g))) ** 2)
+    sign = torch.where(torch.rand(c, generator=g) < 0.35, -1.0, 1.0)
+    sign[torch.randint(c, (1,), generator=g)] = -1.0  # at least one negative gamma
+    norm.weight.copy_(sign * (0.5 + torch.rand(c, generator=g)))
+    norm.bias.copy_(torch.rand(c, generator=g) - 0.5)
+
+
+def record_act_params(model) -> tuple[dict, list]:
+    """Forward hooks that fill ``params[module]`` with each enabled activation quantizer's (scale, zero point, lo,
+    hi) as Brevitas' float32 forward uses them; returns (params, hooks) - remove the hooks after the forward."""
+    params, hooks = {}, []
+    for m in model.modules():
+        p = getattr(m, "act_quant", None)
+        if isinstance(p, ActQuantProxyFromInjector) and p.is_quant_enabled:
+            def hook(p, i, o, m=m):
+                bits, narrow = int(o.bit_width), int(p.is_narrow_range)
+                lo = -(2 ** (bits - 1)) + narrow if o.signed else 0
+                hi = 2 ** (bits - 1) - 1 if o.signed else 2**bits - 1 - narrow
+                params[m] = (o.scale.double(), o.zero_point.double(), lo, hi)
+            hooks.append(p.register_forward_hook(hook))
+    return params, hooks
+
+
 def randomize_bn(model, seed, out_std=None, shape=None):
     """Random BatchNorm on a Sequential (LPYOLO too), in place.
 
@@ -86,15 +116,7 @@ def randomize_bn(model, seed, out_std=None, shape=None):
     with torch.no_grad():
         for i, m in enumerate(model):
             if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
-                dims = [0, *range(2, x.ndim)]
-                mean, std = x.mean(dims), x.std(dims).clamp_min(1e-3)
-                c = mean.numel()
-                m.running_mean.copy_(mean + 0.3 * std * torch.randn(c, generator=g))
-                m.running_var.copy_((std * (0.7 + 0.7 * torch.rand(c, generator=g))) ** 2)
-                sign = torch.where(torch.rand(c, generator=g) < 0.35, -1.0, 1.0)
-                sign[torch.randint(c, (1,), generator=g)] = -1.0  # at least one negative gamma
-                m.weight.copy_(sign * (0.5 + torch.rand(c, generator=g)))
-                m.bias.copy_(torch.rand(c, generator=g) - 0.5)
+                randomize_batchnorm(m, x, g)
             elif i == last and out_std is not None:
                 m.weight.mul_(out_std / m(x).std())
                 if m.bias is not None:
@@ -533,17 +555,7 @@ def exact_codes(model: nn.Sequential, x, all_layers=False):
     from ``brevitas_codes`` only where Brevitas' float32 forward lands within rounding error of a
     boundary k - 1/2 (see ``near_boundary``). ``all_layers=True`` returns (codes, t = y/s + z) of
     every activation quantizer in call order instead (compare with ``act_trace``)."""
-    quant = {}  # act module -> (scale, zero point, lo, hi) as Brevitas' float32 forward uses them
-    hooks = []
-    for m in model.modules():
-        p = getattr(m, "act_quant", None)
-        if isinstance(p, ActQuantProxyFromInjector) and p.is_quant_enabled:
-            def hook(p, i, o, m=m):
-                bits, narrow = int(o.bit_width), int(p.is_narrow_range)
-                lo = -(2 ** (bits - 1)) + narrow if o.signed else 0
-                hi = 2 ** (bits - 1) - 1 if o.signed else 2**bits - 1 - narrow
-                quant[m] = (o.scale.double(), o.zero_point.double(), lo, hi)
-            hooks.append(p.register_forward_hook(hook))
+    quant, hooks = record_act_params(model)  # act module -> (scale, zero point, lo, hi)
     try:
         y32, _ = _trace(model, x)
     finally:
