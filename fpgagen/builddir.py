@@ -170,3 +170,24 @@ def recover_unlocked(out_dir: Path) -> None:
         lock = BuildLock(out_dir)
         if lock.acquire(refuse=False):
             lock.release()
+
+
+def write_atomic(path: Path, data: str | bytes | None = None, writer=None) -> Path:
+    """Replace the file ``path`` all at once: the new content goes to a hidden sibling, is flushed to disk and then
+    renamed over ``path`` (rename is atomic on one filesystem), so a reader or a crash sees the old file or the
+    new one, never half of either. Give ``data`` (text or bytes) or ``writer(tmp_path)`` that writes the file."""
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    try:
+        if writer is not None:
+            writer(tmp)
+        else:
+            with open(tmp, "wb") as f:
+                f.write(data.encode() if isinstance(data, str) else data)
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from . import fifo
+from .builddir import write_atomic
 from .ir import Network, in_ports, out_ports
 from .ir.layers import RESOURCES, add_resources
 from .optimize import ceilings_of
@@ -122,8 +123,8 @@ def write_reports(net: Network, board: dict, out_dir: Path, fold_info: dict | No
                   ceilings: dict | None = None) -> dict:
     doc = summary(net, board, fold_info, ceilings)
     out_dir = Path(out_dir)
-    (out_dir / "report.json").write_text(json.dumps(doc, indent=1))
-    (out_dir / "report.md").write_text(markdown(doc))
+    write_atomic(out_dir / "report.json", json.dumps(doc, indent=1))
+    write_atomic(out_dir / "report.md", markdown(doc))
     return doc
 
 
@@ -151,7 +152,7 @@ def plot(doc: dict, out_dir: Path) -> list[Path]:
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     paths = [out_dir / PLOTS[0]]
-    fig.savefig(paths[0], dpi=120)
+    write_atomic(paths[0], writer=lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(9, 5.5))
@@ -178,7 +179,7 @@ def plot(doc: dict, out_dir: Path) -> list[Path]:
     ax.legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     paths.append(out_dir / PLOTS[1])
-    fig.savefig(paths[1], dpi=120)
+    write_atomic(paths[1], writer=lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
     return paths
 
@@ -189,5 +190,5 @@ def report(build_dir: Path) -> str:
     doc = json.loads((build_dir / "report.json").read_text())
     plot(doc, build_dir)
     md = markdown(doc, plots=True)
-    (build_dir / "report.md").write_text(md)
+    write_atomic(build_dir / "report.md", md)
     return md

@@ -14,6 +14,7 @@ import io
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -467,3 +468,35 @@ def test_rebuild_keeps_what_it_does_not_write(tiny, tmp_path):
     assert (tmp_path / "b.previous" / "deploy" / "fpgagen.bit").read_bytes() == b"bits"
     assert run_cli("build", tiny["path"], "-o", out, "--no-verify")[0] == 0  # nothing extra now: no new copy
     assert (tmp_path / "b.previous" / "deploy" / "fpgagen.bit").read_bytes() == b"bits"
+
+
+def test_report_rewrite_is_atomic(good_build, monkeypatch, tmp_path):
+    """'fpgagen report' replaces report.md and the plots whole: a failure while a plot is written leaves every file
+    as it was and no temporary behind; write_atomic itself keeps the old file when its writer fails."""
+    from fpgagen import builddir, report
+
+    build = tmp_path / "copy"
+    shutil.copytree(good_build["out"], build)
+    before = {p.name: p.read_bytes() for p in build.iterdir() if p.is_file()}
+
+    def broken_savefig(self, *args, **kwargs):
+        Path(args[0]).write_bytes(b"half a png")
+        raise OSError("disk full")
+
+    monkeypatch.setattr("matplotlib.figure.Figure.savefig", broken_savefig)
+    with pytest.raises(OSError, match="disk full"):
+        report.report(build)
+    after = {p.name: p.read_bytes() for p in build.iterdir() if p.is_file()}
+    assert after == before
+    target = tmp_path / "kept.txt"
+    target.write_text("old")
+
+    def half_then_fail(tmp):
+        tmp.write_text("new, half")
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        builddir.write_atomic(target, writer=half_then_fail)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    builddir.write_atomic(target, "new")
+    assert target.read_text() == "new"
