@@ -32,6 +32,7 @@ bench: setup
 	test ! -f scripts/bench_fold.py || $(BIN)/python scripts/bench_fold.py
 	$(BIN)/python scripts/bench_runtime.py
 	$(BIN)/python scripts/bench_hw.py
+	$(BIN)/python scripts/bench_graph.py
 
 # The PYNQ bitstream: the shipped face detector, or MODEL=my_net.onnx; USE_DOCKER=1 runs the Xilinx tools in the
 # image from `make docker-image`. Without Vitis HLS/Vivado it stops after the verified HLS project and the Tcl (exit 2).
