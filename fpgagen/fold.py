@@ -251,12 +251,16 @@ def check_budget(net: Network, board: dict, ceilings: dict | None = None) -> dic
 
 def fold_network(net: Network, board: dict, folding: dict | None = None, target_fps: float | None = None,
                  optimizer: str = "ilp", ceilings: dict | None = None, log=lambda msg: None) -> dict:
-    """Fold ``net`` for ``board`` and size its FIFOs; never returns a design over the budget.
+    """Fold ``net`` (a chain or a stream graph) for ``board`` and size its FIFOs; never returns a design over the
+    budget.
 
-    ``folding``: a user's folding (validated; FIFOs it does not set are sized). Otherwise ``optimizer="ilp"``:
-    the fastest design within the budget, or the cheapest reaching ``target_fps``; ``"greedy"``: the FINN-style
-    baseline at ``target_fps`` (default 30). The FIFOs are sized after the folding; if they push the design over
-    the budget, the optimizer runs again with their resources reserved. Returns what was done, for the report."""
+    ``folding``: a user's folding (validated; FIFOs it does not set are sized; chains only). Otherwise
+    ``optimizer="ilp"``: the fastest design within the budget, or the cheapest reaching ``target_fps`` (one program
+    for chains and graphs); ``"greedy"``: the FINN-style baseline at ``target_fps`` (default 30; on a graph, the
+    greedy per node at the fastest period that fits, ``fold_graph_within``). The FIFOs are sized after the folding
+    (on a graph, reconvergent branches need depth); if they push the design over the budget, the optimizer runs
+    again with their resources reserved. Returns what was done, for the report; for the optimizer, the reported
+    resources are ``model_resources`` (the plan) + ``fifo_excess`` (sized FIFOs beyond 2 deep) + the shell."""
     from . import optimize
 
     info: dict = {"optimizer": "user folding" if folding is not None else optimizer}
