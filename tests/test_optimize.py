@@ -336,6 +336,13 @@ def test_graph_target_fps_is_the_cheapest_design_that_reaches_it():
     assert _cost(plan.totals, optimize.caps_of(board)) == pytest.approx(cost, rel=1e-9, abs=1e-12)
 
 
+def test_graph_infeasible_even_fully_folded_names_resource_and_layers():
+    with pytest.raises(FpgagenError) as info:
+        optimize.optimize(tiny_graph(), tiny_board(LUT=500))
+    msg = str(info.value)
+    assert "does not fit tiny even fully folded" in msg and "LUT needs at least" in msg and "fc_0" in msg
+
+
 def test_graph_fold_report_equals_the_model():
     """fold_network on a graph: the FIFOs are sized on the graph, and the totals it reports are the plan's (every
     kernel, converter and 2-deep FIFO) plus the sized FIFOs' excess, nothing else (this board has no shell)."""
