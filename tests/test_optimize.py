@@ -360,6 +360,21 @@ def test_graph_fold_report_equals_the_model():
     assert doc["fits"]
 
 
+def test_graph_fifo_reserve_feedback():
+    """The skip branch's FIFO is sized deeper than 2 words; with the LUT cap set to exactly what the first plan
+    charges, those extra LUTs do not fit, so fold_network solves again with them reserved, and the design it
+    returns fits with its sized FIFOs."""
+    first = fold.fold_network(tiny_graph(), tiny_board(LUT=1100, DSP=1))
+    assert first["fifo_excess"]["LUT"] > 0  # the reconvergent path needs depth
+    cap = first["model_resources"]["LUT"]
+    net, board = tiny_graph(), tiny_board(LUT=cap, DSP=1)
+    info = fold.fold_network(net, board)
+    assert info["fifo_reserve"].get("LUT", 0) > 0  # the loop ran again with the excess reserved
+    assert info["model_resources"]["LUT"] + info["fifo_reserve"]["LUT"] <= cap
+    assert info["resources"] == add_resources(info["model_resources"], info["fifo_excess"])
+    assert info["resources"]["LUT"] <= cap
+
+
 @pytest.fixture(scope="module")
 def graph_test_nets(tmp_path_factory):
     import graph_test_nets as G
