@@ -34,12 +34,25 @@ DEFAULT_TARGET_FPS = 30.0
 
 
 def strip_converters(net: Network) -> None:
+    """Drop the width converters of an earlier fold (on a graph, joining each one's input stream to its output)."""
     net.layers = [layer for layer in net.layers if not isinstance(layer, WidthConverter)]
+    if net.is_chain:
+        return
+    kept = {lay.name for lay in net.layers}
+    for e in list(net.edges):
+        if e.dst not in kept and e.dst != "output":
+            out = next(o for o in net.edges if o.src == e.dst)
+            e.dst, e.dst_port = out.dst, out.dst_port
+            net.edges.remove(out)
 
 
 def link_streams(net: Network) -> None:
-    """Match each consumer's input word to its producer, inserting WidthConverters where they differ."""
+    """Match each consumer's input word to its producer, inserting WidthConverters where they differ (a sliding
+    window takes its producer's word when that divides its channels, whole pixels from the host)."""
     strip_converters(net)
+    if not net.is_chain:
+        _link_graph_streams(net)
+        return
     linked: list[Layer] = []
     for layer in net.layers:
         prev = linked[-1] if linked else None
@@ -52,6 +65,29 @@ def link_streams(net: Network) -> None:
     net.layers = linked
     for layer in net.layers:
         layer.validate()
+
+
+def _link_graph_streams(net: Network) -> None:
+    """``link_streams`` on a stream graph: a converter on every edge between layers whose words differ."""
+    feeds = {(e.dst, e.dst_port): e for e in net.edges}
+    for layer in net.layers:  # a window takes its producer's word when that divides its channels
+        if isinstance(layer, SlidingWindow):
+            src = feeds[(layer.name, 0)]
+            word = net.edge_word(src) if src.src != "input" else layer.channels
+            layer.ifm_word = word if layer.channels % word == 0 else layer.channels
+        layer.validate()
+    for e in list(net.edges):
+        if e.src == "input" or e.dst == "output":
+            continue
+        shape, dt, u = out_ports(net.layer(e.src))[e.src_port]
+        v = in_ports(net.layer(e.dst))[e.dst_port][2]
+        if u != v:
+            dwc = WidthConverter(f"{e.dst}_dwc{e.dst_port}", shape, shape, dt.name, dt.name, in_elems=u, out_elems=v)
+            dwc.validate()
+            net.layers.insert([lay.name for lay in net.layers].index(e.dst), dwc)
+            net.edges.append(Edge(dwc.name, 0, e.dst, e.dst_port))
+            e.dst, e.dst_port = dwc.name, 0
+    net.check_graph()
 
 
 def greedy_fold(net: Network, target_cycles: float) -> None:
@@ -85,14 +121,7 @@ def fold_graph(net: Network, target_cycles: float) -> None:
     """A stream graph: per layer the least parallelism that meets ``target_cycles`` (an MVAU with the sliding
     window that feeds it, SIMD first, then PE; any other kind its first fold core fast enough), then a width
     converter on every edge whose producer and consumer words differ."""
-    net.layers = [lay for lay in net.layers if not isinstance(lay, WidthConverter)]
-    kept = {lay.name for lay in net.layers}
-    # drop converters from an earlier fold: join their input edge to their output edge
-    for e in list(net.edges):
-        if e.dst not in kept and e.dst != "output":
-            out = next(o for o in net.edges if o.src == e.dst)
-            e.dst, e.dst_port = out.dst, out.dst_port
-            net.edges.remove(out)
+    strip_converters(net)
     feeds = {(e.dst, e.dst_port): e for e in net.edges}
     for layer in net.layers:
         if isinstance(layer, SlidingWindow):
@@ -114,24 +143,7 @@ def fold_graph(net: Network, target_cycles: float) -> None:
             if probe.cycles() <= target_cycles:
                 break
         layer.__dict__.update(core)
-    for layer in net.layers:  # a window takes its producer's word when that divides its channels
-        if isinstance(layer, SlidingWindow):
-            src = feeds[(layer.name, 0)]
-            word = net.edge_word(src) if src.src != "input" else layer.channels
-            layer.ifm_word = word if layer.channels % word == 0 else layer.channels
-        layer.validate()
-    for e in list(net.edges):
-        if e.src == "input" or e.dst == "output":
-            continue
-        shape, dt, u = out_ports(net.layer(e.src))[e.src_port]
-        v = in_ports(net.layer(e.dst))[e.dst_port][2]
-        if u != v:
-            dwc = WidthConverter(f"{e.dst}_dwc{e.dst_port}", shape, shape, dt.name, dt.name, in_elems=u, out_elems=v)
-            dwc.validate()
-            net.layers.insert([lay.name for lay in net.layers].index(e.dst), dwc)
-            net.edges.append(Edge(dwc.name, 0, e.dst, e.dst_port))
-            e.dst, e.dst_port = dwc.name, 0
-    net.check_graph()
+    link_streams(net)
 
 
 def fold_graph_within(net: Network, board: dict, ceilings: dict | None, target_fps: float | None) -> int:
@@ -239,24 +251,29 @@ def check_budget(net: Network, board: dict, ceilings: dict | None = None) -> dic
 
 def fold_network(net: Network, board: dict, folding: dict | None = None, target_fps: float | None = None,
                  optimizer: str = "ilp", ceilings: dict | None = None, log=lambda msg: None) -> dict:
-    """Fold ``net`` for ``board`` and size its FIFOs; never returns a design over the budget.
+    """Fold ``net`` (a chain or a stream graph) for ``board`` and size its FIFOs; never returns a design over the
+    budget.
 
-    ``folding``: a user's folding (validated; FIFOs it does not set are sized). Otherwise ``optimizer="ilp"``:
-    the fastest design within the budget, or the cheapest reaching ``target_fps``; ``"greedy"``: the FINN-style
-    baseline at ``target_fps`` (default 30). The FIFOs are sized after the folding; if they push the design over
-    the budget, the optimizer runs again with their resources reserved. Returns what was done, for the report."""
+    ``folding``: a user's folding (validated; FIFOs it does not set are sized; chains only). Otherwise
+    ``optimizer="ilp"``: the fastest design within the budget, or the cheapest reaching ``target_fps`` (one program
+    for chains and graphs); ``"greedy"``: the FINN-style baseline at ``target_fps`` (default 30; on a graph, the
+    greedy per node at the fastest period that fits, ``fold_graph_within``). The FIFOs are sized after the folding
+    (on a graph, reconvergent branches need depth); if they push the design over the budget, the optimizer runs
+    again with their resources reserved. Returns what was done, for the report; for the optimizer, the reported
+    resources are ``model_resources`` (the plan) + ``fifo_excess`` (sized FIFOs beyond 2 deep) + the shell."""
     from . import optimize
 
     info: dict = {"optimizer": "user folding" if folding is not None else optimizer}
-    if not net.is_chain:  # a stream graph: the greedy fold on the graph (the MILP works on chains only)
-        if folding is not None:
-            raise FpgagenError("a folding file for a network with branches", "--folding",
-                               "leave the folding to fpgagen for now (graphs take the greedy fold)")
+    if not net.is_chain and folding is not None:
+        raise FpgagenError("a folding file for a network with branches", "--folding",
+                           "leave the folding to fpgagen for now (the optimizer folds graphs)")
+    if not net.is_chain and optimizer == "greedy":  # the baseline on a graph: greedy per node, within the budget
         cycles = fold_graph_within(net, board, ceilings, target_fps)
         info.update(optimizer="greedy per node, bisected on the frame period (graph)", target_fps=target_fps,
                     period_cycles=cycles)
         info["resources"] = check_budget(net, board, ceilings)
         return info
+    size_fifos = fifo.size_fifos if net.is_chain else fifo.size_graph_fifos
     if folding is not None:
         apply_folding(net, folding)
         given = {name for name, attrs in folding.get("layers", folding).items() if "fifo_depth" in attrs}
@@ -283,7 +300,7 @@ def fold_network(net: Network, board: dict, folding: dict | None = None, target_
             if kernels != plan.totals:  # an internal inconsistency, not a user error; fails the same under -O
                 raise FpgagenError("the optimizer's accounting differs from the layers' cost models", "folding",
                                    "this is an fpgagen bug; please report it with the model")
-            fifos = fifo.size_fifos(net)
+            fifos = size_fifos(net)
             beyond = {r: fifos[r] - sum(optimize.base_fifo(lay)[r] for lay in net.layers) for r in RESOURCES}
             log(f"  optimizer: {board['clock_mhz'] * 1e6 / plan.cycles:.1f} FPS in {plan.solve_s:.1f} s "
                 f"({plan.solves} MILP solves); sized FIFOs: {fifos['LUT']:,} LUT, {fifos['BRAM18']} BRAM18")
@@ -291,7 +308,9 @@ def fold_network(net: Network, board: dict, folding: dict | None = None, target_
             if all(plan.totals[r] + beyond[r] <= caps[r] for r in RESOURCES):
                 break
             reserve = {r: max(reserve.get(r, 0), beyond[r]) for r in RESOURCES}
-        info.update(target_fps=target_fps, milp_variables=plan.variables, fifo_reserve=reserve)
+        # report = model_resources (the plan: kernels, converters, 2-deep FIFOs) + fifo_excess + the shell
+        info.update(target_fps=target_fps, milp_variables=plan.variables, fifo_reserve=reserve,
+                    model_resources=plan.totals, fifo_excess=beyond)
     else:
         raise FpgagenError(f"unknown optimizer '{optimizer}'", "--optimizer", "use ilp or greedy")
     info["resources"] = check_budget(net, board, ceilings)

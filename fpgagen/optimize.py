@@ -1,29 +1,43 @@
 """Folding optimizer: the optimal PE/SIMD/memory/multiplier choice per layer under a board budget, as a mixed
 integer linear program solved by HiGHS (``scipy.optimize.milp``).
 
-Domain: each layer's ``fold_cores()`` (PE, SIMD: they set its cycles and stream words) and, per core, its
+The network is a graph of nodes (the layers, width converters left out) joined by streams, each from one node's
+output port to another node's input port (``_streams``); a chain is the special case where each node feeds the
+next on port 0, and it takes the same program, column for column.
+
+Domain: each node's ``fold_cores()`` (PE, SIMD: they set its cycles and the word of every port) and, per core, its
 ``style_groups()`` (memory styles, threshold mode, DSP PEs: they change resources only, each group additively).
 
-Program for a cycle bound T (the layers form a chain; width converters between them are part of the model):
+Program for a cycle bound T (width converters on the streams are part of the model):
 
-* ``x[l, k]`` binary: layer ``l`` takes core ``k`` (only cores with cycles <= T exist); ``sum_k x[l, k] = 1``.
+* ``x[l, k]`` binary: node ``l`` takes core ``k`` (only cores with cycles <= T exist); ``sum_k x[l, k] = 1``.
 * ``y[l, k, g, o]`` binary: alternative ``o`` of style group ``g``; ``sum_o y[l, k, g, o] = x[l, k]``.
   The DSP-PE group is linear: ``d[l, k]`` integer, ``0 <= d <= PE_k * x[l, k]``, each unit moving one PE's
   products from LUTs to DSP48E1s.
-* ``z[e, u, v]`` in [0, 1]: on the stream ``e`` from producer ``p`` to consumer ``q`` the producer emits words of
-  ``u`` elements and the consumer takes words of ``v``: ``sum_v z[e,u,v] = sum_{k: out(k)=u} x[p,k]`` and
-  ``sum_u z[e,u,v] = sum_{k: in(k)=v} x[q,k]``. Both right-hand sides are one-hot, so ``z`` is exactly the
-  product of the two choices, and a width converter's resources (``u != v``, only if its cycles are <= T) enter
-  linearly. A sliding window takes its producer's word (it accepts any word dividing C), so only ``v = u``.
-* Budget: for every resource r, ``sum res_r <= ceiling_r * board_r - shell_r - reserve_r``. Every stream is
-  charged a 2-deep FIFO of its width (the producer's core, or the converter); ``reserve`` is what the FIFOs sized
-  after the folding need beyond that, fed back by ``fold.fold_network``.
+* ``z[e, u, v]`` in [0, 1]: on the stream ``e`` from port ``a`` of producer ``p`` to port ``b`` of consumer ``q``
+  the producer emits words of ``u`` elements and the consumer takes words of ``v``:
+  ``sum_v z[e,u,v] = sum_{k: out_a(k)=u} x[p,k]`` and ``sum_u z[e,u,v] = sum_{k: in_b(k)=v} x[q,k]``. Both
+  right-hand sides are one-hot, so ``z`` is exactly the product of the two choices, and a width converter's
+  resources (``u != v``, only if its cycles are <= T) enter linearly. That is what the fold step emits: a
+  converter on exactly the streams whose two words differ (``fold.link_streams``; the kinds with several ports
+  take one word on all of them, so a fork, concat or add gets its converters on its streams like any node).
+  A sliding window takes its producer's word (it accepts any word dividing C), so only ``v = u``; a window fed by
+  the host takes whole pixels. Streams from the host and to the host carry the node's own word (no converter).
+* Budget: for every resource r, ``sum res_r <= ceiling_r * board_r - shell_r - reserve_r``. Every stream but the
+  host's input is charged a 2-deep FIFO of its width (each output port of a node's core, and each converter's
+  output); ``reserve`` is what the FIFOs sized after the folding (``fifo.size_fifos``, ``fifo.size_graph_fifos``
+  on a graph: a reconvergent branch needs depth) need beyond that, fed back by ``fold.fold_network``.
 * Objective: the resources, as the sum of each one's share of its cap.
 
-Maximum FPS: the bottleneck T is the cycle count of some core or converter, and a larger T only adds choices, so
-feasibility is monotone in T: bisect the sorted candidate values with feasibility solves, then solve for the least
-resources at the smallest feasible T. That is the lexicographic optimum (fastest, then cheapest) under the model,
-proven by HiGHS (``mip_rel_gap = 0``). Target FPS: solve at ``T = f_clk / target``.
+The report's totals are then exactly the plan's ``totals`` (kernels and converters as their cost models price
+them, every stream at a 2-deep FIFO) plus the sized FIFOs' excess over 2-deep ones plus the board's shell;
+``fold.fold_network`` checks the first equality and records the excess (``fifo_excess``).
+
+Maximum FPS: the bottleneck T is the cycle count of some core or converter (throughput is the slowest node's), and
+a larger T only adds choices, so feasibility is monotone in T: bisect the sorted candidate values with feasibility
+solves, then solve for the least resources at the smallest feasible T. That is the lexicographic optimum
+(fastest, then cheapest) under the model, proven by HiGHS (``mip_rel_gap = 0``). Target FPS: solve at
+``T = f_clk / target``.
 """
 
 from __future__ import annotations
@@ -39,26 +53,37 @@ from scipy.sparse import coo_array
 
 from .errors import FpgagenError
 from .fifo import fifo_resources
-from .ir import MVAU, Layer, MaxPool, Network, SlidingWindow, Threshold, WidthConverter
+from .ir import MVAU, Layer, MaxPool, Network, SlidingWindow, Threshold, WidthConverter, in_ports, out_ports
 from .ir.layers import RESOURCES, add_resources, divisors
 
 DEFAULT_CEILINGS = {"LUT": 0.80, "FF": 0.80, "BRAM18": 0.90, "DSP": 0.90, "LUTRAM": 0.80}
 OBJECTIVE_WEIGHTS = {"LUT": 1.0, "BRAM18": 1.0, "DSP": 1.0, "FF": 0.1}  # LUTRAM is inside LUT
+HOST = -1  # a stream end that is the host (the DMA input or output), not a node
 
 
 @dataclass
 class Core:
-    """One core of one layer with its style groups, as deltas on the core's base resources."""
+    """One core of one node with its style groups, as deltas on the core's base resources."""
 
     attrs: dict
     cycles: int
-    in_word: int
-    out_word: int
+    in_words: tuple[int, ...]  # per input port
+    out_words: tuple[int, ...]  # per output port
     base: dict[str, int]
     groups: list[list[tuple[dict, dict[str, int]]]]  # per group: (attrs, resource delta)
     dsp_max: int = 0  # units of dsp_step DSP PEs
     dsp_unit: dict[str, int] = field(default_factory=dict)
     dsp_step: int = 1  # DSP PEs per unit (2 where pairs share a DSP chain)
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One stream between nodes (indices into the node list, ``HOST`` for the host), converters left out."""
+
+    src: int
+    src_port: int
+    dst: int
+    dst_port: int
 
 
 @dataclass
@@ -90,6 +115,31 @@ def caps_of(board: dict, ceilings: dict | None = None) -> dict[str, float]:
     return {r: ceil[r] * board["resources"][r] - shell.get(r, 0) for r in RESOURCES}
 
 
+# --- the graph ------------------------------------------------------------------------------------------------
+def nodes_and_streams(net: Network) -> tuple[list[Layer], list[Stream]]:
+    """The layers without width converters, and the streams between them with every converter chain collapsed
+    (a converter sits on one stream, port 0 in and out). A chain's streams run host -> 0 -> 1 -> ... -> host."""
+    nodes = [lay for lay in net.layers if not isinstance(lay, WidthConverter)]
+    index = {lay.name: i for i, lay in enumerate(nodes)}
+    edges = net.stream_edges()
+    out_of = {(e.src, e.src_port): e for e in edges}
+    streams = []
+    for e in edges:
+        if e.src not in index and e.src != "input":  # starts at a converter: covered from its producer
+            continue
+        dst, dst_port = e.dst, e.dst_port
+        while dst not in index and dst != "output":
+            nxt = out_of[(dst, 0)]
+            dst, dst_port = nxt.dst, nxt.dst_port
+        streams.append(Stream(index.get(e.src, HOST), e.src_port, index.get(dst, HOST), dst_port))
+    return nodes, streams
+
+
+def _inner(streams: list[Stream]) -> list[Stream]:
+    """The streams between two nodes (the ones that can need a width converter)."""
+    return [s for s in streams if s.src != HOST and s.dst != HOST]
+
+
 # --- the choice space -----------------------------------------------------------------------------------------
 def _probe(layer: Layer, attrs: dict) -> Layer:
     probe = copy.copy(layer)
@@ -101,9 +151,13 @@ def _sub(a: dict, b: dict) -> dict[str, int]:
     return {r: a[r] - b[r] for r in RESOURCES}
 
 
+def _words(layer) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    return tuple(w for _, _, w in in_ports(layer)), tuple(w for _, _, w in out_ports(layer))
+
+
 def layer_cores(layer: Layer, first: bool, dsp: bool = True) -> list[Core]:
     """Every core of ``layer`` with its style groups as resource deltas (dominated alternatives dropped). A sliding
-    window's input word is its producer's (any divisor of C; C for the network input)."""
+    window's input word is its producer's (any divisor of C; C when the host feeds it, ``first``)."""
     cores = layer.fold_cores()
     if isinstance(layer, SlidingWindow):
         words = [layer.channels] if first else divisors(layer.channels)
@@ -127,14 +181,15 @@ def layer_cores(layer: Layer, first: bool, dsp: bool = True) -> list[Core]:
             alts = [(o, _sub(_probe(base, o).resources(), base_res)) for o in g]
             deltas.append(_pareto_alts(alts))
         base_res = add_resources(base_res, base_fifo(base))
-        out.append(Core({**attrs, **base_attrs}, base.cycles(), base.in_word, base.out_word, base_res, deltas,
+        out.append(Core({**attrs, **base_attrs}, base.cycles(), *_words(base), base_res, deltas,
                         dsp_max, dsp_unit, dsp_step))
     return out
 
 
 def base_fifo(layer: Layer) -> dict[str, int]:
-    """The least FIFO any stream has: 2 words of the layer's output word (what codegen emits by default)."""
-    return fifo_resources(2, layer.out_word * layer.out_bits, "srl")
+    """The least FIFO every stream out of ``layer`` has: 2 words of that port's word (what codegen emits by
+    default), one per output port."""
+    return add_resources(*(fifo_resources(2, word * dt.bitwidth(), "srl") for _, dt, word in out_ports(layer)))
 
 
 def _pareto_alts(alts: list[tuple[dict, dict]]) -> list[tuple[dict, dict]]:
@@ -146,21 +201,22 @@ def _pareto_alts(alts: list[tuple[dict, dict]]) -> list[tuple[dict, dict]]:
     return [alts[i] for i in sorted(front)]
 
 
-def converter(producer: Layer, u: int, v: int) -> WidthConverter:
-    shape = producer.out_shape
-    return WidthConverter(f"{producer.name}_dwc", shape, shape, producer.out_dtype, producer.out_dtype,
-                          in_elems=u, out_elems=v)
+def converter(producer: Layer, u: int, v: int, port: int = 0) -> WidthConverter:
+    """The width converter on the stream out of ``producer``'s output ``port`` (words of u -> words of v)."""
+    shape, dt, _ = out_ports(producer)[port]
+    return WidthConverter(f"{producer.name}_dwc{port}", shape, shape, dt.name, dt.name, in_elems=u, out_elems=v)
 
 
-def _converters(layers: list[Layer], cores: list[list[Core]]) -> list[WidthConverter]:
+def _stream_words(nodes: list[Layer], cores: list[list[Core]], s: Stream) -> list[tuple[int, int]]:
+    """The (producer word, consumer word) pairs the stream can carry."""
+    return [(u, v) for u in sorted({c.out_words[s.src_port] for c in cores[s.src]})
+            for v in sorted({c.in_words[s.dst_port] for c in cores[s.dst]}) if _allowed(nodes[s.dst], u, v)]
+
+
+def _converters(nodes: list[Layer], cores: list[list[Core]], streams: list[Stream]) -> list[WidthConverter]:
     """Every width converter a choice of cores can need (producer word u != consumer word v)."""
-    out = []
-    for e in range(1, len(layers)):
-        for u in sorted({c.out_word for c in cores[e - 1]}):
-            for v in sorted({c.in_word for c in cores[e]}):
-                if u != v and _allowed(layers[e], u, v):
-                    out.append(converter(layers[e - 1], u, v))
-    return out
+    return [converter(nodes[s.src], u, v, s.src_port) for s in _inner(streams)
+            for u, v in _stream_words(nodes, cores, s) if u != v]
 
 
 def _allowed(consumer: Layer, u: int, v: int) -> bool:
@@ -173,7 +229,7 @@ def _allowed(consumer: Layer, u: int, v: int) -> bool:
 class _Program:
     """Variables and rows of the program for one cycle bound ``t`` (see the module docstring)."""
 
-    def __init__(self, layers: list[Layer], cores: list[list[Core]], caps: dict[str, float],
+    def __init__(self, layers: list[Layer], streams: list[Stream], cores: list[list[Core]], caps: dict[str, float],
                  reserve: dict[str, float], t: float):
         self.layers, self.caps = layers, caps
         self.cores = [[c for c in cs if c.cycles <= t] for cs in cores]
@@ -210,30 +266,27 @@ class _Program:
                     lo.append(-np.inf)
                     hi.append(0)
             self.x.append(xs)
-            rows.append([(xi, 1) for xi in xs])  # one core per layer
+            rows.append([(xi, 1) for xi in xs])  # one core per node
             lo.append(1)
             hi.append(1)
-        for e in range(1, len(layers)):  # stream words agree
-            prod, cons = self.cores[e - 1], self.cores[e]
+        for si, s in enumerate(_inner(streams)):  # stream words agree, or a converter joins them
+            prod, cons = self.cores[s.src], self.cores[s.dst]
             zs = []
-            for u in sorted({c.out_word for c in prod}):
-                for v in sorted({c.in_word for c in cons}):
-                    if not _allowed(layers[e], u, v):
-                        continue
-                    if u == v:
-                        zs.append((col(("z", e, u, v), dict.fromkeys(RESOURCES, 0), False), u, v))
-                    else:
-                        w = converter(layers[e - 1], u, v)
-                        if w.cycles() <= t:
-                            zs.append((col(("z", e, u, v), add_resources(w.resources(), base_fifo(w)), False), u, v))
-            for u in sorted({c.out_word for c in prod}):
+            for u, v in _stream_words(layers, self.cores, s):
+                if u == v:
+                    zs.append((col(("z", si, u, v), dict.fromkeys(RESOURCES, 0), False), u, v))
+                else:
+                    w = converter(layers[s.src], u, v, s.src_port)
+                    if w.cycles() <= t:
+                        zs.append((col(("z", si, u, v), add_resources(w.resources(), base_fifo(w)), False), u, v))
+            for u in sorted({c.out_words[s.src_port] for c in prod}):
                 rows.append([(z, 1) for z, zu, _ in zs if zu == u] +
-                            [(self.x[e - 1][k], -1) for k, c in enumerate(prod) if c.out_word == u])
+                            [(self.x[s.src][k], -1) for k, c in enumerate(prod) if c.out_words[s.src_port] == u])
                 lo.append(0)
                 hi.append(0)
-            for v in sorted({c.in_word for c in cons}):
+            for v in sorted({c.in_words[s.dst_port] for c in cons}):
                 rows.append([(z, 1) for z, _, zv in zs if zv == v] +
-                            [(self.x[e][k], -1) for k, c in enumerate(cons) if c.in_word == v])
+                            [(self.x[s.dst][k], -1) for k, c in enumerate(cons) if c.in_words[s.dst_port] == v])
                 lo.append(0)
                 hi.append(0)
         for r in RESOURCES:  # the budget
@@ -285,15 +338,17 @@ class _Program:
 
 def optimize(net: Network, board: dict, ceilings: dict | None = None, target_fps: float | None = None,
              reserve: dict | None = None, time_limit: float = 60.0, cache: dict | None = None) -> Plan:
-    """The optimal folding under the cost model (see the module docstring). Raises FpgagenError if nothing fits
-    the budget (naming the resources and the layers that need them) or the target FPS is out of reach."""
+    """The optimal folding under the cost model (see the module docstring), for a chain or a stream graph.
+    Raises FpgagenError if nothing fits the budget (naming the resources and the layers that need them) or the
+    target FPS is out of reach."""
     start = time.perf_counter()
-    layers = [lay for lay in net.layers if not isinstance(lay, WidthConverter)]
+    layers, streams = nodes_and_streams(net)
     caps, reserve = caps_of(board, ceilings), reserve or {}
     cache = {} if cache is None else cache  # the choice space, reusable across calls on the same network
     key = ("cores", caps["DSP"] >= 1)
     if key not in cache:
-        cache[key] = [layer_cores(lay, i == 0, caps["DSP"] >= 1) for i, lay in enumerate(layers)]
+        host_fed = {s.dst for s in streams if s.src == HOST}
+        cache[key] = [layer_cores(lay, i in host_fed, caps["DSP"] >= 1) for i, lay in enumerate(layers)]
     cores = cache[key]
     solves, size = 0, 0
 
@@ -302,7 +357,7 @@ def optimize(net: Network, board: dict, ceilings: dict | None = None, target_fps
         if not _fits_at_all(cores, caps, reserve, t):
             return None
         solves += 1
-        prog = _Program(layers, cores, caps, reserve, t)
+        prog = _Program(layers, streams, cores, caps, reserve, t)
         size = max(size, prog.n)
         return prog.solve(time_limit, relax)
 
@@ -313,7 +368,7 @@ def optimize(net: Network, board: dict, ceilings: dict | None = None, target_fps
         floor = max(min(c.cycles for c in cs) for cs in cores)
         # the bottleneck is a core's or a width converter's cycle count (a converter can be the slowest process)
         cands = sorted({c.cycles for cs in cores for c in cs if c.cycles >= floor} |
-                       {w.cycles() for w in _converters(layers, cores) if w.cycles() >= floor})
+                       {w.cycles() for w in _converters(layers, cores, streams) if w.cycles() >= floor})
         # The LP relaxation is feasible wherever the program is, and solves in a fraction of the time: bisect it
         # for a lower bound, then gallop up from there with exact solves and bisect the last step.
         lo, hi = 0, len(cands) - 1
@@ -338,23 +393,27 @@ def optimize(net: Network, board: dict, ceilings: dict | None = None, target_fps
         t, attrs = cands[hi], best
     if attrs is None:
         _explain_infeasible(layers, cores, caps, reserve, board, target_fps)
-    return _plan(layers, attrs, caps, time.perf_counter() - start, size, solves)
+    return _plan(layers, streams, attrs, caps, time.perf_counter() - start, size, solves)
 
 
-def _plan(layers: list[Layer], attrs: dict[str, dict], caps, solve_s, n, solves) -> Plan:
-    """Evaluate the chosen attributes with the layers' own models (converters included)."""
+def plan_parts(layers: list[Layer], streams: list[Stream], attrs: dict[str, dict]) -> list[tuple[Layer, dict]]:
+    """Every process the chosen attributes make, with what the model charges it: each node (its kernel and a
+    2-deep FIFO per output port), and a width converter (kernel and FIFO) on each stream whose words differ."""
     probes = [_probe(lay, attrs[lay.name]) for lay in layers]
-    parts = [add_resources(p.resources(), base_fifo(p)) for p in probes]
-    cycles = [p.cycles() for p in probes]
-    for prev, nxt in zip(probes, probes[1:], strict=False):
-        if isinstance(nxt, SlidingWindow):
-            continue
-        if prev.out_word != nxt.in_word:
-            w = converter(prev, prev.out_word, nxt.in_word)
-            parts.append(add_resources(w.resources(), base_fifo(w)))
-            cycles.append(w.cycles())
-    return Plan(attrs, max(cycles), add_resources(*parts), caps, solve_s, n, solves)
+    parts = [(p, add_resources(p.resources(), base_fifo(p))) for p in probes]
+    for s in _inner(streams):
+        u, v = out_ports(probes[s.src])[s.src_port][2], in_ports(probes[s.dst])[s.dst_port][2]
+        if u != v:
+            w = converter(probes[s.src], u, v, s.src_port)
+            parts.append((w, add_resources(w.resources(), base_fifo(w))))
+    return parts
 
+
+def _plan(layers, streams, attrs: dict[str, dict], caps, solve_s, n, solves) -> Plan:
+    """Evaluate the chosen attributes with the layers' own models (converters included)."""
+    parts = plan_parts(layers, streams, attrs)
+    return Plan(attrs, max(p.cycles() for p, _ in parts), add_resources(*(r for _, r in parts)), caps, solve_s, n,
+                solves)
 
 def _least(cs: list[Core], r: str, t: float) -> float:
     """The least of resource ``r`` any core within ``t`` can take (each group at its cheapest, DSP at best)."""

@@ -1,15 +1,29 @@
 """The folding optimizer: optimal under the cost model (checked against brute force), its errors, and the cost
 model's floor (FINN-R's formulas)."""
 
+import copy
 import itertools
 import math
 
 import numpy as np
 import pytest
+from qonnx.core.datatype import DataType
 
 from fpgagen import fifo, fold, optimize
 from fpgagen.errors import FpgagenError
-from fpgagen.ir import MVAU, InputSpec, MaxPool, Network, OutputSpec, SlidingWindow
+from fpgagen.ir import (
+    MVAU,
+    Edge,
+    InputSpec,
+    MaxPool,
+    Network,
+    OutputSpec,
+    SlidingWindow,
+    WidthConverter,
+    in_ports,
+    out_ports,
+)
+from fpgagen.ir.kinds import Concat, StreamFork
 from fpgagen.ir.layers import RESOURCES, add_resources, bram18
 
 
@@ -230,3 +244,167 @@ def test_threshold_search_tables_count_exactly(nt):
         for table in tables:
             j = 2 * j + (acc >= table[ch % 2, ch // 2][j])
         assert np.array_equal(j, (acc[:, None] >= thresholds[ch]).sum(axis=1))
+
+
+# --- stream graphs -----------------------------------------------------------------------------------------------
+def tiny_graph() -> Network:
+    """fc_0 -> fork -> (fc_1 | the skip) -> a requantizing concat: PE/SIMD on both sides of a fork and of a join,
+    a graph kind's style group, and converters on any of the streams."""
+    u2 = DataType["UINT2"]
+    rng = np.random.default_rng(7)
+    layers = [_mvau("fc_0", (4, 4, 6), 4, 1),
+              StreamFork("fork_0", ((4, 4, 4),), ((4, 4, 4),) * 2, (u2,), (u2,) * 2),
+              _mvau("fc_1", (4, 4, 4), 4, 2),
+              Concat("concat_0", ((4, 4, 4), (4, 4, 4)), ((4, 4, 8),), (u2, u2), (u2,),
+                     thresholds=np.sort(rng.integers(0, 4, (8, 3)), axis=1), negate=rng.random(8) < 0.3)]
+    edges = [Edge("input", 0, "fc_0", 0), Edge("fc_0", 0, "fork_0", 0), Edge("fork_0", 0, "fc_1", 0),
+             Edge("fc_1", 0, "concat_0", 0), Edge("fork_0", 1, "concat_0", 1), Edge("concat_0", 0, "output", 0)]
+    net = Network("tiny_graph", InputSpec((1, 6, 4, 4), np.ones(1), np.zeros(1), 0, 3, "UINT2"),
+                  OutputSpec("codes", (1, 8, 4, 4), np.ones(1), np.zeros(1), "UINT2"), layers, edges)
+    net.check_graph()
+    return net
+
+
+def _fifo2(layer) -> dict:
+    """A 2-deep SRL FIFO on every output port (what codegen emits before sizing)."""
+    return add_resources(*(fifo.fifo_resources(2, word * dt.bitwidth(), "srl") for _, dt, word in out_ports(layer)))
+
+
+def brute_force_graph(net: Network, board: dict, t_max: float | None = None):
+    """Every combination of every node's fold options (numpy over the whole product), a width converter on every
+    stream between nodes whose words differ: the least bottleneck cycles, then the least cost, within the caps (or,
+    with ``t_max``, the least cost within t_max cycles). Returns ((cycles, cost), {layer name: option})."""
+    caps = optimize.caps_of(board)
+    index = {lay.name: i for i, lay in enumerate(net.layers)}
+    options, res, cycles, words_in, words_out = [], [], [], [], []
+    for lay in net.layers:
+        opts = [o for o in lay.fold_options() if caps["DSP"] >= 1 or not o.get("dsp_pe")]
+        probes = [optimize._probe(lay, o) for o in opts]
+        options.append(opts)
+        res.append(np.array([[add_resources(p.resources(), _fifo2(p))[r] for r in RESOURCES] for p in probes]))
+        cycles.append(np.array([p.cycles() for p in probes]))
+        words_in.append(np.array([[w for _, _, w in in_ports(p)] for p in probes]))
+        words_out.append(np.array([[w for _, _, w in out_ports(p)] for p in probes]))
+    pick = [g.ravel() for g in np.indices([len(o) for o in options])]
+    total = sum(r[i] for r, i in zip(res, pick, strict=True)).astype(float)
+    slowest = np.max([c[i] for c, i in zip(cycles, pick, strict=True)], axis=0)
+    for e in net.edges:
+        if e.src == "input" or e.dst == "output":
+            continue
+        s, d = index[e.src], index[e.dst]
+        u, v = words_out[s][pick[s], e.src_port], words_in[d][pick[d], e.dst_port]
+        shape, dt, _ = out_ports(net.layers[s])[e.src_port]
+        for a, b in {(int(a), int(b)) for a, b in zip(u, v, strict=True) if a != b}:
+            w = WidthConverter("dwc", shape, shape, dt.name, dt.name, in_elems=a, out_elems=b)
+            hit = (u == a) & (v == b)
+            total[hit] += [add_resources(w.resources(), _fifo2(w))[r] for r in RESOURCES]
+            slowest[hit] = np.maximum(slowest[hit], w.cycles())
+    ok = np.all(total <= np.array([caps[r] for r in RESOURCES]), axis=1) & (slowest <= (t_max or math.inf))
+    cost = sum(wt * total[:, RESOURCES.index(r)] / max(caps[r], 1.0) for r, wt in optimize.OBJECTIVE_WEIGHTS.items())
+    fastest = slowest[ok].min() if t_max is None else slowest[ok].max()
+    best = np.flatnonzero(ok & (slowest == fastest)) if t_max is None else np.flatnonzero(ok)
+    best = best[np.argmin(cost[best])]
+    return (int(fastest), float(cost[best])), {lay.name: options[i][pick[i][best]] for i, lay in enumerate(net.layers)}
+
+
+GRAPH_BUDGETS = [{}, {"LUT": 1800}, {"LUT": 1400, "DSP": 0}, {"LUT": 1100, "DSP": 0}, {"LUT": 1000, "DSP": 2}]
+
+
+@pytest.mark.parametrize("caps", GRAPH_BUDGETS, ids=[str(b) for b in GRAPH_BUDGETS])
+def test_graph_optimizer_matches_brute_force(caps):
+    net, board = tiny_graph(), tiny_board(**caps)
+    (cycles, cost), _ = brute_force_graph(net, board)
+    plan = optimize.optimize(net, board)
+    assert plan.cycles == cycles
+    assert _cost(plan.totals, optimize.caps_of(board)) == pytest.approx(cost, rel=1e-9, abs=1e-12)
+    # applied: the converters the plan paid for are on the graph, and the layers' own models add up to the plan
+    optimize.apply_plan(net, plan)
+    net.check_graph()
+    for e in net.edges:
+        if e.src != "input" and e.dst != "output":
+            assert out_ports(net.layer(e.src))[e.src_port][2] == in_ports(net.layer(e.dst))[e.dst_port][2]
+    assert max(lay.cycles() for lay in net.layers) == cycles
+    assert add_resources(*(lay.resources() for lay in net.layers), *map(_fifo2, net.layers)) == plan.totals
+
+
+def test_graph_target_fps_is_the_cheapest_design_that_reaches_it():
+    net, board = tiny_graph(), tiny_board(LUT=1800)
+    target_cycles = 3 * brute_force_graph(net, board)[0][0]
+    (_, cost), _ = brute_force_graph(net, board, t_max=target_cycles)
+    plan = optimize.optimize(net, board, target_fps=100e6 / target_cycles)
+    assert plan.cycles <= target_cycles
+    assert _cost(plan.totals, optimize.caps_of(board)) == pytest.approx(cost, rel=1e-9, abs=1e-12)
+
+
+def test_graph_infeasible_even_fully_folded_names_resource_and_layers():
+    with pytest.raises(FpgagenError) as info:
+        optimize.optimize(tiny_graph(), tiny_board(LUT=500))
+    msg = str(info.value)
+    assert "does not fit tiny even fully folded" in msg and "LUT needs at least" in msg and "fc_0" in msg
+
+
+def test_graph_fold_report_equals_the_model():
+    """fold_network on a graph: the FIFOs are sized on the graph, and the totals it reports are the plan's (every
+    kernel, converter and 2-deep FIFO) plus the sized FIFOs' excess, nothing else (this board has no shell)."""
+    from fpgagen import report
+
+    net, board = tiny_graph(), tiny_board(LUT=1100, DSP=1)  # (the report divides by each device resource)
+    info = fold.fold_network(net, board)
+    assert any(lay.kind == "WidthConverter" for lay in net.layers)
+    assert info["optimizer"] == "ilp"
+    assert info["resources"] == add_resources(info["model_resources"], info["fifo_excess"])
+    assert info["resources"] == add_resources(*(lay.resources() for lay in net.layers),
+                                              fifo.graph_fifos_resources(net))
+    doc = report.summary(net, board, info)
+    assert {r: doc["budget"][r]["used"] for r in RESOURCES} == info["resources"]
+    assert doc["fits"]
+
+
+def test_graph_fifo_reserve_feedback():
+    """The skip branch's FIFO is sized deeper than 2 words; with the LUT cap set to exactly what the first plan
+    charges, those extra LUTs do not fit, so fold_network solves again with them reserved, and the design it
+    returns fits with its sized FIFOs."""
+    first = fold.fold_network(tiny_graph(), tiny_board(LUT=1100, DSP=1))
+    assert first["fifo_excess"]["LUT"] > 0  # the reconvergent path needs depth
+    cap = first["model_resources"]["LUT"]
+    net, board = tiny_graph(), tiny_board(LUT=cap, DSP=1)
+    info = fold.fold_network(net, board)
+    assert info["fifo_reserve"].get("LUT", 0) > 0  # the loop ran again with the excess reserved
+    assert info["model_resources"]["LUT"] + info["fifo_reserve"]["LUT"] <= cap
+    assert info["resources"] == add_resources(info["model_resources"], info["fifo_excess"])
+    assert info["resources"]["LUT"] <= cap
+
+
+@pytest.fixture(scope="module")
+def graph_test_nets(tmp_path_factory):
+    import graph_test_nets as G
+
+    from fpgagen import export, frontend, streamline
+
+    out = {}
+    for name in sorted(G.GRAPH_NETS):
+        path = export(G.graph_net(name, seed=3), tmp_path_factory.mktemp(name) / f"{name}.onnx")
+        out[name] = streamline.lower(frontend.load_qonnx(path), name=name)
+    return out
+
+
+@pytest.mark.parametrize("name", ["concat", "padpool", "residual", "upsample"])
+def test_graph_nets_milp_beats_the_greedy_within_the_budget(graph_test_nets, name):
+    """On pynq_z2: the MILP's slowest node is no slower than the greedy graph fold's (bisected on the period within
+    the same budget), its design fits, and the totals are the model's plus the sized FIFOs' excess and the shell."""
+    from fpgagen.board import load_board
+
+    board = load_board("pynq_z2")
+    greedy, milp_net = copy.deepcopy(graph_test_nets[name]), copy.deepcopy(graph_test_nets[name])
+    fold.fold_network(greedy, board, optimizer="greedy")
+    info = fold.fold_network(milp_net, board)
+    assert not milp_net.is_chain
+    milp_cycles = max(lay.cycles() for lay in milp_net.layers)
+    assert milp_cycles <= max(lay.cycles() for lay in greedy.layers)
+    caps = optimize.caps_of(board)
+    assert all(info["model_resources"][r] + info["fifo_reserve"].get(r, 0) <= caps[r] + 1e-9 for r in RESOURCES)
+    assert info["resources"] == add_resources(info["model_resources"], info["fifo_excess"], board["shell"])
+    ceil = optimize.ceilings_of(board)
+    assert all(info["resources"][r] <= ceil[r] * board["resources"][r] for r in RESOURCES)
+    _, pairs = fifo.graph_schedule(milp_net)  # the sized depths hold schedule S
+    assert all(e.depth >= 2 for e, _, _ in pairs)
