@@ -27,6 +27,11 @@ def memory_figures(memories: list) -> dict:
     return {"arrays": rows, "BRAM18": sum(r["BRAM18"] for r in rows), "LUTRAM": sum(r["LUTRAM"] for r in rows)}
 
 
+def _fraction(used: float, device: float) -> float | None:
+    """Share of the device; a board without any of a resource (e.g. no DSP) has none to share: None."""
+    return used / device if device else None
+
+
 def summary(net: Network, board: dict, fold_info: dict | None = None, ceilings: dict | None = None) -> dict:
     clock_hz = board["clock_mhz"] * 1e6
     ceil = ceilings_of(board, ceilings)
@@ -47,7 +52,7 @@ def summary(net: Network, board: dict, fold_info: dict | None = None, ceilings: 
     shell = {r: board.get("shell", {}).get(r, 0) for r in RESOURCES}
     used = {r: sum(lay["resources"][r] + lay["fifo"]["resources"][r] for lay in layers) + shell[r] for r in RESOURCES}
     budget = {r: {"device": board["resources"][r], "ceiling": ceil[r], "cap": int(ceil[r] * board["resources"][r]),
-                  "used": used[r], "shell": shell[r], "fraction_of_device": used[r] / board["resources"][r]}
+                  "used": used[r], "shell": shell[r], "fraction_of_device": _fraction(used[r], board["resources"][r])}
               for r in RESOURCES}
     bottleneck = net.bottleneck()
     latency = fifo.latency_cycles(net)
@@ -94,7 +99,8 @@ def markdown(doc: dict, plots: bool = False) -> str:
     for r in RESOURCES:
         x = b[r]
         md.append(f"| {r} | {x['used']:,} | {x['shell']:,} | {x['cap']:,} ({x['ceiling']:.0%}) | {x['device']:,} | "
-                  f"{x['fraction_of_device']:.1%} |")
+                  + (f"{x['fraction_of_device']:.1%} |" if x["fraction_of_device"] is not None
+                     else "none on the device |"))
     md += ["", "Shell: the platform around the accelerator (DMA, interconnect), from board.yaml. LUTRAM is part of "
            "LUT. FIFO: depth x width bits of the layer's output stream.", "",
            "## Layers (estimated)", "",
@@ -163,7 +169,7 @@ def plot(doc: dict, out_dir: Path) -> list[Path]:
     parts.append(("shell", {r: b[r]["shell"] for r in RESOURCES}))
     bottom = [0.0] * len(RESOURCES)
     for i, (name, res) in enumerate(parts):
-        share = [100 * res[r] / b[r]["device"] for r in RESOURCES]
+        share = [100 * res[r] / b[r]["device"] if b[r]["device"] else 0.0 for r in RESOURCES]
         color = "0.6" if name == "shell" else ("0.3" if name == "FIFOs" else cmap(i % 20))
         ax.bar(range(len(RESOURCES)), share, bottom=bottom, color=color, edgecolor="white", lw=0.3,
                label=name if any(share) else None)

@@ -348,7 +348,7 @@ def test_graph_fold_report_equals_the_model():
     kernel, converter and 2-deep FIFO) plus the sized FIFOs' excess, nothing else (this board has no shell)."""
     from fpgagen import report
 
-    net, board = tiny_graph(), tiny_board(LUT=1100, DSP=1)  # (the report divides by each device resource)
+    net, board = tiny_graph(), tiny_board(LUT=1100, DSP=0)  # a board without DSPs reports "none on the device"
     info = fold.fold_network(net, board)
     assert any(lay.kind == "WidthConverter" for lay in net.layers)
     assert info["optimizer"] == "ilp"
@@ -358,6 +358,7 @@ def test_graph_fold_report_equals_the_model():
     doc = report.summary(net, board, info)
     assert {r: doc["budget"][r]["used"] for r in RESOURCES} == info["resources"]
     assert doc["fits"]
+    assert doc["budget"]["DSP"]["fraction_of_device"] is None and "none on the device" in report.markdown(doc)
 
 
 def test_graph_fifo_reserve_feedback():
