@@ -7,7 +7,9 @@ the output code of ``Quant(rounding_mode=ROUND)`` (round half to even, as numpy 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from qonnx.core.datatype import DataType
@@ -135,3 +137,23 @@ def apply_thresholds(x: np.ndarray, thresholds: np.ndarray, base: int, negate: n
     for k in range(thresholds.shape[1]):  # loop over levels keeps memory at one copy of x
         count += x >= thresholds[:, k]
     return base + count
+
+
+def common_grid(scales, where: str, max_bits: int = 62) -> tuple[float, np.ndarray]:
+    """The coarsest grid of a set of positive per-channel scales: ``(g, k)`` with ``scales[c] == g * k[c]`` exactly,
+    ``k`` positive integers with no common factor. Every float is a dyadic rational m * 2^e, so g is the gcd of the
+    numerators over the lcm of the denominators (a power of two): g is dyadic too and float64 holds it exactly.
+    A dot product of codes taken at per-channel scales is then ``g * sum_c w_c * k_c * q_c``, an integer sum.
+    Refuses multipliers over ``max_bits`` bits (scales too far apart for any integer accumulator to hold)."""
+    fracs = [Fraction(float(s)) for s in np.asarray(scales, np.float64).reshape(-1)]
+    if not fracs or min(fracs) <= 0:
+        raise FpgagenError("per-channel input scales must be positive to share an integer grid", where,
+                           "quantize the input with an unsigned or signed activation quantizer of positive scale")
+    grid = Fraction(math.gcd(*(f.numerator for f in fracs)), math.lcm(*(f.denominator for f in fracs)))
+    ks = [int(f / grid) for f in fracs]
+    top = max(ks)
+    if top.bit_length() > max_bits:
+        raise FpgagenError(f"the input's per-channel scales ({float(min(fracs)):.3g} to {float(max(fracs)):.3g}) "
+                           f"share no integer grid narrower than {top.bit_length()} bits per multiplier", where,
+                           "add a QuantIdentity after the Concat, or share one quantizer between the branches")
+    return float(grid), np.array(ks, np.int64)

@@ -8,6 +8,7 @@ import graph_test_nets as G
 import nets
 import numpy as np
 import pytest
+from qonnx.core.datatype import DataType
 from test_memories_from_code import check_memories_against_report
 
 import fpgagen
@@ -16,7 +17,9 @@ from fpgagen.accelerator import Accelerator
 from fpgagen.ir import Network
 
 EXPECTED_KINDS = {"residual": {"StreamFork", "AddStreams"}, "concat": {"StreamFork", "Concat"},
-                  "upsample": {"Upsample"}, "padpool": {"MaxPoolGeneral"}}
+                  "upsample": {"Upsample"}, "padpool": {"MaxPoolGeneral"},
+                  "concat_conv": {"StreamFork", "Concat", "Upsample"}, "concat_conv1x1": {"StreamFork", "Concat"},
+                  "concat_linear": {"StreamFork", "Concat"}}
 
 
 def lower_net(name, tmp_path, dynamo, seed=3):
@@ -81,7 +84,8 @@ def build_graph_net(name, tmp_path, quiet, dynamo=False, seed=3, **kwargs):
 
 
 @pytest.mark.parametrize("name,dynamo", [("residual", False), ("residual", True), ("concat", False),
-                                         ("upsample", False), ("padpool", False)])
+                                         ("upsample", False), ("padpool", False), ("concat_conv", False),
+                                         ("concat_conv1x1", True), ("concat_linear", False)])
 def test_graph_csim_bitexact(name, dynamo, tmp_path, quiet):
     """fpgagen build (C-sim == reference checked inside), then C-sim == reference == Brevitas exactly."""
     model, acc = build_graph_net(name, tmp_path, quiet, dynamo)
@@ -127,3 +131,21 @@ def test_reconvergent_fifo_sized_completes_too_small_deadlocks(tmp_path, quiet):
     small = Accelerator(net, tmp_path / "small", acc.board, log=quiet)
     with pytest.raises(Exception, match="deadlock"):
         small.verify(frames=1, bounded_fifos=True)
+
+
+@pytest.mark.parametrize("name", ["concat_conv", "concat_conv1x1", "concat_linear"])
+def test_concat_into_a_linear_layer_scales_each_channel_run(name, tmp_path):
+    """A Concat of two branches at different scales read directly by a conv / fully connected layer: the branches'
+    scales really differ (and not by a power of two), so the MVAU carries integer multipliers k, one per channel
+    run, SIMD tiles never straddle a run, and its accumulator grows by their bits."""
+    model, net = lower_net(name, tmp_path, dynamo=False)
+    quant, _ = G._act_params(model, nets.net_input(model, 1))
+    sa, sb = float(quant[model.ra][0]), float(quant[model.rb][0])
+    assert sa != sb and np.log2(sa / sb) != np.round(np.log2(sa / sb))
+    mvau = next(lay for lay in net.layers if getattr(lay, "in_scale", None) is not None)
+    assert len(set(mvau.in_scale.tolist())) == 2 and np.gcd.reduce(mvau.in_scale) == 1
+    ka, kb = sorted(set(mvau.in_scale.tolist()), key=lambda k: mvau.in_scale.tolist().index(k))
+    assert np.isclose(ka / kb, sa / sb, rtol=1e-12)  # k_c = alpha_c / g
+    assert all(np.unique(mvau.in_scale.reshape(-1, s), axis=1).shape[1] == 1 for s in mvau.simd_options())
+    assert max(mvau.simd_options()) == 2  # gcd of the runs (4 and 6 channels)
+    assert DataType[mvau.acc_dtype].bitwidth() > mvau.scale_bits
