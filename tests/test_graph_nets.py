@@ -149,3 +149,20 @@ def test_concat_into_a_linear_layer_scales_each_channel_run(name, tmp_path):
     assert all(np.unique(mvau.in_scale.reshape(-1, s), axis=1).shape[1] == 1 for s in mvau.simd_options())
     assert max(mvau.simd_options()) == 2  # gcd of the runs (4 and 6 channels)
     assert DataType[mvau.acc_dtype].bitwidth() > mvau.scale_bits
+
+
+@pytest.mark.parametrize("shrink,message", [(2.0**-36, "accumulator"), (2.0**-48, "no integer grid")])
+def test_concat_scales_too_far_apart_are_refused(shrink, message, tmp_path):
+    """One branch's scale made 2^36 (2^48) times smaller: the exact common grid needs an accumulator wider than
+    64 bits (multipliers wider than 62 bits), and the lowering refuses with what to do instead."""
+    import torch
+
+    model = G.graph_net("concat_conv", seed=3)
+    with torch.no_grad():
+        for n, p in model.rb.named_parameters():
+            if n.endswith("scaling_impl.value"):
+                p.mul_(shrink)
+    path = fpgagen.export(model, tmp_path / "far.onnx")
+    with pytest.raises(fpgagen.errors.FpgagenError, match=message) as err:
+        streamline.lower(frontend.load_qonnx(path), name="far")
+    assert "(Conv)" in str(err.value) and "add a QuantIdentity after the Concat" in str(err.value)
