@@ -89,6 +89,16 @@ def requant_thresholds(
         is_int = np.isfinite(u) & (u == np.floor(u))
         odd = (ks.astype(np.int64) % 2 != 0)[None, :]
         t = np.where(is_int & odd, u + 1, np.ceil(u))
+        # float64 decides ceil(u) unless u lies within its rounding error of an integer: a wide accumulator (an
+        # MVAU on input channels at several scales multiplies them by integers of ~24 bits) makes |u| large and
+        # that error near one. Those few are redone in exact rationals of the same float64 parameters.
+        bound = (np.abs(s[:, None] * (ks[None, :] - 0.5 - z[:, None])) + np.abs(beta[:, None])) / a[:, None]
+        near = np.isfinite(u) & (np.abs(u - np.round(u)) <= 2.0**-44 * (bound + np.abs(shift[:, None]) + 1))
+    for ch, j in zip(*np.nonzero(near), strict=True):
+        exact = (Fraction(s[ch]) * (int(ks[j]) - Fraction(1, 2) - Fraction(z[ch])) - Fraction(beta[ch])) \
+            / Fraction(a[ch]) + Fraction(shift[ch])
+        t[ch, j] = exact + 1 if exact.denominator == 1 and int(ks[j]) % 2 else math.ceil(exact)
+    with np.errstate(divide="ignore", invalid="ignore"):
         # alpha == 0: v is the constant beta/s + z; the channel passes level k iff round(v) >= k.
         const_code = np.clip(np.round(beta / s + z), out_range.lo, out_range.hi)
         t = np.where((a == 0)[:, None], np.where(const_code[:, None] >= ks[None, :], -np.inf, np.inf), t)

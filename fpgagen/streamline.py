@@ -44,6 +44,10 @@ SUPPORTED_OPS = ("Quant (ROUND)", "BipolarQuant", "Conv (group=1, dilation=1)", 
                  "Concat (channel axis)", "Resize/Upsample (nearest, integer factor)", "Pad (before a MaxPool)",
                  "Mul/Add/Sub/Div by a per-channel constant", "Flatten", "Reshape (to N x features)", "Identity",
                  "Dropout")
+# An MVAU on input channels at several scales (add_mvau's k_cols): the widest exact accumulator, sign excluded. The
+# thresholds on it are solved in float64 (exact rationals where float64 cannot decide, quant.requant_thresholds), so
+# each must be an integer float64 holds exactly; the C model and the kernel then hold it in 64 bits with room.
+MAX_SCALED_ACC_BITS = 52
 # Float ops between the graph input and its first Quant: run on the host before the input quantizer.
 PRE_OPS = (*ELEMENTWISE, "Reshape", "Flatten", "Identity", "Dropout")
 
@@ -510,13 +514,13 @@ class _Lowering:
         """``k_cols``: per column the integer multiplier of the input's channel (input_view), None when all 1."""
         mh = wmat.shape[0]
         w_scale = _per_channel(w.scale, mh, node)
-        if k_cols is not None:  # the exact accumulator must fit the kernel's and the C model's 64-bit integers
+        if k_cols is not None:  # the exact accumulator, and every threshold on it, must be float64-exact integers
             bound = (np.abs(wmat) * k_cols.astype(np.float64) * np.maximum(np.abs(cols_lo), np.abs(cols_hi))).sum(1)
-            if bound.max() >= 2.0**62:
+            if bound.max() >= 2.0**MAX_SCALED_ACC_BITS:
                 raise _err(node, f"the input's channels sit on scales {s.alpha.min():.3g} to {s.alpha.max():.3g} "
                            f"whose common integer grid needs a {int(bound.max()).bit_length() + 1}-bit accumulator "
-                           "(at most 64)", "add a QuantIdentity after the Concat, or share one quantizer between "
-                           "the branches")
+                           f"(at most {MAX_SCALED_ACC_BITS + 1})", "add a QuantIdentity after the Concat, or share "
+                           "one quantizer between the branches")
         scaled = wmat if k_cols is None else wmat * k_cols  # the exact integer weights acc is the dot product with
         acc_lo = np.minimum(scaled * cols_lo, scaled * cols_hi).sum(axis=1)
         acc_hi = np.maximum(scaled * cols_lo, scaled * cols_hi).sum(axis=1)

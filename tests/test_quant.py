@@ -98,3 +98,27 @@ def test_common_grid_refuses_scales_too_far_apart():
     assert "node 'conv'" in str(err.value) and "QuantIdentity after the Concat" in str(err.value)
     with pytest.raises(FpgagenError, match="positive"):
         common_grid(np.array([0.5, -0.25]), "node 'conv' (Conv)")
+
+
+def test_thresholds_on_a_wide_accumulator_are_exact_rationals():
+    """An accumulator of ~41 bits (an MVAU on inputs at several scales): u = (s*(k - 1/2) - beta)/alpha is ~2^40,
+    where float64's rounding error nears the distance to the next integer. Every threshold equals the one solved
+    in exact rationals of the same float64 parameters; the plain float64 formula misses at least one here."""
+    import math
+    from fractions import Fraction
+
+    rng = np.random.default_rng(0)
+    c = 400
+    alpha, beta = rng.uniform(0.5, 1.5, c) * 2.0**-40, rng.uniform(-1, 1, c)
+    s, z, out = np.full(c, np.float32(1 / 15), np.float64), np.zeros(c), IntRange(0, 15)
+    t, _ = requant_thresholds(alpha, beta, s, z, out, np.full(c, -(2**51)), np.full(c, 2**51))
+    ks = np.arange(1, 16)
+    exact = np.zeros_like(t)
+    for ch in range(c):
+        for j, k in enumerate(ks):
+            u = (Fraction(s[ch]) * (int(k) - Fraction(1, 2)) - Fraction(beta[ch])) / Fraction(alpha[ch])
+            exact[ch, j] = u + 1 if u.denominator == 1 and k % 2 else math.ceil(u)
+    assert np.array_equal(t, exact)
+    u = (s[:, None] * (ks[None, :] - 0.5) - beta[:, None]) / alpha[:, None]
+    plain = np.where((u == np.floor(u)) & (ks % 2 == 1)[None], u + 1, np.ceil(u)).astype(np.int64)
+    assert (plain != exact).any()
