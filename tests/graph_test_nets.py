@@ -189,6 +189,31 @@ class ConcatLinearNet(ConcatConvNet):
         return f(self.rfc, f(self.bfc, f(self.fc, torch.flatten(x, 1))))
 
 
+class PerChannelActNet(GraphNet):
+    """conv -> BN -> QuantReLU with one scale per output channel (each drawn apart) -> conv + BN + QuantReLU: the
+    second conv's input channels sit on 8 grids (a chain, not a graph; the same integer multipliers as a Concat)."""
+
+    input_shape = (1, 3, 8, 8)
+
+    def __init__(self, wbits=4, abits=4):
+        super().__init__()
+        self.inp = QuantIdentity(act_quant=PixelQuant)
+        self.c1, self.b1 = _conv(3, 8, wbits), nn.BatchNorm2d(8)
+        self.r1 = QuantReLU(act_quant=Uint8ActPerTensorFloatMaxInit, bit_width=abits, max_val=2.0,
+                            scaling_per_output_channel=True, per_channel_broadcastable_shape=(1, 8, 1, 1),
+                            scaling_stats_permute_dims=(1, 0, 2, 3))
+        with torch.no_grad():
+            for name, p in self.r1.named_parameters():
+                if name.endswith("scaling_impl.value"):
+                    p.mul_(0.6 + 0.8 * torch.rand(p.shape))
+        self.c2, self.b2, self.r2 = _conv(8, 6, wbits), nn.BatchNorm2d(6), _relu(abits, 2.0)
+
+    def body(self, x, f):
+        x = f(self.r1, f(self.b1, f(self.c1, f(self.inp, x))))
+        return f(self.r2, f(self.b2, f(self.c2, x)))
+
+
+CHAIN_NETS = {"perchannel_act": PerChannelActNet}  # built by graph_net too; test_graph_nets checks them apart
 GRAPH_NETS = {"residual": ResidualNet, "concat": ConcatNet, "upsample": UpsampleNet, "padpool": PadPoolNet,
               "concat_conv": ConcatConvNet, "concat_conv1x1": ConcatConv1x1Net, "concat_linear": ConcatLinearNet}
 
@@ -196,7 +221,7 @@ GRAPH_NETS = {"residual": ResidualNet, "concat": ConcatNet, "upsample": Upsample
 def graph_net(name: str, seed: int = 0, wbits: int = 4, abits: int = 4) -> GraphNet:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = GRAPH_NETS[name](wbits, abits)
+        model = {**GRAPH_NETS, **CHAIN_NETS}[name](wbits, abits)
     return model.calibrate(seed)
 
 

@@ -200,3 +200,21 @@ def test_tinyyolov3_head26_concat_conv_csim_bitexact(tmp_path, quiet):
     assert np.array_equal(exact, GN.graph_brevitas_codes(model, x)[0]) and len(np.unique(exact)) > 2
     assert lint.lint_project(acc.build_dir / "hls", acc.net) == []
     assert check_memories_against_report(acc)[1] == len(acc.net.layers)
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
+def test_per_channel_activation_scales_before_a_conv(dynamo, tmp_path, quiet):
+    """A QuantReLU with one scale per channel feeding a conv: 8 runs of one channel each (SIMD 1 only), exact
+    integer multipliers; the reference (both exporters) and the C-sim equal the exact replay and Brevitas."""
+    model, net = lower_net("perchannel_act", tmp_path, dynamo)
+    mvau = next(lay for lay in net.layers if getattr(lay, "in_scale", None) is not None)
+    assert len(set(mvau.in_scale[:8].tolist())) == 8 and mvau.simd_options() == [1]
+    x = nets.net_input(model, 1, shape=(2, *model.input_shape[1:]))
+    exact = G.exact_codes(model, x)
+    assert np.array_equal(Accelerator(net, tmp_path, {"clock_mhz": 100}).reference(x, codes=True), exact)
+    assert np.array_equal(exact, G.brevitas_codes(model, x)) and len(np.unique(exact)) > 2
+    if not dynamo:
+        _, acc = build_graph_net("perchannel_act", tmp_path, quiet)
+        assert np.array_equal(acc.run(x, codes=True), exact)
+        assert lint.lint_project(acc.build_dir / "hls", acc.net) == []
+        assert check_memories_against_report(acc)[1] == len(acc.net.layers)
