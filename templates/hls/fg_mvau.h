@@ -135,15 +135,15 @@ inline typename C::acc_t scale_sum(const typename C::acc_t &sum, const NoScale &
 template <class C, bool DSP, typename KROM>
 inline typename C::acc_t scale_sum(const typename C::sum_t &sum, const KROM (&in_scale)[1][C::KD][1], unsigned kt) {
 #ifdef __SYNTHESIS__
-    typename C::acc_t product;
     if (DSP) {
-        product = sum * rom_value<typename C::scale_t>(in_scale[0][kt][0]);
+        const typename C::acc_t product = sum * rom_value<typename C::scale_t>(in_scale[0][kt][0]);
 #pragma HLS BIND_OP variable=product op=mul impl=dsp
+        return product;
     } else {
-        product = sum * rom_value<typename C::scale_t>(in_scale[0][kt][0]);
+        const typename C::acc_t product = sum * rom_value<typename C::scale_t>(in_scale[0][kt][0]);
 #pragma HLS BIND_OP variable=product op=mul impl=fabric
+        return product;
     }
-    return product;
 #else
     static_assert(C::acc_t::width <= 64, "the C model multiplies in int64");
     return typename C::acc_t(sum.to_int64() * (long long)in_scale[0][kt][0]);
