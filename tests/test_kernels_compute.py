@@ -74,6 +74,8 @@ SCALED = [
     # packed DSP pairs and one LUT PE, binary-search thresholds, k of 30 bits: a 40+-bit accumulator
     scaled("scaled_packed_search", [2**29 + 3] * 4 + [5] * 4, taps=2, mh=6, pe=3, simd=4, dsp_pe=2,
            thr_mode="search", seed=13),
+    # k of 45 bits: a 55-bit accumulator and thresholds past 48 bits (native int64 ROM words in the C model)
+    scaled("scaled_wide", [2**44 + 1] * 2 + [3] * 2, taps=2, mh=2, pe=1, simd=2, seed=15),
     # raw accumulators, one tile per output fold per run (SIMD = run length), one DSP PE
     scaled("scaled_raw", [7] * 3 + [1] * 3, taps=1, mh=2, pe=2, simd=3, nt=0, dsp_pe=1, seed=14),
 ]
@@ -292,6 +294,8 @@ def test_scaled_cases_cross_runs_and_refuse_straddling_simd():
     assert two.simd_options() == [1, 2] and {c["simd"] for c in two.fold_cores()} == {1, 2}
     assert all(np.unique(two.in_scale.reshape(-1, o["simd"]), axis=1).shape[1] == 1 for o in two.fold_options())
     assert next(c for c in SCALED if c.name == "scaled_packed_search").pack_shift > 0
+    wide = next(c for c in SCALED if c.name == "scaled_wide")
+    assert wide.thr_bits > 48 and int(wide.acc_dtype[3:]) > 52
     probe = scaled("straddle", [3] * 4 + [5] * 2, taps=1, mh=2, pe=1, simd=2)
     with pytest.raises(FpgagenError, match="different scales"):
         probe.set_folding(simd=3)
