@@ -101,7 +101,8 @@ def greedy_fold(net: Network, target_cycles: float) -> None:
             continue
         if isinstance(layer, MVAU):
             mh, mw, pixels = layer.mh, layer.mw, layer.pixels
-            simd_options = window.simd_options() if window is not None else divisors(mw)
+            simd_options = [s for s in (window.simd_options() if window is not None else divisors(mw))
+                            if s in layer.simd_options()]  # the MVAU's own (channel runs of one input scale)
             simd = next((s for s in simd_options if mh * (mw // s) * pixels <= target_cycles), simd_options[-1])
             layer.simd = simd
             layer.pe = next((p for p in divisors(mh) if (mh // p) * (mw // simd) * pixels <= target_cycles), mh)
@@ -130,7 +131,8 @@ def fold_graph(net: Network, target_cycles: float) -> None:
             src = feeds[(layer.name, 0)].src
             window = net.layer(src) if src != "input" and isinstance(net.layer(src), SlidingWindow) else None
             mh, mw, pixels = layer.mh, layer.mw, layer.pixels
-            simd_options = window.simd_options() if window is not None else divisors(mw)
+            simd_options = [s for s in (window.simd_options() if window is not None else divisors(mw))
+                            if s in layer.simd_options()]  # the MVAU's own (channel runs of one input scale)
             layer.simd = next((s for s in simd_options if mh * (mw // s) * pixels <= target_cycles), simd_options[-1])
             layer.pe = next((p for p in divisors(mh) if (mh // p) * (mw // layer.simd) * pixels <= target_cycles), mh)
             if window is not None:

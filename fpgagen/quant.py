@@ -7,7 +7,9 @@ the output code of ``Quant(rounding_mode=ROUND)`` (round half to even, as numpy 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 from qonnx.core.datatype import DataType
@@ -87,6 +89,16 @@ def requant_thresholds(
         is_int = np.isfinite(u) & (u == np.floor(u))
         odd = (ks.astype(np.int64) % 2 != 0)[None, :]
         t = np.where(is_int & odd, u + 1, np.ceil(u))
+        # float64 decides ceil(u) unless u lies within its rounding error of an integer: a wide accumulator (an
+        # MVAU on input channels at several scales multiplies them by integers of ~24 bits) makes |u| large and
+        # that error near one. Those few are redone in exact rationals of the same float64 parameters.
+        bound = (np.abs(s[:, None] * (ks[None, :] - 0.5 - z[:, None])) + np.abs(beta[:, None])) / a[:, None]
+        near = np.isfinite(u) & (np.abs(u - np.round(u)) <= 2.0**-44 * (bound + np.abs(shift[:, None]) + 1))
+    for ch, j in zip(*np.nonzero(near), strict=True):
+        exact = (Fraction(s[ch]) * (int(ks[j]) - Fraction(1, 2) - Fraction(z[ch])) - Fraction(beta[ch])) \
+            / Fraction(a[ch]) + Fraction(shift[ch])
+        t[ch, j] = exact + 1 if exact.denominator == 1 and int(ks[j]) % 2 else math.ceil(exact)
+    with np.errstate(divide="ignore", invalid="ignore"):
         # alpha == 0: v is the constant beta/s + z; the channel passes level k iff round(v) >= k.
         const_code = np.clip(np.round(beta / s + z), out_range.lo, out_range.hi)
         t = np.where((a == 0)[:, None], np.where(const_code[:, None] >= ks[None, :], -np.inf, np.inf), t)
@@ -135,3 +147,23 @@ def apply_thresholds(x: np.ndarray, thresholds: np.ndarray, base: int, negate: n
     for k in range(thresholds.shape[1]):  # loop over levels keeps memory at one copy of x
         count += x >= thresholds[:, k]
     return base + count
+
+
+def common_grid(scales, where: str, max_bits: int = 62) -> tuple[float, np.ndarray]:
+    """The coarsest grid of a set of positive per-channel scales: ``(g, k)`` with ``scales[c] == g * k[c]`` exactly,
+    ``k`` positive integers with no common factor. Every float is a dyadic rational m * 2^e, so g is the gcd of the
+    numerators over the lcm of the denominators (a power of two): g is dyadic too and float64 holds it exactly.
+    A dot product of codes taken at per-channel scales is then ``g * sum_c w_c * k_c * q_c``, an integer sum.
+    Refuses multipliers over ``max_bits`` bits (scales too far apart for any integer accumulator to hold)."""
+    fracs = [Fraction(float(s)) for s in np.asarray(scales, np.float64).reshape(-1)]
+    if not fracs or min(fracs) <= 0:
+        raise FpgagenError("per-channel input scales must be positive to share an integer grid", where,
+                           "quantize the input with an unsigned or signed activation quantizer of positive scale")
+    grid = Fraction(math.gcd(*(f.numerator for f in fracs)), math.lcm(*(f.denominator for f in fracs)))
+    ks = [int(f / grid) for f in fracs]
+    top = max(ks)
+    if top.bit_length() > max_bits:
+        raise FpgagenError(f"the input's per-channel scales ({float(min(fracs)):.3g} to {float(max(fracs)):.3g}) "
+                           f"share no integer grid narrower than {top.bit_length()} bits per multiplier", where,
+                           "add a QuantIdentity after the Concat, or share one quantizer between the branches")
+    return float(grid), np.array(ks, np.int64)

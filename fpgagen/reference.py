@@ -28,7 +28,7 @@ def _(layer: SlidingWindow, x: np.ndarray) -> np.ndarray:
 
 def _exact_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Integer x @ w.T through float64 BLAS: exact while every partial sum stays below 2**53."""
-    bound = np.abs(x).max(initial=0) * np.abs(w).sum(axis=1).max(initial=0)
+    bound = float(np.abs(x).max(initial=0)) * float(np.abs(w).sum(axis=1).max(initial=0))  # float: no int64 wrap
     if bound < 2**53:
         return np.rint(x.astype(np.float64) @ w.T.astype(np.float64)).astype(np.int64)
     return x.astype(np.int64) @ w.T.astype(np.int64)
@@ -36,7 +36,10 @@ def _exact_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
 
 @run_layer.register
 def _(layer: MVAU, x: np.ndarray) -> np.ndarray:
-    acc = _exact_matmul(x.reshape(-1, layer.mw), layer.weights).reshape(*x.shape[:-1], layer.mh)
+    cols = x.reshape(-1, layer.mw)
+    if layer.in_scale is not None:  # channels on different grids: acc = sum_c w_c * k_c * x_c, exact
+        cols = cols * np.asarray(layer.in_scale, np.int64)
+    acc = _exact_matmul(cols, layer.weights).reshape(*x.shape[:-1], layer.mh)
     if layer.thresholds is None:
         return acc
     return apply_thresholds(acc, layer.thresholds, layer.out_base)

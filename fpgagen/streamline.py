@@ -36,7 +36,7 @@ from .ir.kinds import (
     pad_of_node,
 )
 from .ir.network import ELEMENTWISE, elementwise_step
-from .quant import IntRange, bipolar_thresholds, quantize, requant_thresholds, smallest_dtype
+from .quant import IntRange, bipolar_thresholds, common_grid, quantize, requant_thresholds, smallest_dtype
 
 SUPPORTED_OPS = ("Quant (ROUND)", "BipolarQuant", "Conv (group=1, dilation=1)", "Gemm", "MatMul",
                  "BatchNormalization", "Relu", "Clip",
@@ -44,6 +44,10 @@ SUPPORTED_OPS = ("Quant (ROUND)", "BipolarQuant", "Conv (group=1, dilation=1)", 
                  "Concat (channel axis)", "Resize/Upsample (nearest, integer factor)", "Pad (before a MaxPool)",
                  "Mul/Add/Sub/Div by a per-channel constant", "Flatten", "Reshape (to N x features)", "Identity",
                  "Dropout")
+# An MVAU on input channels at several scales (add_mvau's k_cols): the widest exact accumulator, sign excluded. The
+# thresholds on it are solved in float64 (exact rationals where float64 cannot decide, quant.requant_thresholds), so
+# each must be an integer float64 holds exactly; the C model and the kernel then hold it in 64 bits with room.
+MAX_SCALED_ACC_BITS = 52
 # Float ops between the graph input and its first Quant: run on the host before the input quantizer.
 PRE_OPS = (*ELEMENTWISE, "Reshape", "Flatten", "Identity", "Dropout")
 
@@ -489,31 +493,45 @@ class _Lowering:
             raise _err(node, "bias is not a constant", "export in inference mode")
         return _per_channel(value, mh, node)
 
-    def input_view(self, node, s: _Stream) -> float:
+    def input_view(self, node, s: _Stream) -> tuple[float, np.ndarray | None]:
+        """(g, k): the input's real value is g * k_c * (q_c - center_c), k None when every channel shares one
+        scale (k = 1). Channels on different grids (a Concat of branches at different scales, a per-channel
+        quantizer) get the coarsest common grid g and integer multipliers k_c (quant.common_grid), exactly."""
         if s.quant is None or s.clamp is not None:
             raise _err(node, f"the input is not quantized (a float activation reaches it from {s.where})",
                        "put a brevitas quantized activation (QuantReLU, QuantIdentity) before this layer")
         alpha = s.alpha[0]
-        if not np.all(s.alpha == alpha) or alpha <= 0:
-            raise _err(node, "per-channel input scales cannot be folded into integer weights",
-                       "use a per-tensor activation quantizer before this layer")
-        return float(alpha)
+        if np.all(s.alpha == alpha) and alpha > 0:
+            return float(alpha), None
+        if np.any(s.alpha <= 0):
+            raise _err(node, "an input scale that is not positive cannot be folded into integer weights",
+                       "use an activation quantizer with a positive scale before this layer")
+        return common_grid(s.alpha, f"node '{node.name}' ({node.op_type})")
 
     def add_mvau(self, node, s: _Stream, w: _ConstQuant, wmat: np.ndarray, center_cols: np.ndarray,
                  cols_lo: np.ndarray, cols_hi: np.ndarray, bias: np.ndarray, alpha: float,
-                 in_shape: tuple[int, int, int]) -> _Stream:
+                 in_shape: tuple[int, int, int], k_cols: np.ndarray | None = None) -> _Stream:
+        """``k_cols``: per column the integer multiplier of the input's channel (input_view), None when all 1."""
         mh = wmat.shape[0]
         w_scale = _per_channel(w.scale, mh, node)
-        acc_lo = np.minimum(wmat * cols_lo, wmat * cols_hi).sum(axis=1)
-        acc_hi = np.maximum(wmat * cols_lo, wmat * cols_hi).sum(axis=1)
+        if k_cols is not None:  # the exact accumulator, and every threshold on it, must be float64-exact integers
+            bound = (np.abs(wmat) * k_cols.astype(np.float64) * np.maximum(np.abs(cols_lo), np.abs(cols_hi))).sum(1)
+            if bound.max() >= 2.0**MAX_SCALED_ACC_BITS:
+                raise _err(node, f"the input's channels sit on scales {s.alpha.min():.3g} to {s.alpha.max():.3g} "
+                           f"whose common integer grid needs a {int(bound.max()).bit_length() + 1}-bit accumulator "
+                           f"(at most {MAX_SCALED_ACC_BITS + 1})", "add a QuantIdentity after the Concat, or share "
+                           "one quantizer between the branches")
+        scaled = wmat if k_cols is None else wmat * k_cols  # the exact integer weights acc is the dot product with
+        acc_lo = np.minimum(scaled * cols_lo, scaled * cols_hi).sum(axis=1)
+        acc_hi = np.maximum(scaled * cols_lo, scaled * cols_hi).sum(axis=1)
         acc_dt = smallest_dtype(min(acc_lo.min(), -acc_hi.max()), max(acc_hi.max(), -acc_lo.min()))
         mvau = MVAU(self.uname(node.name), in_shape, (*in_shape[:2], mh), _dtype_of(cols_lo, cols_hi),
                     acc_dt.name, weights=wmat, weight_dtype=smallest_dtype(w.lo, w.hi).name,
-                    acc_dtype=acc_dt.name)
+                    acc_dtype=acc_dt.name, in_scale=None if k_cols is None else np.asarray(k_cols, np.int64))
         self.add_layer(mvau)
-        # real = alpha * w_scale * (acc - W @ center_in) + bias: the input is quantized (beta 0), and W @ center_in
-        # is exact (integer weights times small dyadic zero points)
-        center = wmat.astype(np.float64) @ center_cols
+        # real = alpha * w_scale * (acc - W' @ center_in) + bias, W' = W * k: the input is quantized (beta 0), and
+        # W' @ center_in is exact (integers times small dyadic zero points)
+        center = scaled.astype(np.float64) @ center_cols
         return _Stream(mvau.out_shape, alpha * w_scale, bias.astype(np.float64), acc_lo, acc_hi, center=center,
                        absorber=mvau)
 
@@ -527,7 +545,7 @@ class _Lowering:
         mh, c, kh, kw = w.codes.shape
         if c != s.shape[2]:
             raise _err(node, f"weight expects {c} input channels, the stream has {s.shape[2]}", "check the model")
-        alpha = self.input_view(node, s)
+        alpha, k = self.input_view(node, s)
         stride = tuple(attrs.get("strides", [1, 1]))
         pads = attrs.get("pads", [0, 0, 0, 0])
         pads = (pads[0], pads[1], pads[2], pads[3])  # ONNX: top, left, bottom, right
@@ -553,7 +571,7 @@ class _Lowering:
         in_shape = (oh, ow, taps * c)
         bias = self.bias(node, node.input[2] if len(node.input) > 2 else None, mh)
         return self.add_mvau(node, s, w, wmat, np.tile(s.center, taps), np.tile(lo, taps), np.tile(hi, taps),
-                             bias, alpha, in_shape)
+                             bias, alpha, in_shape, None if k is None else np.tile(k, taps))
 
     def on_linear(self, node, s: _Stream) -> _Stream:
         if node.op_type == "Gemm":
@@ -574,12 +592,12 @@ class _Lowering:
         if s.shape[:2] != (1, 1) or s.shape[2] != mw:
             raise _err(node, f"fully connected layer on a stream of shape {s.shape}",
                        "flatten the input (MW must equal all stream elements)")
-        alpha = self.input_view(node, s)
+        alpha, k = self.input_view(node, s)
         if s.flat_from is not None:  # torch flattened (C, H, W); the stream carries (H, W, C)
             h, wd, c = s.flat_from
             wmat = wmat.reshape(mh, c, h, wd).transpose(0, 2, 3, 1).reshape(mh, mw)
         bias = self.bias(node, bias_name, mh)
-        return self.add_mvau(node, s, w, np.ascontiguousarray(wmat), s.center, s.lo, s.hi, bias, alpha, s.shape)
+        return self.add_mvau(node, s, w, np.ascontiguousarray(wmat), s.center, s.lo, s.hi, bias, alpha, s.shape, k)
 
     # --- elementwise and shape ops ------------------------------------------------------------------------
     def on_batchnorm(self, node, s: _Stream) -> _Stream:

@@ -13,7 +13,7 @@ import copy
 
 import numpy as np
 import torch
-from brevitas.nn import QuantConv2d, QuantIdentity, QuantReLU
+from brevitas.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU
 from brevitas.quant import Uint8ActPerTensorFloatMaxInit
 from nets import PIXEL_SCALE, net_input, randomize_batchnorm, record_act_params, to_codes
 from torch import nn
@@ -50,7 +50,7 @@ class GraphNet(nn.Module):
         x = torch.from_numpy(net_input(self, seed + 2000, (16, *self.input_shape[1:])))
 
         def f(m, v):
-            if isinstance(m, nn.BatchNorm2d):
+            if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d):
                 randomize_batchnorm(m, v, g)
             return m(v)
 
@@ -138,13 +138,90 @@ class PadPoolNet(GraphNet):
         return f(self.r2, f(self.b2, f(self.c2, f(self.pool, f(self.pad, x)))))
 
 
-GRAPH_NETS = {"residual": ResidualNet, "concat": ConcatNet, "upsample": UpsampleNet, "padpool": PadPoolNet}
+class ConcatConvNet(GraphNet):
+    """conv -> fork -> (conv -> QuantReLU at scale A; maxpool -> conv -> QuantReLU at scale B, 5 bits -> nearest
+    upsample x2) -> concat -> straight into a conv (``kernel``) + BN + QuantReLU, as darknet's TinyYOLOv3 head: the
+    conv's input channels sit on two grids (no quantizer after the Concat)."""
+
+    input_shape = (1, 3, 8, 8)
+    kernel = 3
+
+    def __init__(self, wbits=4, abits=4):
+        super().__init__()
+        self.inp = QuantIdentity(act_quant=PixelQuant)
+        self.c1, self.b1, self.r1 = _conv(3, 8, wbits), nn.BatchNorm2d(8), _relu(abits, 2.0)
+        self.ca, self.ba, self.ra = _conv(8, 4, wbits), nn.BatchNorm2d(4), _relu(abits, 1.0)
+        self.pool = nn.MaxPool2d(2)
+        self.cb, self.bb, self.rb = _conv(8, 6, wbits, k=1), nn.BatchNorm2d(6), _relu(abits + 1, 3.0)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.c3, self.b3, self.r3 = _conv(10, 6, wbits, k=self.kernel), nn.BatchNorm2d(6), _relu(abits, 2.0)
+
+    def branches(self, x, f):
+        x = f(self.r1, f(self.b1, f(self.c1, f(self.inp, x))))
+        a = f(self.ra, f(self.ba, f(self.ca, x)))
+        b = f(self.up, f(self.rb, f(self.bb, f(self.cb, f(self.pool, x)))))
+        return torch.cat([a, b], 1)
+
+    def body(self, x, f):
+        return f(self.r3, f(self.b3, f(self.c3, self.branches(x, f))))
+
+
+class ConcatConv1x1Net(ConcatConvNet):
+    """ConcatConvNet with a 1x1 conv after the concat (no sliding window: the MVAU reads the concat directly)."""
+
+    kernel = 1
+
+
+class ConcatLinearNet(ConcatConvNet):
+    """ConcatConvNet's concat, max-pooled to 4x4, flattened into a QuantLinear + BN + QuantReLU: the fully connected
+    layer's inputs sit on two grids in torch's (C, H, W) order."""
+
+    input_shape = (1, 3, 8, 8)
+
+    def __init__(self, wbits=4, abits=4):
+        super().__init__(wbits, abits)
+        del self.c3, self.b3, self.r3
+        self.fc = QuantLinear(10 * 4 * 4, 8, bias=False, weight_bit_width=wbits)
+        self.bfc, self.rfc = nn.BatchNorm1d(8), _relu(abits, 2.0)
+
+    def body(self, x, f):
+        x = f(self.pool, self.branches(x, f))
+        return f(self.rfc, f(self.bfc, f(self.fc, torch.flatten(x, 1))))
+
+
+class PerChannelActNet(GraphNet):
+    """conv -> BN -> QuantReLU with one scale per output channel (each drawn apart) -> conv + BN + QuantReLU: the
+    second conv's input channels sit on 8 grids (a chain, not a graph; the same integer multipliers as a Concat)."""
+
+    input_shape = (1, 3, 8, 8)
+
+    def __init__(self, wbits=4, abits=4):
+        super().__init__()
+        self.inp = QuantIdentity(act_quant=PixelQuant)
+        self.c1, self.b1 = _conv(3, 8, wbits), nn.BatchNorm2d(8)
+        self.r1 = QuantReLU(act_quant=Uint8ActPerTensorFloatMaxInit, bit_width=abits, max_val=2.0,
+                            scaling_per_output_channel=True, per_channel_broadcastable_shape=(1, 8, 1, 1),
+                            scaling_stats_permute_dims=(1, 0, 2, 3))
+        with torch.no_grad():
+            for name, p in self.r1.named_parameters():
+                if name.endswith("scaling_impl.value"):
+                    p.mul_(0.6 + 0.8 * torch.rand(p.shape))
+        self.c2, self.b2, self.r2 = _conv(8, 6, wbits), nn.BatchNorm2d(6), _relu(abits, 2.0)
+
+    def body(self, x, f):
+        x = f(self.r1, f(self.b1, f(self.c1, f(self.inp, x))))
+        return f(self.r2, f(self.b2, f(self.c2, x)))
+
+
+CHAIN_NETS = {"perchannel_act": PerChannelActNet}  # built by graph_net too; test_graph_nets checks them apart
+GRAPH_NETS = {"residual": ResidualNet, "concat": ConcatNet, "upsample": UpsampleNet, "padpool": PadPoolNet,
+              "concat_conv": ConcatConvNet, "concat_conv1x1": ConcatConv1x1Net, "concat_linear": ConcatLinearNet}
 
 
 def graph_net(name: str, seed: int = 0, wbits: int = 4, abits: int = 4) -> GraphNet:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = GRAPH_NETS[name](wbits, abits)
+        model = {**GRAPH_NETS, **CHAIN_NETS}[name](wbits, abits)
     return model.calibrate(seed)
 
 
@@ -176,6 +253,9 @@ def exact_codes(model: GraphNet, x) -> np.ndarray:
             qw = m.quant_weight()
             w = qw.int().double() * qw.scale.double()
             return F.conv2d(v, w, None, m.stride, m.padding, m.dilation, m.groups)
+        if isinstance(m, QuantLinear):
+            qw = m.quant_weight()
+            return F.linear(v, qw.int().double() * qw.scale.double())
         return copy.deepcopy(m).double()(v)
 
     with torch.no_grad():

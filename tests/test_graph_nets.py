@@ -8,6 +8,8 @@ import graph_test_nets as G
 import nets
 import numpy as np
 import pytest
+import torch
+from qonnx.core.datatype import DataType
 from test_memories_from_code import check_memories_against_report
 
 import fpgagen
@@ -16,7 +18,9 @@ from fpgagen.accelerator import Accelerator
 from fpgagen.ir import Network
 
 EXPECTED_KINDS = {"residual": {"StreamFork", "AddStreams"}, "concat": {"StreamFork", "Concat"},
-                  "upsample": {"Upsample"}, "padpool": {"MaxPoolGeneral"}}
+                  "upsample": {"Upsample"}, "padpool": {"MaxPoolGeneral"},
+                  "concat_conv": {"StreamFork", "Concat", "Upsample"}, "concat_conv1x1": {"StreamFork", "Concat"},
+                  "concat_linear": {"StreamFork", "Concat"}}
 
 
 def lower_net(name, tmp_path, dynamo, seed=3):
@@ -81,7 +85,8 @@ def build_graph_net(name, tmp_path, quiet, dynamo=False, seed=3, **kwargs):
 
 
 @pytest.mark.parametrize("name,dynamo", [("residual", False), ("residual", True), ("concat", False),
-                                         ("upsample", False), ("padpool", False)])
+                                         ("upsample", False), ("padpool", False), ("concat_conv", False),
+                                         ("concat_conv1x1", True), ("concat_linear", False)])
 def test_graph_csim_bitexact(name, dynamo, tmp_path, quiet):
     """fpgagen build (C-sim == reference checked inside), then C-sim == reference == Brevitas exactly."""
     model, acc = build_graph_net(name, tmp_path, quiet, dynamo)
@@ -127,3 +132,89 @@ def test_reconvergent_fifo_sized_completes_too_small_deadlocks(tmp_path, quiet):
     small = Accelerator(net, tmp_path / "small", acc.board, log=quiet)
     with pytest.raises(Exception, match="deadlock"):
         small.verify(frames=1, bounded_fifos=True)
+
+
+@pytest.mark.parametrize("name", ["concat_conv", "concat_conv1x1", "concat_linear"])
+def test_concat_into_a_linear_layer_scales_each_channel_run(name, tmp_path):
+    """A Concat of two branches at different scales read directly by a conv / fully connected layer: the branches'
+    scales really differ (and not by a power of two), so the MVAU carries integer multipliers k, one per channel
+    run, SIMD tiles never straddle a run, and its accumulator grows by their bits."""
+    model, net = lower_net(name, tmp_path, dynamo=False)
+    quant, _ = G._act_params(model, nets.net_input(model, 1))
+    sa, sb = float(quant[model.ra][0]), float(quant[model.rb][0])
+    assert sa != sb and np.log2(sa / sb) != np.round(np.log2(sa / sb))
+    mvau = next(lay for lay in net.layers if getattr(lay, "in_scale", None) is not None)
+    assert len(set(mvau.in_scale.tolist())) == 2 and np.gcd.reduce(mvau.in_scale) == 1
+    ka, kb = sorted(set(mvau.in_scale.tolist()), key=lambda k: mvau.in_scale.tolist().index(k))
+    assert np.isclose(ka / kb, sa / sb, rtol=1e-12)  # k_c = alpha_c / g
+    assert all(np.unique(mvau.in_scale.reshape(-1, s), axis=1).shape[1] == 1 for s in mvau.simd_options())
+    assert max(mvau.simd_options()) == 2  # gcd of the runs (4 and 6 channels)
+    assert DataType[mvau.acc_dtype].bitwidth() > mvau.scale_bits
+
+
+@pytest.mark.parametrize("shrink,message", [(2.0**-36, "accumulator"), (2.0**-48, "no integer grid")])
+def test_concat_scales_too_far_apart_are_refused(shrink, message, tmp_path):
+    """One branch's scale made 2^36 (2^48) times smaller: the exact common grid needs an accumulator wider than
+    64 bits (multipliers wider than 62 bits), and the lowering refuses with what to do instead."""
+    import torch
+
+    model = G.graph_net("concat_conv", seed=3)
+    with torch.no_grad():
+        for n, p in model.rb.named_parameters():
+            if n.endswith("scaling_impl.value"):
+                p.mul_(shrink)
+    path = fpgagen.export(model, tmp_path / "far.onnx")
+    with pytest.raises(fpgagen.errors.FpgagenError, match=message) as err:
+        streamline.lower(frontend.load_qonnx(path), name="far")
+    assert "(Conv)" in str(err.value) and "add a QuantIdentity after the Concat" in str(err.value)
+
+
+class TinyYOLOv3Head26(torch.nn.Module):
+    """fpgagen.models.tinyyolov3's 26x26 head alone (its head-26 conv reads Concat(upsampled lateral, route26)
+    directly, as darknet): one output, since two-output lowering is another branch's work."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.input_shape = model, model.input_shape
+
+    def forward(self, x):
+        return self.model(x)[1]
+
+
+@pytest.mark.slow
+def test_tinyyolov3_head26_concat_conv_csim_bitexact(tmp_path, quiet):
+    """Width 0.25 at 64x64 (about 90 s): the head-26 conv's inputs sit on two grids (the lateral branch's and the
+    route's QuantReLU scales differ after random init); lowered with per-run multipliers, the reference and the
+    C-sim equal the exact replay and Brevitas on every code; the lint is clean; memories from code == report."""
+    import graph_nets as GN
+
+    model = TinyYOLOv3Head26(GN.small_tinyyolov3(seed=0, size=64, width=0.25)).eval()
+    path = fpgagen.export(model, tmp_path / "head26.onnx")
+    acc = fpgagen.build(path, board="pynq_z2", out_dir=tmp_path / "build", log=quiet)
+    scaled = [lay for lay in acc.net.layers if getattr(lay, "in_scale", None) is not None]
+    assert len(scaled) == 1 and len(set(scaled[0].in_scale.tolist())) == 2
+    x = nets.net_input(model, 1, shape=(2, *model.input_shape[1:]))
+    exact = GN.graph_exact_codes(model, x)[0]
+    assert np.array_equal(acc.reference(x, codes=True), exact)
+    assert np.array_equal(acc.run(x, codes=True), exact)
+    assert np.array_equal(exact, GN.graph_brevitas_codes(model, x)[0]) and len(np.unique(exact)) > 2
+    assert lint.lint_project(acc.build_dir / "hls", acc.net) == []
+    assert check_memories_against_report(acc)[1] == len(acc.net.layers)
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
+def test_per_channel_activation_scales_before_a_conv(dynamo, tmp_path, quiet):
+    """A QuantReLU with one scale per channel feeding a conv: 8 runs of one channel each (SIMD 1 only), exact
+    integer multipliers; the reference (both exporters) and the C-sim equal the exact replay and Brevitas."""
+    model, net = lower_net("perchannel_act", tmp_path, dynamo)
+    mvau = next(lay for lay in net.layers if getattr(lay, "in_scale", None) is not None)
+    assert len(set(mvau.in_scale[:8].tolist())) == 8 and mvau.simd_options() == [1]
+    x = nets.net_input(model, 1, shape=(2, *model.input_shape[1:]))
+    exact = G.exact_codes(model, x)
+    assert np.array_equal(Accelerator(net, tmp_path, {"clock_mhz": 100}).reference(x, codes=True), exact)
+    assert np.array_equal(exact, G.brevitas_codes(model, x)) and len(np.unique(exact)) > 2
+    if not dynamo:
+        _, acc = build_graph_net("perchannel_act", tmp_path, quiet)
+        assert np.array_equal(acc.run(x, codes=True), exact)
+        assert lint.lint_project(acc.build_dir / "hls", acc.net) == []
+        assert check_memories_against_report(acc)[1] == len(acc.net.layers)

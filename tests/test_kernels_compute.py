@@ -3,6 +3,7 @@ each case is one layer's generated header driven by a tiny testbench, compiled w
 headers, and compared with the numpy reference (fpgagen/reference.py) by np.array_equal. All cases are compiled
 into one binary (one g++ run) to keep the test fast."""
 
+import copy
 import shutil
 import subprocess
 
@@ -46,6 +47,39 @@ def extreme(name, pattern, mw=32, simd=16):
 
 EXTREMES = [extreme(f"packed_extreme_{p}", p) for p in ("min", "max", "alternate", "mixed")]
 
+
+def scaled(name, channel_scales, taps, mh, pe, simd, nt=15, seed=0, **styles):
+    """An MVAU whose input channels sit on different grids (a Concat of two branches): column k = the channel's
+    multiplier, repeated per tap (window order: tap major, channel minor); the accumulator type and thresholds
+    are sized from the exact scaled sums, as streamline sizes them."""
+    from fpgagen.quant import smallest_dtype
+
+    k = np.tile(np.asarray(channel_scales, np.int64), taps)
+    layer = mvau(name, mw=k.size, mh=mh, pe=pe, simd=simd, nt=0, seed=seed, **styles)
+    bound = int((np.abs(layer.weights) * k).sum(axis=1).max()) * 15
+    layer.in_scale, layer.acc_dtype = k, smallest_dtype(-bound, bound).name
+    if nt:
+        rng = np.random.default_rng(seed)
+        layer.thresholds = sorted_thresholds(rng, mh, nt, -bound // 4, bound // 4)
+        layer.out_dtype = "UINT4"
+    else:
+        layer.out_dtype = layer.acc_dtype
+    return layer
+
+
+SCALED = [
+    # two runs per tap (4 channels at k=3, 2 at k=2^20+7): SIMD=2 tiles never straddle them; KD=3 tiles repeat
+    # per tap; wide thresholds (a 28-bit accumulator); LUT multipliers
+    scaled("scaled_two_runs", [3] * 4 + [2**20 + 7] * 2, taps=3, mh=4, pe=2, simd=2, seed=12),
+    # packed DSP pairs and one LUT PE, binary-search thresholds, k of 30 bits: a 40+-bit accumulator
+    scaled("scaled_packed_search", [2**29 + 3] * 4 + [5] * 4, taps=2, mh=6, pe=3, simd=4, dsp_pe=2,
+           thr_mode="search", seed=13),
+    # k of 45 bits: a 55-bit accumulator and thresholds past 48 bits (native int64 ROM words in the C model)
+    scaled("scaled_wide", [2**44 + 1] * 2 + [3] * 2, taps=2, mh=2, pe=1, simd=2, seed=15),
+    # raw accumulators, one tile per output fold per run (SIMD = run length), one DSP PE
+    scaled("scaled_raw", [7] * 3 + [1] * 3, taps=1, mh=2, pe=2, simd=3, nt=0, dsp_pe=1, seed=14),
+]
+
 CASES = [
     # SF == 1 (one tile per output fold), parallel thresholds, weights in LUTRAM
     mvau("sf1_parallel", mw=8, mh=6, pe=2, simd=8, nt=3, mem_style="lutram"),
@@ -75,6 +109,7 @@ CASES = [
     threshold("thr_folded", ch=6, pe=2),
     *EXTREMES,
     threshold("thr_unfolded", ch=4, pe=4, nt=3, seed=1),
+    *SCALED,
 ]
 
 TB = """#include "top.h"
@@ -247,3 +282,28 @@ def test_optimizer_steps_dsp_by_packed_pairs():
         got = _probe(layer, {**core.attrs, "dsp_pe": 2 * units}).resources()
         assert all(got[r] == base[r] + units * core.dsp_unit[r] for r in RESOURCES)
     assert core.dsp_unit["DSP"] == 9  # one chain of SIMD blocks per pair
+
+
+def test_scaled_cases_cross_runs_and_refuse_straddling_simd():
+    """The scaled cases really carry several multipliers per fold, with SIMD > 1 tiles on both sides of a run
+    boundary; a SIMD whose tiles would straddle a boundary is not offered and is refused with an FpgagenError."""
+    from fpgagen.errors import FpgagenError
+
+    two = next(c for c in SCALED if c.name == "scaled_two_runs")
+    assert two.simd == 2 and len(set(two.tile_scales().tolist())) == 2 and two.scale_depth == 3
+    assert two.simd_options() == [1, 2] and {c["simd"] for c in two.fold_cores()} == {1, 2}
+    assert all(np.unique(two.in_scale.reshape(-1, o["simd"]), axis=1).shape[1] == 1 for o in two.fold_options())
+    assert next(c for c in SCALED if c.name == "scaled_packed_search").pack_shift > 0
+    wide = next(c for c in SCALED if c.name == "scaled_wide")
+    assert wide.thr_bits > 48 and int(wide.acc_dtype[3:]) > 52
+    probe = scaled("straddle", [3] * 4 + [5] * 2, taps=1, mh=2, pe=1, simd=2)
+    with pytest.raises(FpgagenError, match="different scales"):
+        probe.set_folding(simd=3)
+    # the multipliers are priced: one LUT multiplier per LUT PE, DSP48E1s per DSP PE, and the ROM
+    plain = copy.copy(two)
+    plain.in_scale = None
+    assert two.resources()["LUT"] > plain.resources()["LUT"] and "in_scale" in two.memory_dtypes()
+    raw = next(c for c in SCALED if c.name == "scaled_raw")
+    plain_raw = copy.copy(raw)
+    plain_raw.in_scale = None
+    assert raw.dsp_blocks() == plain_raw.dsp_blocks() + raw.dsp_pe * raw.scale_multiplier()[1]

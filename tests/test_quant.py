@@ -69,3 +69,56 @@ def test_smallest_dtype():
     assert smallest_dtype(-8, 7).name == "INT4"
     assert smallest_dtype(-9, 7).name == "INT5"
     assert smallest_dtype(-1, 128).name == "INT9"
+
+
+def test_common_grid_is_exact_for_non_power_of_two_ratios():
+    """Scales alpha_c = g * k_c exactly (Fractions), k coprime integers; float32 scales whose ratio is not a power
+    of two need wide multipliers (24-bit mantissas), a power-of-two ratio only a shift's worth."""
+    from fractions import Fraction
+
+    from fpgagen.quant import common_grid
+
+    scales = np.array([1 / 15, 1 / 15, 3 / 31, 3 / 31, 0.25], np.float32)
+    g, k = common_grid(scales, "test")
+    assert all(Fraction(float(s)) == Fraction(g) * int(kc) for s, kc in zip(scales, k, strict=True))
+    assert np.gcd.reduce(k) == 1 and k.dtype == np.int64 and int(k.max()).bit_length() > 20
+    assert k[0] == k[1] and k[2] == k[3] and len(set(k.tolist())) == 3
+    g2, k2 = common_grid(np.array([0.5, 0.125, 0.375]), "test")  # 4/8, 1/8, 3/8
+    assert g2 == 0.125 and k2.tolist() == [4, 1, 3]
+    g3, k3 = common_grid(np.full(4, 0.1, np.float32), "test")  # one scale: k = 1, g = the scale
+    assert g3 == float(np.float32(0.1)) and k3.tolist() == [1, 1, 1, 1]
+
+
+def test_common_grid_refuses_scales_too_far_apart():
+    from fpgagen.errors import FpgagenError
+    from fpgagen.quant import common_grid
+
+    with pytest.raises(FpgagenError, match="share no integer grid") as err:
+        common_grid(np.array([1.0, 2.0**-70 * 3]), "node 'conv' (Conv)")
+    assert "node 'conv'" in str(err.value) and "QuantIdentity after the Concat" in str(err.value)
+    with pytest.raises(FpgagenError, match="positive"):
+        common_grid(np.array([0.5, -0.25]), "node 'conv' (Conv)")
+
+
+def test_thresholds_on_a_wide_accumulator_are_exact_rationals():
+    """An accumulator of ~41 bits (an MVAU on inputs at several scales): u = (s*(k - 1/2) - beta)/alpha is ~2^40,
+    where float64's rounding error nears the distance to the next integer. Every threshold equals the one solved
+    in exact rationals of the same float64 parameters; the plain float64 formula misses at least one here."""
+    import math
+    from fractions import Fraction
+
+    rng = np.random.default_rng(0)
+    c = 400
+    alpha, beta = rng.uniform(0.5, 1.5, c) * 2.0**-40, rng.uniform(-1, 1, c)
+    s, z, out = np.full(c, np.float32(1 / 15), np.float64), np.zeros(c), IntRange(0, 15)
+    t, _ = requant_thresholds(alpha, beta, s, z, out, np.full(c, -(2**51)), np.full(c, 2**51))
+    ks = np.arange(1, 16)
+    exact = np.zeros_like(t)
+    for ch in range(c):
+        for j, k in enumerate(ks):
+            u = (Fraction(s[ch]) * (int(k) - Fraction(1, 2)) - Fraction(beta[ch])) / Fraction(alpha[ch])
+            exact[ch, j] = u + 1 if u.denominator == 1 and k % 2 else math.ceil(u)
+    assert np.array_equal(t, exact)
+    u = (s[:, None] * (ks[None, :] - 0.5) - beta[:, None]) / alpha[:, None]
+    plain = np.where((u == np.floor(u)) & (ks % 2 == 1)[None], u + 1, np.ceil(u)).astype(np.int64)
+    assert (plain != exact).any()

@@ -328,6 +328,13 @@ class MVAU(Layer):
     ``weights`` is (MH, MW) integer with columns in the window's (ky, kx, c) order; ``thresholds`` is (MH, NT).
     Folding: PE output channels and SIMD inputs per cycle; MW % SIMD == 0 and MH % PE == 0.
     Cycles: (MH/PE) * (MW/SIMD) * pixels (FINN-R), the trip count of the kernel's flattened loop.
+
+    ``in_scale`` (None, or (MW,) positive integers k per column): the input's channels sit on different grids
+    (a Concat of branches at different scales), x_c * alpha_c = g * k_c * x_c, and the layer computes the exact
+    integer ``acc = sum_c w_c * k_c * x_c``. Columns of equal k form runs; SIMD must divide every run (each tile's
+    SIMD inputs share one k), and the kernel multiplies each PE's tile sum by its tile's k, read from a small ROM
+    (``in_scale``, ``scale_depth`` words, one per tile of the repeating pattern, addressed by a wrapping counter),
+    before the add into the accumulator.
     """
 
     weights: np.ndarray = field(default=None, repr=False)
@@ -341,6 +348,7 @@ class MVAU(Layer):
     mem_style: str = "bram"  # weight ROM: bram | lutram
     thr_style: str = "lutram"  # threshold ROM: bram | lutram
     thr_mode: str = "parallel"  # parallel: NT comparators per PE | search: binary search, log2(NT+1) of them
+    in_scale: np.ndarray | None = field(default=None, repr=False)  # (MW,) int multipliers k per column, or None
 
     kind = "MVAU"
     STYLES = {"dsp_pe": int, "mem_style": MEM_STYLES, "thr_style": MEM_STYLES, "thr_mode": ("parallel", "search")}
@@ -369,8 +377,10 @@ class MVAU(Layer):
         return {"pe": self.pe, "simd": self.simd}
 
     def validate(self) -> None:
-        self._require(self.mw % self.simd == 0, f"SIMD={self.simd} does not divide MW={self.mw}",
-                      f"choose SIMD from {divisors(self.mw)}")
+        self._require(self.mw % self.simd == 0 and self.simd in self.simd_options(),
+                      f"SIMD={self.simd} does not divide MW={self.mw}" if self.mw % self.simd else
+                      f"SIMD={self.simd} mixes input channels of different scales in one tile",
+                      f"choose SIMD from {self.simd_options()}")
         self._require(self.mh % self.pe == 0, f"PE={self.pe} does not divide MH={self.mh}",
                       f"choose PE from {divisors(self.mh)}")
         self._require(0 <= self.dsp_pe <= self.pe, f"dsp_pe={self.dsp_pe} must lie between 0 and PE={self.pe}",
@@ -413,8 +423,51 @@ class MVAU(Layer):
             out.append(fold_channels(padded[:, (2 * j + 1) * 2 ** (stages - 1 - s) - 1], self.pe))
         return out
 
+    def simd_options(self) -> list[int]:
+        """SIMD choices: divisors of MW; with ``in_scale``, only those whose tiles each lie in one run of equal k."""
+        if self.in_scale is None:
+            return divisors(self.mw)
+        k = np.asarray(self.in_scale)
+        return [d for d in divisors(self.mw) if np.all(k.reshape(-1, d) == k.reshape(-1, d)[:, :1])]
+
     def fold_cores(self) -> list[dict]:
-        return [{"pe": pe, "simd": simd} for pe in divisors(self.mh) for simd in divisors(self.mw)]
+        return [{"pe": pe, "simd": simd} for pe in divisors(self.mh) for simd in self.simd_options()]
+
+    # --- per-channel input scales (``in_scale``) -------------------------------------------------------------
+    @property
+    def scale_depth(self) -> int:
+        """Words of the ``in_scale`` ROM: the shortest period (in tiles, dividing SF) of the tiles' k sequence, so
+        a counter wrapping at it stays aligned with the tiles of every output fold."""
+        k = self.tile_scales()
+        return next(p for p in divisors(len(k)) if np.array_equal(k, np.tile(k[:p], len(k) // p)))
+
+    def tile_scales(self) -> np.ndarray:
+        """k of each of the SF tiles of one output fold (the first of its SIMD columns; ``simd_options`` makes the
+        others equal)."""
+        return np.asarray(self.in_scale, np.int64)[:: self.simd]
+
+    @property
+    def scale_bits(self) -> int:
+        return int(np.asarray(self.in_scale).max()).bit_length()
+
+    @property
+    def sum_dtype(self) -> str:
+        """The type of one PE's tile sum before its multiplier: SIMD products of the declared weight and input
+        types (the accumulator is wider by the multipliers' bits)."""
+        w, x = DataType[self.weight_dtype], self.idt
+        prods = [int(a) * int(b) for a in (w.min(), w.max()) for b in (x.min(), x.max())]
+        return smallest_dtype(self.simd * min(prods), self.simd * max(prods)).name
+
+    def scale_multiplier(self) -> tuple[dict[str, int], int]:
+        """(LUT PE resources, DSP blocks per DSP PE) of one PE's tile-sum x k multiplier, priced as the PE's other
+        products: FINN-R's LUT multiplier of the operands' bits (1.1 routing factor, one register stage), or
+        DSP48E1 tiles of 25 x 18 signed (k is unsigned: one more bit). Zero without ``in_scale``."""
+        if self.in_scale is None:
+            return resources(), 0
+        sb, kb = DataType[self.sum_dtype].bitwidth(), self.scale_bits
+        lo, hi = sorted((sb, kb + 1))
+        mult = (2 * math.ceil((sb + kb) / 6) - 1) * (sb + kb)
+        return resources(LUT=1.1 * mult, FF=sb + kb), math.ceil(lo / 18) * math.ceil(hi / 25)
 
     def io_pattern(self) -> tuple[np.ndarray, np.ndarray]:
         """Per pixel NF*SF iterations: the first neuron fold reads the SF input words, every SF-th writes."""
@@ -453,7 +506,7 @@ class MVAU(Layer):
     def dsp_blocks(self) -> int:
         """DSP48E1 blocks of the DSP PEs: SIMD per PE, or per PE pair when packed (an odd last PE alone)."""
         chains = (self.dsp_pe + 1) // 2 if self.pack_shift else self.dsp_pe
-        return chains * self.simd * self.dsp_per_product()
+        return chains * self.simd * self.dsp_per_product() + self.dsp_pe * self.scale_multiplier()[1]
 
     def dsp_per_product(self) -> int:
         """DSP48E1 blocks per W x A product: its multiplier is 25 x 18 signed (an unsigned operand needs a bit
@@ -509,7 +562,16 @@ class MVAU(Layer):
                 *self.threshold_memories(),
                 Memory("inbuf", 1, sf if buffered else 1, self.simd, a, "lutram" if buffered else "registers",
                        reads=1, writes=1),
-                Memory("acc", 1, 1, self.pe, DataType[self.acc_dtype].bitwidth(), "registers", reads=1, writes=1)]
+                Memory("acc", 1, 1, self.pe, DataType[self.acc_dtype].bitwidth(), "registers", reads=1, writes=1),
+            *self.scale_memories()]
+
+    def scale_memories(self) -> list[Memory]:
+        """The ``in_scale`` ROM: ``scale_depth`` words of one k each, read once per cycle by every PE; none without
+        ``in_scale``."""
+        if self.in_scale is None:
+            return []
+        depth = self.scale_depth
+        return [Memory("in_scale", 1, depth, 1, self.scale_bits, "lutram" if depth > 1 else "registers")]
 
     def memory_contents(self) -> dict[str, np.ndarray]:
         """The ROMs' contents, each shaped as its declaration: [banks][depth][elems]."""
@@ -521,12 +583,15 @@ class MVAU(Layer):
             for mem, table in zip(self.threshold_memories(), self.search_tables(), strict=True):
                 lanes = self.pe // mem.banks  # [PE][NF][2^s] -> PE p in bank p // lanes at offset (p % lanes)*depth
                 out[mem.name] = table.reshape(mem.banks, lanes * table.shape[1] * table.shape[2], 1)
+        if self.in_scale is not None:
+            out["in_scale"] = self.tile_scales()[: self.scale_depth].reshape(1, -1, 1)
         return out
 
     def memory_dtypes(self) -> dict[str, str]:
         thr = self.thr_dtype
+        scale = {"in_scale": f"UINT{self.scale_bits}"} if self.in_scale is not None else {}
         return {"weights": self.weight_dtype, "inbuf": self.in_dtype, "acc": self.acc_dtype,
-                **{m.name: thr for m in self.threshold_memories()}}
+                **{m.name: thr for m in self.threshold_memories()}, **scale}
 
     @property
     def thr_dtype(self) -> str:
@@ -569,6 +634,8 @@ class MVAU(Layer):
           The LUTRAM of threshold memories carries FINN-R's 1.1 routing factor in LUT.
         * Multipliers and comparators next to a constant ROM are still costed in full, although multiplying or
           comparing with a constant is cheaper, so this stays on the safe side.
+        * ``in_scale``: per PE one more product, the tile sum times its k (``scale_multiplier``), in LUTs on a
+          LUT PE and on DSP48E1s on a DSP PE, priced as the PE's other products; its ROM is a declared memory.
         * Comparators are costed at max(ACC, TB) bits; ``thr_mode=search`` replaces the NT comparators by a
           binary search (see ``threshold_logic``).
         * Added, not in FINN-R: the input buffer that holds the SF input words while the other neuron folds
@@ -586,7 +653,8 @@ class MVAU(Layer):
         per_dsp = self.dsp_per_product()
         cmp, thr_ff = self.threshold_logic()
         # one term per style group (each rounded on its own, so the optimizer may add them up exactly)
-        lut_pe = resources(LUT=1.1 * (mult + adder), FF=1.5 * simd * (w + a))
+        scale_lut, _ = self.scale_multiplier()  # the tile sum x k multiplier (``in_scale``), zero without
+        lut_pe = add_resources(resources(LUT=1.1 * (mult + adder), FF=1.5 * simd * (w + a)), scale_lut)
         # a DSP PE: its products and sum leave the LUTs; packed in pairs, the pair's DSP chain is shared and each
         # pair pays the split of P (a K-bit sign test and an ACC-bit correction adder) in LUTs
         dsp_pe = resources(LUT=0 if per_dsp == 1 else 1.1 * adder)
@@ -597,7 +665,7 @@ class MVAU(Layer):
         thr_mem = memory_resources(self.threshold_memories())
         thresholds = add_resources({**thr_mem, "LUT": math.ceil(1.1 * thr_mem["LUT"])},
                                    resources(LUT=1.1 * pe * cmp, FF=pe * thr_ff))
-        others = memory_resources([m for m in self.memories() if m.name in ("weights", "inbuf", "acc")])
+        others = memory_resources([m for m in self.memories() if m.name in ("weights", "inbuf", "acc", "in_scale")])
         core = resources(LUT=300 + 1.1 * pe * acc, FF=pe * acc + simd * a + CONTROL_FF)
         return add_resources(core, others, compute, thresholds)
 

@@ -107,18 +107,65 @@ struct Requantize<C, 2> {
     }
 };
 
+// How a PE's tile sum enters the accumulator. Unscaled (NoScale): as it is, the sum computed at the accumulator's
+// type. Scaled (the layer's in_scale ROM, MVAU.in_scale: its input channels sit on different grids): the sum at
+// the narrower C::sum_t, times the tile's integer multiplier k read from the ROM at the wrapping counter kt (every
+// PE reads the same word). The product is exact in acc_t (the layer sizes acc_t for sum_c w_c * k_c * x_c); on a
+// DSP PE it is a DSP48 multiply, otherwise LUTs, as the PE's other products. The C model multiplies the same
+// values as native integers (the product fits int64: acc_t is at most 64 bits).
+struct NoScale {};
+
+template <class C, typename S>
+struct TileSum {
+    typedef typename C::sum_t type;
+    static const unsigned DEPTH = C::KD;
+};
+
+template <class C>
+struct TileSum<C, NoScale> {
+    typedef typename C::acc_t type;
+    static const unsigned DEPTH = 1;
+};
+
+template <class C, bool DSP>
+inline typename C::acc_t scale_sum(const typename C::acc_t &sum, const NoScale &, unsigned) {
+    return sum;
+}
+
+template <class C, bool DSP, typename KROM>
+inline typename C::acc_t scale_sum(const typename C::sum_t &sum, const KROM (&in_scale)[1][C::KD][1], unsigned kt) {
+#ifdef __SYNTHESIS__
+    if (DSP) {
+        const typename C::acc_t product = sum * rom_value<typename C::scale_t>(in_scale[0][kt][0]);
+#pragma HLS BIND_OP variable=product op=mul impl=dsp
+        return product;
+    } else {
+        const typename C::acc_t product = sum * rom_value<typename C::scale_t>(in_scale[0][kt][0]);
+#pragma HLS BIND_OP variable=product op=mul impl=fabric
+        return product;
+    }
+#else
+    static_assert(C::acc_t::width <= 64, "the C model multiplies in int64");
+    return typename C::acc_t(sum.to_int64() * (long long)in_scale[0][kt][0]);
+#endif
+}
+
 // The MVAU: per pixel, acc = W x over MW inputs for each of the MH outputs, then requantization. Per cycle PE
 // outputs x SIMD inputs: tile t = nf*SF + sf of the weight ROM (a counter, no multiply). The input word is
 // popped during the first output fold (nf == 0) and used directly, and kept in inbuf for the other folds.
 // Memories (declared by the layer, fpgagen/ir/layers.py MVAU.memories, emitted by templates/hls/memory.j2):
-//   weights[1][NF*SF][PE*SIMD], inbuf[1][SF or 1][SIMD], acc[1][1][PE], thresholds as Requantize takes them.
-template <class C, typename WROM, unsigned IB, typename... Thresholds>
-void mvau(hls::stream<Vec<typename C::in_t, C::SIMD> > &in, hls::stream<Vec<typename C::out_t, C::PE> > &out,
-          const WROM (&weights)[1][C::NF * C::SF][C::PE * C::SIMD], typename C::in_t (&inbuf)[1][IB][C::SIMD],
-          typename C::acc_t (&acc)[1][1][C::PE], const Thresholds &...thresholds) {
+//   weights[1][NF*SF][PE*SIMD], inbuf[1][SF or 1][SIMD], acc[1][1][PE], thresholds as Requantize takes them,
+//   and for mvau_scaled in_scale[1][KD][1].
+template <class C, typename S, typename WROM, unsigned IB, typename... Thresholds>
+void mvau_tiles(hls::stream<Vec<typename C::in_t, C::SIMD> > &in, hls::stream<Vec<typename C::out_t, C::PE> > &out,
+                const WROM (&weights)[1][C::NF * C::SF][C::PE * C::SIMD], const S &scale,
+                typename C::in_t (&inbuf)[1][IB][C::SIMD], typename C::acc_t (&acc)[1][1][C::PE],
+                const Thresholds &...thresholds) {
 #pragma HLS INLINE
     typedef typename C::acc_t acc_t;
-    unsigned sf = 0, nf = 0, tile = 0;
+    typedef typename TileSum<C, S>::type sum_t;
+    const unsigned KD = TileSum<C, S>::DEPTH;
+    unsigned sf = 0, nf = 0, tile = 0, kt = 0;
 mvau_loop:
     for (unsigned i = 0; i < C::PIXELS * C::NF * C::SF; i++) {
 #pragma HLS PIPELINE II=1
@@ -140,24 +187,26 @@ mvau_loop:
         }
         // The PE sums of this tile: PEs below PACKED in pairs sharing a DSP48 chain, then single DSP PEs up to
         // DSP_PE, the rest in LUTs (p and q are constants after unrolling).
-        acc_t sum[C::PE];
+        sum_t sum[C::PE];
 #pragma HLS ARRAY_PARTITION variable=sum complete
     mvau_pairs:
         for (unsigned q = 0; q < C::PACKED / 2; q++) {
 #pragma HLS UNROLL
-            dot_pair<C::PACK_SHIFT, acc_t, typename C::weight_t>(weights[0][tile], 2 * q * C::SIMD,
+            dot_pair<C::PACK_SHIFT, sum_t, typename C::weight_t>(weights[0][tile], 2 * q * C::SIMD,
                                                                (2 * q + 1) * C::SIMD, x, sum[2 * q], sum[2 * q + 1]);
         }
     mvau_pe:
         for (unsigned p = C::PACKED; p < C::PE; p++) {
 #pragma HLS UNROLL
-            sum[p] = p < C::DSP_PE ? dot<true, acc_t, typename C::weight_t>(weights[0][tile], p * C::SIMD, x)
-                                   : dot<false, acc_t, typename C::weight_t>(weights[0][tile], p * C::SIMD, x);
+            sum[p] = p < C::DSP_PE ? dot<true, sum_t, typename C::weight_t>(weights[0][tile], p * C::SIMD, x)
+                                   : dot<false, sum_t, typename C::weight_t>(weights[0][tile], p * C::SIMD, x);
         }
     mvau_accumulate:
         for (unsigned p = 0; p < C::PE; p++) {
 #pragma HLS UNROLL
-            acc[0][0][p] = (sf == 0 ? acc_t(0) : acc[0][0][p]) + sum[p];
+            const acc_t term = p < C::DSP_PE ? scale_sum<C, true>(sum[p], scale, kt)
+                                             : scale_sum<C, false>(sum[p], scale, kt);
+            acc[0][0][p] = (sf == 0 ? acc_t(0) : acc[0][0][p]) + term;
         }
         if (sf == C::SF - 1) {
             Vec<typename C::out_t, C::PE> y;
@@ -173,7 +222,27 @@ mvau_loop:
             sf++;
         }
         tile = (tile == C::NF * C::SF - 1) ? 0 : tile + 1;
+        kt = (kt == KD - 1) ? 0 : kt + 1;  // KD divides SF: the counter stays aligned with every fold's tiles
     }
+}
+
+// The MVAU on inputs of one grid (the common case).
+template <class C, typename WROM, unsigned IB, typename... Thresholds>
+void mvau(hls::stream<Vec<typename C::in_t, C::SIMD> > &in, hls::stream<Vec<typename C::out_t, C::PE> > &out,
+          const WROM (&weights)[1][C::NF * C::SF][C::PE * C::SIMD], typename C::in_t (&inbuf)[1][IB][C::SIMD],
+          typename C::acc_t (&acc)[1][1][C::PE], const Thresholds &...thresholds) {
+#pragma HLS INLINE
+    mvau_tiles<C>(in, out, weights, NoScale(), inbuf, acc, thresholds...);
+}
+
+// The MVAU whose input channels sit on different grids: each tile's sum times its k (in_scale[1][KD][1]).
+template <class C, typename WROM, typename KROM, unsigned IB, typename... Thresholds>
+void mvau_scaled(hls::stream<Vec<typename C::in_t, C::SIMD> > &in, hls::stream<Vec<typename C::out_t, C::PE> > &out,
+                 const WROM (&weights)[1][C::NF * C::SF][C::PE * C::SIMD], const KROM (&in_scale)[1][C::KD][1],
+                 typename C::in_t (&inbuf)[1][IB][C::SIMD], typename C::acc_t (&acc)[1][1][C::PE],
+                 const Thresholds &...thresholds) {
+#pragma HLS INLINE
+    mvau_tiles<C>(in, out, weights, in_scale, inbuf, acc, thresholds...);
 }
 
 }  // namespace fg
