@@ -1,0 +1,272 @@
+"""Networks with more than one output (issue 9): every output is a stream, the host gets all of them from one DMA
+transfer (one output frame of per-output segments, fpgagen/packing.py), ``acc.run(x)`` returns a tuple as the
+torch model does, bit-exact (np.array_equal) on every output; the later outputs' FIFOs are sized from the output
+adapter's pattern, and the bounded-FIFO C-simulation completes at those depths and deadlocks below them."""
+
+from __future__ import annotations
+
+import json
+
+import graph_nets as GN
+import nets
+import numpy as np
+import pytest
+import torch
+from brevitas.nn import QuantIdentity
+from torch import nn
+
+import fpgagen
+from fpgagen import codegen, fifo, packing
+from fpgagen.accelerator import Accelerator
+from fpgagen.ir import Network
+from fpgagen.models.lpyolo import PixelQuant
+from fpgagen.packing import Segment, StreamGeometry
+
+
+def _build(model, tmp_path, quiet, dynamo=False, name="net", **kwargs):
+    path = fpgagen.export(model, tmp_path / f"{name}.onnx", dynamo=dynamo)
+    return fpgagen.build(path, board="pynq_z2", out_dir=tmp_path / f"build_{name}", log=quiet, **kwargs)
+
+
+def _assert_outputs_bitexact(model, acc, seed=1, frames=3):
+    x = nets.net_input(model, seed, shape=(frames, *model.input_shape[1:]))
+    got = acc.run(x, codes=True)
+    exact = GN.graph_exact_codes(model, x)
+    assert isinstance(got, tuple) and len(got) == len(exact) == len(acc.net.outputs)
+    for k, (g, e) in enumerate(zip(got, exact, strict=True)):
+        assert g.shape == e.shape, k
+        assert np.array_equal(g, e), f"output {k} differs in {(g != e).sum()} of {e.size} codes"
+        assert len(np.unique(e)) > 2, f"output {k} is nearly constant: the test would prove little"
+    for k, (g, b) in enumerate(zip(got, GN.graph_brevitas_codes(model, x), strict=True)):
+        assert np.array_equal(g, b), f"output {k}: Brevitas' float32 forward differs"
+    ref = acc.reference(x, codes=True)
+    assert all(np.array_equal(r, g) for r, g in zip(ref, got, strict=True))
+    return x, got
+
+
+# ------------------------------------------------------------------------------------------ two_head_net
+
+@pytest.fixture(scope="module")
+def two_head(tmp_path_factory):
+    d = tmp_path_factory.mktemp("two_head")
+    model = GN.two_head_net(seed=0)
+    return model, _build(model, d, lambda m: None, name="two_head")
+
+
+def test_two_head_net_returns_a_tuple_bitexact(two_head):
+    model, acc = two_head
+    assert len(acc.net.outputs) == 2 and acc.net.outputs[0].shape == (1, 4, 16, 16)
+    assert acc.net.outputs[1].shape == (1, 5, 8, 8)
+    x, codes = _assert_outputs_bitexact(model, acc)
+    values = acc.run(x)  # dequantized as Brevitas dequantizes: the torch model's tuple, value for value
+    with torch.no_grad():
+        want = model(torch.from_numpy(x))
+    assert isinstance(values, tuple) and len(values) == 2
+    for v, w in zip(values, want, strict=True):
+        assert np.array_equal(v, w.numpy())
+
+
+def test_two_head_net_dynamo_export_bitexact(tmp_path, quiet):
+    model = GN.two_head_net(seed=2)
+    acc = _build(model, tmp_path, quiet, dynamo=True, name="two_head_dynamo")
+    _assert_outputs_bitexact(model, acc, seed=4, frames=2)
+
+
+def test_two_head_build_reloads_and_reports_every_output(two_head):
+    model, acc = two_head
+    again = fpgagen.load(acc.build_dir, log=lambda m: None)
+    assert [o.shape for o in again.net.outputs] == [o.shape for o in acc.net.outputs]
+    assert [(e.src, e.dst_port) for e in again.net.edges if e.dst == "output"] == \
+        [(e.src, e.dst_port) for e in acc.net.edges if e.dst == "output"]
+    x = nets.net_input(model, 5, shape=(2, *model.input_shape[1:]))
+    assert all(np.array_equal(a, b) for a, b in zip(again.run(x, codes=True), acc.run(x, codes=True), strict=True))
+    doc = json.loads((acc.build_dir / "report.json").read_text())
+    io = codegen.stream_geometry(acc.net)
+    assert [o["shape"] for o in doc["outputs"]] == [[1, 4, 16, 16], [1, 5, 8, 8]]
+    assert [o["segment_offset_bytes"] for o in doc["outputs"]] == [0, io.segment_offset(1)]
+    assert doc["output_frame_bytes"] == io.out_frame_bytes == sum(o["segment_bytes"] for o in doc["outputs"])
+    assert "## Outputs" in (acc.build_dir / "report.md").read_text()
+    geometry = json.loads((acc.build_dir / "hls" / "stream_geometry.json").read_text())
+    assert StreamGeometry.from_dict(geometry) == io
+
+
+def test_network_file_keeps_every_output(two_head, tmp_path):
+    _, acc = two_head
+    acc.net.save(tmp_path)
+    doc = json.loads((tmp_path / "network.json").read_text())
+    assert "output" not in doc and len(doc["outputs"]) == 2
+    again = Network.load(tmp_path)
+    for a, b in zip(again.outputs, acc.net.outputs, strict=True):
+        assert (a.kind, a.shape, a.dtype) == (b.kind, b.shape, b.dtype)
+        assert np.array_equal(a.scale, b.scale) and np.array_equal(a.offset, b.offset)
+    with pytest.raises(ValueError, match="2 outputs"):
+        again.output  # noqa: B018 - a network with several outputs has no single one
+    # an output stream left unconnected is a damaged file
+    edges = [e for e in acc.net.edges if not (e.dst == "output" and e.dst_port == 1)]
+    Network(acc.net.name, acc.net.input, acc.net.outputs, acc.net.layers, edges).save(tmp_path)
+    with pytest.raises(fpgagen.errors.FpgagenError, match="damaged"):
+        Network.load(tmp_path)
+
+
+class HeadsReversed(GN.TwoHeadNet):
+    """two_head_net's outputs the other way round: the slow 8x8 head first, so the fast 16x16 head's words wait
+    a whole segment for the adapter."""
+
+    def forward(self, x):
+        s = self.stem(self.input_quant(x))
+        return self.head_b(s), self.head_a(s)
+
+
+def _path_to_output(net, k):
+    """The edges from the fork down to output k (through one-input layers)."""
+    into = {(e.dst, e.dst_port): e for e in net.edges}
+    e, path = into[("output", k)], []
+    while True:
+        path.append(e)
+        if e.src == "input" or net.layer(e.src).kind == "StreamFork":
+            return path
+        e = into[(e.src, 0)]
+
+
+def test_later_output_fifo_sized_completes_too_small_deadlocks(tmp_path, quiet):
+    """The output adapter drains output 0's segment before output 1's: the stream to output 1 must hold what the
+    graph produces meanwhile (here the fast head's whole frame while the slow head computes). At the sized depths
+    the bounded-FIFO C-simulation completes bit-exact; with output 1's path at 2 words per FIFO the fork stalls on
+    it, output 0 starves and the simulation reports the deadlock."""
+    model = GN._build(HeadsReversed, 0)
+    acc = _build(model, tmp_path, quiet, name="reversed")
+    net = acc.net
+    io = codegen.stream_geometry(net)
+    reads = fifo.output_adapter_pattern(io)  # the adapter pops stream 1 only after stream 0's segment
+    assert np.flatnonzero(reads[1])[0] > np.flatnonzero(reads[0])[-1]
+    assert reads[0].sum() == io.segment_stream_words(0) and reads[1].sum() == io.segment_stream_words(1)
+    path = _path_to_output(net, 1)
+    held = sum(e.depth for e in path)
+    assert held >= io.segment_stream_words(1)  # the sizing buffers output 1's whole frame on its way
+    big = max(path, key=lambda e: e.depth)
+    assert big.storage == "bram"  # large, so in block RAM, declared like every FIFO
+    top = (acc.hls_dir / "top.cpp").read_text()
+    assert f"depth={big.depth}" in top and "output_adapter(" in top
+    acc.verify(frames=2, bounded_fifos=True)
+    _assert_outputs_bitexact(model, acc, seed=3, frames=2)
+    for e in path:
+        e.depth, e.storage = 2, "srl"
+    codegen.generate(net, tmp_path / "small" / "hls", acc.board)
+    small = Accelerator(net, tmp_path / "small", acc.board, log=quiet)
+    with pytest.raises(Exception, match="deadlock"):
+        small.verify(frames=1, bounded_fifos=True)
+
+
+def test_testbench_and_block_design_use_the_whole_output_frame(two_head, tmp_path):
+    from fpgagen.board import load_board
+    from fpgagen.synth import flow
+
+    _, acc = two_head
+    io = codegen.stream_geometry(acc.net)
+    flow.testbench_check(acc.hls_dir, lambda m: None)  # g++: every byte of every frame, TLAST on the last word
+    top_h = (acc.hls_dir / "top.h").read_text()
+    assert f"_OUT_WORDS = {io.out_words}," in top_h and io.out_words == io.segment_words(0) + io.segment_words(1)
+    bd = flow.render_block_design(tmp_path, codegen.top_name(acc.net), io, load_board("pynq_z2"), "ip")
+    assert f"out {io.out_frame_bytes:,} bytes per frame" in bd.read_text()
+
+
+def test_runtime_backends_pass_tuples(two_head):
+    from fpgagen.runtime.backends import CSimBackend, ReferenceBackend, runtime_spec
+
+    model, acc = two_head
+    spec = runtime_spec(acc)
+    assert spec["output_shapes"] == [[16, 16, 4], [8, 8, 5]] and spec["outputs_signed"] == [True, True]
+    assert spec["output_quant"] is None  # the single-output decoders refuse it
+    frames = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    a, b = ReferenceBackend(acc).infer(frames), CSimBackend(acc).infer(frames)
+    assert isinstance(a, tuple) and len(a) == 2 and all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
+
+
+# ------------------------------------------------------------------- outputs of different element widths
+
+class MixedHeads(nn.Module):
+    """A 9x9 input (odd element counts): a UINT4 ReLU head of 3 channels (243 codes, 972 bits: 30.4 AXI words)
+    and an INT8 hardtanh head of 5 channels behind a 3x3 maxpool (45 codes)."""
+
+    def __init__(self):
+        super().__init__()
+        self.input_quant = QuantIdentity(act_quant=PixelQuant)
+        self.stem = nn.Sequential(nets._conv(3, 8, 4), nn.BatchNorm2d(8), nets._relu(4))
+        self.head_a = nn.Sequential(nets._conv(8, 3, 4, k=1, bias=True), nets._relu(4, max_val=1.5))
+        self.head_b = nn.Sequential(nn.MaxPool2d(3, 3), nets._conv(8, 5, 4, bias=True), GN._hardtanh(8))
+
+    def forward(self, x):
+        s = self.stem(self.input_quant(x))
+        return self.head_a(s), self.head_b(s)
+
+
+def mixed_heads(seed=0):
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = MixedHeads().eval()
+    model.input_shape = (1, 3, 9, 9)
+    return GN.random_init(model, seed)
+
+
+def test_outputs_of_different_widths_share_one_frame(tmp_path, quiet):
+    model = mixed_heads(seed=1)
+    acc = _build(model, tmp_path, quiet, name="mixed")
+    io = codegen.stream_geometry(acc.net)
+    assert [(s.bits, s.elems) for s in io.segments] == [(4, 243), (8, 45)] and io.out_axi_bits == 32
+    assert [acc.net.outputs[k].dtype for k in range(2)] == ["UINT4", "INT8"]
+    assert (io.segment_words(0), io.segment_words(1)) == (31, 12)  # 972 bits -> 31 words; 360 bits -> 12
+    _assert_outputs_bitexact(model, acc, seed=2)
+    acc.verify(frames=2, bounded_fifos=True)
+    # the raw bytes the accelerator sends: each segment's padding bits are zero, segment 1 starts at word 31
+    codes = acc.random_stream_input(2, seed=3)
+    raw = acc.lib.run(packing.frames_to_bytes(codes, io))
+    ref = acc.reference_stream(codes)
+    assert raw.shape == (2, 43 * 4)
+    assert np.array_equal(raw, packing.output_frames_to_bytes(ref, io))
+    assert not raw[:, 243 // 2 + 1: 124].any() and not raw[:, 124 + 45: 172].any()
+    assert np.array_equal(raw[:, 124: 124 + 45].view(np.int8).astype(np.int64), ref[1].reshape(2, -1))
+    low, high = raw[:, :122] & 0xF, raw[:, :122] >> 4
+    assert np.array_equal(np.stack([low, high], -1).reshape(2, -1)[:, :243], ref[0].reshape(2, -1))
+
+
+# ----------------------------------------------------------------------------------------------- packing
+
+def _geometry(axi=32):
+    return StreamGeometry(in_word=1, in_bits=8, in_elems=4, in_axi_bits=32, out_word=3, out_bits=4, out_elems=3,
+                          out_axi_bits=axi, extra_outputs=(Segment(word=1, bits=8, elems=2),))
+
+
+def test_multi_segment_frame_layout_by_hand():
+    io = _geometry()
+    out = packing.output_frames_to_bytes([np.array([[1, 2, 3]]), np.array([[-1, 5]])], io)
+    # UINT4 1, 2, 3 -> 0x21 0x03, padded to a word; INT8 -1, 5 -> 0xff 0x05, padded; TLAST on word 1
+    assert out.tolist() == [[0x21, 0x03, 0, 0, 0xFF, 0x05, 0, 0]]
+    assert (io.out_words, io.out_frame_bytes, io.segment_offset(1)) == (2, 8, 4)
+    back = packing.bytes_to_output_frames(out, io, [(1, 1, 3), (1, 1, 2)], [False, True])
+    assert back[0].ravel().tolist() == [1, 2, 3] and back[1].ravel().tolist() == [-1, 5]
+    wide = _geometry(axi=64)  # a 64-bit port: each segment pads to 8 bytes
+    assert packing.output_frames_to_bytes([np.array([[1, 2, 3]]), np.array([[-1, 5]])], wide).tolist() == \
+        [[0x21, 0x03, 0, 0, 0, 0, 0, 0, 0xFF, 0x05, 0, 0, 0, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("bits,signed", [(3, False), (5, True), (8, True), (13, True), (16, False)])
+def test_multi_segment_round_trip(bits, signed):
+    rng = np.random.default_rng(bits)
+    io = StreamGeometry(1, 8, 1, 32, 1, bits, 37, 64, extra_outputs=(Segment(2, 4, 10), Segment(1, 7, 3)))
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
+    outs = [rng.integers(lo, hi + 1, (4, 1, 1, 37)), rng.integers(0, 16, (4, 1, 1, 10)),
+            rng.integers(-64, 64, (4, 1, 1, 3))]
+    data = packing.output_frames_to_bytes(outs, io)
+    assert data.shape == (4, io.out_frame_bytes) and io.out_words == -(-37 * bits // 64) + 1 + 1
+    back = packing.bytes_to_output_frames(data, io, [(1, 1, 37), (1, 1, 10), (1, 1, 3)], [signed, False, True])
+    assert all(np.array_equal(a, b) for a, b in zip(outs, back, strict=True))
+    assert StreamGeometry.from_dict(json.loads(json.dumps(io.to_dict()))) == io
+
+
+def test_one_output_frame_is_unchanged():
+    """A one-output geometry has no extra segments and the bytes of the one-segment layout."""
+    io = StreamGeometry(1, 8, 4, 32, 2, 5, 6, 32)
+    assert "extra_outputs" not in io.to_dict() and StreamGeometry.from_dict(io.to_dict()) == io
+    codes = np.arange(6).reshape(1, 1, 1, 6)
+    assert np.array_equal(packing.output_frames_to_bytes(codes, io), packing.pack_elements(codes.reshape(1, 6), 5, 4))
+    assert io.out_words == 1 and io.out_adapter_cycles == max(1, 3) + 1
