@@ -10,13 +10,16 @@ import json
 import graph_nets as GN
 import nets
 import numpy as np
+import onnx
 import pytest
 import torch
-from brevitas.nn import QuantIdentity
+from brevitas.nn import QuantHardTanh, QuantIdentity
+from brevitas.quant import Int8ActPerTensorFloatMinMaxInit
+from test_memories_from_code import check_memories_against_report
 from torch import nn
 
 import fpgagen
-from fpgagen import codegen, fifo, packing
+from fpgagen import codegen, fifo, lint, packing
 from fpgagen.accelerator import Accelerator
 from fpgagen.ir import Network
 from fpgagen.models.lpyolo import PixelQuant
@@ -42,6 +45,25 @@ def _assert_outputs_bitexact(model, acc, seed=1, frames=3):
     ref = acc.reference(x, codes=True)
     assert all(np.array_equal(r, g) for r, g in zip(ref, got, strict=True))
     return x, got
+
+
+def _check_code_against_report(acc):
+    """The generated code passes the lint; every layer's arrays and every FIFO the code declares price to what
+    the report charges (the later outputs' large FIFOs included)."""
+    assert lint.lint_project(acc.hls_dir, acc.net) == []
+    doc, checked = check_memories_against_report(acc)
+    assert checked == len(acc.net.layers)
+    streams = {s.name: s for s in lint.parse_streams((acc.hls_dir / "top.cpp").read_text())}
+    from_code = {"BRAM18": 0, "LUTRAM": 0}
+    for e in acc.net.stream_edges():
+        if e.src == "input":
+            continue
+        s = streams[codegen.stream_name(acc.net, e)]
+        assert (s.depth, s.impl) == (e.depth, e.storage)
+        from_code = {r: from_code[r] + v for r, v in lint.price_stream(s).items()}
+    reported = {r: sum(lay["fifo"]["resources"][r] for lay in doc["layers"]) for r in from_code}
+    assert reported == from_code == {r: fifo.graph_fifos_resources(acc.net)[r] for r in from_code}
+    return doc
 
 
 # ------------------------------------------------------------------------------------------ two_head_net
@@ -86,6 +108,7 @@ def test_two_head_build_reloads_and_reports_every_output(two_head):
     assert [o["segment_offset_bytes"] for o in doc["outputs"]] == [0, io.segment_offset(1)]
     assert doc["output_frame_bytes"] == io.out_frame_bytes == sum(o["segment_bytes"] for o in doc["outputs"])
     assert "## Outputs" in (acc.build_dir / "report.md").read_text()
+    _check_code_against_report(acc)
     geometry = json.loads((acc.build_dir / "hls" / "stream_geometry.json").read_text())
     assert StreamGeometry.from_dict(geometry) == io
 
@@ -149,6 +172,7 @@ def test_later_output_fifo_sized_completes_too_small_deadlocks(tmp_path, quiet):
     assert f"depth={big.depth}" in top and "output_adapter(" in top
     acc.verify(frames=2, bounded_fifos=True)
     _assert_outputs_bitexact(model, acc, seed=3, frames=2)
+    _check_code_against_report(acc)
     for e in path:
         e.depth, e.storage = 2, "srl"
     codegen.generate(net, tmp_path / "small" / "hls", acc.board)
@@ -270,3 +294,34 @@ def test_one_output_frame_is_unchanged():
     codes = np.arange(6).reshape(1, 1, 1, 6)
     assert np.array_equal(packing.output_frames_to_bytes(codes, io), packing.pack_elements(codes.reshape(1, 6), 5, 4))
     assert io.out_words == 1 and io.out_adapter_cycles == max(1, 3) + 1
+
+
+# ------------------------------------------------------------------------------ a tuple of QuantTensors
+
+class QuantTensorHeads(nn.Module):
+    """Two heads that return QuantTensors: the legacy exporter writes 12 graph outputs (value, scale, zero point,
+    bit width, signed, training per head); the values are the two output streams."""
+
+    def __init__(self):
+        super().__init__()
+        self.input_quant = QuantIdentity(act_quant=PixelQuant)
+        self.stem = nn.Sequential(nets._conv(3, 8, 4), nn.BatchNorm2d(8), nets._relu(4))
+        self.head_a = nn.Sequential(nets._conv(8, 4, 4, k=1, bias=True),
+                                    QuantHardTanh(act_quant=Int8ActPerTensorFloatMinMaxInit, bit_width=8,
+                                                  min_val=-1.0, max_val=1.0, return_quant_tensor=True))
+        self.head_b = nn.Sequential(nn.MaxPool2d(2, 2), nets._conv(8, 6, 4, bias=True),
+                                    QuantIdentity(act_quant=Int8ActPerTensorFloatMinMaxInit, bit_width=6,
+                                                  min_val=-2.0, max_val=2.0, return_quant_tensor=True))
+
+    def forward(self, x):
+        s = self.stem(self.input_quant(x))
+        return self.head_a(s), self.head_b(s)
+
+
+def test_a_tuple_of_quant_tensors_gives_two_streams(tmp_path, quiet):
+    model = GN._build(QuantTensorHeads, 5, shape=(1, 3, 12, 12))
+    path = fpgagen.export(model, tmp_path / "qt.onnx", dynamo=False)
+    assert len(onnx.load(str(path)).graph.output) == 12
+    acc = fpgagen.build(path, out_dir=tmp_path / "build", log=quiet)
+    assert [o.dtype for o in acc.net.outputs] == ["INT8", "INT6"]
+    _assert_outputs_bitexact(model, acc, seed=6, frames=2)
