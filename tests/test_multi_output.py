@@ -194,16 +194,33 @@ def test_testbench_and_block_design_use_the_whole_output_frame(two_head, tmp_pat
     assert f"out {io.out_frame_bytes:,} bytes per frame" in bd.read_text()
 
 
-def test_runtime_backends_pass_tuples(two_head):
-    from fpgagen.runtime.backends import CSimBackend, ReferenceBackend, runtime_spec
+def test_runtime_backends_pass_tuples(two_head, tmp_path, monkeypatch):
+    import sys
+
+    from test_runtime import fake_pynq
+
+    from fpgagen.runtime.backends import CSimBackend, PynqBackend, ReferenceBackend, runtime_spec, write_runtime_spec
 
     model, acc = two_head
     spec = runtime_spec(acc)
     assert spec["output_shapes"] == [[16, 16, 4], [8, 8, 5]] and spec["outputs_signed"] == [True, True]
     assert spec["output_quant"] is None  # the single-output decoders refuse it
+    assert spec["out_frame_bytes"] == codegen.stream_geometry(acc.net).out_frame_bytes
     frames = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
-    a, b = ReferenceBackend(acc).infer(frames), CSimBackend(acc).infer(frames)
-    assert isinstance(a, tuple) and len(a) == 2 and all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
+    want = ReferenceBackend(acc).infer(frames)
+    assert isinstance(want, tuple) and len(want) == 2
+    same = lambda got: isinstance(got, tuple) and all(  # noqa: E731
+        np.array_equal(u, v) for u, v in zip(got, want, strict=True))
+    assert same(CSimBackend(acc).infer(frames))
+    # the board: one DMA transfer per frame carries both outputs (a stand-in pynq whose DMA runs the C-sim),
+    # from the accelerator and from a deploy directory with runtime.json only
+    (tmp_path / "design.bit").write_bytes(b"bit")
+    monkeypatch.setitem(sys.modules, "pynq", fake_pynq(acc.lib))
+    assert same(PynqBackend(acc, bitstream=tmp_path / "design.bit").infer(frames))
+    deploy = tmp_path / "deploy"
+    deploy.mkdir()
+    write_runtime_spec(acc).rename(deploy / "runtime.json")
+    assert same(PynqBackend(deploy, bitstream=tmp_path / "design.bit").infer(frames))
 
 
 # ------------------------------------------------------------------- outputs of different element widths
