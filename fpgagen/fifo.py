@@ -75,10 +75,11 @@ segments in output order (fpgagen/packing.py): its pattern (``output_adapter_pat
 through segment 0, then stream 1 through segment 1, and so on, exactly as ``fg::stream_to_axis`` does. It is a
 process with several input ports like a join, so the schedule and the sizing above apply unchanged: output k's
 stream is popped only after every earlier segment was sent, while the graph keeps producing it (a fork feeds
-all heads from the same iterations), so S holds in it what the graph produced meanwhile, in general its whole
-frame, and that is its depth. The argument above then says the bounded system completes every frame; a smaller
-depth on a later output is the reconvergent deadlock again (the fork stalls on the full later-output FIFO, the
-earlier output starves, the adapter never reaches the later segment), which the bounded-FIFO C-simulation
+all heads from the same iterations), so S holds on output k's path (its stream to the adapter, or, where ALAP
+moved the layers of that path late, the fork's edge into it) what the graph produced meanwhile, in general its
+whole frame, and those are the depths. The argument above then says the bounded system completes every frame;
+too little room on a later output's path is the reconvergent deadlock again (the fork stalls on the full FIFO,
+the earlier output starves, the adapter never reaches the later segment), which the bounded-FIFO C-simulation
 reports (tests/test_multi_output.py). Those FIFOs are declared, priced and stored like every other edge
 (``fifo_style`` puts a large one in BRAM).
 """
