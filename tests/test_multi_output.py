@@ -342,3 +342,18 @@ def test_a_tuple_of_quant_tensors_gives_two_streams(tmp_path, quiet):
     acc = fpgagen.build(path, out_dir=tmp_path / "build", log=quiet)
     assert [o.dtype for o in acc.net.outputs] == ["INT8", "INT6"]
     _assert_outputs_bitexact(model, acc, seed=6, frames=2)
+
+
+def test_csim_command_writes_every_output(two_head, tmp_path, capsys):
+    from fpgagen.cli import main
+
+    model, acc = two_head
+    x = nets.net_input(model, 7, shape=(2, *model.input_shape[1:]))
+    np.save(tmp_path / "x.npy", x)
+    assert main(["csim", str(acc.build_dir), "--input", str(tmp_path / "x.npy"), "--output",
+                 str(tmp_path / "y.npy"), "--codes"]) == 0
+    with np.load(tmp_path / "y.npz") as saved:
+        assert sorted(saved.files) == ["output0", "output1"]
+        got = acc.run(x, codes=True)
+        assert np.array_equal(saved["output0"], got[0]) and np.array_equal(saved["output1"], got[1])
+    assert "output1 [2, 5, 8, 8]" in capsys.readouterr().out
