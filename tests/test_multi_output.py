@@ -21,7 +21,7 @@ from torch import nn
 import fpgagen
 from fpgagen import codegen, fifo, lint, packing
 from fpgagen.accelerator import Accelerator
-from fpgagen.ir import Network
+from fpgagen.ir import Edge, Network
 from fpgagen.models.lpyolo import PixelQuant
 from fpgagen.packing import Segment, StreamGeometry
 
@@ -124,6 +124,15 @@ def test_network_file_keeps_every_output(two_head, tmp_path):
         assert np.array_equal(a.scale, b.scale) and np.array_equal(a.offset, b.offset)
     with pytest.raises(ValueError, match="2 outputs"):
         again.output  # noqa: B018 - a network with several outputs has no single one
+    # every output is fed by exactly one stream
+    net = acc.net
+    to_out = {e.dst_port: e for e in net.edges if e.dst == "output"}
+    others = [e for e in net.edges if e.dst != "output"]
+    twice = [*others, to_out[0], Edge(to_out[0].src, 0, "output", 1)]  # output 1 fed by output 0's producer too
+    moved = [*others, to_out[0], Edge(to_out[1].src, 0, "output", 2)]  # a third output the network lacks
+    for edges, match in ((twice, "two streams"), (moved, "output 1 is not connected")):
+        with pytest.raises(ValueError, match=match):
+            Network(net.name, net.input, net.outputs, net.layers, edges).check_graph()
     # an output stream left unconnected is a damaged file
     edges = [e for e in acc.net.edges if not (e.dst == "output" and e.dst_port == 1)]
     Network(acc.net.name, acc.net.input, acc.net.outputs, acc.net.layers, edges).save(tmp_path)
