@@ -200,7 +200,9 @@ def test_testbench_and_block_design_use_the_whole_output_frame(two_head, tmp_pat
     top_h = (acc.hls_dir / "top.h").read_text()
     assert f"_OUT_WORDS = {io.out_words}," in top_h and io.out_words == io.segment_words(0) + io.segment_words(1)
     bd = flow.render_block_design(tmp_path, codegen.top_name(acc.net), io, load_board("pynq_z2"), "ip")
-    assert f"out {io.out_frame_bytes:,} bytes per frame" in bd.read_text()
+    text = bd.read_text()
+    assert f"out {io.out_frame_bytes:,} bytes per frame" in text
+    assert f"2 outputs, one segment each ({io.segment_words(0) * 4:,} + {io.segment_words(1) * 4:,} bytes)" in text
 
 
 def test_runtime_backends_pass_tuples(two_head, tmp_path, monkeypatch):
