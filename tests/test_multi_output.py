@@ -368,3 +368,42 @@ def test_csim_command_writes_every_output(two_head, tmp_path, capsys):
         got = acc.run(x, codes=True)
         assert np.array_equal(saved["output0"], got[0]) and np.array_equal(saved["output1"], got[1])
     assert "output1 [2, 5, 8, 8]" in capsys.readouterr().out
+
+
+class AccumulatorHead(nn.Module):
+    """A UINT4 head and a head that ends in a conv with no quantizer after it: its output is the raw integer
+    accumulator (an odd, signed element width), 5x5x5 = 125 elements after a maxpool."""
+
+    def __init__(self):
+        super().__init__()
+        self.input_quant = QuantIdentity(act_quant=PixelQuant)
+        self.stem = nn.Sequential(nets._conv(3, 8, 4), nn.BatchNorm2d(8), nets._relu(4))
+        self.head_a = nn.Sequential(nets._conv(8, 3, 4, k=1, bias=True), nets._relu(4, max_val=1.5))
+        self.head_b = nn.Sequential(nn.MaxPool2d(2, 2), nets._conv(8, 5, 4))
+
+    def forward(self, x):
+        s = self.stem(self.input_quant(x))
+        return self.head_a(s), self.head_b(s)
+
+
+def test_a_raw_accumulator_output_beside_a_quantized_one(tmp_path, quiet):
+    model = GN._build(AccumulatorHead, 4, shape=(1, 3, 10, 10))
+    acc = _build(model, tmp_path, quiet, name="acc_head")
+    a, b = acc.net.outputs
+    assert (a.kind, a.dtype, b.kind) == ("codes", "UINT4", "accumulators")
+    io = codegen.stream_geometry(acc.net)
+    assert io.segments[1].elems == 125 and io.segments[1].bits not in (8, 16, 32)  # an odd signed width
+    x = nets.net_input(model, 8, shape=(2, 3, 10, 10))
+    got = acc.run(x, codes=True)
+    assert all(np.array_equal(r, g) for r, g in zip(acc.reference(x, codes=True), got, strict=True))
+    # the accumulators, recomputed from Brevitas' integer weights and the stem's exact codes: sum(w * q)
+    log = GN.graph_exact_codes(model, x, all_layers=True)  # (codes, t, scale) per activation call
+    stem = torch.from_numpy(log[1][0].astype(np.float64))
+    pooled = nn.functional.max_pool2d(stem, 2)
+    conv = model.head_b[1]
+    with torch.no_grad():
+        weights = conv.quant_weight().int().double()
+    want = nn.functional.conv2d(pooled, weights, padding=1).numpy()
+    assert np.array_equal(got[1], want.astype(np.int64)) and len(np.unique(want)) > 10
+    assert np.array_equal(got[0], log[2][0])
+    acc.verify(frames=2, bounded_fifos=True)
