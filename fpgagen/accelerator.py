@@ -23,7 +23,9 @@ class Accelerator:
     """A built accelerator: the IR, its generated HLS project and the C-simulation of that project.
 
     ``run(x)`` and ``reference(x)`` take the float input the torch model takes (NCHW or NC) and return what the
-    torch model returns, dequantized the same way; with ``codes=True`` they return the integer output codes.
+    torch model returns, dequantized the same way; with ``codes=True`` they return the integer output codes. A
+    network with several outputs returns a tuple of them, in the torch model's order (one DMA transfer carries
+    them all, see fpgagen/packing.py); ``run_stream``/``reference_stream`` then return a tuple of stream codes.
     """
 
     def __init__(self, net: Network, build_dir: Path, board: dict, log=log_stderr):
@@ -74,33 +76,41 @@ class Accelerator:
             return codes.transpose(0, 2, 3, 1)
         return codes.reshape(codes.shape[0], 1, 1, -1)
 
-    def _from_stream(self, out: np.ndarray) -> np.ndarray:
-        shape = self.net.output.shape
+    def _from_stream(self, out, k: int = 0) -> np.ndarray:
+        """Output k's stream codes (N, H, W, C) -> torch layout; a tuple of every output's -> a tuple."""
+        if isinstance(out, tuple):
+            return tuple(self._from_stream(o, k) for k, o in enumerate(out))
+        shape = self.net.outputs[k].shape
         if len(shape) == 4:
             return out.transpose(0, 3, 1, 2)
         return out.reshape(out.shape[0], *shape[1:])
 
-    def dequantize(self, codes: np.ndarray) -> np.ndarray:
-        """Output integers (torch layout) -> what the torch model returns (float post-processing included)."""
+    def dequantize(self, codes):
+        """Output integers (torch layout) -> what the torch model returns (float post-processing included); a
+        tuple of every output's integers -> a tuple of values."""
+        if isinstance(codes, tuple):
+            return tuple(spec.dequantize(c) for spec, c in zip(self.net.outputs, codes, strict=True))
         return self.net.output.dequantize(codes)
 
     # --- execution ----------------------------------------------------------------------------------------
-    def run_stream(self, codes: np.ndarray, bounded_fifos: bool = False) -> np.ndarray:
-        """Stream codes (N, H, W, C) through the C-simulated accelerator; returns output stream codes."""
-        layer, port = self.net.output_port()
-        shape, dtype, _ = out_ports(layer)[port]
+    def run_stream(self, codes: np.ndarray, bounded_fifos: bool = False):
+        """Stream codes (N, H, W, C) through the C-simulated accelerator; returns output stream codes (a tuple of
+        them, one per output, when there are several)."""
+        ports = [out_ports(layer)[port] for layer, port in self.net.output_ports()]
         geometry = codegen.stream_geometry(self.net)
         out = (self.bounded_lib if bounded_fifos else self.lib).run(packing.frames_to_bytes(codes, geometry))
-        return packing.bytes_to_frames(out, geometry, shape, dtype.signed())
+        outs = packing.bytes_to_output_frames(out, geometry, [shape for shape, _, _ in ports],
+                                              [dt.signed() for _, dt, _ in ports])
+        return outs[0] if len(outs) == 1 else tuple(outs)
 
     def reference_stream(self, codes: np.ndarray) -> np.ndarray:
         return reference.run_network(self.net, codes)
 
-    def run(self, x, codes: bool = False) -> np.ndarray:
+    def run(self, x, codes: bool = False):
         out = self._from_stream(self.run_stream(self.quantize_input(x)))
         return out if codes else self.dequantize(out)
 
-    def reference(self, x, codes: bool = False) -> np.ndarray:
+    def reference(self, x, codes: bool = False):
         out = self._from_stream(self.reference_stream(self.quantize_input(x)))
         return out if codes else self.dequantize(out)
 
@@ -114,11 +124,14 @@ class Accelerator:
         With ``bounded_fifos`` the C-sim runs every process concurrently on streams bounded to their depths."""
         codes = self.random_stream_input(frames, seed)
         got, want = self.run_stream(codes, bounded_fifos), self.reference_stream(codes)
-        if not np.array_equal(got, want):
-            bad = np.argwhere(got != want)
-            raise CSimError(f"C-simulation differs from the numpy reference in {len(bad)} of {got.size} outputs "
-                            f"(first at frame/y/x/c {bad[0].tolist()}: {got[tuple(bad[0])]} != "
-                            f"{want[tuple(bad[0])]})", str(self.hls_dir), "this is an fpgagen bug; please report it")
+        several = isinstance(want, tuple)
+        for k, (g, w) in enumerate(zip(*((got, want) if several else ((got,), (want,))), strict=True)):
+            if not np.array_equal(g, w):
+                bad = np.argwhere(g != w)
+                which = f"output {k} " if several else ""
+                raise CSimError(f"C-simulation differs from the numpy reference in {len(bad)} of {g.size} {which}"
+                                f"outputs (first at frame/y/x/c {bad[0].tolist()}: {g[tuple(bad[0])]} != "
+                                f"{w[tuple(bad[0])]})", str(self.hls_dir), "this is an fpgagen bug; please report it")
         self.write_testbench_vectors(codes, want)
 
     def write_testbench_vectors(self, codes: np.ndarray | None = None, want: np.ndarray | None = None) -> None:

@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
                        "accelerator and save what the torch model would return.")
     c.add_argument("build_dir")
     c.add_argument("--input", required=True, help=".npy float32 input, NCHW (or NC)")
-    c.add_argument("--output", required=True, help=".npy file to write")
+    c.add_argument("--output", required=True,
+                   help=".npy file to write (several outputs: an .npz of output0, output1, ...)")
     c.add_argument("--codes", action="store_true", help="save integer output codes instead of dequantized floats")
     c.add_argument("--reference", action="store_true", help="use the numpy reference instead of C-sim")
     r = sub.add_parser("report", help="print a build's report; writes report.md and PNG plots",
@@ -113,7 +114,11 @@ def _save_output(path: str, y) -> Path:
         if out.is_dir():
             raise IsADirectoryError("it is a directory")
         out.parent.mkdir(parents=True, exist_ok=True)
-        np.save(out, y)
+        if isinstance(y, tuple):  # several outputs: one .npz, output0, output1, ... in the model's order
+            out = out.with_suffix(".npz")
+            np.savez(out, **{f"output{k}": v for k, v in enumerate(y)})
+        else:
+            np.save(out, y)
     except OSError as exc:
         raise FpgagenError(f"cannot write the output array ({exc.strerror or exc})", str(path),
                            "pass a writable .npy file path") from None
@@ -139,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
             x = _load_input(args.input)
             y = (acc.reference if args.reference else acc.run)(x, codes=args.codes)
             out = _save_output(args.output, y)
-            print(f"wrote {out} {list(y.shape)} {y.dtype}")
+            for k, v in enumerate(y if isinstance(y, tuple) else (y,)):
+                print(f"wrote {out}{f' output{k}' if isinstance(y, tuple) else ''} {list(v.shape)} {v.dtype}")
         elif args.command == "train":
             from .train.cli import train_command
 

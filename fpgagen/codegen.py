@@ -16,7 +16,7 @@ from .errors import FpgagenError
 from .ir import Layer, Network, in_ports, out_ports
 from .ir.kinds import GRAPH_KINDS, GraphLayer
 from .ir.kinds.base import render_instance
-from .packing import StreamGeometry, axi_width
+from .packing import Segment, StreamGeometry, axi_width
 from .quant import smallest_dtype
 from .resources import resource_dir
 
@@ -86,14 +86,17 @@ class CppHelpers:
 
 def stream_geometry(net: Network) -> StreamGeometry:
     """The frame layout on the AXI-Stream ports: element widths and stream words from the ports the host streams
-    feed and drain, the AXI width per direction from the stream word it feeds (packing.axi_width)."""
-    (first, fp), (last, lp) = net.input_port(), net.output_port()
+    feed and drain, the AXI width per direction from the stream word it feeds (packing.axi_width); with several
+    outputs, one segment per output and the widest AXI width any of them needs (packing's docstring)."""
+    first, fp = net.input_port()
     in_shape, in_dt, in_word = in_ports(first)[fp]
-    out_shape, out_dt, out_word = out_ports(last)[lp]
+    segments = [Segment(word, dt.bitwidth(), int(np.prod(shape)))
+                for shape, dt, word in (out_ports(last)[lp] for last, lp in net.output_ports())]
     return StreamGeometry(in_word=in_word, in_bits=in_dt.bitwidth(), in_elems=int(np.prod(in_shape)),
                           in_axi_bits=axi_width(in_word * in_dt.bitwidth()),
-                          out_word=out_word, out_bits=out_dt.bitwidth(), out_elems=int(np.prod(out_shape)),
-                          out_axi_bits=axi_width(out_word * out_dt.bitwidth()))
+                          out_word=segments[0].word, out_bits=segments[0].bits, out_elems=segments[0].elems,
+                          out_axi_bits=max(axi_width(seg.word * seg.bits) for seg in segments),
+                          extra_outputs=tuple(segments[1:]))
 
 
 # The HLS testbench calls the top once per vector frame (Accelerator.verify writes 2) plus 4 times for its TLAST
@@ -142,9 +145,10 @@ def generate(net: Network, out_dir: Path, board: dict, source: str = "") -> Path
     for header in sorted(TEMPLATE_DIR.glob("fg_*.h")):
         shutil.copyfile(header, out_dir / header.name)
     streams, processes, notes = _streams_and_processes(net, g, io)
+    adapter = output_adapter(io, streams, net.stream_edges())
     bottleneck = net.bottleneck()
     ctx = dict(net=net, top=top_name(net), io=io, kinds=kinds, kernels=kernels, headers=headers, streams=streams,
-               processes=processes, notes=notes,
+               processes=processes, notes=notes, output_adapter=adapter,
                board=board, clock_mhz=board["clock_mhz"], bottleneck=bottleneck, source=source or net.name,
                fps=board["clock_mhz"] * 1e6 / bottleneck.cycles(), tb_calls=TESTBENCH_CALLS,
                cosim_default=cosim_by_default(net), cosim_cycle_limit=COSIM_CYCLE_LIMIT)
@@ -178,7 +182,6 @@ def _streams_and_processes(net: Network, g: CppHelpers, io) -> tuple[list[dict],
                         "depth": e.depth, "impl": e.storage})
     by_in = {(e.dst, e.dst_port): s["name"] for e, s in zip(edges, streams, strict=True)}
     by_out = {(e.src, e.src_port): s["name"] for e, s in zip(edges, streams, strict=True)}
-    last = by_in[("output", 0)]
     processes = [("input", f"fg::axis_to_stream<{streams[0]['ctype']}, {io.in_word}, {io.in_bits}, {io.in_axi_bits}, "
                            f"{io.in_words}, {io.in_stream_words}>(in_axis, {by_out[('input', 0)]}, status_axis)")]
     notes = []
@@ -190,10 +193,41 @@ def _streams_and_processes(net: Network, g: CppHelpers, io) -> tuple[list[dict],
         out_shapes = " + ".join("x".join(map(str, shape)) for shape, _, _ in out_ports(layer))
         folding = "".join(f"{k}={v} " for k, v in layer.folding().items())
         notes.append(f"{layer.kind} {shapes} -> {out_shapes}, {folding}| {layer.cycles():,} cycles/frame (est.)")
-    out_stream = next(s for e, s in zip(edges, streams, strict=True) if e.dst == "output")
-    processes.append(("output", f"fg::stream_to_axis<{out_stream['ctype']}, {io.out_word}, {io.out_bits}, "
-                                f"{io.out_axi_bits}, {io.out_stream_words}, {io.out_words}>({last}, out_axis)"))
+    processes.append(("output", output_adapter_call(io, streams, edges)))
     return streams, processes, notes
+
+
+def output_adapter_call(io: StreamGeometry, streams: list[dict], edges) -> str:
+    """The output adapter's call: ``fg::stream_to_axis`` of the one output, or ``output_adapter(...)`` (see
+    ``output_adapter``) of every output stream in output order."""
+    by_port = {e.dst_port: s for e, s in zip(edges, streams, strict=True) if e.dst == "output"}
+    if len(io.segments) == 1:
+        s = by_port[0]
+        return (f"fg::stream_to_axis<{s['ctype']}, {io.out_word}, {io.out_bits}, {io.out_axi_bits}, "
+                f"{io.out_stream_words}, {io.out_words}>({s['name']}, out_axis)")
+    return f"output_adapter({', '.join(by_port[k]['name'] for k in range(len(io.segments)))}, out_axis)"
+
+
+def output_adapter(io: StreamGeometry, streams: list[dict], edges) -> str:
+    """With several outputs, the one DATAFLOW process that writes the output frame (packing's docstring): one
+    ``fg::stream_to_axis`` per segment, in output order, each run to completion before the next, TLAST on the
+    last segment's last word only. Empty for one output (the top calls fg::stream_to_axis directly)."""
+    if len(io.segments) == 1:
+        return ""
+    by_port = {e.dst_port: s for e, s in zip(edges, streams, strict=True) if e.dst == "output"}
+    params, body = [], []
+    for k, seg in enumerate(io.segments):
+        s = by_port[k]
+        last = "true" if k == len(io.segments) - 1 else "false"
+        params.append(f"hls::stream<fg::Vec<{s['ctype']}, {seg.word}> > &out{k}")
+        body.append(f"    fg::stream_to_axis<{s['ctype']}, {seg.word}, {seg.bits}, {io.out_axi_bits}, "
+                    f"{io.segment_stream_words(k)}, {io.segment_words(k)}, {last}>(out{k}, out_axis);"
+                    f"  // segment {k}: {io.segment_words(k):,} AXI words")
+    params.append(f"hls::stream<fg::AxisWord<{io.out_axi_bits}> > &out_axis")
+    return ("// The output frame: one segment per output, in output order, each padded to a whole AXI word\n"
+            "// (fpgagen/packing.py); one process, so the segments leave in order.\n"
+            f"static void output_adapter({', '.join(params)}) {{\n#pragma HLS INLINE off\n" + "\n".join(body)
+            + "\n}\n")
 
 
 def _check_rom_values(layer: Layer) -> None:

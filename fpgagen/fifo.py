@@ -69,6 +69,19 @@ form, since a deadlock would leave some iteration without a finite time. ``simul
 FIFOs cycle by cycle (small networks), and the bounded-FIFO C-simulation runs the generated processes on
 streams bounded to these depths (tests/test_graph_nets.py: at the sized depths it completes; with the short
 branch's FIFO too small it reports the deadlock).
+
+Several outputs. The DMA sink of a graph is the output adapter, one process that writes the output frame's
+segments in output order (fpgagen/packing.py): its pattern (``output_adapter_pattern``) pops output stream 0
+through segment 0, then stream 1 through segment 1, and so on, exactly as ``fg::stream_to_axis`` does. It is a
+process with several input ports like a join, so the schedule and the sizing above apply unchanged: output k's
+stream is popped only after every earlier segment was sent, while the graph keeps producing it (a fork feeds
+all heads from the same iterations), so S holds on output k's path (its stream to the adapter, or, where ALAP
+moved the layers of that path late, the fork's edge into it) what the graph produced meanwhile, in general its
+whole frame, and those are the depths. The argument above then says the bounded system completes every frame;
+too little room on a later output's path is the reconvergent deadlock again (the fork stalls on the full FIFO,
+the earlier output starves, the adapter never reaches the later segment), which the bounded-FIFO C-simulation
+reports (tests/test_multi_output.py). Those FIFOs are declared, priced and stored like every other edge
+(``fifo_style`` puts a large one in BRAM).
 """
 
 from __future__ import annotations
@@ -361,15 +374,14 @@ def latency_cycles(net: Network) -> int:
 def graph_patterns(net: Network, frames: int = FRAMES) -> dict[str, tuple[list[np.ndarray], list[np.ndarray]]]:
     """Per process (the DMA source "input", every layer, the DMA sink "output"): per-port (reads, writes) over
     ``frames`` frames."""
-    from .ir import in_ports, out_ports
+    from .codegen import stream_geometry
+    from .ir import in_ports
     from .ir.kinds import GraphLayer
 
-    (first, fp), (last, lp) = net.input_port(), net.output_port()
+    first, fp = net.input_port()
     shape, _, word = in_ports(first)[fp]
     n_in = math.prod(shape) // word
-    shape, _, word = out_ports(last)[lp]
-    n_out = math.prod(shape) // word
-    pats = {"input": ([], [np.ones(n_in, bool)]), "output": ([np.ones(n_out, bool)], [])}
+    pats = {"input": ([], [np.ones(n_in, bool)]), "output": (output_adapter_pattern(stream_geometry(net)), [])}
     for layer in net.layers:
         reads, writes = layer.io_pattern()
         if not isinstance(layer, GraphLayer):
@@ -378,6 +390,36 @@ def graph_patterns(net: Network, frames: int = FRAMES) -> dict[str, tuple[list[n
                f"{layer.name}: stream pattern does not match cycles()")
         pats[layer.name] = (list(reads), list(writes))
     return {k: ([np.tile(r, frames) for r in rs], [np.tile(w, frames) for w in ws]) for k, (rs, ws) in pats.items()}
+
+
+def output_adapter_pattern(io) -> list[np.ndarray]:
+    """The output adapter's pops, per output stream, over its iterations of one frame: ``fg::stream_to_axis``'s
+    loop (templates/hls/common.h.j2) replayed, segment after segment, one iteration per cycle. An iteration pops
+    a stream word while fewer than W bits wait to be sent, and sends an AXI word once W bits are there (or the
+    segment's last bits); the DMA takes one AXI word per cycle. Output k+1 is popped only after output k's
+    segment is sent, which is what makes its FIFO hold (nearly) the graph's whole frame of it."""
+    w = io.out_axi_bits
+    per_segment = []
+    for k, seg in enumerate(io.segments):
+        nb, stream_words, axi_words = seg.word * seg.bits, io.segment_stream_words(k), io.segment_words(k)
+        fill = pops = sent = 0
+        pops_at = []
+        for _ in range(max(axi_words, stream_words) + 1):
+            pop = fill < w and pops < stream_words
+            if pop:
+                fill, pops = fill + nb, pops + 1
+            if sent < axi_words and (fill >= w or (pops == stream_words and fill > 0)):
+                fill, sent = max(fill - w, 0), sent + 1
+            pops_at.append(pop)
+        per_segment.append(np.array(pops_at, bool))
+    total = sum(len(p) for p in per_segment)
+    reads, start = [], 0
+    for p in per_segment:
+        r = np.zeros(total, bool)
+        r[start: start + len(p)] = p
+        reads.append(r)
+        start += len(p)
+    return reads
 
 
 def graph_schedule(net: Network, frames: int = FRAMES) -> tuple[dict[str, np.ndarray], list]:

@@ -41,9 +41,9 @@ def load_qonnx(path: str | Path) -> ModelWrapper:
     except Exception as exc:
         raise FpgagenError(f"qonnx could not clean up '{path}' ({type(exc).__name__}: {exc})", str(path),
                            "check that the file is a valid QONNX export") from None
-    if len(model.graph.input) != 1 or len(model.graph.output) != 1:
-        raise FpgagenError(f"the graph has {len(model.graph.input)} inputs and {len(model.graph.output)} outputs",
-                           str(path), "fpgagen builds single-input single-output networks")
+    if len(model.graph.input) != 1:
+        raise FpgagenError(f"the graph has {len(model.graph.input)} inputs", str(path),
+                           "fpgagen builds single-input networks")
     validate.check_qonnx(model, path)
     return model
 
@@ -54,21 +54,41 @@ QUANT_TENSOR_METADATA = ("scale", "zero point", "bit width", "signed", "training
 
 
 def _quant_tensor_value_only(proto: onnx.ModelProto, where: str) -> onnx.ModelProto:
-    """Keep only the value output of a QuantTensor output. The metadata outputs must be constants (initializers or
-    Constant nodes): they describe the value's fixed quantizer, which the lowering reads from its Quant node.
-    Done before qonnx's cleanup, which drops the boolean initializers that hold the two flags."""
+    """Keep only the value output of each QuantTensor output. A graph with no constant output has plain tensor
+    outputs, each a stream. Otherwise its outputs come in QuantTensors of 6 (value, then the 5 metadata outputs,
+    which must be constants: initializers or Constant nodes): they describe the value's fixed quantizer, which
+    the lowering reads from its Quant node. Done before qonnx's cleanup, which drops the boolean initializers that
+    hold the two flags."""
     outputs = list(proto.graph.output)
     if len(outputs) <= 1:
         return proto
     constants = {init.name for init in proto.graph.initializer}
     constants |= {out for node in proto.graph.node if node.op_type == "Constant" for out in node.output}
+    if not any(o.name in constants for o in outputs):
+        return proto  # several plain outputs (a tuple in torch): each becomes an output stream
+    group = 1 + len(QUANT_TENSOR_METADATA)
+    if len(outputs) % group:
+        raise FpgagenError(f"the graph has {len(outputs)} outputs ({', '.join(o.name for o in outputs)})", where,
+                           "fpgagen builds plain tensor outputs or QuantTensor outputs (return_quant_tensor=True: "
+                           "a value from a Quant and 5 constants each), not a mix")
+    for k in range(0, len(outputs), group):
+        _check_quant_tensor(proto, outputs[k: k + group], constants, where)
+    proto = onnx.ModelProto.FromString(proto.SerializeToString())
+    values = [o for k, o in enumerate(proto.graph.output) if k % group == 0]
+    del proto.graph.output[:]
+    proto.graph.output.extend(values)
+    return proto
+
+
+def _check_quant_tensor(proto: onnx.ModelProto, outputs: list, constants: set, where: str) -> None:
     producer = {out: node for node in proto.graph.node for out in node.output}
     value = producer.get(outputs[0].name)
     extra = outputs[1:]
-    if len(extra) != len(QUANT_TENSOR_METADATA) or value is None or value.op_type not in ("Quant", "BipolarQuant"):
-        raise FpgagenError(f"the graph has {len(outputs)} outputs ({', '.join(o.name for o in outputs)})", where,
-                           "fpgagen builds single-output networks (a QuantTensor output, return_quant_tensor="
-                           "True, is accepted: its value comes from a Quant and the 5 others are constants)")
+    if value is None or value.op_type not in ("Quant", "BipolarQuant"):
+        raise FpgagenError(f"the graph has {len(proto.graph.output)} outputs "
+                           f"({', '.join(o.name for o in proto.graph.output)})", where,
+                           "fpgagen builds plain tensor outputs or QuantTensor outputs (return_quant_tensor=True: "
+                           "its value comes from a Quant and the 5 others are constants)")
     for out, meaning in zip(extra, QUANT_TENSOR_METADATA, strict=True):
         if out.name not in constants:
             raise FpgagenError(f"QuantTensor output '{out.name}' ({meaning}) is computed at run time, not a constant",
@@ -80,10 +100,7 @@ def _quant_tensor_value_only(proto: onnx.ModelProto, where: str) -> onnx.ModelPr
         if out.name in inits and param in inits and not _same_values(inits[out.name], inits[param]):
             raise FpgagenError(f"QuantTensor output '{out.name}' ({meaning}) differs from the {meaning} of the "
                                f"quantizer '{value.name}' that produces the value", where,
-                               "fpgagen builds single-output networks; return only the quantized value")
-    proto = onnx.ModelProto.FromString(proto.SerializeToString())
-    del proto.graph.output[1:]
-    return proto
+                               "return only the quantized value, or a plain tensor as a second output")
 
 
 def _same_values(a: np.ndarray, b: np.ndarray) -> bool:

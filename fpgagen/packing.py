@@ -5,6 +5,18 @@ A frame is its elements in stream order, each B bits wide, element e at bit e*B 
 input adapter unpacks those AXI words into the first layer's stream words and its output adapter packs the last
 layer's stream words the same way (templates/hls/common.h.j2), so the bytes do not depend on any layer's folding.
 The C-simulation bridge and the board driver move exactly these bytes. Only numpy here: the board imports this.
+
+More than one output. A network with K outputs (a tuple in torch, ``graph.output`` order in QONNX) still sends
+one output frame per input frame, in one DMA transfer: the outputs follow each other in output order, each as
+a *segment* laid out exactly as a one-output frame (its own element width B_k, elements contiguous, little-endian
+bit packing, zero-padded to a whole AXI word), so segment k starts on an AXI-word boundary at word
+sum_{j<k} ceil(E_j * B_j / W). The port has one AXI width W, the widest any output's stream word needs
+(``axi_width``), and TLAST is set on the very last word of the last segment only. A one-output frame is the
+K = 1 case, byte for byte what it always was. Example (W = 32): output 0 holds 3 UINT4 codes [1, 2, 3] and
+output 1 holds 2 INT8 codes [-1, 5]: bytes 21 03 00 00 | ff 05 00 00, TLAST on the second word.
+The hardware's output adapter (``fg::stream_to_axis`` per segment, one process, templates/hls/top.cpp.j2) drains
+output stream 0 for segment 0, then stream 1, and so on; ``fpgagen.fifo`` sizes the later outputs' FIFOs so
+that what the graph produces meanwhile fits (typically a whole frame of those outputs).
 """
 
 from __future__ import annotations
@@ -17,11 +29,23 @@ AXI_WIDTHS = (32, 64)  # what a Zynq-7000 HP port and the AXI DMA's stream side 
 
 
 @dataclass(frozen=True)
+class Segment:
+    """One output's part of the output frame: ``word`` elements per stream word, ``bits`` per element, ``elems``
+    per frame."""
+
+    word: int
+    bits: int
+    elems: int
+
+
+@dataclass(frozen=True)
 class StreamGeometry:
     """How one frame crosses the two AXI-Stream ports (``fpgagen.codegen.stream_geometry(net)`` builds it).
 
     ``*_word``: elements per stream word of the first/last layer; ``*_bits``: bits per element; ``*_elems``:
-    elements per frame; ``*_axi_bits``: the AXI-Stream data width (32 or 64)."""
+    elements per frame; ``*_axi_bits``: the AXI-Stream data width (32 or 64). The ``out_*`` fields describe
+    output 0; ``extra_outputs`` the segments of outputs 1, 2, ... (empty for a one-output network), which follow
+    it in the same output frame (module docstring)."""
 
     in_word: int
     in_bits: int
@@ -31,6 +55,31 @@ class StreamGeometry:
     out_bits: int
     out_elems: int
     out_axi_bits: int
+    extra_outputs: tuple[Segment, ...] = ()
+
+    @property
+    def segments(self) -> tuple[Segment, ...]:
+        """Every output's segment, in output order."""
+        return (Segment(self.out_word, self.out_bits, self.out_elems), *self.extra_outputs)
+
+    def segment_words(self, k: int) -> int:
+        """AXI words of output k's segment (a whole number: each segment is padded to a word)."""
+        seg = self.segments[k]
+        return -(-seg.elems * seg.bits // self.out_axi_bits)
+
+    def segment_stream_words(self, k: int) -> int:
+        seg = self.segments[k]
+        return seg.elems // seg.word
+
+    def segment_offset(self, k: int) -> int:
+        """The byte at which output k's segment starts in the output frame."""
+        return sum(self.segment_words(j) for j in range(k)) * self.out_axi_bits // 8
+
+    @property
+    def out_adapter_cycles(self) -> int:
+        """Iterations of the output adapter per frame: one fg::stream_to_axis loop per segment, each
+        max(AXI words, stream words) + 1 trips."""
+        return sum(max(self.segment_words(k), self.segment_stream_words(k)) + 1 for k in range(len(self.segments)))
 
     @property
     def in_words(self) -> int:
@@ -39,8 +88,8 @@ class StreamGeometry:
 
     @property
     def out_words(self) -> int:
-        """AXI words per output frame."""
-        return -(-self.out_elems * self.out_bits // self.out_axi_bits)
+        """AXI words per output frame (every segment's)."""
+        return sum(self.segment_words(k) for k in range(len(self.segments)))
 
     @property
     def in_frame_bytes(self) -> int:
@@ -57,14 +106,20 @@ class StreamGeometry:
 
     @property
     def out_stream_words(self) -> int:
+        """Stream words per frame of output 0 (the only output, usually)."""
         return self.out_elems // self.out_word
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if not self.extra_outputs:
+            del d["extra_outputs"]  # a one-output geometry reads as it always did
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> StreamGeometry:
-        return cls(**{k: int(d[k]) for k in cls.__dataclass_fields__})
+        extra = tuple(Segment(**{k: int(seg[k]) for k in ("word", "bits", "elems")})
+                      for seg in d.get("extra_outputs", ()))
+        return cls(**{k: int(d[k]) for k in cls.__dataclass_fields__ if k != "extra_outputs"}, extra_outputs=extra)
 
 
 def axi_width(stream_word_bits: int) -> int:
@@ -133,10 +188,33 @@ def frames_to_bytes(codes: np.ndarray, geometry: StreamGeometry) -> np.ndarray:
     return pack_elements(codes.reshape(n, -1), geometry.in_bits, geometry.in_frame_bytes)
 
 
-def output_frames_to_bytes(codes: np.ndarray, geometry: StreamGeometry) -> np.ndarray:
-    """Output stream codes (N, H, W, C) -> the bytes the accelerator sends per frame (the testbench's vectors)."""
-    n = codes.shape[0]
-    return pack_elements(codes.reshape(n, -1), geometry.out_bits, geometry.out_frame_bytes)
+def output_frames_to_bytes(codes, geometry: StreamGeometry) -> np.ndarray:
+    """Output stream codes (N, H, W, C), or one such array per output (a list or tuple, in output order) -> the
+    bytes the accelerator sends per frame (the testbench's vectors), (N, out_frame_bytes) uint8."""
+    outputs = list(codes) if isinstance(codes, list | tuple) else [codes]
+    if len(outputs) != len(geometry.segments):
+        raise ValueError(f"{len(outputs)} outputs for a geometry of {len(geometry.segments)}")
+    n = outputs[0].shape[0]
+    parts = []
+    for k, (seg, out) in enumerate(zip(geometry.segments, outputs, strict=True)):
+        flat = np.asarray(out).reshape(n, -1)
+        if flat.shape[1] != seg.elems:
+            raise ValueError(f"output {k} has {flat.shape[1]} elements per frame, its segment {seg.elems}")
+        parts.append(pack_elements(flat, seg.bits, geometry.segment_words(k) * geometry.out_axi_bits // 8))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+
+def bytes_to_output_frames(data: np.ndarray, geometry: StreamGeometry, shapes, signed) -> list[np.ndarray]:
+    """The output bytes of N frames, (N, out_frame_bytes) uint8 -> one array of stream codes (N, *shapes[k]) int64
+    per output; ``signed[k]``: output k's elements are two's complement. Each segment's padding is ignored."""
+    n = data.shape[0]
+    data = data.reshape(n, -1)
+    out = []
+    for k, seg in enumerate(geometry.segments):
+        start = geometry.segment_offset(k)
+        part = data[:, start: start + geometry.segment_words(k) * geometry.out_axi_bits // 8]
+        out.append(unpack_elements(part, seg.bits, bool(signed[k]), seg.elems).reshape(n, *shapes[k]))
+    return out
 
 
 def bytes_to_frames(data: np.ndarray, geometry: StreamGeometry, out_shape: tuple[int, int, int],

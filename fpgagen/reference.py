@@ -71,14 +71,27 @@ def run_network(net: Network, codes: np.ndarray) -> np.ndarray:
     consumes a whole flattened H x W x C feature map as one (1, 1, H*W*C) vector."""
     x = np.asarray(codes, np.int64)
     if not net.is_chain:
-        return run_graph(net, x)
+        outs = run_graph_outputs(net, x)
+        return outs[0] if len(outs) == 1 else tuple(outs)
     for layer in net.layers:
         x = run_layer(layer, x.reshape(x.shape[0], *layer.in_shape))
     return x
 
 
+def run_network_outputs(net: Network, codes: np.ndarray) -> list[np.ndarray]:
+    """Every output's stream codes (N, H, W, C), in output order (``run_network`` returns a tuple for several)."""
+    out = run_network(net, codes)
+    return list(out) if isinstance(out, tuple) else [out]
+
+
 def run_graph(net: Network, codes: np.ndarray) -> np.ndarray:
-    """The graph in its (topological) layer order: each layer's inputs are the tensors on its input streams."""
+    """The graph's only (or first) output; see run_graph_outputs."""
+    return run_graph_outputs(net, codes)[0]
+
+
+def run_graph_outputs(net: Network, codes: np.ndarray) -> list[np.ndarray]:
+    """The graph in its (topological) layer order: each layer's inputs are the tensors on its input streams.
+    Returns every output's codes, in output order."""
     values = {("input", 0): np.asarray(codes, np.int64)}
     feeds = {(e.dst, e.dst_port): (e.src, e.src_port) for e in net.edges}
     for layer in net.layers:
@@ -88,4 +101,4 @@ def run_graph(net: Network, codes: np.ndarray) -> np.ndarray:
         outs = layer.run(xs) if isinstance(layer, GraphLayer) else [run_layer(layer, xs[0])]
         for p, y in enumerate(outs):
             values[(layer.name, p)] = y
-    return values[feeds[("output", 0)]]
+    return [values[feeds[("output", k)]] for k in range(len(net.outputs))]

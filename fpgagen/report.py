@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import fifo
+from . import codegen, fifo
 from .builddir import write_atomic
 from .ir import Network, in_ports, out_ports
 from .ir.layers import RESOURCES, add_resources
@@ -56,6 +56,14 @@ def summary(net: Network, board: dict, fold_info: dict | None = None, ceilings: 
               for r in RESOURCES}
     bottleneck = net.bottleneck()
     latency = fifo.latency_cycles(net)
+    io = codegen.stream_geometry(net)
+    feeds = {e.dst_port: e for e in edges if e.dst == "output"}
+    outputs = [{"index": k, "layer": feeds[k].src, "shape": list(spec.shape), "kind": spec.kind,
+                "dtype": out_ports(net.layer(feeds[k].src))[feeds[k].src_port][1].name,
+                "segment_offset_bytes": io.segment_offset(k),
+                "segment_bytes": io.segment_words(k) * io.out_axi_bits // 8,
+                "fifo": {"depth": feeds[k].depth, "style": feeds[k].storage}}
+               for k, spec in enumerate(net.outputs)]
     return {
         "network": net.name,
         "board": board["name"],
@@ -70,6 +78,8 @@ def summary(net: Network, board: dict, fold_info: dict | None = None, ceilings: 
         "budget": budget,
         "fits": all(used[r] <= budget[r]["cap"] for r in RESOURCES),
         "layers": layers,
+        "output_frame_bytes": io.out_frame_bytes,
+        "outputs": outputs,
     }
 
 
@@ -115,10 +125,18 @@ def markdown(doc: dict, plots: bool = False) -> str:
                   f"{lay['cycles']:,} | {r['LUT']:,} | {r['FF']:,} | {r['BRAM18']} | {r['DSP']} | "
                   f"{f['depth']}x{f['width_bits']} {f['style']} |")
     fifos = {k: sum(lay["fifo"]["resources"][k] for lay in doc["layers"]) for k in RESOURCES}
+    outputs = doc.get("outputs", [])
     md.append(f"| FIFOs (all) | | | | | | | | {fifos['LUT']:,} | {fifos['FF']:,} | {fifos['BRAM18']} | "
               f"{fifos['DSP']} | |")
     md.append(f"| **total** (with shell) | | | | | | | | {b['LUT']['used']:,} | {b['FF']['used']:,} | "
               f"{b['BRAM18']['used']} | {b['DSP']['used']} | |")
+    if outputs:
+        md += ["", f"## Outputs ({doc['output_frame_bytes']:,} bytes per frame, one DMA transfer)", "",
+               "| output | from layer | shape | kind | type | bytes at | bytes | FIFO |",
+               "|---|---|---|---|---|---|---|---|"]
+        md += [f"| {o['index']} | {o['layer']} | {'x'.join(map(str, o['shape']))} | {o['kind']} | {o['dtype']} | "
+               f"{o['segment_offset_bytes']:,} | {o['segment_bytes']:,} | {o['fifo']['depth']} {o['fifo']['style']} |"
+               for o in outputs]
     if plots:
         md += ["", "## Plots (estimated)", "", "![cycles per layer](cycles.png)", "",
                "![resources against the budget](resources.png)"]

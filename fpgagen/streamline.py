@@ -334,13 +334,14 @@ class _Lowering:
         if self.cur is None or not self.layers:
             raise FpgagenError("the graph has no quantized layer to build", f"model '{self.name}'",
                                "export a brevitas network with at least one QuantConv2d or QuantLinear")
-        out_name = self.model.graph.output[0].name
-        if out_name not in self.views:
-            raise FpgagenError("the graph output is not computed from the input stream", f"model '{self.name}'",
-                               "return a tensor computed by the network")
-        self.cur, self.cur_name = self.views[out_name], out_name
-        self.edges.append(Edge(*self.ends[out_name].pop(0), "output", 0))
-        net = Network(self.name, self.input_spec, self.output_spec(), self.layers, self.edges)
+        specs = []  # every graph output is an output stream, in graph.output (torch) order
+        for k, out_name in enumerate(self.graph_outputs):
+            if out_name not in self.views:
+                raise FpgagenError("the graph output is not computed from the input stream", f"model '{self.name}'",
+                                   "return a tensor computed by the network")
+            self.edges.append(Edge(*self.ends[out_name].pop(0), "output", k))
+            specs.append(self.output_spec(out_name))
+        net = Network(self.name, self.input_spec, specs, self.layers, self.edges)
         if all(not hasattr(lay, "in_shapes") for lay in self.layers) and \
                 net.stream_edges() == Network(self.name, None, None, self.layers).stream_edges():
             net.edges = []  # a chain: stored as one
@@ -348,12 +349,12 @@ class _Lowering:
             net.check_graph()
         return net
 
-    def output_spec(self) -> OutputSpec:
-        s, node_where = self.cur, self.cur.where
+    def output_spec(self, out_name: str) -> OutputSpec:
+        s, node_where = self.views[out_name], self.views[out_name].where
         if s.clamp is not None:
             raise FpgagenError("the network ends in a float activation (ReLU/Clip with no quantizer after it)",
                                node_where, "end the model with a quantized activation (QuantReLU, QuantIdentity)")
-        shape = tuple(self.model.get_tensor_shape(self.cur_name))
+        shape = tuple(self.model.get_tensor_shape(out_name))
         post = s.post
         if post:  # float ops after the last integer result: the host runs them in float32 (e.g. TensorNorm)
             s = s.before_post

@@ -96,14 +96,32 @@ def test_quant_tensor_output_metadata_must_match_its_quantizer(tmp_path, quiet):
         fpgagen.build(tmp_path / "other.onnx", out_dir=tmp_path / "b", log=quiet)
 
 
-def test_two_real_outputs_are_refused(tmp_path, quiet):
-    path = fpgagen.export(nets.conv_net(4, 4, seed=1), tmp_path / "m.onnx")
+def test_a_second_real_output_is_a_stream(tmp_path, quiet):
+    """A graph output taken inside the network (the first QuantReLU's codes) beside the last layer's: two outputs,
+    each bit-exact against Brevitas evaluated exactly (graph_nets' float64 replay of every activation)."""
+    import graph_nets as GN
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    model = nets.conv_net(4, 4, seed=1)
+    path = fpgagen.export(model, tmp_path / "m.onnx")
     proto = onnx.load(str(path))
-    first_conv = next(n for n in proto.graph.node if n.op_type == "Conv")
-    proto.graph.output.append(onnx.helper.make_tensor_value_info(first_conv.output[0], onnx.TensorProto.FLOAT, None))
+    acts = [n for n in proto.graph.node if n.op_type == "Quant"
+            and n.input[0] not in {i.name for i in proto.graph.initializer}]
+    name = acts[1].output[0]  # acts[0] quantizes the input
+    shape = ModelWrapper(proto).transform(InferShapes()).get_tensor_shape(name)
+    kept = [vi for vi in proto.graph.value_info if vi.name != name]  # an output is described once, as an output
+    del proto.graph.value_info[:]
+    proto.graph.value_info.extend(kept)
+    proto.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, shape))
     onnx.save(proto, str(tmp_path / "two.onnx"))
-    with pytest.raises(FpgagenError, match="the graph has 2 outputs"):
-        fpgagen.build(tmp_path / "two.onnx", out_dir=tmp_path / "b", log=quiet)
+    acc = fpgagen.build(tmp_path / "two.onnx", out_dir=tmp_path / "b", log=quiet)
+    assert len(acc.net.outputs) == 2 and acc.net.outputs[1].shape == tuple(shape)
+    x = nets.net_input(model, 3, shape=(2, 3, 32, 32))
+    got = acc.run(x, codes=True)
+    log = GN.graph_exact_codes(model, x, all_layers=True)  # (codes, t, scale) of every activation, call order
+    assert np.array_equal(got[0], log[-1][0]) and np.array_equal(got[1], log[1][0])
+    assert len(np.unique(got[1])) > 2
 
 
 def _first_quant_codes_qonnx(path, x):

@@ -27,6 +27,8 @@ class Backend:
 
 def accelerator_backend(acc, name: str = "accelerator") -> Backend:
     """A built :class:`fpgagen.Accelerator`: the uint8 pixel is the input code, the output stays integer."""
+    if len(acc.net.outputs) != 1:
+        raise ValueError("the detector needs a one-output network (LPYOLO's hardtanh head)")
     spec = acc.net.output
     scale, zero = np.unique(np.asarray(spec.scale, np.float64)), np.unique(np.asarray(spec.offset, np.float64))
     if getattr(spec, "kind", "codes") != "codes" or scale.size != 1 or zero.size != 1:

@@ -4,7 +4,9 @@ dequantizer.
 A network is ``layers`` in a topological order plus ``edges``, one per stream: (producer, port) -> (consumer,
 port) with its FIFO depth and storage; the stream's datatype and word width are those of the producer's port
 (``edge_dtype``/``edge_word``), so they are never stored twice. ``"input"`` is the host's input stream and
-``"output"`` the stream to the host. A chain is the special case ``edges == []``: each layer feeds the next (its
+``"output"`` the stream(s) to the host: a network with several outputs (the torch model returns a tuple, in
+QONNX ``graph.output`` order) has one edge to ``("output", k)`` per output k, and ``outputs[k]`` says how its
+integers map back to torch's k-th value. A chain is the special case ``edges == []``: each layer feeds the next (its
 own ``fifo_depth``/``fifo_style`` is its output stream), which is how every single-path network is stored.
 Layers are either chain kinds (fpgagen.ir.layers, one port each) or graph kinds (fpgagen.ir.kinds, several
 ports); ``in_ports``/``out_ports`` read both alike.
@@ -157,9 +159,21 @@ def out_ports(layer) -> list[tuple[tuple[int, int, int], DataType, int]]:
 class Network:
     name: str
     input: InputSpec
-    output: OutputSpec
+    outputs: list[OutputSpec]  # in torch's output order; a single OutputSpec is taken as [it]
     layers: list[Layer]
     edges: list[Edge] = field(default_factory=list)  # empty: a chain
+
+    def __post_init__(self):
+        if isinstance(self.outputs, OutputSpec) or self.outputs is None:
+            self.outputs = [self.outputs]
+        self.outputs = list(self.outputs)
+
+    @property
+    def output(self) -> OutputSpec:
+        """The only output (a network with several has ``outputs`` instead)."""
+        if len(self.outputs) != 1:
+            raise ValueError(f"network {self.name} has {len(self.outputs)} outputs: use .outputs")
+        return self.outputs[0]
 
     @property
     def is_chain(self) -> bool:
@@ -191,6 +205,8 @@ class Network:
         """Every port of every layer has exactly one stream, the order is topological, shapes and datatypes agree
         across each stream; raises ValueError otherwise (a damaged file or a lowering bug)."""
         if self.is_chain:
+            if len(self.outputs) != 1:
+                raise ValueError(f"a chain has one output, not {len(self.outputs)}")
             return
         position = {lay.name: i for i, lay in enumerate(self.layers)}
         if len(position) != len(self.layers):
@@ -212,6 +228,13 @@ class Network:
                 dst_shape, dst_dt, _ = in_ports(self.layer(e.dst))[e.dst_port]
                 if int(np.prod(src_shape)) != int(np.prod(dst_shape)) or src_dt != dst_dt:
                     raise ValueError(f"stream {e.src} -> {e.dst} changes shape or datatype")
+        for k in range(len(self.outputs)):
+            if ("output", k) not in seen_in:
+                raise ValueError(f"output {k} is not connected")
+        if any(end == "output" and port >= len(self.outputs) for end, port in seen_in):
+            raise ValueError(f"a stream to an output beyond the {len(self.outputs)} outputs")
+        if ("input", 0) not in seen_out:
+            raise ValueError("the input is not connected")
         for lay in self.layers:
             for p in range(len(in_ports(lay))):
                 if (lay.name, p) not in seen_in:
@@ -226,9 +249,15 @@ class Network:
         return self.layer(e.dst), e.dst_port
 
     def output_port(self):
-        """(layer, port) that feeds the host's output stream."""
-        e = next(e for e in self.stream_edges() if e.dst == "output")
-        return self.layer(e.src), e.src_port
+        """(layer, port) that feeds the host's only output stream."""
+        if len(self.outputs) != 1:
+            raise ValueError(f"network {self.name} has {len(self.outputs)} outputs: use output_ports()")
+        return self.output_ports()[0]
+
+    def output_ports(self) -> list[tuple[Layer, int]]:
+        """(layer, port) that feeds each output stream, in output order."""
+        feeds = {e.dst_port: e for e in self.stream_edges() if e.dst == "output"}
+        return [(self.layer(feeds[k].src), feeds[k].src_port) for k in range(len(self.outputs))]
 
     @property
     def in_stream_shape(self) -> tuple[int, int, int]:
@@ -239,6 +268,11 @@ class Network:
     def out_stream_shape(self) -> tuple[int, int, int]:
         layer, port = self.output_port()
         return out_ports(layer)[port][0]
+
+    @property
+    def out_stream_shapes(self) -> list[tuple[int, int, int]]:
+        """The stream shape (H, W, C) of every output, in output order."""
+        return [out_ports(layer)[port][0] for layer, port in self.output_ports()]
 
     def layer(self, name: str) -> Layer:
         for layer in self.layers:
@@ -254,11 +288,13 @@ class Network:
     def save(self, directory: Path) -> None:
         directory = Path(directory)
         arrays: dict[str, np.ndarray] = {}
-        doc = {"name": self.name, "input": _to_doc(self.input, "input", arrays),
-               "output": _to_doc(self.output, "output", arrays),
-               "layers": [lay.to_doc() if isinstance(lay, GraphLayer) else
-                          dict(kind=lay.kind, **_to_doc(lay, f"layer{i}", arrays))
-                          for i, lay in enumerate(self.layers)]}
+        doc = {"name": self.name, "input": _to_doc(self.input, "input", arrays)}
+        if len(self.outputs) == 1:  # the one-output format, as before
+            doc["output"] = _to_doc(self.outputs[0], "output", arrays)
+        else:
+            doc["outputs"] = [_to_doc(o, f"output{k}", arrays) for k, o in enumerate(self.outputs)]
+        doc["layers"] = [lay.to_doc() if isinstance(lay, GraphLayer) else
+                         dict(kind=lay.kind, **_to_doc(lay, f"layer{i}", arrays)) for i, lay in enumerate(self.layers)]
         if self.edges:
             doc["edges"] = [dataclasses.asdict(e) for e in self.edges]
         (directory / "network.json").write_text(json.dumps(doc, indent=1))
@@ -292,8 +328,13 @@ class Network:
                 cls = LAYER_KINDS[entry.pop("kind")]
                 layers.append(_from_doc(cls, entry, f"layer{i}", arrays))
             edges = [Edge(**e) for e in doc.get("edges", [])]
-            net = Network(doc["name"], _from_doc(InputSpec, doc["input"], "input", arrays),
-                          _from_doc(OutputSpec, doc["output"], "output", arrays), layers, edges)
+            if "outputs" in doc:
+                outputs = [_from_doc(OutputSpec, o, f"output{k}", arrays) for k, o in enumerate(doc["outputs"])]
+            else:
+                outputs = [_from_doc(OutputSpec, doc["output"], "output", arrays)]
+            if not outputs:
+                raise ValueError("no outputs")
+            net = Network(doc["name"], _from_doc(InputSpec, doc["input"], "input", arrays), outputs, layers, edges)
             if not layers or not isinstance(net.name, str):
                 raise ValueError("no layers")
             net.check_graph()

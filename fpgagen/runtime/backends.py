@@ -31,22 +31,32 @@ def runtime_spec(acc) -> dict:
     (codegen.stream_geometry, packing). Saved as ``runtime.json``, it lets the board run the bitstream without
     the IR's dependencies (qonnx, onnx), which a PYNQ-Z2 image does not have."""
     from .. import codegen, packing
+    from ..ir import out_ports
 
     net = acc.net
     geometry = codegen.stream_geometry(net)
     fields = geometry.to_dict() if hasattr(geometry, "to_dict") else dataclasses.asdict(geometry)
-    spec = net.output
+    ports = [out_ports(layer)[port] for layer, port in net.output_ports()]
+    quants = [_output_quant(spec) for spec in net.outputs]
+    in_shape = tuple(int(v) for v in net.in_stream_shape)
+    doc = {"format": 1, "name": net.name, "input_shape": list(in_shape),
+           "output_shape": [int(v) for v in ports[0][0]], "pixels_are_codes": acc.pixels_are_codes,
+           # the decoders (fpgagen.detect) take one output: none is offered for several
+           "output_quant": quants[0] if len(quants) == 1 else None, "output_signed": bool(ports[0][1].signed()),
+           "geometry": fields,
+           "in_frame_bytes": int(packing.frames_to_bytes(np.zeros((1, *in_shape), np.uint8), geometry).shape[1]),
+           "out_frame_bytes": _out_frame_bytes(geometry)}
+    if len(ports) > 1:  # several outputs: one stream each, one segment each of the output frame (packing)
+        doc |= {"output_shapes": [[int(v) for v in shape] for shape, _, _ in ports],
+                "outputs_signed": [bool(dt.signed()) for _, dt, _ in ports], "output_quants": quants}
+    return doc
+
+
+def _output_quant(spec) -> list[float] | None:
+    """(scale, zero point) of a per-tensor output quantizer, the integer decode's input; None otherwise."""
     scale = np.unique(np.asarray(spec.scale, np.float64))
     zero = np.unique(np.asarray(spec.offset, np.float64))
-    # (scale, zero point) of a per-tensor output quantizer, the integer decode's input; None otherwise
-    output_quant = [float(scale[0]), float(zero[0])] if spec.kind == "codes" and scale.size == 1 and zero.size == 1 \
-        else None
-    in_shape = tuple(int(v) for v in net.in_stream_shape)
-    return {"format": 1, "name": net.name, "input_shape": list(in_shape),
-            "output_shape": [int(v) for v in net.out_stream_shape], "pixels_are_codes": acc.pixels_are_codes,
-            "output_quant": output_quant, "output_signed": bool(net.layers[-1].odt.signed()), "geometry": fields,
-            "in_frame_bytes": int(packing.frames_to_bytes(np.zeros((1, *in_shape), np.uint8), geometry).shape[1]),
-            "out_frame_bytes": _out_frame_bytes(geometry)}
+    return [float(scale[0]), float(zero[0])] if spec.kind == "codes" and scale.size == 1 and zero.size == 1 else None
 
 
 def _out_frame_bytes(geometry) -> int:
@@ -207,7 +217,10 @@ class PynqBackend(Backend):
             self.dma.recvchannel.wait()
             _sync(self.out_buffer, "invalidate")
             out[i] = self.out_buffer
-        return self._packing.bytes_to_frames(out, self.geometry, self.output_shape, self.spec["output_signed"])
+        if "output_shapes" not in self.spec:
+            return self._packing.bytes_to_frames(out, self.geometry, self.output_shape, self.spec["output_signed"])
+        return tuple(self._packing.bytes_to_output_frames(out, self.geometry, self.spec["output_shapes"],
+                                                          self.spec["outputs_signed"]))
 
     def close(self) -> None:
         for buf in (getattr(self, "in_buffer", None), getattr(self, "out_buffer", None)):

@@ -224,7 +224,7 @@ def prepare(build_dir: Path, board_name: str | None = None, cosim: bool | None =
     ip_repo = os.path.relpath(hls_ip_dir(hls_dir, top), vivado_dir)
     bd = render_block_design(vivado_dir, top, io, board, ip_repo)
     adapters = {"input adapter": max(io.in_words, io.in_stream_words),
-                "output adapter": max(io.out_words, io.out_stream_words) + 1}
+                "output adapter": io.out_adapter_cycles}
     bottleneck = acc.net.bottleneck()
     for name, cycles in adapters.items():  # an AXI word narrower than the stream word costs extra cycles
         if cycles > bottleneck.cycles():
