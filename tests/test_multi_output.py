@@ -202,7 +202,9 @@ def test_testbench_and_block_design_use_the_whole_output_frame(two_head, tmp_pat
     bd = flow.render_block_design(tmp_path, codegen.top_name(acc.net), io, load_board("pynq_z2"), "ip")
     text = bd.read_text()
     assert f"out {io.out_frame_bytes:,} bytes per frame" in text
-    assert f"2 outputs, one segment each ({io.segment_words(0) * 4:,} + {io.segment_words(1) * 4:,} bytes)" in text
+    word_bytes = io.out_axi_bits // 8
+    assert (f"2 outputs, one segment each ({io.segment_words(0) * word_bytes:,} + "
+            f"{io.segment_words(1) * word_bytes:,} bytes)") in text
 
 
 def test_runtime_backends_pass_tuples(two_head, tmp_path, monkeypatch):
