@@ -97,7 +97,7 @@ def fold_graph(net: Network, target_cycles: float) -> None:
     for layer in net.layers:
         if isinstance(layer, SlidingWindow):
             continue
-        if isinstance(layer, MVAU):
+        if isinstance(layer, MVAU) or getattr(layer, "MATRIX_UNIT", False):  # its window takes its SIMD
             src = feeds[(layer.name, 0)].src
             window = net.layer(src) if src != "input" and isinstance(net.layer(src), SlidingWindow) else None
             mh, mw, pixels = layer.mh, layer.mw, layer.pixels

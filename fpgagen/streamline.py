@@ -28,6 +28,7 @@ from .ir import MVAU, Edge, InputSpec, Layer, MaxPool, Network, OutputSpec, Slid
 from .ir.kinds import (
     AffineView,
     QuantSpec,
+    apply_rewrites,
     lower_add,
     lower_concat,
     lower_fork,
@@ -336,6 +337,7 @@ class _Lowering:
                                "return a tensor computed by the network")
         self.cur, self.cur_name = self.views[out_name], out_name
         self.edges.append(Edge(*self.ends[out_name].pop(0), "output", 0))
+        self.layers = [apply_rewrites(layer) for layer in self.layers]
         net = Network(self.name, self.input_spec, self.output_spec(), self.layers, self.edges)
         if all(not hasattr(lay, "in_shapes") for lay in self.layers) and \
                 net.stream_edges() == Network(self.name, None, None, self.layers).stream_edges():

@@ -31,8 +31,13 @@ def test_bnn_pynq_bitexact(name, dynamo, tmp_path, quiet):
     bits = name.split("_")[1]
     mvaus = [lay for lay in acc.net.layers if lay.kind == "MVAU"]
     assert all(lay.weight_dtype == "INT2" for lay in mvaus)  # -1/+1 (1W) or -1/0/+1 (2W)
-    if bits == "1w1a":
-        assert all(lay.idt.name == "BINARY" for lay in mvaus[1:])  # bipolar activations as {0, 1} codes
+    if bits == "1w1a":  # every thresholded layer on bipolar codes {0, 1} is an XNOR-popcount unit
+        xnors = [lay for lay in acc.net.layers if lay.kind == "XnorMVAU"]
+        assert xnors and all(lay.in_dtypes[0].name == "BINARY" for lay in xnors)
+        assert all(lay.thresholds is None or lay.idt.name != "BINARY" for lay in mvaus)
+        assert mvaus[-1].thresholds is None  # the last layer's raw accumulator (TensorNorm on the host) stays
+    else:
+        assert not any(lay.kind == "XnorMVAU" for lay in acc.net.layers)
 
     x = nets.bnn_pynq_input(model, frames=2, seed=1)
     got = acc.run(x, codes=True)

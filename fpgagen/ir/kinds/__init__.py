@@ -28,12 +28,23 @@ from .concat import Concat, lower_concat
 from .fork import StreamFork, lower_fork
 from .maxpool_general import MaxPoolGeneral, lower_maxpool, pad_of_node
 from .upsample import Upsample, lower_resize
-from .xnor import XnorMVAU, xnor_from_mvau
+from .xnor import XnorMVAU, xnor_from_mvau, xnor_rewrite
 
 GRAPH_KINDS = {cls.kind: cls for cls in (StreamFork, Concat, Upsample, AddStreams, MaxPoolGeneral, XnorMVAU)}
 LOWERINGS = {"Concat": lower_concat, "Resize": lower_resize, "Upsample": lower_resize, "Add": lower_add,
              "MaxPool": lower_maxpool}
+# Rewrites of a lowered layer into a cheaper kind with the same output codes (layer -> replacement or None),
+# applied in order to every layer once the walk is done.
+REWRITES = (xnor_rewrite,)
+
+
+def apply_rewrites(layer):
+    for rewrite in REWRITES:
+        layer = rewrite(layer) or layer
+    return layer
+
 
 __all__ = ["AffineView", "QuantSpec", "Requant", "requantize", "GraphLayer", "Shape", "StreamFork", "Concat",
            "Upsample", "AddStreams", "MaxPoolGeneral", "lower_fork", "lower_concat", "lower_resize", "lower_add",
-           "lower_maxpool", "pad_of_node", "XnorMVAU", "xnor_from_mvau", "GRAPH_KINDS", "LOWERINGS"]
+           "lower_maxpool", "pad_of_node", "XnorMVAU", "xnor_from_mvau", "xnor_rewrite", "GRAPH_KINDS", "LOWERINGS",
+           "REWRITES", "apply_rewrites"]

@@ -11,6 +11,15 @@ the lowering as for any MVAU) become thresholds on the popcount: acc >= T  <=>  
 pc >= ceil((T + MW) / 2). A BIPOLAR output (BipolarQuant, one threshold) streams the bit [acc >= T]; an integer
 output streams OUT_BASE + #{k : pc >= T'_k}; without thresholds the unit streams acc itself.
 
+The input may also be declared BINARY: codes {0, 1} that are the bits themselves, as the graph walk
+(fpgagen.streamline) carries a BipolarQuant's output (codes {0, 1} for {-s, +s}). The stream is the same bits.
+
+Lowering (``xnor_rewrite``, registered in fpgagen.ir.kinds.REWRITES): the walk lowers every Conv/MatMul to an
+integer MVAU; an MVAU with thresholds whose weights are all -1/+1 and whose input codes are {0, 1} computes
+acc_m = W @ b on the bits b, and acc = W @ (2b - 1) = 2 * acc_m - rowsum(W), so its thresholds T on acc_m become
+2T - rowsum(W) on acc, and the layer becomes this unit with the same output codes. An MVAU without thresholds
+(the raw accumulator of a final layer, whose host-side dequantization is written for acc_m) stays an MVAU.
+
 Kernel ``fg::xnor_mvau`` (templates/hls/fg_xnor.h): one flat loop, II=1, of PIXELS * NF * SF iterations (NF =
 MH/PE neuron folds, SF = MW/SIMD input folds), as FINN-R's MVAU model counts: the first neuron fold pops the SF
 input words and keeps them in ``inbuf`` for the others; every SF-th iteration pushes PE outputs.
@@ -30,6 +39,7 @@ from ..memory import Memory
 from .base import CONTROL_FF, CONTROL_LUT, MEM_STYLES, GraphLayer, divisors, resources, threshold_tiles
 
 BIPOLAR = DataType["BIPOLAR"]
+BINARY = DataType["BINARY"]
 
 
 def to_bits(codes: np.ndarray) -> np.ndarray:
@@ -55,6 +65,7 @@ class XnorMVAU(GraphLayer):
     KERNEL_HEADER = "fg_xnor.h"
     CONFIG_TEMPLATE = "xnor.h.j2"
     STYLES = {"mem_style": MEM_STYLES, "thr_style": MEM_STYLES}
+    MATRIX_UNIT = True  # folds as an MVAU does (mh, mw, pixels, PE, SIMD): a sliding window before it takes its SIMD
 
     @property
     def mh(self) -> int:
@@ -89,6 +100,11 @@ class XnorMVAU(GraphLayer):
         return (self.pe,)
 
     @property
+    def weight_dtype(self) -> str:
+        """The weights' declared type (-1/+1; the ROM stores them as bits): what codegen checks the ROM against."""
+        return BIPOLAR.name
+
+    @property
     def popcount_dtype(self) -> DataType:
         return smallest_dtype(0, self.mw + 1)
 
@@ -102,8 +118,9 @@ class XnorMVAU(GraphLayer):
     def validate(self) -> None:
         self._require(self.weights is not None and self.weights.ndim == 2 and np.all(np.abs(self.weights) == 1),
                       "XNOR weights must all be -1 or +1", "use bipolar (1-bit) weight quantizers")
-        self._require(self.in_dtypes == (BIPOLAR,) and self.in_shapes[0][2] == self.mw,
-                      f"the input must be a BIPOLAR stream of MW={self.mw} channels", "quantize the input bipolar")
+        self._require(self.in_dtypes in ((BIPOLAR,), (BINARY,)) and self.in_shapes[0][2] == self.mw,
+                      f"the input must be a BIPOLAR (or BINARY bits) stream of MW={self.mw} channels",
+                      "quantize the input bipolar")
         self._require(self.out_shapes[0] == (*self.in_shapes[0][:2], self.mh), "output shape", "MH output channels")
         if self.out_dtypes[0] == BIPOLAR:
             self._require(self.nt == 1, "a BIPOLAR output needs exactly one threshold per channel",
@@ -149,6 +166,8 @@ class XnorMVAU(GraphLayer):
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         (x,) = self._check_inputs(inputs)
+        if self.in_dtypes[0] == BINARY:  # the bits themselves
+            x = from_bits(x)
         acc = x.reshape(-1, self.mw) @ self.weights.T.astype(np.int64)
         acc = acc.reshape(*x.shape[:-1], self.mh)
         if self.thresholds is None:
@@ -172,13 +191,26 @@ def xnor_from_mvau(name: str, in_shape, weights: np.ndarray, thresholds: np.ndar
                    out_dtype: DataType, in_dtype: DataType) -> XnorMVAU:
     """The lowering rule: an integer MVAU (weights, thresholds on its accumulator, as the walk builds it for any
     Conv/MatMul) whose weights and input are bipolar becomes an XnorMVAU with the same semantics."""
-    if in_dtype != BIPOLAR or not np.all(np.abs(weights) == 1):
+    if in_dtype not in (BIPOLAR, BINARY) or not np.all(np.abs(weights) == 1):
         raise FpgagenError("an XNOR-popcount unit needs bipolar weights and a bipolar input", f"layer {name}",
                            "use brevitas' bipolar 1-bit quantizers on both, or keep the integer MVAU")
     acc_dtype = smallest_dtype(-weights.shape[1], weights.shape[1])
     out = (*in_shape[:2], weights.shape[0])
     odt = out_dtype if thresholds is not None else acc_dtype
-    layer = XnorMVAU(name, (tuple(in_shape),), (out,), (BIPOLAR,), (odt,),
+    layer = XnorMVAU(name, (tuple(in_shape),), (out,), (in_dtype,), (odt,),
                      weights=np.asarray(weights, np.int64), thresholds=thresholds, out_base=out_base)
     layer.validate()
     return layer
+
+
+def xnor_rewrite(layer) -> XnorMVAU | None:
+    """The XnorMVAU that computes ``layer``'s output codes exactly, if ``layer`` is an MVAU with thresholds,
+    weights all -1/+1 and a {0, 1} input (see the module docstring); otherwise None (the layer stays)."""
+    if getattr(layer, "kind", None) != "MVAU" or layer.thresholds is None or layer.idt != BINARY:
+        return None
+    weights = np.asarray(layer.weights, np.int64)
+    if not np.all(np.abs(weights) == 1):
+        return None
+    rowsum = weights.sum(axis=1)
+    thresholds = 2 * np.asarray(layer.thresholds, np.int64) - rowsum[:, None]
+    return xnor_from_mvau(layer.name, layer.in_shape, weights, thresholds, layer.out_base, layer.odt, BINARY)
