@@ -498,7 +498,7 @@ def test_xnor_lowering_errors():
     with pytest.raises(FpgagenError, match="bipolar"):
         xnor_from_mvau("x", (1, 1, 2), np.array([[1, 0]]), None, 0, None, DataType["BIPOLAR"])
     with pytest.raises(FpgagenError, match="bipolar"):
-        xnor_from_mvau("x", (1, 1, 2), np.array([[1, -1]]), None, 0, None, DataType["UINT1"])
+        xnor_from_mvau("x", (1, 1, 2), np.array([[1, -1]]), None, 0, None, DataType["UINT2"])
     layer = XNORS[0]
     with pytest.raises(FpgagenError, match="does not divide"):
         layer.set_folding(simd=3)

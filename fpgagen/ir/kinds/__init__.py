@@ -21,24 +21,29 @@ What the graph wiring does with them (not done here):
   throughput is the slowest node's ``cycles()``.
 """
 
+from importlib import import_module
+
 from .add import AddStreams, lower_add
 from .affine import AffineView, QuantSpec, Requant, requantize
-from .base import GraphLayer, Shape
+from .base import GraphLayer, Lowered, Lowering, LoweringContext, Shape
 from .concat import Concat, lower_concat
 from .fork import StreamFork, lower_fork
 from .maxpool_general import MaxPoolGeneral, lower_maxpool, pad_of_node
 from .upsample import Upsample, lower_resize
 from .xnor import XnorMVAU, xnor_from_mvau, xnor_rewrite
 
-GRAPH_KINDS = {cls.kind: cls for cls in (StreamFork, Concat, Upsample, AddStreams, MaxPoolGeneral, XnorMVAU)}
-LOWERINGS = {"Concat": lower_concat, "Resize": lower_resize, "Upsample": lower_resize, "Add": lower_add,
-             "MaxPool": lower_maxpool}
-# Rewrites of a lowered layer into a cheaper kind with the same output codes (layer -> replacement or None),
-# applied in order to every layer once the walk is done.
-REWRITES = (xnor_rewrite,)
+# The registration: one module per kind, each declaring KINDS (its classes), LOWERINGS (ONNX op type -> Lowering)
+# and optionally REWRITES (layer -> a cheaper layer with the same codes, or None).
+KIND_MODULES = ("fork", "concat", "upsample", "add", "maxpool_general", "xnor")
+
+_modules = [import_module(f".{name}", __name__) for name in KIND_MODULES]
+GRAPH_KINDS = {cls.kind: cls for m in _modules for cls in m.KINDS}
+LOWERINGS: dict[str, Lowering] = {op: rule for m in _modules for op, rule in m.LOWERINGS.items()}
+REWRITES = tuple(rw for m in _modules for rw in getattr(m, "REWRITES", ()))
 
 
 def apply_rewrites(layer):
+    """``layer``, or what the registered rewrites turn it into."""
     for rewrite in REWRITES:
         layer = rewrite(layer) or layer
     return layer
@@ -47,4 +52,4 @@ def apply_rewrites(layer):
 __all__ = ["AffineView", "QuantSpec", "Requant", "requantize", "GraphLayer", "Shape", "StreamFork", "Concat",
            "Upsample", "AddStreams", "MaxPoolGeneral", "lower_fork", "lower_concat", "lower_resize", "lower_add",
            "lower_maxpool", "pad_of_node", "XnorMVAU", "xnor_from_mvau", "xnor_rewrite", "GRAPH_KINDS", "LOWERINGS",
-           "REWRITES", "apply_rewrites"]
+           "REWRITES", "apply_rewrites", "KIND_MODULES", "Lowered", "Lowering", "LoweringContext"]

@@ -214,3 +214,8 @@ def xnor_rewrite(layer) -> XnorMVAU | None:
     rowsum = weights.sum(axis=1)
     thresholds = 2 * np.asarray(layer.thresholds, np.int64) - rowsum[:, None]
     return xnor_from_mvau(layer.name, layer.in_shape, weights, thresholds, layer.out_base, layer.odt, BINARY)
+
+
+KINDS = (XnorMVAU,)
+LOWERINGS = {}  # no ONNX op of its own: the walk's MVAU is rewritten (xnor_rewrite)
+REWRITES = (xnor_rewrite,)
