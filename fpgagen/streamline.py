@@ -38,12 +38,11 @@ from .ir.kinds import (
 from .ir.network import ELEMENTWISE, elementwise_step, out_ports
 from .quant import IntRange, bipolar_thresholds, quantize, requant_thresholds, smallest_dtype
 
+# The walk's own ops, then each layer kind's (fpgagen.ir.kinds.LOWERINGS).
 SUPPORTED_OPS = ("Quant (ROUND)", "BipolarQuant", "Conv (group=1, dilation=1)", "Gemm", "MatMul",
-                 "BatchNormalization", "Relu", "Clip",
-                 "MaxPool (any kernel, stride, pads; a Pad before it is fused)", "Add of two streams (residuals)",
-                 "Concat (channel axis)", "Resize/Upsample (nearest, integer factor)", "Pad (before a MaxPool)",
+                 "BatchNormalization", "Relu", "Clip", "Pad (before a MaxPool)",
                  "Mul/Add/Sub/Div by a per-channel constant", "Flatten", "Reshape (to N x features)", "Identity",
-                 "Dropout")
+                 "Dropout", *dict.fromkeys(rule.doc or op for op, rule in LOWERINGS.items()))
 # Float ops between the graph input and its first Quant: run on the host before the input quantizer.
 PRE_OPS = (*ELEMENTWISE, "Reshape", "Flatten", "Identity", "Dropout")
 

@@ -1,24 +1,18 @@
 """Graph layer kinds, one module each (see base.py for the contract every kind fulfils).
 
-``GRAPH_KINDS``: kind name -> class (the registration the graph's file loader, ``from_doc``, and codegen use).
-``LOWERINGS``: ONNX op type -> lowering rule, a pure function of the node and its inputs' affine views.
+A kind's module holds its IR class (cost and cycle model, numpy reference ``run``, folding options), names its
+static kernel (templates/hls/fg_*.h) and config template (templates/hls/*.h.j2), and declares
+- ``KINDS``: its classes (``GRAPH_KINDS``: kind name -> class, what the graph file loader and codegen use);
+- ``LOWERINGS``: ONNX op type -> ``Lowering`` (base.py): its rule ``rule(node, views, shapes, ctx) -> Lowered``,
+  a pure function of the node, its streamed inputs' affine views and shapes, and a ``LoweringContext`` (the
+  layer's name, constants, the Quant or Pad it may fuse). fpgagen.streamline calls it for every such op;
+- optionally ``REWRITES``: layer -> a layer with the same output codes at less cost, or None (the XNOR unit
+  replaces a thresholded MVAU on bipolar weights and codes), applied to every layer once the walk is done.
+Registering a kind is one entry in ``KIND_MODULES``.
 
-What the graph wiring does with them (not done here):
-- streamline's walk keeps an ``AffineView`` per tensor (its ``_Stream``: alpha -> scale, beta -> offset, lo/hi,
-  clamp); it inserts ``lower_fork`` where a tensor has several consumers, fuses a Pad into the MaxPool after it
-  (``pad_of_node`` -> ``lower_maxpool(pre_pad=...)``), and passes the Quant that is the only consumer of a
-  Concat/Add as ``out_quant`` (dropping that node). Its ``on_quant`` can call ``affine.requantize`` (same rule).
-  A bipolar MVAU (bipolar weights and input) becomes ``xnor_from_mvau``.
-- codegen emits, per layer, ``render_instance`` (the CONFIG_TEMPLATE's ``instance`` macro: config struct, memories
-  through memory.j2, wrapper ``name(in0, ..., out0, ...)``), includes ``KERNEL_HEADER`` once per kind, and
-  declares one stream per graph edge with the edge's depth (a fork's outputs are separate streams, so each branch
-  gets its own depth).
-- fifo sizing runs on the graph: ``io_pattern()`` gives reads per input port and writes per output port per
-  iteration; an iteration fires only when all its ports can (the hardware stalls whole iterations). A
-  reconvergent path (fork -> ... -> concat/add) needs the branch read later to hold the words the other branch
-  is consumed ahead by (tests/test_graph_kinds.py: fork -> concat needs one pixel of branch 0's words).
-- the optimizer takes ``fold_options()`` (PE/SIMD cores times style groups) and ``resources()`` of each node;
-  throughput is the slowest node's ``cycles()``.
+The walk inserts ``lower_fork`` where a tensor has several consumers (no ONNX op); fpgagen.fifo sizes graph
+FIFOs from each kind's ``io_pattern()``; the optimizer takes ``fold_options()`` and ``resources()``; codegen
+includes ``KERNEL_HEADER`` and renders ``CONFIG_TEMPLATE``'s ``instance`` macro per layer.
 """
 
 from importlib import import_module

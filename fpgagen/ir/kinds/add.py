@@ -196,4 +196,5 @@ def _lower(node, views, shapes, ctx) -> Lowered:
 
 
 KINDS = (AddStreams,)
-LOWERINGS = {"Add": Lowering(_lower, min_streams=2, fuses_quant=True)}
+LOWERINGS = {"Add": Lowering(_lower, min_streams=2, fuses_quant=True,
+                                doc="Add of two streams (residuals)")}

@@ -217,12 +217,14 @@ class Lowering:
     """A kind's lowering rule for one ONNX op type: ``rule(node, views, shapes, ctx) -> Lowered`` with the
     streamed inputs' affine views and (H, W, C) shapes. ``min_streams``: with fewer streamed inputs the op is not
     this kind's (an Add of a constant is an affine update of the walk). ``fuses_quant`` / ``fuses_pad``: the rule
-    takes ``ctx.out_quant`` (and the walk drops that Quant node) / ``ctx.pre_pad``."""
+    takes ``ctx.out_quant`` (and the walk drops that Quant node) / ``ctx.pre_pad``. ``doc``: the supported form
+    of the op, as the unsupported-op error lists it."""
 
     rule: typing.Callable
     min_streams: int = 1
     fuses_quant: bool = False
     fuses_pad: bool = False
+    doc: str = ""  # what the op may be, for the list of supported ops
 
 
 def same_channels(views) -> list[tuple[int, int]]:

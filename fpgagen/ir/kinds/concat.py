@@ -230,4 +230,5 @@ def _lower(node, views, shapes, ctx) -> Lowered:
 
 
 KINDS = (Concat,)
-LOWERINGS = {"Concat": Lowering(_lower, min_streams=2, fuses_quant=True)}
+LOWERINGS = {"Concat": Lowering(_lower, min_streams=2, fuses_quant=True,
+                                      doc="Concat (channel axis)")}

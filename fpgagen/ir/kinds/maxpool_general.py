@@ -227,4 +227,5 @@ def _lower(node, views, shapes, ctx) -> Lowered:
 
 
 KINDS = (MaxPoolGeneral,)
-LOWERINGS = {"MaxPool": Lowering(_lower, fuses_pad=True)}
+LOWERINGS = {"MaxPool": Lowering(_lower, fuses_pad=True,
+                                  doc="MaxPool (any kernel, stride, pads; a Pad before it is fused)")}

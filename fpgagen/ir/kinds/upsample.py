@@ -178,4 +178,5 @@ def _lower(node, views, shapes, ctx) -> Lowered:
 
 
 KINDS = (Upsample,)
-LOWERINGS = {"Resize": Lowering(_lower), "Upsample": Lowering(_lower)}
+_RESIZE = Lowering(_lower, doc="Resize/Upsample (nearest, integer factor)")
+LOWERINGS = {"Resize": _RESIZE, "Upsample": _RESIZE}
