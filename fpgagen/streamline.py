@@ -12,6 +12,12 @@ BipolarQuant, whose codes {0, 1} stand for {-s, +s}) and, after a linear layer, 
 dyadic rationals that float64 holds exactly. Thresholds are then solved as ``(target - beta)/alpha + center``, so
 a tie the network's structure makes exact (a bipolar dot product of exactly 0 through a zero-mean BatchNorm) stays
 exact instead of becoming ``k*c/k``, which float64 may round past an integer.
+
+Ops that a graph layer kind lowers (``fpgagen.ir.kinds.LOWERINGS``: Add/Concat of streams, MaxPool, Resize, Slice,
+...) all go through ``on_lowering``: the kind's rule gets the streamed inputs' views and a small context (layer
+name, constants, the Quant or Pad it may fuse) and returns the layer and its output view; the walk only wires the
+streams. Once the walk is done, the kinds' ``REWRITES`` may swap a layer for a cheaper one with the same codes
+(a thresholded MVAU on bipolar weights and codes becomes an XnorMVAU).
 """
 
 from __future__ import annotations
