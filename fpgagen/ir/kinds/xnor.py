@@ -17,8 +17,10 @@ The input may also be declared BINARY: codes {0, 1} that are the bits themselves
 Lowering (``xnor_rewrite``, registered in fpgagen.ir.kinds.REWRITES): the walk lowers every Conv/MatMul to an
 integer MVAU; an MVAU with thresholds whose weights are all -1/+1 and whose input codes are {0, 1} computes
 acc_m = W @ b on the bits b, and acc = W @ (2b - 1) = 2 * acc_m - rowsum(W), so its thresholds T on acc_m become
-2T - rowsum(W) on acc, and the layer becomes this unit with the same output codes. An MVAU without thresholds
-(the raw accumulator of a final layer, whose host-side dequantization is written for acc_m) stays an MVAU.
+2T - rowsum(W) on acc, and the layer becomes this unit with the same output codes. Without thresholds (the raw
+accumulator of a final layer, which the host dequantizes as acc_m) a BINARY-input unit streams acc_m itself:
+acc_m = popcount - #{i : w_i = -1} (a bit agrees with a -1 weight exactly when it is 0), one constant per neuron
+(the ``offsets`` memory).
 
 Kernel ``fg::xnor_mvau`` (templates/hls/fg_xnor.h): one flat loop, II=1, of PIXELS * NF * SF iterations (NF =
 MH/PE neuron folds, SF = MW/SIMD input folds), as FINN-R's MVAU model counts: the first neuron fold pops the SF
@@ -105,6 +107,15 @@ class XnorMVAU(GraphLayer):
         return BIPOLAR.name
 
     @property
+    def bits_acc(self) -> bool:
+        """No thresholds on a BINARY input: the output is the accumulator on the bits, acc_m = W @ b."""
+        return self.thresholds is None and self.in_dtypes[0] == BINARY
+
+    def negatives(self) -> np.ndarray:
+        """Per neuron, how many weights are -1 (acc_m = popcount - negatives)."""
+        return (self.weights < 0).sum(axis=1).astype(np.int64)
+
+    @property
     def popcount_dtype(self) -> DataType:
         return smallest_dtype(0, self.mw + 1)
 
@@ -122,6 +133,10 @@ class XnorMVAU(GraphLayer):
                       f"the input must be a BIPOLAR (or BINARY bits) stream of MW={self.mw} channels",
                       "quantize the input bipolar")
         self._require(self.out_shapes[0] == (*self.in_shapes[0][:2], self.mh), "output shape", "MH output channels")
+        if self.bits_acc:
+            odt, neg = self.out_dtypes[0], self.negatives()
+            self._require(odt.min() <= -neg.max() and (self.mw - neg).max() <= odt.max(),
+                          f"{odt.name} does not hold the accumulator on the bits", "use the MVAU's accumulator type")
         if self.out_dtypes[0] == BIPOLAR:
             self._require(self.nt == 1, "a BIPOLAR output needs exactly one threshold per channel",
                           "use a BipolarQuant after the layer")
@@ -135,7 +150,8 @@ class XnorMVAU(GraphLayer):
 
     def style_groups(self) -> list[list[dict]]:
         return [[{"mem_style": m} for m in (MEM_STYLES if self.nf * self.sf > 1 else ("lutram",))],
-                [{"thr_style": t} for t in (MEM_STYLES if self.nt and self.nf > 1 else ("lutram",))]]
+                [{"thr_style": t} for t in (MEM_STYLES if (self.nt or self.bits_acc) and self.nf > 1
+                                            else ("lutram",))]]
 
     def cycles(self) -> int:
         return self.pixels * self.nf * self.sf
@@ -153,6 +169,9 @@ class XnorMVAU(GraphLayer):
             bits = self.popcount_dtype.bitwidth()
             mems.append(Memory("thresholds", self.pe, self.nf, self.nt, bits,
                                self.thr_style if self.nf > 1 else "registers"))
+        if self.bits_acc:
+            mems.append(Memory("offsets", self.pe, self.nf, 1, self.popcount_dtype.bitwidth(),
+                               self.thr_style if self.nf > 1 else "registers"))
         return mems
 
     def logic(self) -> dict[str, int]:
@@ -160,7 +179,7 @@ class XnorMVAU(GraphLayer):
         the popcount adder tree (about SIMD LUTs), the accumulator, NT comparators of the popcount's width; the
         1.1 routing factor of FINN-R; control."""
         pcb = self.popcount_dtype.bitwidth()
-        per_pe = math.ceil(self.simd / 3) + self.simd + pcb + self.nt * pcb
+        per_pe = math.ceil(self.simd / 3) + self.simd + pcb + self.nt * pcb + (pcb if self.bits_acc else 0)
         return resources(LUT=1.1 * self.pe * per_pe + CONTROL_LUT + 20,
                          FF=self.pe * (2 * pcb + self.nt) + self.simd + CONTROL_FF)
 
@@ -170,8 +189,8 @@ class XnorMVAU(GraphLayer):
             x = from_bits(x)
         acc = x.reshape(-1, self.mw) @ self.weights.T.astype(np.int64)
         acc = acc.reshape(*x.shape[:-1], self.mh)
-        if self.thresholds is None:
-            return [acc]
+        if self.thresholds is None:  # on bits: acc_m = W @ b = (acc + rowsum) / 2, exactly
+            return [(acc + self.weights.sum(axis=1)) // 2 if self.in_dtypes[0] == BINARY else acc]
         count = np.zeros(acc.shape, np.int64)
         for k in range(self.nt):
             count += acc >= self.thresholds[:, k]
@@ -186,6 +205,9 @@ class XnorMVAU(GraphLayer):
     def threshold_tiles(self) -> np.ndarray:
         return threshold_tiles(self.popcount_thresholds(), self.pe)
 
+    def offset_tiles(self) -> np.ndarray:
+        return threshold_tiles(self.negatives()[:, None], self.pe)
+
 
 def xnor_from_mvau(name: str, in_shape, weights: np.ndarray, thresholds: np.ndarray | None, out_base: int,
                    out_dtype: DataType, in_dtype: DataType) -> XnorMVAU:
@@ -196,7 +218,7 @@ def xnor_from_mvau(name: str, in_shape, weights: np.ndarray, thresholds: np.ndar
                            "use brevitas' bipolar 1-bit quantizers on both, or keep the integer MVAU")
     acc_dtype = smallest_dtype(-weights.shape[1], weights.shape[1])
     out = (*in_shape[:2], weights.shape[0])
-    odt = out_dtype if thresholds is not None else acc_dtype
+    odt = out_dtype if thresholds is not None or (in_dtype == BINARY and out_dtype is not None) else acc_dtype
     layer = XnorMVAU(name, (tuple(in_shape),), (out,), (in_dtype,), (odt,),
                      weights=np.asarray(weights, np.int64), thresholds=thresholds, out_base=out_base)
     layer.validate()
@@ -204,15 +226,15 @@ def xnor_from_mvau(name: str, in_shape, weights: np.ndarray, thresholds: np.ndar
 
 
 def xnor_rewrite(layer) -> XnorMVAU | None:
-    """The XnorMVAU that computes ``layer``'s output codes exactly, if ``layer`` is an MVAU with thresholds,
-    weights all -1/+1 and a {0, 1} input (see the module docstring); otherwise None (the layer stays)."""
-    if getattr(layer, "kind", None) != "MVAU" or layer.thresholds is None or layer.idt != BINARY:
+    """The XnorMVAU that computes ``layer``'s output exactly, if ``layer`` is an MVAU with weights all -1/+1 on a
+    {0, 1} input (see the module docstring); otherwise None (the layer stays)."""
+    if getattr(layer, "kind", None) != "MVAU" or layer.idt != BINARY:
         return None
     weights = np.asarray(layer.weights, np.int64)
     if not np.all(np.abs(weights) == 1):
         return None
     rowsum = weights.sum(axis=1)
-    thresholds = 2 * np.asarray(layer.thresholds, np.int64) - rowsum[:, None]
+    thresholds = None if layer.thresholds is None else 2 * np.asarray(layer.thresholds, np.int64) - rowsum[:, None]
     return xnor_from_mvau(layer.name, layer.in_shape, weights, thresholds, layer.out_base, layer.odt, BINARY)
 
 
