@@ -127,7 +127,7 @@ def fold_graph(net: Network, target_cycles: float) -> None:
     for layer in net.layers:
         if isinstance(layer, SlidingWindow):
             continue
-        if isinstance(layer, MVAU):
+        if isinstance(layer, MVAU) or getattr(layer, "MATRIX_UNIT", False):  # its window takes its SIMD
             src = feeds[(layer.name, 0)].src
             window = net.layer(src) if src != "input" and isinstance(net.layer(src), SlidingWindow) else None
             mh, mw, pixels = layer.mh, layer.mw, layer.pixels
@@ -168,8 +168,14 @@ def fold_graph_within(net: Network, board: dict, ceilings: dict | None, target_f
         return int(cycles)
     fits(float("inf"))  # the least parallel design: its period bounds the search
     hi = max(lay.cycles() for lay in net.layers)
-    if not fits(hi):
-        check_budget(net, board, ceilings)  # raises, naming what does not fit
+    if not fits(hi):  # narrow memories pack poorly at SIMD 1 (a BRAM18 is 4K deep up to 4 bits): try faster ones
+        period = hi // 2
+        while period >= 1 and not fits(period):
+            period //= 2
+        if period < 1:
+            fits(hi)
+            check_budget(net, board, ceilings)  # raises, naming what does not fit
+        hi = max(lay.cycles() for lay in net.layers)
     lo = 0  # infeasible by definition
     while hi - lo > max(1, hi // 100):  # within 1% of the best period
         mid = (lo + hi) // 2

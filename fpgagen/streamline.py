@@ -12,6 +12,12 @@ BipolarQuant, whose codes {0, 1} stand for {-s, +s}) and, after a linear layer, 
 dyadic rationals that float64 holds exactly. Thresholds are then solved as ``(target - beta)/alpha + center``, so
 a tie the network's structure makes exact (a bipolar dot product of exactly 0 through a zero-mean BatchNorm) stays
 exact instead of becoming ``k*c/k``, which float64 may round past an integer.
+
+Ops that a graph layer kind lowers (``fpgagen.ir.kinds.LOWERINGS``: Add/Concat of streams, MaxPool, Resize, Slice,
+...) all go through ``on_lowering``: the kind's rule gets the streamed inputs' views and a small context (layer
+name, constants, the Quant or Pad it may fuse) and returns the layer and its output view; the walk only wires the
+streams. Once the walk is done, the kinds' ``REWRITES`` may swap a layer for a cheaper one with the same codes
+(a thresholded MVAU on bipolar weights and codes becomes an XnorMVAU).
 """
 
 from __future__ import annotations
@@ -24,26 +30,25 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import get_by_name
 
 from .errors import FpgagenError
-from .ir import MVAU, Edge, InputSpec, Layer, MaxPool, Network, OutputSpec, SlidingWindow, Threshold
+from .ir import MVAU, Edge, InputSpec, Layer, Network, OutputSpec, SlidingWindow, Threshold
 from .ir.kinds import (
+    LOWERINGS,
     AffineView,
+    Lowering,
+    LoweringContext,
     QuantSpec,
-    lower_add,
-    lower_concat,
+    apply_rewrites,
     lower_fork,
-    lower_maxpool,
-    lower_resize,
     pad_of_node,
 )
-from .ir.network import ELEMENTWISE, elementwise_step
+from .ir.network import ELEMENTWISE, elementwise_step, out_ports
 from .quant import IntRange, bipolar_thresholds, common_grid, quantize, requant_thresholds, smallest_dtype
 
+# The walk's own ops, then each layer kind's (fpgagen.ir.kinds.LOWERINGS).
 SUPPORTED_OPS = ("Quant (ROUND)", "BipolarQuant", "Conv (group=1, dilation=1)", "Gemm", "MatMul",
-                 "BatchNormalization", "Relu", "Clip",
-                 "MaxPool (any kernel, stride, pads; a Pad before it is fused)", "Add of two streams (residuals)",
-                 "Concat (channel axis)", "Resize/Upsample (nearest, integer factor)", "Pad (before a MaxPool)",
+                 "BatchNormalization", "Relu", "Clip", "Pad (before a MaxPool)",
                  "Mul/Add/Sub/Div by a per-channel constant", "Flatten", "Reshape (to N x features)", "Identity",
-                 "Dropout")
+                 "Dropout", *dict.fromkeys(rule.doc or op for op, rule in LOWERINGS.items()))
 # An MVAU on input channels at several scales (add_mvau's k_cols): the widest exact accumulator, sign excluded. The
 # thresholds on it are solved in float64 (exact rationals where float64 cannot decide, quant.requant_thresholds), so
 # each must be an integer float64 holds exactly; the C model and the kernel then hold it in 64 bits with room.
@@ -211,7 +216,7 @@ class _Lowering:
 
     def take(self, name: str, node) -> tuple[_Stream, tuple[str, int]]:
         s = self.views[name]
-        if s.pending_pad is not None and node.op_type != "MaxPool":
+        if s.pending_pad is not None and not getattr(LOWERINGS.get(node.op_type), "fuses_pad", False):
             raise _err(node, "a Pad that is not followed by a MaxPool",
                        "pad inside the Conv (padding=...) or right before a MaxPool")
         return s, self.ends[name].pop(0)
@@ -224,57 +229,46 @@ class _Lowering:
             return users[0]
         return None
 
-    def on_multi(self, node, names: list[str]) -> None:
-        """Add / Concat of streamed tensors: a graph layer with one input port per tensor."""
+    def on_lowering(self, node, lowering: Lowering, names: list[str]) -> None:
+        """An op a layer kind lowers (fpgagen.ir.kinds.LOWERINGS): one input port per streamed tensor, the kind's
+        rule on their affine views; a Quant that is the node's only consumer is fused when the rule takes one."""
         taken = [self.take(n, node) for n in names]
         streams, ends = [t[0] for t in taken], [t[1] for t in taken]
-        quant_node = self.fusable_quant(node)
+        shapes = [st.shape for st in streams]
+        pre_pad = streams[0].pending_pad if lowering.fuses_pad else None
+        if pre_pad is not None:  # the rule reads the tensor before the Pad it fuses
+            (top, left, bottom, right), _ = pre_pad
+            h, w, c = shapes[0]
+            shapes[0] = (h - top - bottom, w - left - right, c)
+        quant_node = self.fusable_quant(node) if lowering.fuses_quant else None
         out_quant = None
         if quant_node is not None:
-            scale, zero, rng, bipolar = self.quant_params(quant_node)
-            c_out = sum(st.shape[2] for st in streams) if node.op_type == "Concat" else streams[0].shape[2]
-            if not bipolar:
-                out_quant = QuantSpec(_per_channel(scale, c_out, quant_node), _per_channel(zero, c_out, quant_node),
-                                      rng)
-                if node.op_type == "Concat":  # the rule takes one grid for every branch
-                    if np.ptp(out_quant.scale) or np.ptp(out_quant.zero):
-                        raise _err(quant_node, "a per-channel quantizer after a Concat",
-                                   "quantize the concatenation per tensor")
-            else:
-                quant_node = None
-        rule_quant = out_quant  # a per-tensor grid goes to the rules as one (Concat's takes one for every branch)
-        if out_quant is not None and not np.ptp(out_quant.scale) and not np.ptp(out_quant.zero):
-            rule_quant = QuantSpec(out_quant.scale[:1], out_quant.zero[:1], out_quant.range)
-        views, shapes = [st.view() for st in streams], [st.shape for st in streams]
-        name = self.uname(node.name)
-        if node.op_type == "Add":
-            layer, view = lower_add(node, views, shapes, name, rule_quant)
-        else:
-            layer, view = lower_concat(node, views, shapes, name, rule_quant)
-        self.add_graph_layer(layer, ends)
-        shape = tuple(layer.out_shapes[0])
+            scale, zero, rng, _ = self.quant_params(quant_node)
+            grid = [_per_channel(v, max(np.size(scale), np.size(zero)), quant_node) for v in (scale, zero)]
+            if not np.ptp(grid[0]) and not np.ptp(grid[1]):  # per tensor: one value
+                grid = [g[:1] for g in grid]
+            out_quant = QuantSpec(grid[0], grid[1], rng)
+        ctx = LoweringContext(self.uname(node.name), self.const, out_quant, pre_pad)
+        done = lowering.rule(node, [st.view() for st in streams], shapes, ctx)
+        self.add_graph_layer(done.layer, ends)
+        shape, view, out_name = tuple(out_ports(done.layer)[0][0]), done.view, node.output[0]
+        c = view.channels
         if out_quant is not None:
-            out = _Stream(shape, out_quant.scale, np.zeros(shape[2]), view.lo, view.hi, center=out_quant.zero,
-                          quant=(out_quant.scale, out_quant.zero))
+            q_scale, q_zero = (np.broadcast_to(v, (c,)).copy() for v in (out_quant.scale, out_quant.zero))
+            out = _Stream(shape, q_scale, np.zeros(c), view.lo, view.hi, center=q_zero, quant=(q_scale, q_zero))
             self.fused.add(quant_node.name)
             out_name = quant_node.output[0]
-        elif node.op_type == "Concat":  # codes pass through: the branches' views side by side, exactly
-            cat = lambda key: np.concatenate([getattr(st, key) for st in streams])  # noqa: E731
+        elif done.passthrough is not None:  # codes pass through: each channel keeps its exact view
+            def pick(values):
+                return np.array([values(streams[p])[ch] for p, ch in done.passthrough])
             quant = None
             if all(st.quant is not None for st in streams):
-                quant = tuple(np.concatenate([st.quant[i] for st in streams]) for i in range(2))
-            out = _Stream(shape, cat("alpha"), cat("beta"), cat("lo"), cat("hi"), center=cat("center"), quant=quant,
-                          clamp=view.clamp)
-            out_name = node.output[0]
-        else:  # the exact sum: real = scale * acc + offset
+                quant = (pick(lambda st: st.quant[0]), pick(lambda st: st.quant[1]))
+            out = _Stream(shape, pick(lambda st: st.alpha), pick(lambda st: st.beta), view.lo, view.hi,
+                          center=pick(lambda st: st.center), quant=quant, clamp=view.clamp)
+        else:  # new codes: real = scale * q + offset
             out = _Stream(shape, view.scale, view.offset, view.lo, view.hi, clamp=view.clamp)
-            out_name = node.output[0]
         self.publish(out_name, out, self.tail, f"node '{node.name}'")
-
-    def on_resize(self, node, s: _Stream) -> _Stream:
-        layer, view = lower_resize(node, s.view(), s.shape, self.uname(node.name), self.const)
-        self.add_graph_layer(layer, [self.tail])
-        return replace(s, shape=tuple(layer.out_shapes[0]), absorber=None, post=(), before_post=None)
 
     def on_pad(self, node, s: _Stream) -> _Stream:
         if s.pending_pad is not None:
@@ -290,16 +284,16 @@ class _Lowering:
             "MatMul": self.on_linear,
             "BatchNormalization": self.on_batchnorm, "Mul": self.on_affine, "Add": self.on_affine,
             "Sub": self.on_affine, "Div": self.on_affine, "Relu": self.on_relu, "Clip": self.on_clip,
-            "MaxPool": self.on_maxpool, "Flatten": self.on_flatten, "Reshape": self.on_flatten,
+            "Flatten": self.on_flatten, "Reshape": self.on_flatten,
             "Identity": self.on_passthrough, "Dropout": self.on_passthrough,
-            "Resize": self.on_resize, "Upsample": self.on_resize, "Pad": self.on_pad,
-            "Concat": self.on_passthrough,  # of one tensor; of several: on_multi
+            "Pad": self.on_pad,
+            "Concat": self.on_passthrough,  # of one tensor; of several: its kind's lowering (LOWERINGS)
         }
         for node in self.model.graph.node:
             if node.name in self.fused:
                 continue
-            handler = handlers.get(node.op_type)
-            if handler is None:
+            handler, lowering = handlers.get(node.op_type), LOWERINGS.get(node.op_type)
+            if handler is None and lowering is None:
                 raise _err(node, f"unsupported op type '{node.op_type}'",
                            f"fpgagen supports: {', '.join(SUPPORTED_OPS)}")
             data_inputs = [i for i in node.input if not self.is_const(i)]
@@ -318,22 +312,21 @@ class _Lowering:
                 raise _err(node, "the network input reaches a float layer before any Quant (float input layer)",
                            "start the model with a brevitas QuantIdentity input quantizer (only "
                            f"{'/'.join(PRE_OPS)} by constants may come before it; they run on the host)")
-            if node.op_type in ("Add", "Concat") and len(data_inputs) >= 2:
-                self.on_multi(node, data_inputs)
+            if lowering is not None and (len(data_inputs) >= lowering.min_streams or handler is None):
+                self.on_lowering(node, lowering, data_inputs)
                 continue
             if len(data_inputs) != 1:
+                joins = sorted(op for op, rule in LOWERINGS.items() if rule.min_streams > 1)
                 raise _err(node, f"{node.op_type} of {len(data_inputs)} streamed tensors",
-                           "only Add and Concat join branches")
+                           f"only {' and '.join(joins)} join branches")
             self.cur, self.tail = self.take(data_inputs[0], node)
             self.cur_name = data_inputs[0]
-            if node.op_type == "MaxPool" and self.cur.pending_pad is not None:
-                out = self.on_maxpool_general(node, self.cur)
-            else:
-                out = handler(node, self.cur)
+            out = handler(node, self.cur)
             self.publish(node.output[0], out, self.tail, f"node '{node.name}'")
         if self.cur is None or not self.layers:
             raise FpgagenError("the graph has no quantized layer to build", f"model '{self.name}'",
                                "export a brevitas network with at least one QuantConv2d or QuantLinear")
+        self.layers = [apply_rewrites(layer) for layer in self.layers]  # e.g. W1A1 MVAU -> XNOR-popcount
         specs = []  # every graph output is an output stream, in graph.output (torch) order
         for k, out_name in enumerate(self.graph_outputs):
             if out_name not in self.views:
@@ -657,36 +650,6 @@ class _Lowering:
         if s.clamp is not None:
             lo, hi = max(lo, s.clamp[0]), min(hi, s.clamp[1])
         return replace(s, clamp=(lo, hi), quant=None)
-
-    def on_maxpool(self, node, s: _Stream) -> _Stream:
-        attrs = {a.name: list(a.ints) if a.ints else a.i for a in node.attribute}
-        k, st = tuple(attrs["kernel_shape"]), tuple(attrs.get("strides", attrs["kernel_shape"]))
-        if k != st or any(attrs.get("pads", [0])):  # overlapping or padded: the general kernel
-            return self.on_maxpool_general(node, s)
-        if any(d != 1 for d in attrs.get("dilations", [1, 1])):
-            raise _err(node, "dilated MaxPool", "use dilation 1")
-        if np.any(s.alpha < 0):
-            raise _err(node, "max pooling a tensor with a negative per-channel scale (max would become min)",
-                       "quantize the activation (QuantReLU/QuantIdentity) before the MaxPool")
-        h, w, c = s.shape
-        ceil = attrs.get("ceil_mode", 0)
-        oh, ow = ((h + k[0] - 1) // k[0], (w + k[1] - 1) // k[1]) if ceil else (h // k[0], w // k[1])
-        if ceil and (h % k[0] or w % k[1]):
-            raise _err(node, "ceil_mode pooling over a partial window", "use ceil_mode=False")
-        pool = MaxPool(self.uname(node.name), s.shape, (oh, ow, c), s.dtype, s.dtype, kernel=k)
-        self.add_layer(pool)
-        return replace(s, shape=pool.out_shape, absorber=None, post=(), before_post=None)
-
-    def on_maxpool_general(self, node, s: _Stream) -> _Stream:
-        """MaxPool with kernel != stride or padding, or after a Pad (fused): fpgagen.ir.kinds.MaxPoolGeneral."""
-        in_shape = s.shape
-        if s.pending_pad is not None:
-            pads = s.pending_pad[0]
-            in_shape = (s.shape[0] - pads[0] - pads[2], s.shape[1] - pads[1] - pads[3], s.shape[2])
-        layer, view = lower_maxpool(node, s.view(), in_shape, self.uname(node.name), pre_pad=s.pending_pad)
-        self.add_graph_layer(layer, [self.tail])
-        return replace(s, shape=tuple(layer.out_shapes[0]), lo=view.lo, hi=view.hi, absorber=None, post=(),
-                       before_post=None, pending_pad=None)
 
     def on_flatten(self, node, s: _Stream) -> _Stream:
         out_shape = self.model.get_tensor_shape(node.output[0])

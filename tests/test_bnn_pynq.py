@@ -12,8 +12,10 @@ import nets
 import numpy as np
 import pytest
 import torch
+from test_memories_from_code import check_memories_against_report
 
 import fpgagen
+from fpgagen import lint
 
 DEFAULT = {("tfc_1w1a", False), ("sfc_1w2a", True), ("tfc_2w2a", False)}
 CASES = [pytest.param(name, dynamo, id=f"{name}-{'dynamo' if dynamo else 'legacy'}",
@@ -31,8 +33,17 @@ def test_bnn_pynq_bitexact(name, dynamo, tmp_path, quiet):
     bits = name.split("_")[1]
     mvaus = [lay for lay in acc.net.layers if lay.kind == "MVAU"]
     assert all(lay.weight_dtype == "INT2" for lay in mvaus)  # -1/+1 (1W) or -1/0/+1 (2W)
-    if bits == "1w1a":
-        assert all(lay.idt.name == "BINARY" for lay in mvaus[1:])  # bipolar activations as {0, 1} codes
+    if bits == "1w1a":  # every layer on bipolar codes {0, 1} is an XNOR-popcount unit, the last one included
+        xnors = [lay for lay in acc.net.layers if lay.kind == "XnorMVAU"]
+        assert xnors and all(lay.in_dtypes[0].name == "BINARY" for lay in xnors)
+        assert all(lay.idt.name != "BINARY" for lay in mvaus)
+        assert xnors[-1].bits_acc  # streams the accumulator on the bits, which the host dequantizes (TensorNorm)
+        # the XNOR units' arrays in the generated code are what the report prices; the code passes the lint
+        _, checked = check_memories_against_report(acc)
+        assert checked == len(acc.net.layers)
+        assert lint.lint_project(acc.build_dir / "hls", acc.net) == []
+    else:
+        assert not any(lay.kind == "XnorMVAU" for lay in acc.net.layers)
 
     x = nets.bnn_pynq_input(model, frames=2, seed=1)
     got = acc.run(x, codes=True)

@@ -16,6 +16,7 @@ from qonnx.core.datatype import BaseDataType, DataType
 
 from fpgagen.csim import ap_types_include
 from fpgagen.errors import FpgagenError
+from fpgagen.ir import MVAU
 from fpgagen.ir.kinds import (
     GRAPH_KINDS,
     AffineView,
@@ -31,9 +32,11 @@ from fpgagen.ir.kinds import (
     lower_resize,
     pad_of_node,
     xnor_from_mvau,
+    xnor_rewrite,
 )
 from fpgagen.ir.kinds.base import TEMPLATE_DIR, render_instance
 from fpgagen.quant import IntRange
+from fpgagen.reference import run_layer
 
 TB_DIR = Path(__file__).resolve().parent.parent / "build" / ".cache" / "kinds_tb"
 _benches: dict[str, KernelBench] = {}
@@ -494,11 +497,48 @@ def test_xnor_reference_and_kernel(layer):
     check_doc_roundtrip(layer)
 
 
+def binary_mvau_cases() -> list[MVAU]:
+    """Integer MVAUs on {0, 1} codes with -1/+1 weights, as the walk builds them for W1A1 layers: a thresholded one
+    (a Quant after it) and a final one streaming its accumulator W @ b."""
+    rng = np.random.default_rng(23)
+    out = []
+    cases = (("bin_thr", (2, 2, 10), 4, 3, 2, 5), ("bin_acc", (1, 2, 12), 6, 0, 3, 4))
+    for name, (h, w, mw), mh, nt, pe, simd in cases:
+        wts = rng.choice([-1, 1], size=(mh, mw))
+        wts[0] = -1  # one neuron all -1: its offset is MW
+        thr = np.sort(rng.integers(-mw, mw + 2, size=(mh, nt)), axis=1) if nt else None
+        acc_dt = DataType[f"INT{(mw).bit_length() + 1}"]
+        mvau = MVAU(name, (h, w, mw), (h, w, mh), "BINARY", "UINT2" if nt else acc_dt.name, weights=wts,
+                    thresholds=thr, out_base=0, weight_dtype="INT2", acc_dtype=acc_dt.name, pe=pe, simd=simd)
+        out.append(mvau)
+    return out
+
+
+@pytest.mark.parametrize("mvau", binary_mvau_cases(), ids=lambda m: m.name)
+def test_xnor_rewrite_of_binary_mvau(mvau, tmp_path):
+    """The rewrite keeps the MVAU's output exactly (thresholded codes, or the accumulator on the bits), and the
+    kernel streams the same."""
+    layer = xnor_rewrite(mvau)
+    assert layer is not None and layer.kind == "XnorMVAU" and layer.out_dtypes[0] == mvau.odt
+    layer.set_folding(pe=mvau.pe, simd=mvau.simd)
+    rng = np.random.default_rng(24)
+    x = rng.integers(0, 2, size=(3, *mvau.in_shape))
+    want = run_layer(mvau, x)
+    (ref,) = layer.run([x])
+    assert np.array_equal(ref, want)
+    (got,) = KernelBench("fg_xnor.h", [layer], tmp_path).run(layer.name, [x])
+    assert np.array_equal(got, ref)
+    check_io_pattern(layer)
+    check_doc_roundtrip(layer)
+    assert xnor_rewrite(MVAU("keep", (1, 1, 2), (1, 1, 1), "UINT2", "INT4", weights=np.array([[1, -1]]))) is None
+    assert xnor_rewrite(MVAU("keep", (1, 1, 2), (1, 1, 1), "BINARY", "INT4", weights=np.array([[1, 0]]))) is None
+
+
 def test_xnor_lowering_errors():
     with pytest.raises(FpgagenError, match="bipolar"):
         xnor_from_mvau("x", (1, 1, 2), np.array([[1, 0]]), None, 0, None, DataType["BIPOLAR"])
     with pytest.raises(FpgagenError, match="bipolar"):
-        xnor_from_mvau("x", (1, 1, 2), np.array([[1, -1]]), None, 0, None, DataType["UINT1"])
+        xnor_from_mvau("x", (1, 1, 2), np.array([[1, -1]]), None, 0, None, DataType["UINT2"])
     layer = XNORS[0]
     with pytest.raises(FpgagenError, match="does not divide"):
         layer.set_folding(simd=3)

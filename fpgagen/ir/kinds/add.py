@@ -29,6 +29,8 @@ from .base import (
     CONTROL_LUT,
     MEM_STYLES,
     GraphLayer,
+    Lowered,
+    Lowering,
     Shape,
     compare_luts,
     divisors,
@@ -187,3 +189,12 @@ def lower_add(node, views: list[AffineView], shapes: list[Shape], name: str,
     return layer, view
 
 
+
+
+def _lower(node, views, shapes, ctx) -> Lowered:
+    return Lowered(*lower_add(node, views, shapes, ctx.name, ctx.out_quant))
+
+
+KINDS = (AddStreams,)
+LOWERINGS = {"Add": Lowering(_lower, min_streams=2, fuses_quant=True,
+                                doc="Add of two streams (residuals)")}

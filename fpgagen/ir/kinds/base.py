@@ -190,6 +190,48 @@ def _decode(value, hint):
     return value
 
 
+# --- lowering: how the graph walk (fpgagen.streamline) calls a kind's rule for an ONNX op ------------------
+@dataclass
+class LoweringContext:
+    """What a lowering rule may need from the walk besides the node and its inputs' views."""
+
+    name: str  # the layer's unique name
+    const: typing.Callable  # const(tensor name) -> the initializer, or None
+    out_quant: typing.Any = None  # QuantSpec of the Quant that is the node's only consumer (rules that fuse one)
+    pre_pad: tuple | None = None  # ((top, left, bottom, right), value) of a Pad right before (rules that fuse one)
+
+
+@dataclass
+class Lowered:
+    """A rule's result: the layer (reading the node's streamed inputs in order, port p from input p) and its
+    output view. ``passthrough``: per output channel, the (input port, channel) whose codes it carries unchanged
+    (the walk then keeps that channel's exact view); None: ``view`` describes new codes."""
+
+    layer: typing.Any
+    view: typing.Any
+    passthrough: list[tuple[int, int]] | None = None
+
+
+@dataclass(frozen=True)
+class Lowering:
+    """A kind's lowering rule for one ONNX op type: ``rule(node, views, shapes, ctx) -> Lowered`` with the
+    streamed inputs' affine views and (H, W, C) shapes. ``min_streams``: with fewer streamed inputs the op is not
+    this kind's (an Add of a constant is an affine update of the walk). ``fuses_quant`` / ``fuses_pad``: the rule
+    takes ``ctx.out_quant`` (and the walk drops that Quant node) / ``ctx.pre_pad``. ``doc``: the supported form
+    of the op, as the unsupported-op error lists it."""
+
+    rule: typing.Callable
+    min_streams: int = 1
+    fuses_quant: bool = False
+    fuses_pad: bool = False
+    doc: str = ""  # what the op may be, for the list of supported ops
+
+
+def same_channels(views) -> list[tuple[int, int]]:
+    """The passthrough of a layer whose output channels are its inputs' channels, in port order."""
+    return [(p, c) for p, v in enumerate(views) for c in range(len(v.scale))]
+
+
 # --- C++ helpers the config templates call as g.* ----------------------------------------------------------
 class Cpp:
     @staticmethod
@@ -273,5 +315,6 @@ def compare_luts(lanes: int, nt: int, value_bits: int, thr_bits: int) -> int:
     return math.ceil(1.1 * lanes * (nt * max(value_bits, thr_bits) + nt.bit_length() * 2))
 
 
-__all__ = ["Shape", "GraphLayer", "Cpp", "MEM_STYLES", "CONTROL_LUT", "CONTROL_FF", "divisors", "render_instance",
+__all__ = ["Shape", "GraphLayer", "Lowering", "LoweringContext", "Lowered", "same_channels",
+           "Cpp", "MEM_STYLES", "CONTROL_LUT", "CONTROL_FF", "divisors", "render_instance",
            "environment", "threshold_dtype", "threshold_memories", "threshold_tiles", "compare_luts", "resources"]

@@ -31,10 +31,13 @@ from .base import (
     CONTROL_LUT,
     MEM_STYLES,
     GraphLayer,
+    Lowered,
+    Lowering,
     Shape,
     compare_luts,
     divisors,
     resources,
+    same_channels,
     threshold_dtype,
     threshold_memories,
     threshold_tiles,
@@ -213,3 +216,19 @@ def lower_concat(node, views: list[AffineView], shapes: list[Shape], name: str,
                        thresholds=np.concatenate(rows).astype(np.int64), negate=np.concatenate(neg), out_base=base)
     layer.validate()
     return layer, view
+
+
+def _lower(node, views, shapes, ctx) -> Lowered:
+    quant = ctx.out_quant
+    if quant is not None and (np.ptp(quant.scale) or np.ptp(quant.zero)):  # the rule takes one grid for all
+        raise FpgagenError("a per-channel quantizer after a Concat", f"node '{node.name}' ({node.op_type})",
+                           "quantize the concatenation per tensor")
+    if quant is not None:
+        quant = QuantSpec(quant.scale[:1], quant.zero[:1], quant.range)
+    layer, view = lower_concat(node, views, shapes, ctx.name, quant)
+    return Lowered(layer, view, same_channels(views) if quant is None else None)
+
+
+KINDS = (Concat,)
+LOWERINGS = {"Concat": Lowering(_lower, min_streams=2, fuses_quant=True,
+                                      doc="Concat (channel axis)")}

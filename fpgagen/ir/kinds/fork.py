@@ -73,3 +73,7 @@ def lower_fork(name: str, view: AffineView, shape: Shape, consumers: int) -> tup
     fork = StreamFork(name, (shape,), (shape,) * consumers, (view.dtype,), (view.dtype,) * consumers)
     fork.validate()
     return fork, [view] * consumers
+
+
+KINDS = (StreamFork,)
+LOWERINGS = {}  # no ONNX op: the walk inserts a fork where a tensor has several consumers (lower_fork)

@@ -22,9 +22,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import FpgagenError
+from ..layers import MaxPool
 from ..memory import Memory
 from .affine import AffineView, dtype_of
-from .base import CONTROL_FF, CONTROL_LUT, MEM_STYLES, GraphLayer, Shape, divisors, resources
+from .base import (
+    CONTROL_FF,
+    CONTROL_LUT,
+    MEM_STYLES,
+    GraphLayer,
+    Lowered,
+    Lowering,
+    Shape,
+    divisors,
+    resources,
+    same_channels,
+)
 
 
 @dataclass(eq=False)
@@ -190,3 +202,30 @@ def lower_maxpool(node, view: AffineView, shape: Shape, name: str,
                            stride=stride, pads=pads, pad_value=pad_value)
     layer.validate()
     return layer, AffineView(view.scale, view.offset, out_dtype, lo, hi, view.clamp)
+
+
+def _lower(node, views, shapes, ctx) -> Lowered:
+    """The walk's MaxPool: the chain kernel (fpgagen.ir.layers.MaxPool) when kernel == stride, unpadded, floor
+    (or an exact ceil) mode; otherwise MaxPoolGeneral, with the Pad before it fused."""
+    (view,), (shape,) = views, shapes
+    attrs = {a.name: (list(a.ints) if a.ints else a.i) for a in node.attribute}
+    kernel = tuple(attrs["kernel_shape"])
+    stride = tuple(attrs.get("strides", kernel))
+    h, w, c = shape
+    plain = ctx.pre_pad is None and kernel == stride and len(kernel) == 2 and not any(attrs.get("pads", [0])) and \
+        all(d == 1 for d in attrs.get("dilations", [1, 1])) and not (attrs.get("ceil_mode", 0) and
+                                                                     (h % kernel[0] or w % kernel[1]))
+    if not plain:
+        return Lowered(*lower_maxpool(node, view, shape, ctx.name, pre_pad=ctx.pre_pad), same_channels(views))
+    if np.any(view.scale < 0):
+        raise FpgagenError("max pooling a tensor with a negative per-channel scale (max would become min)",
+                           f"node '{node.name}' ({node.op_type})",
+                           "quantize the activation (QuantReLU/QuantIdentity) before the MaxPool")
+    dt = view.dtype.name
+    pool = MaxPool(ctx.name, shape, (h // kernel[0], w // kernel[1], c), dt, dt, kernel=kernel)
+    return Lowered(pool, view, same_channels(views))
+
+
+KINDS = (MaxPoolGeneral,)
+LOWERINGS = {"MaxPool": Lowering(_lower, fuses_pad=True,
+                                  doc="MaxPool (any kernel, stride, pads; a Pad before it is fused)")}

@@ -18,7 +18,18 @@ import numpy as np
 from ...errors import FpgagenError
 from ..memory import Memory
 from .affine import AffineView
-from .base import CONTROL_FF, CONTROL_LUT, MEM_STYLES, GraphLayer, Shape, divisors, resources
+from .base import (
+    CONTROL_FF,
+    CONTROL_LUT,
+    MEM_STYLES,
+    GraphLayer,
+    Lowered,
+    Lowering,
+    Shape,
+    divisors,
+    resources,
+    same_channels,
+)
 
 
 @dataclass(eq=False)
@@ -159,3 +170,13 @@ def lower_resize(node, view: AffineView, shape: Shape, name: str, const) -> tupl
     layer = Upsample(name, (shape,), ((out_h, out_w, c),), (view.dtype,), (view.dtype,), factor=(fy, fx))
     layer.validate()
     return layer, view
+
+
+def _lower(node, views, shapes, ctx) -> Lowered:
+    layer, view = lower_resize(node, views[0], shapes[0], ctx.name, ctx.const)
+    return Lowered(layer, view, same_channels(views))
+
+
+KINDS = (Upsample,)
+_RESIZE = Lowering(_lower, doc="Resize/Upsample (nearest, integer factor)")
+LOWERINGS = {"Resize": _RESIZE, "Upsample": _RESIZE}
