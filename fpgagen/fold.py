@@ -262,7 +262,7 @@ def fold_network(net: Network, board: dict, folding: dict | None = None, target_
     """Fold ``net`` (a chain or a stream graph) for ``board`` and size its FIFOs; never returns a design over the
     budget.
 
-    ``folding``: a user's folding (validated; FIFOs it does not set are sized; chains only). Otherwise
+    ``folding``: a user's folding (validated; FIFOs it does not set are sized; on a graph every FIFO is sized). Otherwise
     ``optimizer="ilp"``: the fastest design within the budget, or the cheapest reaching ``target_fps`` (one program
     for chains and graphs); ``"greedy"``: the FINN-style baseline at ``target_fps`` (default 30; on a graph, the
     greedy per node at the fastest period that fits, ``fold_graph_within``). The FIFOs are sized after the folding
@@ -272,9 +272,18 @@ def fold_network(net: Network, board: dict, folding: dict | None = None, target_
     from . import optimize
 
     info: dict = {"optimizer": "user folding" if folding is not None else optimizer}
-    if not net.is_chain and folding is not None:
-        raise FpgagenError("a folding file for a network with branches", "--folding",
-                           "leave the folding to fpgagen for now (the optimizer folds graphs)")
+    if not net.is_chain and folding is not None:  # a graph's FIFOs are per stream, sized from the schedules
+        entries = folding.get("layers", folding) if isinstance(folding, dict) else {}
+        fixed = sorted(name for name, attrs in (entries.items() if isinstance(entries, dict) else ())
+                       if isinstance(attrs, dict) and ({"fifo_depth", "fifo_style"} & set(attrs)))
+        if fixed:
+            raise FpgagenError(f"the folding file sets FIFO depths ({', '.join(fixed)}) on a network with branches",
+                               "--folding", "leave fifo_depth/fifo_style out: on a graph every stream's FIFO is "
+                               "sized from the kernels' schedules")
+        apply_folding(net, folding)
+        fifo.size_graph_fifos(net)
+        info["resources"] = check_budget(net, board, ceilings)
+        return info
     if not net.is_chain and optimizer == "greedy":  # the baseline on a graph: greedy per node, within the budget
         cycles = fold_graph_within(net, board, ceilings, target_fps)
         info.update(optimizer="greedy per node, bisected on the frame period (graph)", target_fps=target_fps,

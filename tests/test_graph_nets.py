@@ -218,3 +218,23 @@ def test_per_channel_activation_scales_before_a_conv(dynamo, tmp_path, quiet):
         assert np.array_equal(acc.run(x, codes=True), exact)
         assert lint.lint_project(acc.build_dir / "hls", acc.net) == []
         assert check_memories_against_report(acc)[1] == len(acc.net.layers)
+
+
+def test_folding_file_on_a_graph(tmp_path, quiet):
+    """A graph takes a user's folding file (the folding.json a build wrote reproduces its folding; every stream's
+    FIFO is sized again); FIFO depths in the file are refused on a graph, by name."""
+    import json
+
+    model, first = build_graph_net("residual", tmp_path / "a", quiet, verify=False)
+    written = json.loads((first.build_dir / "folding.json").read_text())
+    path = tmp_path / "a" / "residual.onnx"
+    again = fpgagen.build(path, board="pynq_z2", out_dir=tmp_path / "b", folding=written, log=quiet)
+    assert [(lay.name, lay.folding(), lay.styles()) for lay in again.net.layers] == \
+        [(lay.name, lay.folding(), lay.styles()) for lay in first.net.layers]
+    assert [e.depth for e in again.net.edges] == [e.depth for e in first.net.edges]
+    x = nets.net_input(model, 2, shape=(2, *model.input_shape[1:]))
+    assert np.array_equal(again.run(x, codes=True), G.exact_codes(model, x))
+    name = next(iter(written["layers"]))
+    written["layers"][name]["fifo_depth"] = 64
+    with pytest.raises(fpgagen.errors.FpgagenError, match=f"FIFO depths \\({name}\\)"):
+        fpgagen.build(path, board="pynq_z2", out_dir=tmp_path / "c", folding=written, log=quiet)
