@@ -262,7 +262,7 @@ def fold_network(net: Network, board: dict, folding: dict | None = None, target_
     """Fold ``net`` (a chain or a stream graph) for ``board`` and size its FIFOs; never returns a design over the
     budget.
 
-    ``folding``: a user's folding (validated; FIFOs it does not set are sized; on a graph every FIFO is sized). Otherwise
+    ``folding``: a user's folding (validated; FIFOs it does not set are sized; on a graph, all). Otherwise
     ``optimizer="ilp"``: the fastest design within the budget, or the cheapest reaching ``target_fps`` (one program
     for chains and graphs); ``"greedy"``: the FINN-style baseline at ``target_fps`` (default 30; on a graph, the
     greedy per node at the fastest period that fits, ``fold_graph_within``). The FIFOs are sized after the folding
