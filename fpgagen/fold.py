@@ -12,7 +12,8 @@ import copy
 import json
 from pathlib import Path
 
-from . import fifo
+from . import fifo, optimize
+from .budget import caps_of, check_budget
 from .errors import FpgagenError
 from .ir import (
     MVAU,
@@ -234,27 +235,55 @@ def target_cycles_for(fps: float, clock_mhz: float) -> float:
 
 
 # --- the build step -------------------------------------------------------------------------------------------
-def usage(net: Network, board: dict) -> dict[str, int]:
-    """Estimated totals: every kernel, every FIFO, and the board's platform shell."""
-    return add_resources(*(lay.resources() for lay in net.layers), fifo.fifos_resources(net), board.get("shell", {}))
+def apply_plan(net: Network, plan: optimize.Plan) -> None:
+    """Set every layer's choice; ``link_streams`` then inserts the converters the plan paid for."""
+    strip_converters(net)
+    for layer in net.layers:
+        for key, value in plan.attrs[layer.name].items():
+            if key != "ifm_word":
+                setattr(layer, key, value)
+    link_streams(net)
 
 
-def check_budget(net: Network, board: dict, ceilings: dict | None = None) -> dict[str, int]:
-    """Raise FpgagenError if the folded network exceeds the board budget, naming resources, numbers and layers."""
-    from .optimize import ceilings_of
+# --- the FINN-style baseline within a budget ------------------------------------------------------------------
+def greedy_styles(layer: Layer) -> None:
+    """FINN's defaults: LUT multipliers (no DSPs), parallel thresholds, memories left to the tools (modelled:
+    LUTRAM up to 64 deep, BRAM beyond, as Vivado infers distributed ROM for shallow arrays)."""
+    if isinstance(layer, MVAU):
+        nf, sf = layer.mh // layer.pe, layer.mw // layer.simd
+        layer.mem_style = "lutram" if nf * sf <= 64 else "bram"
+        layer.thr_style = "lutram" if nf <= 64 else "bram"
+        layer.thr_mode, layer.dsp_pe = "parallel", 0
+    elif isinstance(layer, SlidingWindow):
+        layer.mem_style = "lutram" if layer.line_buffer()[1] <= 64 else "bram"
+    elif isinstance(layer, MaxPool):
+        layer.mem_style = "lutram" if layer.out_shape[1] * layer.in_shape[2] // layer.pe <= 64 else "bram"
+    elif isinstance(layer, Threshold):
+        layer.thr_style = "lutram" if layer.in_shape[2] // layer.pe <= 64 else "bram"
 
-    total, ceil = usage(net, board), ceilings_of(board, ceilings)
-    over = []
-    for r in RESOURCES:
-        cap = ceil[r] * board["resources"][r]
-        if total[r] > cap:
-            top = sorted(net.layers, key=lambda lay: -lay.resources()[r])[:3]
-            over.append(f"{r} {total[r]:,} > {cap:,.0f} ({ceil[r]:.0%} of {board['resources'][r]:,}; largest: "
-                        f"{', '.join(f'{lay.name} {lay.resources()[r]:,}' for lay in top)})")
-    if over:
-        raise FpgagenError(f"the folded network does not fit {board['name']}: " + "; ".join(over),
-                           "folding", "fold more (smaller PE/SIMD), change memory styles, or raise --ceiling")
-    return total
+
+def network_resources(net: Network) -> dict[str, int]:
+    return add_resources(*(lay.resources() for lay in net.layers))
+
+
+def greedy_within(net: Network, board: dict, ceilings: dict | None = None) -> tuple[int, dict[str, int]]:
+    """The best the FINN-style greedy folding does within the same budget: it has no resource model, so (as a
+    FINN user would) try cycle targets from the fastest down and keep the first whose folding fits, FIFOs sized as
+    for the optimizer's designs. Leaves ``net`` folded that way; returns (bottleneck cycles, resources without the
+    shell)."""
+    caps = caps_of(board, ceilings)
+    layers = [lay for lay in net.layers if not isinstance(lay, WidthConverter)]
+    targets = sorted({c.cycles for i, lay in enumerate(layers) for c in optimize.layer_cores(lay, i == 0, dsp=False)})
+    for target in targets:
+        greedy_fold(net, target)
+        for layer in net.layers:
+            greedy_styles(layer)
+        total = add_resources(network_resources(net), *(optimize.base_fifo(lay) for lay in net.layers))
+        if all(total[r] <= caps[r] for r in RESOURCES):
+            total = add_resources(network_resources(net), fifo.size_fifos(net))
+            if all(total[r] <= caps[r] for r in RESOURCES):
+                return net.bottleneck().cycles(), total
+    raise FpgagenError("the greedy folding fits no cycle target", "greedy baseline", "raise --ceiling")
 
 
 def fold_network(net: Network, board: dict, folding: dict | None = None, target_fps: float | None = None,
@@ -269,8 +298,6 @@ def fold_network(net: Network, board: dict, folding: dict | None = None, target_
     (on a graph, reconvergent branches need depth); if they push the design over the budget, the optimizer runs
     again with their resources reserved. Returns what was done, for the report; for the optimizer, the reported
     resources are ``model_resources`` (the plan) + ``fifo_excess`` (sized FIFOs beyond 2 deep) + the shell."""
-    from . import optimize
-
     info: dict = {"optimizer": "user folding" if folding is not None else optimizer}
     if not net.is_chain and folding is not None:  # a graph's FIFOs are per stream, sized from the schedules
         entries = folding.get("layers", folding) if isinstance(folding, dict) else {}
@@ -304,15 +331,15 @@ def fold_network(net: Network, board: dict, folding: dict | None = None, target_
         fps = target_fps or DEFAULT_TARGET_FPS
         greedy_fold(net, target_cycles_for(fps, board["clock_mhz"]))
         for layer in net.layers:
-            optimize.greedy_styles(layer)
+            greedy_styles(layer)
         fifo.size_fifos(net)
         info["target_fps"] = fps
     elif optimizer == "ilp":
         reserve: dict[str, int] = {}
-        caps, cache = optimize.caps_of(board, ceilings), {}
+        caps, cache = caps_of(board, ceilings), {}
         for _ in range(5):
             plan = optimize.optimize(net, board, ceilings, target_fps, reserve, cache=cache)
-            optimize.apply_plan(net, plan)
+            apply_plan(net, plan)
             kernels = add_resources(*(lay.resources() for lay in net.layers), *map(optimize.base_fifo, net.layers))
             if kernels != plan.totals:  # an internal inconsistency, not a user error; fails the same under -O
                 raise FpgagenError("the optimizer's accounting differs from the layers' cost models", "folding",

@@ -51,12 +51,12 @@ import numpy as np
 from scipy.optimize import LinearConstraint, milp
 from scipy.sparse import coo_array
 
+from .budget import caps_of, ceilings_of  # noqa: F401 - ceilings_of: callers read it here too
 from .errors import FpgagenError
 from .fifo import fifo_resources
-from .ir import MVAU, Layer, MaxPool, Network, SlidingWindow, Threshold, WidthConverter, in_ports, out_ports
+from .ir import Layer, Network, SlidingWindow, WidthConverter, in_ports, out_ports
 from .ir.layers import RESOURCES, add_resources, divisors
 
-DEFAULT_CEILINGS = {"LUT": 0.80, "FF": 0.80, "BRAM18": 0.90, "DSP": 0.90, "LUTRAM": 0.80}
 OBJECTIVE_WEIGHTS = {"LUT": 1.0, "BRAM18": 1.0, "DSP": 1.0, "FF": 0.1}  # LUTRAM is inside LUT
 HOST = -1  # a stream end that is the host (the DMA input or output), not a node
 
@@ -100,21 +100,6 @@ class Plan:
 
 
 # --- budget ---------------------------------------------------------------------------------------------------
-def ceilings_of(board: dict, ceilings: dict | None = None) -> dict[str, float]:
-    out = {**DEFAULT_CEILINGS, **board.get("ceilings", {}), **(ceilings or {})}
-    for key, value in out.items():
-        if key not in RESOURCES or not isinstance(value, int | float) or not 0 < float(value) <= 1:
-            raise FpgagenError(f"bad utilization ceiling {key}={value}", "--ceiling",
-                               f"use fractions in (0, 1] for {', '.join(RESOURCES)}, e.g. LUT=0.8")
-    return {k: float(v) for k, v in out.items()}
-
-
-def caps_of(board: dict, ceilings: dict | None = None) -> dict[str, float]:
-    """What the accelerator may use: ceiling * device resource - the platform shell (DMA, interconnect)."""
-    ceil, shell = ceilings_of(board, ceilings), board.get("shell", {})
-    return {r: ceil[r] * board["resources"][r] - shell.get(r, 0) for r in RESOURCES}
-
-
 # --- the graph ------------------------------------------------------------------------------------------------
 def nodes_and_streams(net: Network) -> tuple[list[Layer], list[Stream]]:
     """The layers without width converters, and the streams between them with every converter chain collapsed
@@ -450,59 +435,3 @@ def _explain_infeasible(layers, cores, caps, reserve, board, target_fps) -> None
                            "folding optimizer", "lower --target-fps (omit it for the fastest design that fits)")
     raise FpgagenError(f"no folding fits {name}: each resource fits alone but not all together",
                        "folding optimizer", "raise --ceiling or use a larger board")
-
-
-def apply_plan(net: Network, plan: Plan) -> None:
-    """Set every layer's choice; ``fold.link_streams`` then inserts the converters the plan paid for."""
-    from .fold import link_streams, strip_converters
-
-    strip_converters(net)
-    for layer in net.layers:
-        for key, value in plan.attrs[layer.name].items():
-            if key != "ifm_word":
-                setattr(layer, key, value)
-    link_streams(net)
-
-
-# --- the FINN-style baseline ----------------------------------------------------------------------------------
-def greedy_styles(layer: Layer) -> None:
-    """FINN's defaults: LUT multipliers (no DSPs), parallel thresholds, memories left to the tools (modelled:
-    LUTRAM up to 64 deep, BRAM beyond, as Vivado infers distributed ROM for shallow arrays)."""
-    if isinstance(layer, MVAU):
-        nf, sf = layer.mh // layer.pe, layer.mw // layer.simd
-        layer.mem_style = "lutram" if nf * sf <= 64 else "bram"
-        layer.thr_style = "lutram" if nf <= 64 else "bram"
-        layer.thr_mode, layer.dsp_pe = "parallel", 0
-    elif isinstance(layer, SlidingWindow):
-        layer.mem_style = "lutram" if layer.line_buffer()[1] <= 64 else "bram"
-    elif isinstance(layer, MaxPool):
-        layer.mem_style = "lutram" if layer.out_shape[1] * layer.in_shape[2] // layer.pe <= 64 else "bram"
-    elif isinstance(layer, Threshold):
-        layer.thr_style = "lutram" if layer.in_shape[2] // layer.pe <= 64 else "bram"
-
-
-def network_resources(net: Network) -> dict[str, int]:
-    return add_resources(*(lay.resources() for lay in net.layers))
-
-
-def greedy_within(net: Network, board: dict, ceilings: dict | None = None) -> tuple[int, dict[str, int]]:
-    """The best the FINN-style greedy folding does within the same budget: it has no resource model, so (as a
-    FINN user would) try cycle targets from the fastest down and keep the first whose folding fits, FIFOs sized as
-    for the optimizer's designs. Leaves ``net`` folded that way; returns (bottleneck cycles, resources without the
-    shell)."""
-    from .fifo import size_fifos
-    from .fold import greedy_fold
-
-    caps = caps_of(board, ceilings)
-    layers = [lay for lay in net.layers if not isinstance(lay, WidthConverter)]
-    targets = sorted({c.cycles for i, lay in enumerate(layers) for c in layer_cores(lay, i == 0, dsp=False)})
-    for target in targets:
-        greedy_fold(net, target)
-        for layer in net.layers:
-            greedy_styles(layer)
-        total = add_resources(network_resources(net), *(base_fifo(lay) for lay in net.layers))
-        if all(total[r] <= caps[r] for r in RESOURCES):
-            total = add_resources(network_resources(net), size_fifos(net))
-            if all(total[r] <= caps[r] for r in RESOURCES):
-                return net.bottleneck().cycles(), total
-    raise FpgagenError("the greedy folding fits no cycle target", "greedy baseline", "raise --ceiling")

@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 
 from . import codegen, fifo
+from .budget import ceilings_of
 from .builddir import write_atomic
 from .ir import Network, in_ports, out_ports
 from .ir.layers import RESOURCES, add_resources
-from .optimize import ceilings_of
 
 NOTE = ("estimated (model): cycles are the trip counts of the generated kernels' loops; LUT/FF/BRAM18/DSP come from "
         "FINN-R-based cost models (fpgagen/ir/layers.py); nothing here was measured on hardware")

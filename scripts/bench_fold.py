@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fpgagen import export, fold, frontend, optimize, streamline  # noqa: E402
+from fpgagen import budget, export, fold, frontend, streamline  # noqa: E402
 from fpgagen.board import load_board  # noqa: E402
 from fpgagen.ir.layers import RESOURCES, add_resources  # noqa: E402
 from fpgagen.models import lpyolo  # noqa: E402
@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     board = load_board(args.board)
     clock = board["clock_mhz"] * 1e6
-    ceil = optimize.ceilings_of(board)
+    ceil = budget.ceilings_of(board)
     print(f"fold benchmark on {board['name']} at {board['clock_mhz']} MHz, ceilings "
           f"{', '.join(f'{r} {ceil[r]:.0%}' for r in ('LUT', 'BRAM18', 'DSP'))} (estimated, model)")
     rows = []
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
             ilp_total = info["resources"]
             greedy_net = lowered(bits, Path(tmp))
             start = time.perf_counter()
-            cycles, total = optimize.greedy_within(greedy_net, board)
+            cycles, total = fold.greedy_within(greedy_net, board)
             greedy_s = time.perf_counter() - start
             greedy_total = add_resources(total, board.get("shell", {}))
             row = {"bits": bits, "ilp_fps": ilp_fps, "greedy_fps": clock / cycles, "ratio": ilp_fps / (clock / cycles),

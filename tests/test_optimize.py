@@ -103,7 +103,7 @@ def test_optimizer_matches_brute_force(make, caps):
     assert plan.cycles == cycles
     assert _cost(plan.totals, optimize.caps_of(board)) == pytest.approx(cost, rel=1e-9, abs=1e-12)
     # the plan's own accounting equals the layers' models once applied (the style groups add up exactly)
-    optimize.apply_plan(net, plan)
+    fold.apply_plan(net, plan)
     assert net.bottleneck().cycles() == cycles
     assert add_resources(*(lay.resources() for lay in net.layers),
                          *(optimize.base_fifo(lay) for lay in net.layers)) == plan.totals
@@ -318,7 +318,7 @@ def test_graph_optimizer_matches_brute_force(caps):
     assert plan.cycles == cycles
     assert _cost(plan.totals, optimize.caps_of(board)) == pytest.approx(cost, rel=1e-9, abs=1e-12)
     # applied: the converters the plan paid for are on the graph, and the layers' own models add up to the plan
-    optimize.apply_plan(net, plan)
+    fold.apply_plan(net, plan)
     net.check_graph()
     for e in net.edges:
         if e.src != "input" and e.dst != "output":
@@ -409,3 +409,16 @@ def test_graph_nets_milp_beats_the_greedy_within_the_budget(graph_test_nets, nam
     assert all(info["resources"][r] <= ceil[r] * board["resources"][r] for r in RESOURCES)
     _, pairs = fifo.graph_schedule(milp_net)  # the sized depths hold schedule S
     assert all(e.depth >= 2 for e, _, _ in pairs)
+
+
+def test_budget_lives_in_one_module_and_optimize_does_not_import_fold():
+    """The budget (ceilings, caps, the fit check) is defined once, in fpgagen.budget; the optimizer depends on it
+    and on the IR only, the build step (fold) on the optimizer: no import cycle between them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fpgagen.optimize as o, fpgagen.budget as b; "
+            "print('fpgagen.fold' in sys.modules, o.caps_of is b.caps_of, o.ceilings_of is b.ceilings_of)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True", "True"]
+    assert fold.check_budget.__module__ == "fpgagen.budget"
