@@ -128,6 +128,8 @@ def check_structure(name, mw):
             assert all(s.op_type == "Quant" for s in srcs)
             scales = [float(mw.get_initializer(s.input[1])) for s in srcs]
             assert scales[0] != scales[1], "concat branches with one scale: the test would not cover requantization"
+            # concat requantizes the Concat onto one grid; TinyYOLOv3's head-26 conv reads it directly (two grids)
+            assert [c.op_type for c in mw.find_consumers(node.output[0])] == ["Quant" if name == "concat" else "Conv"]
         elif node.op_type == "Resize":
             assert (a["mode"], a.get("nearest_mode"), a.get("coordinate_transformation_mode")) == (
                 b"nearest", b"floor", b"asymmetric")
