@@ -26,7 +26,7 @@ from brevitas.nn.quant_layer import QuantWeightBiasInputOutputLayer
 from brevitas.proxy.runtime_quant import ActQuantProxyFromInjector
 from brevitas.quant import Int8ActPerTensorFloatMinMaxInit, Uint8ActPerTensorFloatMaxInit
 from brevitas.quant_tensor import QuantTensor
-from nets import _conv, _relu, near_boundary, net_input, randomize_batchnorm
+from nets import _conv, _relu, code_range, near_boundary, net_input, randomize_batchnorm
 from torch import nn
 
 from fpgagen.models.lpyolo import PixelQuant
@@ -315,8 +315,7 @@ def _act_params(model, x):
             if not isinstance(o, QuantTensor):
                 return
             bits, narrow = int(o.bit_width), int(mod.is_narrow_range)
-            lo = -(2 ** (bits - 1)) + narrow if o.signed else 0
-            hi = 2 ** (bits - 1) - 1 if o.signed else 2**bits - 1 - narrow
+            lo, hi = code_range(bits, o.signed, narrow)
             params[mod] = (o.scale.double(), o.zero_point.double(), lo, hi)
             t = (i[0] / o.scale + o.zero_point).numpy()
             codes = np.round(o.value.numpy() / o.scale.numpy() + o.zero_point.numpy()).astype(np.int64)
@@ -483,8 +482,7 @@ def onnx_boundary_flips(model, mw, x, tol=1e-3) -> int:
             bits = int(mw.get_initializer(node.input[3]))
             att = {a.name: a.i for a in node.attribute}
             signed, narrow = int(att.get("signed", 1)), int(att.get("narrow", 0))
-            lo = -(2 ** (bits - 1)) + narrow if signed else 0
-            hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1 - narrow
+            lo, hi = code_range(bits, signed, narrow)
             tf = ctx[node.input[0]].astype(np.float32) / np.float32(s) + np.float32(z)
             cf = np.round(ctx[node.output[0]].astype(np.float64) / s + z).astype(np.int64)
             match = [e for e in exact if np.array_equal(np.float32(e[2]), np.float32(s)) and e[0].shape == cf.shape]
