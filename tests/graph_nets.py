@@ -1,13 +1,17 @@
-"""Small Brevitas test networks that are graphs, not chains (issue 9): a residual add, a concat of branches at
-different scales, nearest upsampling, a zero pad before a stride-1 2x2 maxpool, two outputs, and a small
-TinyYOLOv3. Each builds in well under a second on 3x16x16 inputs (TinyYOLOv3: 3x64x64).
+"""Small Brevitas test networks that are graphs, not chains (issue 9): a residual add (own scales or one shared
+quantizer), a concat of branches at different scales requantized by a QuantIdentity, nearest upsampling, a zero pad
+before a stride-1 2x2 maxpool, two outputs, Concats read directly by a conv / 1x1 conv / fully connected layer (its
+input channels on two grids), a per-channel QuantReLU before a conv, and a small TinyYOLOv3. Each builds in well
+under a second on inputs of 8x8 to 16x16 (TinyYOLOv3: 3x64x64); ``graph_net(name, seed)`` builds one by name.
 
 ``random_init(model, seed)`` draws random BatchNorm statistics (negative gammas included) anchored to the data, and
 random activation scales, so that branches that meet carry different scales, as they do after training.
 ``graph_exact_codes(model, x)`` replays the network in float64 with Brevitas' own quantizer parameters and integer
-weights (``nets.exact_codes`` for graphs) and returns the integer codes of every output; ``graph_brevitas_codes``
-gives the codes of Brevitas' float32 forward and ``graph_boundary_flips`` proves any disagreement between the two
-is a float32 rounding boundary, layer by layer, as ``nets.float32_boundary_flips`` does for chains.
+weights (``nets.exact_codes`` for graphs: what integer thresholds implement) and returns the integer codes of every
+output as a tuple; ``graph_brevitas_codes`` gives the codes of Brevitas' float32 forward and
+``graph_boundary_flips`` proves any disagreement between the two is a float32 rounding boundary, layer by layer, as
+``nets.float32_boundary_flips`` does for chains (``onnx_boundary_flips`` the same for an executed QONNX graph).
+A single-output caller unpacks the tuple: ``(codes,) = graph_exact_codes(model, x)``.
 """
 
 from __future__ import annotations
@@ -17,12 +21,12 @@ import warnings
 
 import numpy as np
 import torch
-from brevitas.nn import QuantConv2d, QuantHardTanh, QuantIdentity, QuantReLU
+from brevitas.nn import QuantConv2d, QuantHardTanh, QuantIdentity, QuantLinear, QuantReLU
 from brevitas.nn.quant_layer import QuantWeightBiasInputOutputLayer
 from brevitas.proxy.runtime_quant import ActQuantProxyFromInjector
-from brevitas.quant import Int8ActPerTensorFloatMinMaxInit
+from brevitas.quant import Int8ActPerTensorFloatMinMaxInit, Uint8ActPerTensorFloatMaxInit
 from brevitas.quant_tensor import QuantTensor
-from nets import _conv, _relu, near_boundary, net_input, randomize_batchnorm
+from nets import _conv, _relu, code_range, near_boundary, net_input, randomize_batchnorm
 from torch import nn
 
 from fpgagen.models.lpyolo import PixelQuant
@@ -37,13 +41,8 @@ def _sqint8(max_val=2.0):
     return QuantIdentity(act_quant=Int8ActPerTensorFloatMinMaxInit, bit_width=8, min_val=-max_val, max_val=max_val)
 
 
-def _block(cin, cout, k=3, wbits=4, abits=4):
-    return nn.Sequential(_conv(cin, cout, wbits, k=k), nn.BatchNorm2d(cout), _relu(abits))
-
-
-def _finish(model, shape):
-    model.input_shape = shape
-    return model.eval()
+def _block(cin, cout, k=3, wbits=4, abits=4, max_val=2.0):
+    return nn.Sequential(_conv(cin, cout, wbits, k=k), nn.BatchNorm2d(cout), _relu(abits, max_val))
 
 
 # ------------------------------------------------------------------------------------------ networks
@@ -74,7 +73,8 @@ class ResidualNet(nn.Module):
 
 class ConcatNet(nn.Module):
     """Two branches from one stem meet in a channel Concat at 8x8: conv3x3 -> maxpool (4-bit, its own scale)
-    and maxpool -> conv1x1 (6-bit, another scale); then conv -> hardtanh."""
+    and maxpool -> conv1x1 (6-bit, another scale); a 4-bit QuantIdentity requantizes the Concat onto one grid;
+    then conv -> hardtanh."""
 
     def __init__(self):
         super().__init__()
@@ -82,11 +82,12 @@ class ConcatNet(nn.Module):
         self.stem = _block(3, 8)
         self.left = nn.Sequential(_block(8, 8), nn.MaxPool2d(2, 2))
         self.right = nn.Sequential(nn.MaxPool2d(2, 2), _block(8, 6, k=1, abits=6))
+        self.cat_quant = QuantIdentity(act_quant=Uint8ActPerTensorFloatMaxInit, bit_width=4, max_val=2.1)
         self.out = nn.Sequential(_conv(14, 6, 4, bias=True), _hardtanh())
 
     def forward(self, x):
         s = self.stem(self.input_quant(x))
-        return self.out(torch.cat([self.left(s), self.right(s)], dim=1))
+        return self.out(self.cat_quant(torch.cat([self.left(s), self.right(s)], dim=1)))
 
 
 class UpsampleNet(nn.Module):
@@ -133,31 +134,79 @@ class TwoHeadNet(nn.Module):
         return self.head_a(s), self.head_b(s)
 
 
-def _build(cls, seed, shape=(1, 3, 16, 16), **kw):
+class ConcatConvNet(nn.Module):
+    """conv -> fork -> (conv -> QuantReLU ``ra``, 4-bit; maxpool -> conv 1x1 -> QuantReLU ``rb``, 5-bit, another
+    scale -> nearest upsample x2) -> Concat straight into a conv (``kernel``) + BN + QuantReLU, as darknet's
+    TinyYOLOv3 head: the conv's input channels sit on two grids (no quantizer after the Concat)."""
+
+    input_shape = (1, 3, 8, 8)
+    kernel = 3
+
+    def __init__(self):
+        super().__init__()
+        self.input_quant = QuantIdentity(act_quant=PixelQuant)
+        self.stem = _block(3, 8)
+        self.ca, self.ba, self.ra = _conv(8, 4, 4), nn.BatchNorm2d(4), _relu(4, 1.0)
+        self.pool = nn.MaxPool2d(2)
+        self.cb, self.bb, self.rb = _conv(8, 6, 4, k=1), nn.BatchNorm2d(6), _relu(5, 3.0)
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.out = _block(10, 6, k=self.kernel)
+
+    def branches(self, x):
+        s = self.stem(self.input_quant(x))
+        a = self.ra(self.ba(self.ca(s)))
+        b = self.up(self.rb(self.bb(self.cb(self.pool(s)))))
+        return torch.cat([a, b], 1)
+
+    def forward(self, x):
+        return self.out(self.branches(x))
+
+
+class ConcatConv1x1Net(ConcatConvNet):
+    """ConcatConvNet with a 1x1 conv after the concat (no sliding window: the MVAU reads the concat directly)."""
+
+    kernel = 1
+
+
+class ConcatLinearNet(ConcatConvNet):
+    """ConcatConvNet's concat, max-pooled to 4x4, flattened into a QuantLinear + BN + QuantReLU: the fully connected
+    layer's inputs sit on two grids in torch's (C, H, W) order."""
+
+    def __init__(self):
+        super().__init__()
+        del self.out
+        self.fc = QuantLinear(10 * 4 * 4, 8, bias=False, weight_bit_width=4)
+        self.bfc, self.rfc = nn.BatchNorm1d(8), _relu(4, 2.0)
+
+    def forward(self, x):
+        return self.rfc(self.bfc(self.fc(torch.flatten(self.pool(self.branches(x)), 1))))
+
+
+class PerChannelActNet(nn.Module):
+    """conv -> BN -> QuantReLU with one scale per output channel (random_init draws each apart) -> conv + BN +
+    QuantReLU: the second conv's input channels sit on 8 grids (a chain, not a graph; the same integer multipliers
+    as a Concat)."""
+
+    input_shape = (1, 3, 8, 8)
+
+    def __init__(self):
+        super().__init__()
+        relu = QuantReLU(act_quant=Uint8ActPerTensorFloatMaxInit, bit_width=4, max_val=2.0,
+                         scaling_per_output_channel=True, per_channel_broadcastable_shape=(1, 8, 1, 1),
+                         scaling_stats_permute_dims=(1, 0, 2, 3))
+        self.body = nn.Sequential(QuantIdentity(act_quant=PixelQuant), _conv(3, 8, 4), nn.BatchNorm2d(8), relu,
+                                  *_block(8, 6))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def build_net(cls, seed, shape=None, **kw):
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = _finish(cls(**kw), shape)
+        model = cls(**kw).eval()
+    model.input_shape = shape or getattr(cls, "input_shape", (1, 3, 16, 16))
     return random_init(model, seed)
-
-
-def residual_net(seed=0, shared=False):
-    return _build(ResidualNet, seed, shared=shared)
-
-
-def concat_net(seed=0):
-    return _build(ConcatNet, seed)
-
-
-def upsample_net(seed=0):
-    return _build(UpsampleNet, seed)
-
-
-def pad_pool_net(seed=0):
-    return _build(PadPoolNet, seed)
-
-
-def two_head_net(seed=0):
-    return _build(TwoHeadNet, seed)
 
 
 def small_tinyyolov3(seed=0, size=64, width=0.125, weight_bits=4, act_bits=4):
@@ -168,15 +217,28 @@ def small_tinyyolov3(seed=0, size=64, width=0.125, weight_bits=4, act_bits=4):
     return random_init(model, seed, frames=4 if size <= 128 else 1)
 
 
+def _builder(cls, **kw):
+    return lambda seed=0: build_net(cls, seed, **kw)
+
+
 GRAPH_NETS = {
-    "residual": residual_net,
-    "residual_shared": lambda seed=0: residual_net(seed, shared=True),
-    "concat": concat_net,
-    "upsample": upsample_net,
-    "pad_pool": pad_pool_net,
-    "two_head": two_head_net,
+    "residual": _builder(ResidualNet),
+    "residual_shared": _builder(ResidualNet, shared=True),
+    "concat": _builder(ConcatNet),
+    "upsample": _builder(UpsampleNet),
+    "pad_pool": _builder(PadPoolNet),
+    "two_head": _builder(TwoHeadNet),
+    "concat_conv": _builder(ConcatConvNet),
+    "concat_conv1x1": _builder(ConcatConv1x1Net),
+    "concat_linear": _builder(ConcatLinearNet),
+    "perchannel_act": _builder(PerChannelActNet),  # a chain, with per-channel activation scales
     "tinyyolov3": small_tinyyolov3,
 }
+
+
+def graph_net(name: str, seed: int = 0) -> nn.Module:
+    """The test network ``name`` (a key of GRAPH_NETS), its weights, BatchNorms and scales drawn from ``seed``."""
+    return GRAPH_NETS[name](seed=seed)
 
 
 # ------------------------------------------------------------------------------------ random init
@@ -216,7 +278,8 @@ def random_init(model, seed, frames=4, out_std=0.5):
             finally:
                 busy.discard(head)
 
-        hooks = [m.register_forward_pre_hook(set_norm) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+        norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d | nn.BatchNorm2d)]
+        hooks = [m.register_forward_pre_hook(set_norm) for m in norms]
         hooks += [h.register_forward_hook(set_head) for h in _head_convs(model)]
         try:
             model(x)
@@ -252,8 +315,7 @@ def _act_params(model, x):
             if not isinstance(o, QuantTensor):
                 return
             bits, narrow = int(o.bit_width), int(mod.is_narrow_range)
-            lo = -(2 ** (bits - 1)) + narrow if o.signed else 0
-            hi = 2 ** (bits - 1) - 1 if o.signed else 2**bits - 1 - narrow
+            lo, hi = code_range(bits, o.signed, narrow)
             params[mod] = (o.scale.double(), o.zero_point.double(), lo, hi)
             t = (i[0] / o.scale + o.zero_point).numpy()
             codes = np.round(o.value.numpy() / o.scale.numpy() + o.zero_point.numpy()).astype(np.int64)
@@ -302,7 +364,8 @@ def graph_brevitas_codes(model, x) -> tuple[np.ndarray, ...]:
 
 class _ExactAct(nn.Module):
     """A Brevitas activation quantizer in float64: clamp(round(v/s + z)) with ReLU first for QuantReLU (hardtanh
-    and identity clip through the code range). Records (codes, t) of each call."""
+    and identity clip through the code range). Records (codes, t, scale) of each call (scale: per tensor or per
+    channel, as a float64 array)."""
 
     def __init__(self, s, z, lo, hi, relu, log):
         super().__init__()
@@ -311,21 +374,26 @@ class _ExactAct(nn.Module):
     def forward(self, v):
         t = (torch.relu(v) if self.relu else v) / self.s + self.z
         codes = torch.clamp(torch.round(t), self.lo, self.hi)  # half to even, as QONNX Quant
-        self.log.append((codes.numpy().astype(np.int64), t.numpy(), float(self.s)))
+        self.log.append((codes.numpy().astype(np.int64), t.numpy(), self.s.numpy()))
         return (codes - self.z) * self.s
 
 
-def _exact_conv(m: QuantWeightBiasInputOutputLayer) -> nn.Module:
+def _exact_layer(m: QuantWeightBiasInputOutputLayer) -> nn.Module:
+    """A float64 Conv2d / Linear with Brevitas' integer weights times their scale."""
     if m.bias_quant.is_quant_enabled:
         raise NotImplementedError("quantized biases are not modelled")
     qw = m.quant_weight()
-    conv = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
-                     bias=m.bias is not None).double()
+    if isinstance(m, QuantLinear):
+        layer = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
+    else:
+        layer = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
+                          bias=m.bias is not None)
+    layer = layer.double()
     with torch.no_grad():
-        conv.weight.copy_(qw.int().double() * qw.scale.double())
+        layer.weight.copy_(qw.int().double() * qw.scale.double())
         if m.bias is not None:
-            conv.bias.copy_(m.bias.double())
-    return conv
+            layer.bias.copy_(m.bias.double())
+    return layer
 
 
 def _exact_model(model, params, log):
@@ -346,7 +414,7 @@ def _exact_model(model, params, log):
             setattr(parent, attr, _ExactAct(s, z, lo, hi, isinstance(orig, QuantReLU), log))
             replaced.append(name)
         elif isinstance(orig, QuantWeightBiasInputOutputLayer):
-            setattr(parent, attr, _exact_conv(orig))
+            setattr(parent, attr, _exact_layer(orig))
             replaced.append(name)
         elif isinstance(orig, QuantIdentity | QuantReLU | QuantHardTanh):
             raise NotImplementedError(f"{name}: an activation module whose quantizer never ran")
@@ -414,11 +482,10 @@ def onnx_boundary_flips(model, mw, x, tol=1e-3) -> int:
             bits = int(mw.get_initializer(node.input[3]))
             att = {a.name: a.i for a in node.attribute}
             signed, narrow = int(att.get("signed", 1)), int(att.get("narrow", 0))
-            lo = -(2 ** (bits - 1)) + narrow if signed else 0
-            hi = 2 ** (bits - 1) - 1 if signed else 2**bits - 1 - narrow
+            lo, hi = code_range(bits, signed, narrow)
             tf = ctx[node.input[0]].astype(np.float32) / np.float32(s) + np.float32(z)
             cf = np.round(ctx[node.output[0]].astype(np.float64) / s + z).astype(np.int64)
-            match = [e for e in exact if np.float32(e[2]) == np.float32(s) and e[0].shape == cf.shape]
+            match = [e for e in exact if np.array_equal(np.float32(e[2]), np.float32(s)) and e[0].shape == cf.shape]
             if len(match) != 1:
                 raise AssertionError(f"{node.name}: {len(match)} exact quantizer calls with scale {s}")
             ce, te, _ = match[0]
@@ -431,5 +498,5 @@ def onnx_boundary_flips(model, mw, x, tol=1e-3) -> int:
     return flips
 
 
-__all__ = ["GRAPH_NETS", "graph_boundary_flips", "graph_brevitas_codes", "graph_exact_codes", "onnx_boundary_flips",
-           "random_init"]
+__all__ = ["GRAPH_NETS", "graph_boundary_flips", "graph_brevitas_codes", "graph_exact_codes", "graph_net",
+           "build_net", "onnx_boundary_flips", "random_init"]

@@ -85,6 +85,13 @@ def randomize_batchnorm(norm, pre: torch.Tensor, g: torch.Generator) -> None:
     norm.bias.copy_(torch.rand(c, generator=g) - 0.5)
 
 
+def code_range(bits, signed, narrow) -> tuple[int, int]:
+    """(lo, hi) of a quantizer's integer codes: ``bits`` wide, signed or not, narrow dropping the extreme code."""
+    if signed:
+        return -(2 ** (bits - 1)) + narrow, 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1 - narrow
+
+
 def record_act_params(model) -> tuple[dict, list]:
     """Forward hooks that fill ``params[module]`` with each enabled activation quantizer's (scale, zero point, lo,
     hi) as Brevitas' float32 forward uses them; returns (params, hooks) - remove the hooks after the forward."""
@@ -94,8 +101,7 @@ def record_act_params(model) -> tuple[dict, list]:
         if isinstance(p, ActQuantProxyFromInjector) and p.is_quant_enabled:
             def hook(p, i, o, m=m):
                 bits, narrow = int(o.bit_width), int(p.is_narrow_range)
-                lo = -(2 ** (bits - 1)) + narrow if o.signed else 0
-                hi = 2 ** (bits - 1) - 1 if o.signed else 2**bits - 1 - narrow
+                lo, hi = code_range(bits, o.signed, narrow)
                 params[m] = (o.scale.double(), o.zero_point.double(), lo, hi)
             hooks.append(p.register_forward_hook(hook))
     return params, hooks
@@ -452,8 +458,7 @@ def bnn_pynq_exact(model, x) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(p, ActQuantProxyFromInjector) and p.is_quant_enabled:
             def hook(p, i, o, m=m):
                 bits, narrow = int(o.bit_width), int(p.is_narrow_range)
-                lo = -(2 ** (bits - 1)) + narrow if o.signed else 0
-                hi = 2 ** (bits - 1) - 1 if o.signed else 2**bits - 1 - narrow
+                lo, hi = code_range(bits, o.signed, narrow)
                 quant[m] = (o.scale.double(), o.zero_point.double(), lo, hi, bits == 1 and bool(o.signed))
             hooks.append(p.register_forward_hook(hook))
     linears = [m for m in model.modules() if isinstance(m, QuantLinear)]

@@ -4,7 +4,7 @@ against its numpy reference, its lowering rule, and a Brevitas net with ``x[:, a
 
 from __future__ import annotations
 
-import graph_test_nets as G
+import graph_nets as G
 import nets
 import numpy as np
 import pytest
@@ -59,34 +59,30 @@ def test_slice_lowering():
         SLICES[0].set_folding(pe=4)
 
 
-class SliceNet(G.GraphNet):
+class SliceNet(torch.nn.Module):
     """conv -> QuantReLU -> channels 2..5 -> conv -> QuantReLU."""
 
     input_shape = (1, 3, 6, 6)
 
-    def __init__(self, wbits=4, abits=4):
+    def __init__(self):
         super().__init__()
-        self.inp = G.QuantIdentity(act_quant=G.PixelQuant)
-        self.c1, self.b1, self.r1 = G._conv(3, 8, wbits), torch.nn.BatchNorm2d(8), G._relu(abits, 2.0)
-        self.c2, self.b2, self.r2 = G._conv(4, 6, wbits), torch.nn.BatchNorm2d(6), G._relu(abits, 2.0)
+        self.input_quant = G.QuantIdentity(act_quant=G.PixelQuant)
+        self.stem, self.out = G._block(3, 8), G._block(4, 6)
 
-    def body(self, x, f):
-        x = f(self.r1, f(self.b1, f(self.c1, f(self.inp, x))))
-        return f(self.r2, f(self.b2, f(self.c2, x[:, 2:6])))
+    def forward(self, x):
+        return self.out(self.stem(self.input_quant(x))[:, 2:6])
 
 
 @pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
 def test_slice_net_csim_bitexact(dynamo, tmp_path, quiet):
-    with torch.random.fork_rng():
-        torch.manual_seed(4)
-        model = SliceNet().calibrate(4)
+    model = G.build_net(SliceNet, 4)
     path = fpgagen.export(model, tmp_path / "slice.onnx", dynamo=dynamo)
     acc = fpgagen.build(path, board="pynq_z2", out_dir=tmp_path / "build", log=quiet)
     assert "ChannelSlice" in {lay.kind for lay in acc.net.layers}
     x = nets.net_input(model, 2, shape=(2, *model.input_shape[1:]))
     got = acc.run(x, codes=True)
-    exact = G.exact_codes(model, x)
+    (exact,) = G.graph_exact_codes(model, x)
     assert np.array_equal(acc.reference(x, codes=True), exact)
     assert np.array_equal(got, exact), f"C-sim differs in {(got != exact).sum()} of {exact.size} codes"
-    assert np.array_equal(got, G.brevitas_codes(model, x))
+    assert np.array_equal(got, G.graph_brevitas_codes(model, x)[0])
     assert len(np.unique(exact)) > 2

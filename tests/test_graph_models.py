@@ -128,6 +128,8 @@ def check_structure(name, mw):
             assert all(s.op_type == "Quant" for s in srcs)
             scales = [float(mw.get_initializer(s.input[1])) for s in srcs]
             assert scales[0] != scales[1], "concat branches with one scale: the test would not cover requantization"
+            # concat requantizes the Concat onto one grid; TinyYOLOv3's head-26 conv reads it directly (two grids)
+            assert [c.op_type for c in mw.find_consumers(node.output[0])] == ["Quant" if name == "concat" else "Conv"]
         elif node.op_type == "Resize":
             assert (a["mode"], a.get("nearest_mode"), a.get("coordinate_transformation_mode")) == (
                 b"nearest", b"floor", b"asymmetric")
@@ -145,16 +147,16 @@ def check_structure(name, mw):
 
 
 @pytest.mark.parametrize("exporter", EXPORTERS)
-@pytest.mark.parametrize("name", [n for n in graph_nets.GRAPH_NETS if n != "tinyyolov3"])  # its own tests below
+@pytest.mark.parametrize("name", [n for n in EXPECTED_OPS if n != "tinyyolov3"])  # its own tests below
 def test_graph_net_export_exact(name, exporter, tmp_path):
-    model = graph_nets.GRAPH_NETS[name]()
+    model = graph_nets.graph_net(name)
     mw = load(export(model, tmp_path / f"{name}.onnx", dynamo=EXPORTERS[exporter]))
     check_structure(name, mw)
     check_exact(model, mw)
 
 
 def test_shared_quantizer_is_one_scale_and_random_init_gives_different_scales():
-    shared, own = graph_nets.residual_net(shared=True), graph_nets.residual_net()
+    shared, own = graph_nets.graph_net("residual_shared"), graph_nets.graph_net("residual")
     assert shared.branch_quant.act_quant is shared.stem[-1].act_quant
     assert own.branch_quant.act_quant.scale() != own.stem[-1].act_quant.scale()
     # the input quantizer keeps its constant pixel scale (codes are pixels), the learned scales moved
@@ -165,7 +167,7 @@ def test_shared_quantizer_is_one_scale_and_random_init_gives_different_scales():
 
 def test_graph_net_batch_of_frames_exact(tmp_path):
     """Several frames in one call (the runtime batches): the exact replay and Brevitas agree per frame."""
-    model = graph_nets.two_head_net(seed=3)
+    model = graph_nets.graph_net("two_head", seed=3)
     x = nets.net_input(model, 5, (4, *model.input_shape[1:]))
     ref = graph_nets.graph_brevitas_codes(model, x)
     exact = graph_nets.graph_exact_codes(model, x)
@@ -176,7 +178,7 @@ def test_graph_net_batch_of_frames_exact(tmp_path):
 def test_exact_replay_is_independent_of_brevitas():
     """The replay is a real second computation: perturbing one integer weight after the Brevitas codes changes the
     replayed codes (it reads the weights, not Brevitas' outputs)."""
-    model = graph_nets.concat_net(seed=2)
+    model = graph_nets.graph_net("concat", seed=2)
     x = nets.net_input(model, 0)
     before = graph_nets.graph_exact_codes(model, x)[0]
     with torch.no_grad():
@@ -238,7 +240,7 @@ def test_checks_fail_on_a_wrong_graph(tmp_path):
     """The comparison catches a graph that computes something else: the first BatchNorm's shift nudged by 0.05 in
     one channel of the exported file makes the codes differ, and the boundary proof refuses the difference (it is no
     rounding-boundary flip)."""
-    model = graph_nets.upsample_net(seed=1)
+    model = graph_nets.graph_net("upsample", seed=1)
     mw = load(export(model, tmp_path / "upsample.onnx"))
     bn = next(n for n in mw.graph.node if n.op_type == "BatchNormalization")
     beta = mw.get_initializer(bn.input[2]).copy()

@@ -71,7 +71,7 @@ def _check_code_against_report(acc):
 @pytest.fixture(scope="module")
 def two_head(tmp_path_factory):
     d = tmp_path_factory.mktemp("two_head")
-    model = GN.two_head_net(seed=0)
+    model = GN.graph_net("two_head", seed=0)
     return model, _build(model, d, lambda m: None, name="two_head")
 
 
@@ -89,7 +89,7 @@ def test_two_head_net_returns_a_tuple_bitexact(two_head):
 
 
 def test_two_head_net_dynamo_export_bitexact(tmp_path, quiet):
-    model = GN.two_head_net(seed=2)
+    model = GN.graph_net("two_head", seed=2)
     acc = _build(model, tmp_path, quiet, dynamo=True, name="two_head_dynamo")
     _assert_outputs_bitexact(model, acc, seed=4, frames=2)
 
@@ -165,7 +165,7 @@ def test_later_output_fifo_sized_completes_too_small_deadlocks(tmp_path, quiet):
     graph produces meanwhile (here the fast head's whole frame while the slow head computes). At the sized depths
     the bounded-FIFO C-simulation completes bit-exact; with output 1's path at 2 words per FIFO the fork stalls on
     it, output 0 starves and the simulation reports the deadlock."""
-    model = GN._build(HeadsReversed, 0)
+    model = GN.build_net(HeadsReversed, 0)
     acc = _build(model, tmp_path, quiet, name="reversed")
     net = acc.net
     io = codegen.stream_geometry(net)
@@ -349,7 +349,7 @@ class QuantTensorHeads(nn.Module):
 
 
 def test_a_tuple_of_quant_tensors_gives_two_streams(tmp_path, quiet):
-    model = GN._build(QuantTensorHeads, 5, shape=(1, 3, 12, 12))
+    model = GN.build_net(QuantTensorHeads, 5, shape=(1, 3, 12, 12))
     path = fpgagen.export(model, tmp_path / "qt.onnx", dynamo=False)
     assert len(onnx.load(str(path)).graph.output) == 12
     acc = fpgagen.build(path, out_dir=tmp_path / "build", log=quiet)
@@ -389,7 +389,7 @@ class AccumulatorHead(nn.Module):
 
 
 def test_a_raw_accumulator_output_beside_a_quantized_one(tmp_path, quiet):
-    model = GN._build(AccumulatorHead, 4, shape=(1, 3, 10, 10))
+    model = GN.build_net(AccumulatorHead, 4, shape=(1, 3, 10, 10))
     acc = _build(model, tmp_path, quiet, name="acc_head")
     a, b = acc.net.outputs
     assert (a.kind, a.dtype, b.kind) == ("codes", "UINT4", "accumulators")
