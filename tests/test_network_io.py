@@ -14,6 +14,7 @@ from qonnx.core.datatype import BaseDataType, DataType
 import fpgagen
 from fpgagen import fold
 from fpgagen.board import load_board
+from fpgagen.errors import FpgagenError
 from fpgagen.frontend import load_qonnx
 from fpgagen.ir import MVAU, Network
 from fpgagen.ir.kinds import GraphLayer
@@ -107,3 +108,13 @@ def test_a_layer_given_type_names_stores_datatypes():
              acc_dtype="INT9")
     assert all(isinstance(v, BaseDataType) for v in dtype_attributes(m).values())
     assert m.in_dtype == DataType["UINT2"] and m.acc_dtype.bitwidth() == 9 and m.sum_dtype.name == "INT4"
+
+
+@pytest.mark.parametrize("bad", [7, "INTEGER9", None])
+def test_a_bad_datatype_name_in_network_json_is_a_damaged_build(lowered, bad, tmp_path):
+    lowered["chain"].save(tmp_path)
+    doc = json.loads((tmp_path / "network.json").read_text())
+    doc["layers"][0]["in_dtype"] = bad
+    (tmp_path / "network.json").write_text(json.dumps(doc))
+    with pytest.raises(FpgagenError, match="damaged"):
+        Network.load(tmp_path)
