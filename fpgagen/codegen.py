@@ -17,7 +17,6 @@ from .ir import Layer, Network, in_ports, out_ports
 from .ir.kinds import GRAPH_KINDS, GraphLayer
 from .ir.kinds.base import render_instance
 from .packing import Segment, StreamGeometry, axi_width
-from .quant import smallest_dtype
 from .resources import resource_dir
 
 TEMPLATE_DIR = resource_dir("templates") / "hls"
@@ -26,38 +25,30 @@ KERNEL_TEMPLATES = {"MVAU": "mvau.h.j2", "SlidingWindow": "sliding_window.h.j2",
 
 
 class CppHelpers:
-    """Small formatting helpers the templates call as ``g.*``."""
+    """Small formatting helpers the templates call as ``g.*``; types are qonnx DataTypes."""
 
     @staticmethod
-    def ctype(dtype: str) -> str:
-        dt = DataType[dtype]
+    def ctype(dt: DataType) -> str:
         if not dt.is_integer() or dt.name == "BIPOLAR":
-            raise ValueError(f"no C++ integer type for {dtype}")
+            raise ValueError(f"no C++ integer type for {dt.name}")
         return f"ap_int<{dt.bitwidth()}>" if dt.signed() else f"ap_uint<{dt.bitwidth()}>"
 
     @staticmethod
-    def bits(dtype: str) -> int:
-        return DataType[dtype].bitwidth()
+    def bits(dt: DataType) -> int:
+        return dt.bitwidth()
 
     @staticmethod
-    def native(dtype: str) -> str:
-        dt = DataType[dtype]
+    def native(dt: DataType) -> str:
         prefix = "int" if dt.signed() else "uint"
         for bits in (8, 16, 32, 64):
             if dt.bitwidth() <= bits:
                 return f"{prefix}{bits}_t"
-        raise ValueError(f"{dtype} is wider than 64 bits")
+        raise ValueError(f"{dt.name} is wider than 64 bits")
 
     @staticmethod
-    def rom_ctype(dtype: str) -> str:
+    def rom_ctype(dt: DataType) -> str:
         """A ROM element: the ap_int type in synthesis, a native integer of the same value in the C model."""
-        return f"FG_ROM_TYPE({CppHelpers.ctype(dtype)}, {CppHelpers.native(dtype)})"
-
-    @staticmethod
-    def thr_dtype(thresholds: np.ndarray | None) -> str:
-        if thresholds is None or thresholds.size == 0:
-            return "INT2"
-        return smallest_dtype(min(int(thresholds.min()), -1), int(thresholds.max())).name
+        return f"FG_ROM_TYPE({CppHelpers.ctype(dt)}, {CppHelpers.native(dt)})"
 
     @staticmethod
     def zeros(*shape: int) -> np.ndarray:
@@ -178,7 +169,7 @@ def _streams_and_processes(net: Network, g: CppHelpers, io) -> tuple[list[dict],
     streams = []
     for e in edges:
         dt = net.edge_dtype(e)
-        streams.append({"name": stream_name(net, e), "ctype": g.ctype(dt.name), "word": net.edge_word(e),
+        streams.append({"name": stream_name(net, e), "ctype": g.ctype(dt), "word": net.edge_word(e),
                         "depth": e.depth, "impl": e.storage})
     by_in = {(e.dst, e.dst_port): s["name"] for e, s in zip(edges, streams, strict=True)}
     by_out = {(e.src, e.src_port): s["name"] for e, s in zip(edges, streams, strict=True)}
@@ -235,7 +226,7 @@ def _check_rom_values(layer: Layer) -> None:
     hardware's ap_int ROM only if every value fits the declared type; never emit one that does not."""
     weights = getattr(layer, "weights", None)
     if weights is not None:
-        dt = DataType[layer.weight_dtype]
+        dt = layer.weight_dtype
         if not (dt.min() <= weights.min() and weights.max() <= dt.max()):
             raise FpgagenError(f"the weights of layer {layer.name} span [{weights.min()}, {weights.max()}], outside "
                                f"their declared {dt.name}", "code generation",

@@ -83,7 +83,7 @@ def _link_graph_streams(net: Network) -> None:
         shape, dt, u = out_ports(net.layer(e.src))[e.src_port]
         v = in_ports(net.layer(e.dst))[e.dst_port][2]
         if u != v:
-            dwc = WidthConverter(f"{e.dst}_dwc{e.dst_port}", shape, shape, dt.name, dt.name, in_elems=u, out_elems=v)
+            dwc = WidthConverter(f"{e.dst}_dwc{e.dst_port}", shape, shape, dt, dt, in_elems=u, out_elems=v)
             dwc.validate()
             net.layers.insert([lay.name for lay in net.layers].index(e.dst), dwc)
             net.edges.append(Edge(dwc.name, 0, e.dst, e.dst_port))

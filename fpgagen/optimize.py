@@ -189,7 +189,7 @@ def _pareto_alts(alts: list[tuple[dict, dict]]) -> list[tuple[dict, dict]]:
 def converter(producer: Layer, u: int, v: int, port: int = 0) -> WidthConverter:
     """The width converter on the stream out of ``producer``'s output ``port`` (words of u -> words of v)."""
     shape, dt, _ = out_ports(producer)[port]
-    return WidthConverter(f"{producer.name}_dwc{port}", shape, shape, dt.name, dt.name, in_elems=u, out_elems=v)
+    return WidthConverter(f"{producer.name}_dwc{port}", shape, shape, dt, dt, in_elems=u, out_elems=v)
 
 
 def _stream_words(nodes: list[Layer], cores: list[list[Core]], s: Stream) -> list[tuple[int, int]]:

@@ -34,6 +34,11 @@ class IntRange:
         return smallest_dtype(self.lo, self.hi)
 
 
+def as_dtype(value: DataType | str) -> DataType:
+    """A qonnx DataType from itself or its name: the IR stores DataType objects, names are for files and users."""
+    return DataType[value] if isinstance(value, str) else value
+
+
 def smallest_dtype(lo: int, hi: int) -> DataType:
     """Smallest UINTn/INTn DataType holding [lo, hi] (qonnx's helper only looks at one value)."""
     lo, hi = int(lo), int(hi)

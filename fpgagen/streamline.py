@@ -81,14 +81,14 @@ class _Stream:
 
     def view(self) -> AffineView:
         """The graph kinds' form of this view (fpgagen.ir.kinds.affine)."""
-        return AffineView(self.alpha, self.offset, DataType[self.dtype], self.lo, self.hi, self.clamp)
+        return AffineView(self.alpha, self.offset, self.dtype, self.lo, self.hi, self.clamp)
 
     def __post_init__(self):
         if self.center is None:
             self.center = np.zeros(self.shape[2])
 
     @property
-    def dtype(self) -> str:
+    def dtype(self) -> DataType:
         return _dtype_of(self.lo, self.hi)
 
     @property
@@ -408,7 +408,7 @@ class _Lowering:
         if np.any(z != np.rint(z)):
             raise _err(node, "non-integer input zero point", "use an integer zero point")
         graph_shape = tuple(self.model.get_tensor_shape(self.graph_input))
-        self.input_spec = InputSpec(graph_shape, scale, zero, rng.lo, rng.hi, rng.dtype().name, quant_shape=shape,
+        self.input_spec = InputSpec(graph_shape, scale, zero, rng.lo, rng.hi, rng.dtype(), quant_shape=shape,
                                     pre=tuple(self.pre_steps), bipolar=bipolar)
         if bipolar:  # codes {0, 1}: real = 2s*(q - 1/2)
             s, z = 2 * s, np.full(c, 0.5)
@@ -452,16 +452,16 @@ class _Lowering:
         # Per-channel clamp levels: always pass below the channel's floor, never pass above its ceiling.
         thresholds = np.where(levels[None, :] <= q_lo[:, None], in_lo[:, None], thresholds)
         thresholds = np.where(levels[None, :] > q_hi[:, None], in_hi[:, None] + 1, thresholds)
-        odt = smallest_dtype(base, top).name
+        odt = smallest_dtype(base, top)
         mvau = s.absorber
         if mvau is not None:
             mvau.weights = np.where(negate[:, None], -mvau.weights, mvau.weights)
             mvau.thresholds, mvau.out_base, mvau.out_dtype = thresholds, base, odt
             # Negating a row of signed non-narrow weights turns the most negative code (-8 in INT4) into one
             # past the type's maximum (+8): widen this layer's weight type to hold the rows as stored.
-            declared = DataType[mvau.weight_dtype]
+            declared = mvau.weight_dtype
             mvau.weight_dtype = smallest_dtype(min(declared.min(), mvau.weights.min()),
-                                               max(declared.max(), mvau.weights.max())).name
+                                               max(declared.max(), mvau.weights.max()))
         else:
             self.add_layer(Threshold(self.uname(node.name), s.shape, s.shape, s.dtype, odt,
                                          thresholds=thresholds, negate=negate, out_base=base))
@@ -520,8 +520,8 @@ class _Lowering:
         acc_hi = np.maximum(scaled * cols_lo, scaled * cols_hi).sum(axis=1)
         acc_dt = smallest_dtype(min(acc_lo.min(), -acc_hi.max()), max(acc_hi.max(), -acc_lo.min()))
         mvau = MVAU(self.uname(node.name), in_shape, (*in_shape[:2], mh), _dtype_of(cols_lo, cols_hi),
-                    acc_dt.name, weights=wmat, weight_dtype=smallest_dtype(w.lo, w.hi).name,
-                    acc_dtype=acc_dt.name, in_scale=None if k_cols is None else np.asarray(k_cols, np.int64))
+                    acc_dt, weights=wmat, weight_dtype=smallest_dtype(w.lo, w.hi),
+                    acc_dtype=acc_dt, in_scale=None if k_cols is None else np.asarray(k_cols, np.int64))
         self.add_layer(mvau)
         # real = alpha * w_scale * (acc - W' @ center_in) + bias, W' = W * k: the input is quantized (beta 0), and
         # W' @ center_in is exact (integers times small dyadic zero points)
@@ -670,8 +670,8 @@ class _Lowering:
         return s
 
 
-def _dtype_of(lo: np.ndarray, hi: np.ndarray) -> str:
-    return smallest_dtype(lo.min(), hi.max()).name
+def _dtype_of(lo: np.ndarray, hi: np.ndarray) -> DataType:
+    return smallest_dtype(lo.min(), hi.max())
 
 
 def lower(model: ModelWrapper, name: str = "net") -> Network:

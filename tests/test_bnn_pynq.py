@@ -32,7 +32,7 @@ def test_bnn_pynq_bitexact(name, dynamo, tmp_path, quiet):
     assert [step["op"] for step in acc.net.output.post] == ["Sub", "Div", "Mul", "Add"]  # TensorNorm
     bits = name.split("_")[1]
     mvaus = [lay for lay in acc.net.layers if lay.kind == "MVAU"]
-    assert all(lay.weight_dtype == "INT2" for lay in mvaus)  # -1/+1 (1W) or -1/0/+1 (2W)
+    assert all(lay.weight_dtype.name == "INT2" for lay in mvaus)  # -1/+1 (1W) or -1/0/+1 (2W)
     if bits == "1w1a":  # every layer on bipolar codes {0, 1} is an XNOR-popcount unit, the last one included
         xnors = [lay for lay in acc.net.layers if lay.kind == "XnorMVAU"]
         assert xnors and all(lay.in_dtypes[0].name == "BINARY" for lay in xnors)

@@ -509,7 +509,7 @@ def binary_mvau_cases() -> list[MVAU]:
         thr = np.sort(rng.integers(-mw, mw + 2, size=(mh, nt)), axis=1) if nt else None
         acc_dt = DataType[f"INT{(mw).bit_length() + 1}"]
         mvau = MVAU(name, (h, w, mw), (h, w, mh), "BINARY", "UINT2" if nt else acc_dt.name, weights=wts,
-                    thresholds=thr, out_base=0, weight_dtype="INT2", acc_dtype=acc_dt.name, pe=pe, simd=simd)
+                    thresholds=thr, out_base=0, weight_dtype="INT2", acc_dtype=acc_dt, pe=pe, simd=simd)
         out.append(mvau)
     return out
 

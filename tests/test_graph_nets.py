@@ -9,7 +9,6 @@ import nets
 import numpy as np
 import pytest
 import torch
-from qonnx.core.datatype import DataType
 from test_memories_from_code import check_memories_against_report
 
 import fpgagen
@@ -149,7 +148,7 @@ def test_concat_into_a_linear_layer_scales_each_channel_run(name, tmp_path):
     assert np.isclose(ka / kb, sa / sb, rtol=1e-12)  # k_c = alpha_c / g
     assert all(np.unique(mvau.in_scale.reshape(-1, s), axis=1).shape[1] == 1 for s in mvau.simd_options())
     assert max(mvau.simd_options()) == 2  # gcd of the runs (4 and 6 channels)
-    assert DataType[mvau.acc_dtype].bitwidth() > mvau.scale_bits
+    assert mvau.acc_dtype.bitwidth() > mvau.scale_bits
 
 
 @pytest.mark.parametrize("shrink,message", [(2.0**-36, "accumulator"), (2.0**-48, "no integer grid")])

@@ -9,6 +9,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from qonnx.core.datatype import DataType
 
 from fpgagen import codegen, csim, lint
 from fpgagen.board import load_board
@@ -57,11 +58,11 @@ def scaled(name, channel_scales, taps, mh, pe, simd, nt=15, seed=0, **styles):
     k = np.tile(np.asarray(channel_scales, np.int64), taps)
     layer = mvau(name, mw=k.size, mh=mh, pe=pe, simd=simd, nt=0, seed=seed, **styles)
     bound = int((np.abs(layer.weights) * k).sum(axis=1).max()) * 15
-    layer.in_scale, layer.acc_dtype = k, smallest_dtype(-bound, bound).name
+    layer.in_scale, layer.acc_dtype = k, smallest_dtype(-bound, bound)
     if nt:
         rng = np.random.default_rng(seed)
         layer.thresholds = sorted_thresholds(rng, mh, nt, -bound // 4, bound // 4)
-        layer.out_dtype = "UINT4"
+        layer.out_dtype = DataType["UINT4"]
     else:
         layer.out_dtype = layer.acc_dtype
     return layer
@@ -186,9 +187,7 @@ def run_case(exe, layer, x):
 
 
 def wrap(values, dtype):
-    from qonnx.core.datatype import DataType
-
-    bits = DataType[dtype].bitwidth()
+    bits = dtype.bitwidth()
     return (values + 2 ** (bits - 1)) % 2**bits - 2 ** (bits - 1)
 
 
@@ -295,7 +294,7 @@ def test_scaled_cases_cross_runs_and_refuse_straddling_simd():
     assert all(np.unique(two.in_scale.reshape(-1, o["simd"]), axis=1).shape[1] == 1 for o in two.fold_options())
     assert next(c for c in SCALED if c.name == "scaled_packed_search").pack_shift > 0
     wide = next(c for c in SCALED if c.name == "scaled_wide")
-    assert wide.thr_bits > 48 and int(wide.acc_dtype[3:]) > 52
+    assert wide.thr_bits > 48 and wide.acc_dtype.bitwidth() > 52
     probe = scaled("straddle", [3] * 4 + [5] * 2, taps=1, mh=2, pe=1, simd=2)
     with pytest.raises(FpgagenError, match="different scales"):
         probe.set_folding(simd=3)

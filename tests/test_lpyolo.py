@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from brevitas.nn import QuantConv2d, QuantIdentity
+from qonnx.core.datatype import DataType
 from torch import nn
 
 import fpgagen
@@ -98,7 +99,7 @@ def test_accumulator_is_sized_from_real_ranges_and_reaches_its_extreme(tmp_path)
     out = acc.run_stream(codes)
     assert out[0, 1, 1, channel] == extreme  # C-sim reaches the extreme value without overflow...
     assert np.array_equal(out, acc.reference_stream(codes))
-    bits = int(mvau.acc_dtype[3:])
+    bits = mvau.acc_dtype.bitwidth()
     assert -(2 ** (bits - 2)) > extreme or extreme > 2 ** (bits - 2) - 1  # ...and it needs every bit
     # Brevitas in exact arithmetic agrees: the output really is the accumulator times the scales
     x = (codes.transpose(0, 3, 1, 2) / np.float32(255)).astype(np.float32)
@@ -110,7 +111,7 @@ def test_too_narrow_accumulator_is_caught(tmp_path):
     acc = fpgagen.build(fpgagen.export(model, tmp_path / "c.onnx"), out_dir=tmp_path / "b", log=lambda m: None)
     mvau = acc.net.layers[-1]
     codes, channel, extreme = extreme_input(mvau, 0, 255)
-    mvau.acc_dtype = f"INT{int(mvau.acc_dtype[3:]) - 1}"  # one bit short, as a sizing bug would make it
+    mvau.acc_dtype = DataType[f"INT{mvau.acc_dtype.bitwidth() - 1}"]  # one bit short, as a sizing bug would make it
     codegen.generate(acc.net, acc.hls_dir, acc.board)
     acc._lib = None
     out = acc.run_stream(codes)

@@ -169,8 +169,8 @@ def test_user_folding_round_trips_through_folding_json():
 def finn_r_lut(m: MVAU) -> float:
     """FINN-R's published MVAU LUT formula (shared/facts.md), with the exceptions the model argues: a 1-deep ROM
     holds constants (no threshold/weight memory); the threshold ROM stores TB-bit values, not ACC-bit ones."""
-    w, a = int(m.weight_dtype[3:]), m.in_bits
-    acc = int(m.acc_dtype[3:])
+    w, a = m.weight_dtype.bitwidth(), m.in_bits
+    acc = m.acc_dtype.bitwidth()
     nf, sf = m.mh // m.pe, m.mw // m.simd
     mult = m.simd * (2 * math.ceil((w + a) / 6) - 1) * (w + a)
     adder = (w + a) * (2 * m.simd - 1)
@@ -200,7 +200,7 @@ def test_mvau_model_never_undercuts_finn_r(lpyolo_ir):
                 assert res["LUT"] >= 0.9 * finn_r_lut(p), (m.name, core, mem)
                 nf, sf = p.mh // p.pe, p.mw // p.simd
                 if mem == "bram" and nf * sf > 1:
-                    assert res["BRAM18"] >= 0.9 * bram18(nf * sf, p.pe * p.simd * int(p.weight_dtype[3:]))
+                    assert res["BRAM18"] >= 0.9 * bram18(nf * sf, p.pe * p.simd * p.weight_dtype.bitwidth())
                 checked += 1
     assert checked > 500
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import ClassVar
 
 import numpy as np
 from qonnx.core.datatype import DataType
 
 from ..errors import FpgagenError
-from ..quant import smallest_dtype
+from ..quant import as_dtype, smallest_dtype
 from .memory import RESOURCES, Memory, add_resources, bram18, memory_resources, ram_luts, resources, rom_luts  # noqa: F401
 
 Shape = tuple[int, int, int]  # (H, W, C) of one image, channels last
@@ -47,6 +47,18 @@ MEM_STYLES = ("bram", "lutram")
 CONTROL_LUT, CONTROL_FF = 60, 80  # loop counters, FSM and stream handshakes of one HLS process (a judgement)
 
 
+def dtype_fields(obj) -> list[str]:
+    """The names of a dataclass's DataType-valued fields (annotated ``DataType``)."""
+    return [f.name for f in fields(obj) if f.type in ("DataType", DataType)]
+
+
+def datatypes_from_names(obj) -> None:
+    """Turn the DataType fields of ``obj`` given by name ("UINT4") into DataType objects, so hand-written layers
+    and specs may name their types while the IR holds objects only."""
+    for name in dtype_fields(obj):
+        setattr(obj, name, as_dtype(getattr(obj, name)))
+
+
 def memory(depth: int, width: int, style: str, dual_port: bool = False) -> dict[str, int]:
     """Resources of one on-chip memory in ``style`` (bram | lutram); a 1-deep ROM is a constant (no memory)."""
     if depth <= 1 and not dual_port:
@@ -62,21 +74,24 @@ class Layer:
     name: str
     in_shape: Shape
     out_shape: Shape
-    in_dtype: str
-    out_dtype: str
+    in_dtype: DataType  # qonnx DataType objects; names only in network.json (fpgagen.ir.network)
+    out_dtype: DataType
     fifo_depth: int = 2  # depth of this layer's output stream (fpgagen.fifo sizes it)
     fifo_style: str = "srl"  # srl | bram
 
     kind = "Layer"
     STYLES: ClassVar[dict[str, tuple | type]] = {}  # implementation choices: allowed values (or int)
 
+    def __post_init__(self):
+        datatypes_from_names(self)
+
     @property
     def idt(self) -> DataType:
-        return DataType[self.in_dtype]
+        return self.in_dtype
 
     @property
     def odt(self) -> DataType:
-        return DataType[self.out_dtype]
+        return self.out_dtype
 
     @property
     def in_word(self) -> int:
@@ -340,8 +355,8 @@ class MVAU(Layer):
     weights: np.ndarray = field(default=None, repr=False)
     thresholds: np.ndarray | None = field(default=None, repr=False)
     out_base: int = 0  # output code when no threshold passes
-    weight_dtype: str = "INT8"
-    acc_dtype: str = "INT32"
+    weight_dtype: DataType = DataType["INT8"]
+    acc_dtype: DataType = DataType["INT32"]
     pe: int = 1
     simd: int = 1
     dsp_pe: int = 0  # PEs whose dot product is a chain of DSP48E1 multiply-adds; the others use LUTs
@@ -405,7 +420,7 @@ class MVAU(Layer):
     @property
     def search_pad(self) -> int:
         """A threshold no accumulator reaches: pads the search tables up to 2^S - 1 entries."""
-        return int(DataType[self.acc_dtype].max()) + 1
+        return int(self.acc_dtype.max()) + 1
 
     def search_tables(self) -> list[np.ndarray]:
         """The binary-search ROMs of ``thr_mode=search``: stage s (of S = ceil(log2(NT+1))) as [PE][NF][2^s].
@@ -451,12 +466,12 @@ class MVAU(Layer):
         return int(np.asarray(self.in_scale).max()).bit_length()
 
     @property
-    def sum_dtype(self) -> str:
+    def sum_dtype(self) -> DataType:
         """The type of one PE's tile sum before its multiplier: SIMD products of the declared weight and input
         types (the accumulator is wider by the multipliers' bits)."""
-        w, x = DataType[self.weight_dtype], self.idt
+        w, x = self.weight_dtype, self.idt
         prods = [int(a) * int(b) for a in (w.min(), w.max()) for b in (x.min(), x.max())]
-        return smallest_dtype(self.simd * min(prods), self.simd * max(prods)).name
+        return smallest_dtype(self.simd * min(prods), self.simd * max(prods))
 
     def scale_multiplier(self) -> tuple[dict[str, int], int]:
         """(LUT PE resources, DSP blocks per DSP PE) of one PE's tile-sum x k multiplier, priced as the PE's other
@@ -464,7 +479,7 @@ class MVAU(Layer):
         DSP48E1 tiles of 25 x 18 signed (k is unsigned: one more bit). Zero without ``in_scale``."""
         if self.in_scale is None:
             return resources(), 0
-        sb, kb = DataType[self.sum_dtype].bitwidth(), self.scale_bits
+        sb, kb = self.sum_dtype.bitwidth(), self.scale_bits
         lo, hi = sorted((sb, kb + 1))
         mult = (2 * math.ceil((sb + kb) / 6) - 1) * (sb + kb)
         return resources(LUT=1.1 * mult, FF=sb + kb), math.ceil(lo / 18) * math.ceil(hi / 25)
@@ -493,7 +508,7 @@ class MVAU(Layer):
         sums exact integers. With |S_lo| < 2^(K-1), S_lo is P's low K bits read as signed and S_hi = (P - S_lo)
         / 2^K, exactly. K is the least shift with that margin for any weights and inputs of the declared types;
         packing needs A to fit 25 bits signed (W - 1 + K <= 24), x to fit 18 bits, P to fit 48, and PE >= 2."""
-        w, x = DataType[self.weight_dtype], self.idt
+        w, x = self.weight_dtype, self.idt
         if self.pe < 2 or self.dsp_per_product() != 1 or x.bitwidth() + (not x.signed()) > 18:
             return 0
         w_max = max(abs(int(w.min())), abs(int(w.max())))
@@ -511,7 +526,7 @@ class MVAU(Layer):
     def dsp_per_product(self) -> int:
         """DSP48E1 blocks per W x A product: its multiplier is 25 x 18 signed (an unsigned operand needs a bit
         more); wider products tile several blocks."""
-        w = DataType[self.weight_dtype]
+        w = self.weight_dtype
         wb, ab = w.bitwidth() + (not w.signed()), self.in_bits + (not self.idt.signed())
         lo, hi = sorted((wb, ab))
         return math.ceil(lo / 18) * math.ceil(hi / 25)
@@ -556,13 +571,13 @@ class MVAU(Layer):
         input buffer (the SF input words of a pixel, written during the first neuron fold and read by the others:
         one write and one read per cycle; one register word when SF == 1 or NF == 1) and the PE accumulators."""
         nf, sf = self.mh // self.pe, self.mw // self.simd
-        w, a = DataType[self.weight_dtype].bitwidth(), self.in_bits
+        w, a = self.weight_dtype.bitwidth(), self.in_bits
         buffered = nf > 1 and sf > 1
         return [Memory("weights", 1, nf * sf, self.pe * self.simd, w, self.mem_style if nf * sf > 1 else "registers"),
                 *self.threshold_memories(),
                 Memory("inbuf", 1, sf if buffered else 1, self.simd, a, "lutram" if buffered else "registers",
                        reads=1, writes=1),
-                Memory("acc", 1, 1, self.pe, DataType[self.acc_dtype].bitwidth(), "registers", reads=1, writes=1),
+                Memory("acc", 1, 1, self.pe, self.acc_dtype.bitwidth(), "registers", reads=1, writes=1),
             *self.scale_memories()]
 
     def scale_memories(self) -> list[Memory]:
@@ -587,21 +602,21 @@ class MVAU(Layer):
             out["in_scale"] = self.tile_scales()[: self.scale_depth].reshape(1, -1, 1)
         return out
 
-    def memory_dtypes(self) -> dict[str, str]:
+    def memory_dtypes(self) -> dict[str, DataType]:
         thr = self.thr_dtype
-        scale = {"in_scale": f"UINT{self.scale_bits}"} if self.in_scale is not None else {}
+        scale = {"in_scale": DataType[f"UINT{self.scale_bits}"]} if self.in_scale is not None else {}
         return {"weights": self.weight_dtype, "inbuf": self.in_dtype, "acc": self.acc_dtype,
                 **{m.name: thr for m in self.threshold_memories()}, **scale}
 
     @property
-    def thr_dtype(self) -> str:
+    def thr_dtype(self) -> DataType:
         """The stored threshold type (``thr_bits`` wide, signed)."""
-        return f"INT{self.thr_bits}" if self.nt else "INT2"
+        return DataType[f"INT{self.thr_bits}" if self.nt else "INT2"]
 
     def threshold_logic(self) -> tuple[int, int]:
         """(compare LUTs per PE, pipeline FFs per PE). ``parallel`` (FINN-R): NT comparators of max(ACC, TB)
         bits. ``search``: S = ceil(log2(NT+1)) pipelined steps, one comparator each plus the S-bit answer."""
-        acc, nt, tb = DataType[self.acc_dtype].bitwidth(), self.nt, self.thr_bits
+        acc, nt, tb = self.acc_dtype.bitwidth(), self.nt, self.thr_bits
         cb = max(acc, tb)
         if not nt:
             return 0, 0
@@ -645,8 +660,8 @@ class MVAU(Layer):
         stage per product and half the adder tree, per PE the accumulator and the threshold pipeline, plus the
         input registers.
         """
-        w = DataType[self.weight_dtype].bitwidth()
-        a, acc = self.in_bits, DataType[self.acc_dtype].bitwidth()
+        w = self.weight_dtype.bitwidth()
+        a, acc = self.in_bits, self.acc_dtype.bitwidth()
         pe, simd = self.pe, self.simd
         mult = simd * (2 * math.ceil((w + a) / 6) - 1) * (w + a)
         adder = (w + a) * (2 * simd - 1)
@@ -822,8 +837,8 @@ class Threshold(Layer):
         return {"thresholds": self.threshold_tiles().transpose(1, 0, 2).reshape(1, cw, self.pe * nt),
                 "negate": self.negate_tiles().T.reshape(1, cw, self.pe)}
 
-    def memory_dtypes(self) -> dict[str, str]:
-        return {"thresholds": f"INT{self.thr_bits}", "negate": "BINARY"}
+    def memory_dtypes(self) -> dict[str, DataType]:
+        return {"thresholds": DataType[f"INT{self.thr_bits}"], "negate": DataType["BINARY"]}
 
     def resources(self) -> dict[str, int]:
         """FINN-R's threshold terms for PE lanes: NT comparators of max(A+1, TB) bits each (A+1: room for -x)

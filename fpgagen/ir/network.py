@@ -9,7 +9,9 @@ QONNX ``graph.output`` order) has one edge to ``("output", k)`` per output k, an
 integers map back to torch's k-th value. A chain is the special case ``edges == []``: each layer feeds the next (its
 own ``fifo_depth``/``fifo_style`` is its output stream), which is how every single-path network is stored.
 Layers are either chain kinds (fpgagen.ir.layers, one port each) or graph kinds (fpgagen.ir.kinds, several
-ports); ``in_ports``/``out_ports`` read both alike.
+ports); ``in_ports``/``out_ports`` read both alike. Every datatype in the IR (a layer's, a port's, the input's and
+outputs') is a qonnx ``DataType`` object; network.json stores its name (``_to_doc``/``_from_doc``, and the graph
+kinds' ``to_doc``/``from_doc``), so build directories keep one format.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from qonnx.core.datatype import DataType
+from qonnx.core.datatype import BaseDataType, DataType
 
 from ..errors import FpgagenError
 from ..quant import IntRange, quantize
 from .kinds import GRAPH_KINDS, GraphLayer
-from .layers import LAYER_KINDS, Layer
+from .layers import LAYER_KINDS, Layer, datatypes_from_names, dtype_fields
 
 # Float pre/post-processing on the host: ONNX elementwise ops with a constant, computed in float32 exactly as the
 # graph computes them (numpy float32 arithmetic is IEEE, as onnxruntime's and torch's elementwise kernels).
@@ -74,10 +76,13 @@ class InputSpec:
     zero_point: np.ndarray = field(repr=False)
     lo: int = 0
     hi: int = 255
-    dtype: str = "UINT8"
+    dtype: DataType = DataType["UINT8"]
     quant_shape: tuple[int, ...] = ()  # the quantized tensor's shape (after ``pre``); () means ``shape``
     pre: tuple = ()
     bipolar: bool = False
+
+    def __post_init__(self):
+        datatypes_from_names(self)
 
     def codes(self, x) -> np.ndarray:
         """Float input (torch layout) -> integer codes in the quantized tensor's layout (NCHW or NC)."""
@@ -106,8 +111,11 @@ class OutputSpec:
     shape: tuple[int, ...]  # torch output shape for one image, NCHW or NC
     scale: np.ndarray = field(repr=False)  # per channel (codes) or alpha (accumulators)
     offset: np.ndarray = field(repr=False)  # zero point (codes) or beta (accumulators)
-    dtype: str = "INT8"
+    dtype: DataType = DataType["INT8"]
     post: tuple = ()
+
+    def __post_init__(self):
+        datatypes_from_names(self)
 
     def real(self, codes: np.ndarray) -> np.ndarray:
         """Output integers (torch layout) -> float32 values, before ``post``.
@@ -347,13 +355,15 @@ class Network:
 
 
 def _to_doc(obj, prefix: str, arrays: dict) -> dict:
+    """A chain layer or spec as JSON: arrays go to ``arrays`` (the npz), DataTypes by name (as network.json has
+    always stored them)."""
     doc = {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if isinstance(value, np.ndarray):
             arrays[f"{prefix}.{f.name}"] = value
             doc[f.name] = {"array": f"{prefix}.{f.name}"}
-        elif isinstance(value, DataType):
+        elif isinstance(value, BaseDataType):
             doc[f.name] = value.name
         else:
             doc[f.name] = value
@@ -362,6 +372,7 @@ def _to_doc(obj, prefix: str, arrays: dict) -> dict:
 
 def _from_doc(cls, doc: dict, prefix: str, arrays: dict):
     kwargs = {}
+    names = dtype_fields(cls)
     for f in dataclasses.fields(cls):
         if f.name not in doc:
             continue
@@ -370,5 +381,9 @@ def _from_doc(cls, doc: dict, prefix: str, arrays: dict):
             value = arrays[value["array"]]
         elif isinstance(value, list):
             value = tuple(value)
+        elif f.name in names:
+            if not isinstance(value, str):
+                raise ValueError(f"{f.name} is not a datatype name")
+            value = DataType[value]
         kwargs[f.name] = value
     return cls(**kwargs)

@@ -221,7 +221,7 @@ def _lower(node, views, shapes, ctx) -> Lowered:
         raise FpgagenError("max pooling a tensor with a negative per-channel scale (max would become min)",
                            f"node '{node.name}' ({node.op_type})",
                            "quantize the activation (QuantReLU/QuantIdentity) before the MaxPool")
-    dt = view.dtype.name
+    dt = view.dtype
     pool = MaxPool(ctx.name, shape, (h // kernel[0], w // kernel[1], c), dt, dt, kernel=kernel)
     return Lowered(pool, view, same_channels(views))
 

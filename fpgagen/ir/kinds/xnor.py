@@ -102,9 +102,9 @@ class XnorMVAU(GraphLayer):
         return (self.pe,)
 
     @property
-    def weight_dtype(self) -> str:
+    def weight_dtype(self) -> DataType:
         """The weights' declared type (-1/+1; the ROM stores them as bits): what codegen checks the ROM against."""
-        return BIPOLAR.name
+        return BIPOLAR
 
     @property
     def bits_acc(self) -> bool:
