@@ -15,7 +15,7 @@ from qonnx.core.datatype import DataType
 from .errors import FpgagenError
 from .ir import Layer, Network, in_ports, out_ports
 from .ir.kinds import GRAPH_KINDS, GraphLayer
-from .ir.kinds.base import render_instance
+from .ir.kinds.base import Cpp, render_instance
 from .packing import Segment, StreamGeometry, axi_width
 from .resources import resource_dir
 
@@ -24,26 +24,13 @@ KERNEL_TEMPLATES = {"MVAU": "mvau.h.j2", "SlidingWindow": "sliding_window.h.j2",
                     "Threshold": "threshold.h.j2", "WidthConverter": "width_converter.h.j2"}
 
 
-class CppHelpers:
-    """Small formatting helpers the templates call as ``g.*``; types are qonnx DataTypes."""
-
-    @staticmethod
-    def ctype(dt: DataType) -> str:
-        if not dt.is_integer() or dt.name == "BIPOLAR":
-            raise ValueError(f"no C++ integer type for {dt.name}")
-        return f"ap_int<{dt.bitwidth()}>" if dt.signed() else f"ap_uint<{dt.bitwidth()}>"
+class CppHelpers(Cpp):
+    """Small formatting helpers the templates call as ``g.*``; types are qonnx DataTypes. The element types
+    (``ctype``, ``native``) are the graph kinds' (fpgagen.ir.kinds.base.Cpp), so every template agrees on them."""
 
     @staticmethod
     def bits(dt: DataType) -> int:
         return dt.bitwidth()
-
-    @staticmethod
-    def native(dt: DataType) -> str:
-        prefix = "int" if dt.signed() else "uint"
-        for bits in (8, 16, 32, 64):
-            if dt.bitwidth() <= bits:
-                return f"{prefix}{bits}_t"
-        raise ValueError(f"{dt.name} is wider than 64 bits")
 
     @staticmethod
     def rom_ctype(dt: DataType) -> str:
