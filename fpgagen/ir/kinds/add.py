@@ -21,7 +21,7 @@ import numpy as np
 from qonnx.core.datatype import DataType
 
 from ...errors import FpgagenError
-from ...quant import smallest_dtype
+from ...quant import apply_thresholds, smallest_dtype
 from ..memory import Memory
 from .affine import AffineView, QuantSpec, dtype_of, integer_ratio, requantize
 from .base import (
@@ -141,11 +141,7 @@ class AddStreams(GraphLayer):
         acc = self.factors[0] * a + self.factors[1] * b
         if not self.requantizes:
             return [acc]
-        x = np.where(self.negate, -acc, acc)
-        count = np.zeros(x.shape, np.int64)
-        for k in range(self.nt):
-            count += x >= self.thresholds[:, k]
-        return [self.out_base + count]
+        return [apply_thresholds(acc, self.thresholds, self.out_base, self.negate)]
 
     def threshold_tiles(self) -> np.ndarray:
         return threshold_tiles(self.thresholds, self.pe)

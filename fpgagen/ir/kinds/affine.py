@@ -19,7 +19,7 @@ import numpy as np
 from qonnx.core.datatype import DataType
 
 from ...errors import FpgagenError
-from ...quant import IntRange, quantize, requant_thresholds, smallest_dtype
+from ...quant import IntRange, apply_thresholds, quantize, requant_thresholds, smallest_dtype
 
 
 @dataclass(eq=False)
@@ -134,14 +134,9 @@ def requantize(view: AffineView, quant: QuantSpec) -> tuple[Requant | None, Affi
 
 def apply_requant(x: np.ndarray, req: Requant | None) -> np.ndarray:
     """Reference of ``Requant`` on codes (..., C)."""
-    x = np.asarray(x, np.int64)
     if req is None:
-        return x
-    x = np.where(req.negate, -x, x)
-    count = np.zeros(x.shape, np.int64)
-    for k in range(req.thresholds.shape[1]):
-        count += x >= req.thresholds[:, k]
-    return req.base + count
+        return np.asarray(x, np.int64)
+    return apply_thresholds(x, req.thresholds, req.base, req.negate)
 
 
 def integer_ratio(a: np.ndarray, b: np.ndarray, max_bits: int = 32) -> tuple[int, int]:

@@ -23,7 +23,7 @@ import numpy as np
 from qonnx.core.datatype import DataType
 
 from ...errors import FpgagenError
-from ...quant import smallest_dtype
+from ...quant import apply_thresholds, smallest_dtype
 from ..memory import Memory
 from .affine import AffineView, QuantSpec, dtype_of, is_identity, level_thresholds, out_view, quant_levels
 from .base import (
@@ -149,11 +149,7 @@ class Concat(GraphLayer):
         x = np.concatenate(self._check_inputs(inputs), axis=-1)
         if not self.requantizes:
             return [x]
-        x = np.where(self.negate, -x, x)
-        count = np.zeros(x.shape, np.int64)
-        for k in range(self.nt):
-            count += x >= self.thresholds[:, k]
-        return [self.out_base + count]
+        return [apply_thresholds(x, self.thresholds, self.out_base, self.negate)]
 
     def threshold_tiles(self) -> np.ndarray:
         return threshold_tiles(self.thresholds, self.pe)

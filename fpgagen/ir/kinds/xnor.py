@@ -36,7 +36,7 @@ import numpy as np
 from qonnx.core.datatype import DataType
 
 from ...errors import FpgagenError
-from ...quant import smallest_dtype
+from ...quant import apply_thresholds, smallest_dtype
 from ..memory import Memory
 from .base import CONTROL_FF, CONTROL_LUT, MEM_STYLES, GraphLayer, divisors, resources, threshold_tiles
 
@@ -191,9 +191,7 @@ class XnorMVAU(GraphLayer):
         acc = acc.reshape(*x.shape[:-1], self.mh)
         if self.thresholds is None:  # on bits: acc_m = W @ b = (acc + rowsum) / 2, exactly
             return [(acc + self.weights.sum(axis=1)) // 2 if self.in_dtypes[0] == BINARY else acc]
-        count = np.zeros(acc.shape, np.int64)
-        for k in range(self.nt):
-            count += acc >= self.thresholds[:, k]
+        count = apply_thresholds(acc, self.thresholds, 0)
         return [from_bits(count) if self.out_dtypes[0] == BIPOLAR else self.out_base + count]
 
     def weight_tiles(self) -> np.ndarray:
