@@ -10,56 +10,14 @@ from pathlib import Path
 
 import jinja2
 import numpy as np
-from qonnx.core.datatype import DataType
 
 from .errors import FpgagenError
 from .ir import Layer, Network, in_ports, out_ports
-from .ir.kinds import GRAPH_KINDS, GraphLayer
-from .ir.kinds.base import Cpp, render_instance
+from .ir.cpp import CppHelpers
 from .packing import Segment, StreamGeometry, axi_width
 from .resources import resource_dir
 
 TEMPLATE_DIR = resource_dir("templates") / "hls"
-KERNEL_TEMPLATES = {"MVAU": "mvau.h.j2", "SlidingWindow": "sliding_window.h.j2", "MaxPool": "maxpool.h.j2",
-                    "Threshold": "threshold.h.j2", "WidthConverter": "width_converter.h.j2"}
-
-
-class CppHelpers(Cpp):
-    """Small formatting helpers the templates call as ``g.*``; types are qonnx DataTypes. The element types
-    (``ctype``, ``native``) are the graph kinds' (fpgagen.ir.kinds.base.Cpp), so every template agrees on them."""
-
-    @staticmethod
-    def bits(dt: DataType) -> int:
-        return dt.bitwidth()
-
-    @staticmethod
-    def rom_ctype(dt: DataType) -> str:
-        """A ROM element: the ap_int type in synthesis, a native integer of the same value in the C model."""
-        return f"FG_ROM_TYPE({CppHelpers.ctype(dt)}, {CppHelpers.native(dt)})"
-
-    @staticmethod
-    def zeros(*shape: int) -> np.ndarray:
-        return np.zeros(shape, np.int64)
-
-    @staticmethod
-    def c_array(a: np.ndarray) -> str:
-        """A brace initializer; the innermost rows stay on one line each, so a weight ROM reads row by row."""
-        a = np.asarray(a)
-        if a.dtype == bool:
-            a = a.astype(np.int64)
-        if a.ndim == 1:
-            return "{" + ", ".join(str(int(v)) for v in a) + "}"
-        inner = [CppHelpers.c_array(sub) for sub in a]
-        if a.ndim > 2:
-            return "{" + ",\n".join(inner) + "}"
-        lines, line = [], ""
-        for item in inner:  # wrap the rows of the last two dimensions at ~110 columns
-            if line and len(line) + len(item) > 108:
-                lines.append(line.rstrip())
-                line = ""
-            line += item + ", "
-        lines.append(line)
-        return "{" + "\n ".join(lines).rstrip(", ") + "}"
 
 
 def stream_geometry(net: Network) -> StreamGeometry:
@@ -87,14 +45,6 @@ def cosim_by_default(net: Network) -> bool:
     return net.bottleneck().cycles() * TESTBENCH_CALLS <= COSIM_CYCLE_LIMIT
 
 
-def static_header(kind: str) -> str | None:
-    """The static kernel header of a layer kind (templates/hls/fg_<template stem>.h), if it has one."""
-    if kind in GRAPH_KINDS:
-        return GRAPH_KINDS[kind].KERNEL_HEADER
-    name = "fg_" + KERNEL_TEMPLATES[kind].removesuffix(".h.j2") + ".h"
-    return name if (TEMPLATE_DIR / name).is_file() else None
-
-
 def top_name(net: Network) -> str:
     return c_identifier(net.name) + "_top"
 
@@ -115,11 +65,13 @@ def generate(net: Network, out_dir: Path, board: dict, source: str = "") -> Path
     (out_dir / "layers").mkdir(parents=True, exist_ok=True)
     env, g = _environment(), CppHelpers()
     io = stream_geometry(net)
-    kinds = list(dict.fromkeys(layer.kind for layer in net.layers))
-    # A kind whose kernel lives in the static library (templates/hls/fg_<kind>.h) is included; the others are still
-    # rendered from their template's kernel() macro.
-    headers = {kind: static_header(kind) for kind in kinds}
-    kernels = {kind: env.get_template(KERNEL_TEMPLATES[kind]).module.kernel() for kind in kinds if not headers[kind]}
+    classes = {layer.kind: type(layer) for layer in net.layers}
+    kinds = list(classes)
+    # A kind whose kernel lives in the static library (its KERNEL_HEADER, templates/hls/fg_*.h) is included; the
+    # others are still rendered from their CONFIG_TEMPLATE's kernel() macro.
+    headers = {kind: cls.KERNEL_HEADER or None for kind, cls in classes.items()}
+    kernels = {kind: env.get_template(cls.CONFIG_TEMPLATE).module.kernel()
+               for kind, cls in classes.items() if not headers[kind]}
     for header in sorted(TEMPLATE_DIR.glob("fg_*.h")):
         shutil.copyfile(header, out_dir / header.name)
     streams, processes, notes = _streams_and_processes(net, g, io)
@@ -132,7 +84,7 @@ def generate(net: Network, out_dir: Path, board: dict, source: str = "") -> Path
                cosim_default=cosim_by_default(net), cosim_cycle_limit=COSIM_CYCLE_LIMIT)
     (out_dir / "fg_common.h").write_text(env.get_template("common.h.j2").render(**ctx))
     for layer in net.layers:
-        _write_layer(env, g, layer, out_dir / "layers" / f"{layer.name}.h")
+        _write_layer(env, layer, out_dir / "layers" / f"{layer.name}.h")
     (out_dir / "stream_geometry.json").write_text(json.dumps(io.to_dict(), indent=1) + "\n")
     for template, name in (("top.h.j2", "top.h"), ("top.cpp.j2", "top.cpp"), ("bridge.cpp.j2", "csim_bridge.cpp"),
                            ("testbench.cpp.j2", "testbench.cpp"), ("run_hls.tcl.j2", "run_hls.tcl")):
@@ -220,11 +172,8 @@ def _check_rom_values(layer: Layer) -> None:
                                "this is an fpgagen bug; please report it with the model")
 
 
-def _write_layer(env: jinja2.Environment, g: CppHelpers, layer: Layer, path: Path) -> None:
+def _write_layer(env: jinja2.Environment, layer: Layer, path: Path) -> None:
     _check_rom_values(layer)
-    if isinstance(layer, GraphLayer):  # a graph kind renders itself (its CONFIG_TEMPLATE's instance macro)
-        body = render_instance(layer)
-    else:
-        body = env.get_template(KERNEL_TEMPLATES[layer.kind]).module.instance(layer, g)
+    body = layer.render_instance(env)  # its CONFIG_TEMPLATE's instance macro, with the helpers its kind declares
     path.write_text(f"// Generated by fpgagen: layer {layer.name} ({layer.kind}). Included by top.cpp only.\n"
                     f"#pragma once\n\n{body}\n")

@@ -151,7 +151,7 @@ def kernel_bench(tmp_path_factory):
         (root / header.name).write_text(header.read_text())
     includes, dispatch = [], []
     for layer in CASES:
-        codegen._write_layer(env, g, layer, root / f"{layer.name}.h")
+        codegen._write_layer(env, layer, root / f"{layer.name}.h")
         includes.append(f'#include "{layer.name}.h"')
         ti, to = g.ctype(layer.in_dtype), g.ctype(layer.out_dtype)
         dispatch.append(f'    if (name == "{layer.name}") return run<{ti}, {layer.in_word}, {to}, {layer.out_word}>'
@@ -230,8 +230,7 @@ def test_memories_are_emitted_as_declared_and_priced_from_the_declaration(layer)
     """Every memory of the layer appears in its generated header exactly as declared (shape, partitioning,
     BIND_STORAGE with the declared storage), needs no more ports than one bank has, and its price is part of the
     layer's resources (BRAM18 and LUTRAM come from the memories alone)."""
-    text = codegen._environment().get_template(codegen.KERNEL_TEMPLATES[layer.kind]).module.instance(
-        layer, codegen.CppHelpers())
+    text = layer.render_instance(codegen._environment())
     total = {"BRAM18": 0, "LUTRAM": 0}
     for m in layer.memories():
         assert m.ports_ok()

@@ -21,7 +21,8 @@ import numpy as np
 from qonnx.core.datatype import DataType
 
 from ..errors import FpgagenError
-from ..quant import as_dtype, smallest_dtype
+from ..quant import apply_thresholds, as_dtype, smallest_dtype
+from .cpp import CppHelpers, EmitsCode
 from .memory import RESOURCES, Memory, add_resources, bram18, memory_resources, ram_luts, resources, rom_luts  # noqa: F401
 
 Shape = tuple[int, int, int]  # (H, W, C) of one image, channels last
@@ -70,7 +71,7 @@ def memory(depth: int, width: int, style: str, dual_port: bool = False) -> dict[
 
 
 @dataclass(eq=False)
-class Layer:
+class Layer(EmitsCode):
     name: str
     in_shape: Shape
     out_shape: Shape
@@ -81,6 +82,7 @@ class Layer:
 
     kind = "Layer"
     STYLES: ClassVar[dict[str, tuple | type]] = {}  # implementation choices: allowed values (or int)
+    CPP = CppHelpers  # the g.* helpers of the chain kinds' templates (KERNEL_HEADER, CONFIG_TEMPLATE: fpgagen.ir.cpp)
 
     def __post_init__(self):
         datatypes_from_names(self)
@@ -174,6 +176,15 @@ class Layer:
         if not ok:
             raise FpgagenError(what, f"layer {self.name} ({self.kind})", fix)
 
+    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """The integer numpy reference with the graph kinds' ports: ``[x]`` in, ``[y]`` out, (N, H, W, C) codes."""
+        (x,) = inputs
+        return [self.reference(x)]
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        """The integer numpy reference of one stream: (N, *in_shape) codes -> (N, *out_shape), bit-exact."""
+        raise NotImplementedError(f"no reference for {type(self).__name__}")
+
 
 @dataclass(eq=False)
 class SlidingWindow(Layer):
@@ -202,6 +213,8 @@ class SlidingWindow(Layer):
     mem_style: str = "lutram"  # line buffer: bram | lutram
 
     kind = "SlidingWindow"
+    KERNEL_HEADER = "fg_sliding_window.h"
+    CONFIG_TEMPLATE = "sliding_window.h.j2"
     STYLES = {"mem_style": MEM_STYLES}
     # Stages of the window loop (a judgement, not a synthesis result): 1 for the counters and addresses, 2 for the
     # line-buffer read (BRAM with its output register; LUTRAM needs 1, counted as 2 all the same), 1 for the row,
@@ -314,6 +327,14 @@ class SlidingWindow(Layer):
         IN_WORD == C the word is the pixel and HLS keeps no state in it, but it is priced all the same)."""
         return Memory(f"{self.name}_pixel", 1, 1, self.channels, self.in_bits, "registers", reads=1, writes=1)
 
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        (kh, kw), (sh, sw), (pt, pl, pb, pr) = self.kernel, self.stride, self.pads
+        xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=self.pad_value)
+        win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(1, 2))  # N, OH', OW', C, KH, KW
+        oh, ow = self.out_shape[:2]
+        win = win[:, : (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw]
+        return np.ascontiguousarray(win.transpose(0, 1, 2, 4, 5, 3)).reshape(x.shape[0], oh, ow, -1)
+
     def memories(self) -> list[Memory]:
         return [self.line_buffer_memory(), self.pixel_memory()]
 
@@ -366,6 +387,8 @@ class MVAU(Layer):
     in_scale: np.ndarray | None = field(default=None, repr=False)  # (MW,) int multipliers k per column, or None
 
     kind = "MVAU"
+    KERNEL_HEADER = "fg_mvau.h"
+    CONFIG_TEMPLATE = "mvau.h.j2"
     STYLES = {"dsp_pe": int, "mem_style": MEM_STYLES, "thr_style": MEM_STYLES, "thr_mode": ("parallel", "search")}
 
     @property
@@ -566,6 +589,15 @@ class MVAU(Layer):
             out.append(Memory(f"thr_stage{s}", self.pe // lanes, lanes * nf * 2**s, 1, tb, storage, reads=lanes))
         return out
 
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        cols = x.reshape(-1, self.mw)
+        if self.in_scale is not None:  # channels on different grids: acc = sum_c w_c * k_c * x_c, exact
+            cols = cols * np.asarray(self.in_scale, np.int64)
+        acc = exact_matmul(cols, self.weights).reshape(*x.shape[:-1], self.mh)
+        if self.thresholds is None:
+            return acc
+        return apply_thresholds(acc, self.thresholds, self.out_base)
+
     def memories(self) -> list[Memory]:
         """The weight ROM (one word per cycle: the PE x SIMD weights of tile nf*SF+sf), the threshold ROM(s), the
         input buffer (the SF input words of a pixel, written during the first neuron fold and read by the others:
@@ -713,6 +745,8 @@ class MaxPool(Layer):
     mem_style: str = "lutram"  # row memories of partial maxima: bram | lutram
 
     kind = "MaxPool"
+    KERNEL_HEADER = "fg_maxpool.h"
+    CONFIG_TEMPLATE = "maxpool.h.j2"
     STYLES = {"mem_style": MEM_STYLES}
 
     @property
@@ -759,6 +793,12 @@ class MaxPool(Layer):
         return pipelined_pattern(np.ones(self.iterations(), bool), np.repeat(last.reshape(-1), c // self.pe),
                           self.PIPELINE_DEPTH)
 
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        kh, kw = self.kernel
+        oh, ow, c = self.out_shape
+        x = x[:, : oh * kh, : ow * kw]
+        return x.reshape(x.shape[0], oh, kh, ow, kw, c).max(axis=(2, 4))
+
     def memories(self) -> list[Memory]:
         cw, a = self.in_shape[2] // self.pe, self.in_bits
         return [Memory(f"{self.name}_colmax", 1, cw, self.pe, a, "registers", reads=1, writes=1),
@@ -786,6 +826,8 @@ class Threshold(Layer):
     thr_style: str = "lutram"  # threshold ROM: bram | lutram
 
     kind = "Threshold"
+    KERNEL_HEADER = "fg_threshold.h"
+    CONFIG_TEMPLATE = "threshold.h.j2"
     STYLES = {"thr_style": MEM_STYLES}
 
     @property
@@ -823,6 +865,9 @@ class Threshold(Layer):
     def io_pattern(self) -> tuple[np.ndarray, np.ndarray]:
         n = self.cycles()
         return np.ones(n, bool), np.ones(n, bool)
+
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        return apply_thresholds(x, self.thresholds, self.out_base, self.negate)
 
     def memories(self) -> list[Memory]:
         """The threshold ROM (C/PE words, each the PE x NT thresholds of one channel fold; every lane reads the
@@ -867,6 +912,8 @@ class WidthConverter(Layer):
     out_elems: int = 1
 
     kind = "WidthConverter"
+    KERNEL_HEADER = "fg_width_converter.h"
+    CONFIG_TEMPLATE = "width_converter.h.j2"
     # Stages (a judgement): 1 for the pop and the buffer update, 1 for the stream write.
     PIPELINE_DEPTH: ClassVar[int] = 2
 
@@ -921,6 +968,9 @@ class WidthConverter(Layer):
         chunks = math.prod(self.in_shape) // self.chunk
         return pipelined_pattern(np.tile(reads, chunks), np.tile(writes, chunks), self.PIPELINE_DEPTH)
 
+    def reference(self, x: np.ndarray) -> np.ndarray:
+        return x  # repacking changes words, not values
+
     def memories(self) -> list[Memory]:
         return [Memory(f"{self.name}_buffer", 1, 1, self.capacity, self.in_bits, "registers", reads=1, writes=1)]
 
@@ -938,6 +988,14 @@ class WidthConverter(Layer):
         a = self.in_bits
         return add_resources(memory_resources(self.memories()),
                              resources(LUT=luts * a + CONTROL_LUT, FF=self.out_elems * a + CONTROL_FF))
+
+
+def exact_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Integer x @ w.T through float64 BLAS: exact while every partial sum stays below 2**53."""
+    bound = float(np.abs(x).max(initial=0)) * float(np.abs(w).sum(axis=1).max(initial=0))  # float: no int64 wrap
+    if bound < 2**53:
+        return np.rint(x.astype(np.float64) @ w.T.astype(np.float64)).astype(np.int64)
+    return x.astype(np.int64) @ w.T.astype(np.int64)
 
 
 def enumerate_fold_options(layer) -> list[dict]:

@@ -30,6 +30,7 @@ from qonnx.core.datatype import BaseDataType, DataType
 
 from ...errors import FpgagenError
 from ...quant import smallest_dtype
+from ..cpp import Cpp, EmitsCode
 from ..layers import enumerate_fold_options
 from ..memory import Memory, add_resources, memory_resources, resources
 
@@ -45,7 +46,7 @@ def divisors(n: int) -> list[int]:
 
 
 @dataclass(eq=False)
-class GraphLayer:
+class GraphLayer(EmitsCode):
     name: str
     in_shapes: tuple[Shape, ...]
     out_shapes: tuple[Shape, ...]
@@ -53,8 +54,6 @@ class GraphLayer:
     out_dtypes: tuple[DataType, ...]
 
     kind: ClassVar[str] = "GraphLayer"
-    KERNEL_HEADER: ClassVar[str] = ""
-    CONFIG_TEMPLATE: ClassVar[str] = ""
     STYLES: ClassVar[dict[str, tuple]] = {}  # implementation choices that change resources only
 
     # --- ports ----------------------------------------------------------------------------------------------
@@ -232,37 +231,7 @@ def same_channels(views) -> list[tuple[int, int]]:
     return [(p, c) for p, v in enumerate(views) for c in range(len(v.scale))]
 
 
-# --- C++ helpers the config templates call as g.* ----------------------------------------------------------
-class Cpp:
-    @staticmethod
-    def ctype(dt: DataType) -> str:
-        """The C++ element type of a stream or array of ``dt``; a BIPOLAR value (-1/+1) travels as one bit b,
-        standing for 2b - 1 (see stream_codes)."""
-        if dt.name == "BIPOLAR":
-            return "ap_uint<1>"
-        if not dt.is_integer():
-            raise ValueError(f"no C++ integer type for {dt.name}")
-        return f"ap_int<{dt.bitwidth()}>" if dt.signed() else f"ap_uint<{dt.bitwidth()}>"
-
-    @staticmethod
-    def native(dt: DataType) -> str:
-        prefix = "int" if dt.signed() else "uint"
-        for bits in (8, 16, 32, 64):
-            if dt.bitwidth() <= bits:
-                return f"{prefix}{bits}_t"
-        raise ValueError(f"{dt.name} is wider than 64 bits")
-
-    @staticmethod
-    def int_native(bits: int) -> str:
-        """The native signed integer the C model stores a ``bits``-wide ROM value in (see FG_ROM_TYPE)."""
-        return next(f"int{b}_t" for b in (8, 16, 32, 64) if bits <= b)
-
-    @staticmethod
-    def c_array(a: np.ndarray) -> str:
-        a = np.asarray(a)
-        if a.ndim == 1:
-            return "{" + ", ".join(str(int(v)) for v in a) + "}"
-        return "{" + ",\n ".join(Cpp.c_array(sub) for sub in a) + "}"
+# --- C++ helpers the config templates call as g.* (fpgagen.ir.cpp) -----------------------------------------
 
 
 def stream_codes(dt: DataType, codes: np.ndarray) -> np.ndarray:
@@ -283,8 +252,7 @@ def environment() -> jinja2.Environment:
 
 def render_instance(layer: GraphLayer, env: jinja2.Environment | None = None) -> str:
     """The layer's config struct, memories and wrapper function (its CONFIG_TEMPLATE's ``instance`` macro)."""
-    env = env or environment()
-    return str(env.get_template(layer.CONFIG_TEMPLATE).module.instance(layer, Cpp()))
+    return layer.render_instance(env or environment())
 
 
 # --- thresholds shared by the kinds that requantize --------------------------------------------------------
