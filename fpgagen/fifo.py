@@ -376,7 +376,6 @@ def graph_patterns(net: Network, frames: int = FRAMES) -> dict[str, tuple[list[n
     ``frames`` frames."""
     from .codegen import stream_geometry
     from .ir import in_ports
-    from .ir.kinds import GraphLayer
 
     first, fp = net.input_port()
     shape, _, word = in_ports(first)[fp]
@@ -384,7 +383,7 @@ def graph_patterns(net: Network, frames: int = FRAMES) -> dict[str, tuple[list[n
     pats = {"input": ([], [np.ones(n_in, bool)]), "output": (output_adapter_pattern(stream_geometry(net)), [])}
     for layer in net.layers:
         reads, writes = layer.io_pattern()
-        if not isinstance(layer, GraphLayer):
+        if layer.CHAIN_KIND:  # one port each way
             reads, writes = [reads], [writes]
         _check(all(len(x) == layer.cycles() for x in (*reads, *writes)),
                f"{layer.name}: stream pattern does not match cycles()")

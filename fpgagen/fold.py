@@ -15,19 +15,7 @@ from pathlib import Path
 from . import fifo, optimize
 from .budget import caps_of, check_budget
 from .errors import FpgagenError
-from .ir import (
-    MVAU,
-    Edge,
-    Layer,
-    MaxPool,
-    Network,
-    SlidingWindow,
-    Threshold,
-    WidthConverter,
-    divisors,
-    in_ports,
-    out_ports,
-)
+from .ir import Edge, Layer, Network, WidthConverter, divisors, in_ports, out_ports
 from .ir.layers import RESOURCES, add_resources
 from .validate import check_folding
 
@@ -36,7 +24,7 @@ DEFAULT_TARGET_FPS = 30.0
 
 def strip_converters(net: Network) -> None:
     """Drop the width converters of an earlier fold (on a graph, joining each one's input stream to its output)."""
-    net.layers = [layer for layer in net.layers if not isinstance(layer, WidthConverter)]
+    net.layers = [layer for layer in net.layers if not layer.INSERTED_BY_FOLD]
     if net.is_chain:
         return
     kept = {lay.name for lay in net.layers}
@@ -57,8 +45,7 @@ def link_streams(net: Network) -> None:
     linked: list[Layer] = []
     for layer in net.layers:
         prev = linked[-1] if linked else None
-        if isinstance(layer, SlidingWindow):  # the window buffer accepts any word that divides C
-            layer.ifm_word = layer.channels if prev is None or layer.channels % prev.out_word else prev.out_word
+        layer.follow_producer(prev.out_word if prev is not None else None)  # a window takes a word dividing C
         if prev is not None and prev.out_word != layer.in_word:
             linked.append(WidthConverter(f"{layer.name}_dwc", prev.out_shape, prev.out_shape, prev.out_dtype,
                                          prev.out_dtype, in_elems=prev.out_word, out_elems=layer.in_word))
@@ -72,10 +59,8 @@ def _link_graph_streams(net: Network) -> None:
     """``link_streams`` on a stream graph: a converter on every edge between layers whose words differ."""
     feeds = {(e.dst, e.dst_port): e for e in net.edges}
     for layer in net.layers:  # a window takes its producer's word when that divides its channels
-        if isinstance(layer, SlidingWindow):
-            src = feeds[(layer.name, 0)]
-            word = net.edge_word(src) if src.src != "input" else layer.channels
-            layer.ifm_word = word if layer.channels % word == 0 else layer.channels
+        src = feeds[(layer.name, 0)]
+        layer.follow_producer(net.edge_word(src) if src.src != "input" else None)
         layer.validate()
     for e in list(net.edges):
         if e.src == "input" or e.dst == "output":
@@ -94,13 +79,13 @@ def _link_graph_streams(net: Network) -> None:
 def greedy_fold(net: Network, target_cycles: float) -> None:
     """Per layer, the least parallelism that meets ``target_cycles`` (SIMD first, then PE)."""
     strip_converters(net)
-    window: SlidingWindow | None = None
+    window: Layer | None = None
     prev_word = net.layers[0].in_shape[2]
     for layer in net.layers:
-        if isinstance(layer, SlidingWindow):
+        if layer.TAKES_CONSUMER_SIMD:
             window = layer
             continue
-        if isinstance(layer, MVAU):
+        if layer.MATRIX_UNIT:
             mh, mw, pixels = layer.mh, layer.mw, layer.pixels
             simd_options = [s for s in (window.simd_options() if window is not None else divisors(mw))
                             if s in layer.simd_options()]  # the MVAU's own (channel runs of one input scale)
@@ -109,11 +94,8 @@ def greedy_fold(net: Network, target_cycles: float) -> None:
             layer.pe = next((p for p in divisors(mh) if (mh // p) * (mw // simd) * pixels <= target_cycles), mh)
             if window is not None:
                 window.simd = layer.simd
-        elif isinstance(layer, MaxPool | Threshold):
-            h, w, c = layer.in_shape
-            fast_enough = [p for p in divisors(c) if h * w * c // p <= target_cycles]
-            # Taking the producer's word when it is fast enough saves a width converter.
-            layer.pe = prev_word if prev_word in fast_enough else (fast_enough or [c])[0]
+        else:
+            layer.greedy_fold(target_cycles, prev_word)
         window = None
         prev_word = layer.out_word
     link_streams(net)
@@ -126,11 +108,11 @@ def fold_graph(net: Network, target_cycles: float) -> None:
     strip_converters(net)
     feeds = {(e.dst, e.dst_port): e for e in net.edges}
     for layer in net.layers:
-        if isinstance(layer, SlidingWindow):
+        if layer.TAKES_CONSUMER_SIMD:
             continue
-        if isinstance(layer, MVAU) or getattr(layer, "MATRIX_UNIT", False):  # its window takes its SIMD
+        if layer.MATRIX_UNIT:  # its window takes its SIMD
             src = feeds[(layer.name, 0)].src
-            window = net.layer(src) if src != "input" and isinstance(net.layer(src), SlidingWindow) else None
+            window = net.layer(src) if src != "input" and net.layer(src).TAKES_CONSUMER_SIMD else None
             mh, mw, pixels = layer.mh, layer.mw, layer.pixels
             simd_options = [s for s in (window.simd_options() if window is not None else divisors(mw))
                             if s in layer.simd_options()]  # the MVAU's own (channel runs of one input scale)
@@ -224,10 +206,10 @@ def folding_of(net: Network) -> dict:
     """Everything settable per layer (folding, styles, FIFO depth), as ``apply_folding`` reads it back."""
     if not net.is_chain:  # FIFO depths live on the edges
         return {"layers": {lay.name: {**lay.folding(), **lay.styles()} for lay in net.layers
-                           if not isinstance(lay, WidthConverter)},
+                           if not lay.INSERTED_BY_FOLD},
                 "edges": [{"src": e.src, "dst": e.dst, "depth": e.depth} for e in net.edges]}
     return {"layers": {lay.name: {**lay.folding(), **lay.styles(), "fifo_depth": lay.fifo_depth}
-                       for lay in net.layers if not isinstance(lay, WidthConverter)}}
+                       for lay in net.layers if not lay.INSERTED_BY_FOLD}}
 
 
 def target_cycles_for(fps: float, clock_mhz: float) -> float:
@@ -248,18 +230,9 @@ def apply_plan(net: Network, plan: optimize.Plan) -> None:
 # --- the FINN-style baseline within a budget ------------------------------------------------------------------
 def greedy_styles(layer: Layer) -> None:
     """FINN's defaults: LUT multipliers (no DSPs), parallel thresholds, memories left to the tools (modelled:
-    LUTRAM up to 64 deep, BRAM beyond, as Vivado infers distributed ROM for shallow arrays)."""
-    if isinstance(layer, MVAU):
-        nf, sf = layer.mh // layer.pe, layer.mw // layer.simd
-        layer.mem_style = "lutram" if nf * sf <= 64 else "bram"
-        layer.thr_style = "lutram" if nf <= 64 else "bram"
-        layer.thr_mode, layer.dsp_pe = "parallel", 0
-    elif isinstance(layer, SlidingWindow):
-        layer.mem_style = "lutram" if layer.line_buffer()[1] <= 64 else "bram"
-    elif isinstance(layer, MaxPool):
-        layer.mem_style = "lutram" if layer.out_shape[1] * layer.in_shape[2] // layer.pe <= 64 else "bram"
-    elif isinstance(layer, Threshold):
-        layer.thr_style = "lutram" if layer.in_shape[2] // layer.pe <= 64 else "bram"
+    LUTRAM up to 64 deep, BRAM beyond, as Vivado infers distributed ROM for shallow arrays); each kind's
+    ``greedy_styles``."""
+    layer.greedy_styles()
 
 
 def network_resources(net: Network) -> dict[str, int]:
@@ -272,7 +245,7 @@ def greedy_within(net: Network, board: dict, ceilings: dict | None = None) -> tu
     for the optimizer's designs. Leaves ``net`` folded that way; returns (bottleneck cycles, resources without the
     shell)."""
     caps = caps_of(board, ceilings)
-    layers = [lay for lay in net.layers if not isinstance(lay, WidthConverter)]
+    layers = [lay for lay in net.layers if not lay.INSERTED_BY_FOLD]
     targets = sorted({c.cycles for i, lay in enumerate(layers) for c in optimize.layer_cores(lay, i == 0, dsp=False)})
     for target in targets:
         greedy_fold(net, target)

@@ -54,8 +54,8 @@ from scipy.sparse import coo_array
 from .budget import caps_of, ceilings_of  # noqa: F401 - ceilings_of: callers read it here too
 from .errors import FpgagenError
 from .fifo import fifo_resources
-from .ir import Layer, Network, SlidingWindow, WidthConverter, in_ports, out_ports
-from .ir.layers import RESOURCES, add_resources, divisors
+from .ir import Layer, Network, WidthConverter, in_ports, out_ports
+from .ir.layers import RESOURCES, add_resources
 
 OBJECTIVE_WEIGHTS = {"LUT": 1.0, "BRAM18": 1.0, "DSP": 1.0, "FF": 0.1}  # LUTRAM is inside LUT
 HOST = -1  # a stream end that is the host (the DMA input or output), not a node
@@ -104,7 +104,7 @@ class Plan:
 def nodes_and_streams(net: Network) -> tuple[list[Layer], list[Stream]]:
     """The layers without width converters, and the streams between them with every converter chain collapsed
     (a converter sits on one stream, port 0 in and out). A chain's streams run host -> 0 -> 1 -> ... -> host."""
-    nodes = [lay for lay in net.layers if not isinstance(lay, WidthConverter)]
+    nodes = [lay for lay in net.layers if not lay.INSERTED_BY_FOLD]
     index = {lay.name: i for i, lay in enumerate(nodes)}
     edges = net.stream_edges()
     out_of = {(e.src, e.src_port): e for e in edges}
@@ -143,10 +143,7 @@ def _words(layer) -> tuple[tuple[int, ...], tuple[int, ...]]:
 def layer_cores(layer: Layer, first: bool, dsp: bool = True) -> list[Core]:
     """Every core of ``layer`` with its style groups as resource deltas (dominated alternatives dropped). A sliding
     window's input word is its producer's (any divisor of C; C when the host feeds it, ``first``)."""
-    cores = layer.fold_cores()
-    if isinstance(layer, SlidingWindow):
-        words = [layer.channels] if first else divisors(layer.channels)
-        cores = [{**c, "ifm_word": w} for c in cores for w in words]
+    cores = [{**c, **w} for c in layer.fold_cores() for w in layer.input_word_options(first)]
     out = []
     for attrs in cores:
         core = _probe(layer, attrs)
@@ -155,13 +152,14 @@ def layer_cores(layer: Layer, first: bool, dsp: bool = True) -> list[Core]:
         base = _probe(core, base_attrs)
         base_res = base.resources()
         deltas, dsp_max, dsp_unit, dsp_step = [], 0, {}, 1
+        key = layer.DSP_COUNT
         for g in groups:
-            if all(set(o) == {"dsp_pe"} for o in g):  # linear: one unit per step of DSP PEs (1, or a packed pair)
-                counts = sorted(o["dsp_pe"] for o in g)
+            if key and all(set(o) == {key} for o in g):  # linear: one unit per step of DSP PEs (1, or a packed pair)
+                counts = sorted(o[key] for o in g)
                 dsp_step = counts[1] if len(counts) > 1 else 1
                 dsp_max = counts[-1] // dsp_step if dsp else 0
                 if dsp_max:
-                    dsp_unit = _sub(_probe(base, {"dsp_pe": dsp_step}).resources(), base_res)
+                    dsp_unit = _sub(_probe(base, {key: dsp_step}).resources(), base_res)
                 continue
             alts = [(o, _sub(_probe(base, o).resources(), base_res)) for o in g]
             deltas.append(_pareto_alts(alts))
@@ -205,9 +203,7 @@ def _converters(nodes: list[Layer], cores: list[list[Core]], streams: list[Strea
 
 
 def _allowed(consumer: Layer, u: int, v: int) -> bool:
-    if isinstance(consumer, SlidingWindow):
-        return v == (u if consumer.channels % u == 0 else consumer.channels)
-    return True
+    return consumer.takes_word(u, v)
 
 
 # --- the program ----------------------------------------------------------------------------------------------
@@ -317,7 +313,7 @@ class _Program:
             elif kind[0] == "y":
                 out[name].update(core.groups[kind[3]][kind[4]][0])
             else:  # d <= PE * x, so a nonzero d belongs to the chosen core
-                out[name]["dsp_pe"] = round(res.x[self.cols.index(kind)]) * core.dsp_step
+                out[name][self.layers[kind[1]].DSP_COUNT] = round(res.x[self.cols.index(kind)]) * core.dsp_step
         return out
 
 

@@ -22,7 +22,8 @@ from qonnx.core.datatype import DataType
 
 from ..errors import FpgagenError
 from ..quant import apply_thresholds, as_dtype, smallest_dtype
-from .cpp import CppHelpers, EmitsCode
+from .cpp import CppHelpers
+from .kind import KindHooks
 from .memory import RESOURCES, Memory, add_resources, bram18, memory_resources, ram_luts, resources, rom_luts  # noqa: F401
 
 Shape = tuple[int, int, int]  # (H, W, C) of one image, channels last
@@ -71,7 +72,7 @@ def memory(depth: int, width: int, style: str, dual_port: bool = False) -> dict[
 
 
 @dataclass(eq=False)
-class Layer(EmitsCode):
+class Layer(KindHooks):
     name: str
     in_shape: Shape
     out_shape: Shape
@@ -82,6 +83,7 @@ class Layer(EmitsCode):
 
     kind = "Layer"
     STYLES: ClassVar[dict[str, tuple | type]] = {}  # implementation choices: allowed values (or int)
+    CHAIN_KIND = True  # one stream in, one out, its own output FIFO (fpgagen.ir.kind)
     CPP = CppHelpers  # the g.* helpers of the chain kinds' templates (KERNEL_HEADER, CONFIG_TEMPLATE: fpgagen.ir.cpp)
 
     def __post_init__(self):
@@ -124,7 +126,7 @@ class Layer(EmitsCode):
                                        f"use one of {list(allowed)}")
                 setattr(self, key, value)
             elif isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value or \
-                    value < (0 if key == "dsp_pe" else 1):
+                    value < (0 if key == self.DSP_COUNT else 1):
                 raise FpgagenError(f"{key}={value!r} is not a valid count", f"layer {self.name}",
                                    f"write {key} as a whole number, e.g. \"{key}\": 2")
             else:
@@ -213,6 +215,7 @@ class SlidingWindow(Layer):
     mem_style: str = "lutram"  # line buffer: bram | lutram
 
     kind = "SlidingWindow"
+    TAKES_CONSUMER_SIMD = True
     KERNEL_HEADER = "fg_sliding_window.h"
     CONFIG_TEMPLATE = "sliding_window.h.j2"
     STYLES = {"mem_style": MEM_STYLES}
@@ -327,6 +330,23 @@ class SlidingWindow(Layer):
         IN_WORD == C the word is the pixel and HLS keeps no state in it, but it is priced all the same)."""
         return Memory(f"{self.name}_pixel", 1, 1, self.channels, self.in_bits, "registers", reads=1, writes=1)
 
+    def word_from(self, producer_word: int | None) -> int:
+        """The window buffer accepts any word that divides C: its producer's when it does, else whole pixels
+        (``None``: the host feeds whole pixels)."""
+        return self.channels if producer_word is None or self.channels % producer_word else producer_word
+
+    def follow_producer(self, producer_word: int | None) -> None:
+        self.ifm_word = self.word_from(producer_word)
+
+    def input_word_options(self, first: bool) -> list[dict]:
+        return [{"ifm_word": w} for w in ([self.channels] if first else divisors(self.channels))]
+
+    def takes_word(self, producer_word: int, input_word: int) -> bool:
+        return input_word == self.word_from(producer_word)
+
+    def greedy_styles(self) -> None:
+        self.mem_style = "lutram" if self.line_buffer()[1] <= 64 else "bram"
+
     def reference(self, x: np.ndarray) -> np.ndarray:
         (kh, kw), (sh, sw), (pt, pl, pb, pr) = self.kernel, self.stride, self.pads
         xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=self.pad_value)
@@ -387,6 +407,8 @@ class MVAU(Layer):
     in_scale: np.ndarray | None = field(default=None, repr=False)  # (MW,) int multipliers k per column, or None
 
     kind = "MVAU"
+    MATRIX_UNIT = True
+    DSP_COUNT = "dsp_pe"
     KERNEL_HEADER = "fg_mvau.h"
     CONFIG_TEMPLATE = "mvau.h.j2"
     STYLES = {"dsp_pe": int, "mem_style": MEM_STYLES, "thr_style": MEM_STYLES, "thr_mode": ("parallel", "search")}
@@ -588,6 +610,12 @@ class MVAU(Layer):
             lanes = self.thr_lanes if storage == "bram" else 1
             out.append(Memory(f"thr_stage{s}", self.pe // lanes, lanes * nf * 2**s, 1, tb, storage, reads=lanes))
         return out
+
+    def greedy_styles(self) -> None:
+        nf, sf = self.mh // self.pe, self.mw // self.simd
+        self.mem_style = "lutram" if nf * sf <= 64 else "bram"
+        self.thr_style = "lutram" if nf <= 64 else "bram"
+        self.thr_mode, self.dsp_pe = "parallel", 0
 
     def reference(self, x: np.ndarray) -> np.ndarray:
         cols = x.reshape(-1, self.mw)
@@ -793,6 +821,12 @@ class MaxPool(Layer):
         return pipelined_pattern(np.ones(self.iterations(), bool), np.repeat(last.reshape(-1), c // self.pe),
                           self.PIPELINE_DEPTH)
 
+    def greedy_styles(self) -> None:
+        self.mem_style = "lutram" if self.out_shape[1] * self.in_shape[2] // self.pe <= 64 else "bram"
+
+    def greedy_fold(self, target_cycles: float, prev_word: int) -> None:
+        greedy_channel_pe(self, target_cycles, prev_word)
+
     def reference(self, x: np.ndarray) -> np.ndarray:
         kh, kw = self.kernel
         oh, ow, c = self.out_shape
@@ -866,6 +900,12 @@ class Threshold(Layer):
         n = self.cycles()
         return np.ones(n, bool), np.ones(n, bool)
 
+    def greedy_styles(self) -> None:
+        self.thr_style = "lutram" if self.in_shape[2] // self.pe <= 64 else "bram"
+
+    def greedy_fold(self, target_cycles: float, prev_word: int) -> None:
+        greedy_channel_pe(self, target_cycles, prev_word)
+
     def reference(self, x: np.ndarray) -> np.ndarray:
         return apply_thresholds(x, self.thresholds, self.out_base, self.negate)
 
@@ -912,6 +952,7 @@ class WidthConverter(Layer):
     out_elems: int = 1
 
     kind = "WidthConverter"
+    INSERTED_BY_FOLD = True
     KERNEL_HEADER = "fg_width_converter.h"
     CONFIG_TEMPLATE = "width_converter.h.j2"
     # Stages (a judgement): 1 for the pop and the buffer update, 1 for the stream write.
@@ -988,6 +1029,14 @@ class WidthConverter(Layer):
         a = self.in_bits
         return add_resources(memory_resources(self.memories()),
                              resources(LUT=luts * a + CONTROL_LUT, FF=self.out_elems * a + CONTROL_FF))
+
+
+def greedy_channel_pe(layer: Layer, target_cycles: float, prev_word: int) -> None:
+    """FINN-style greedy PE of a per-channel kind (MaxPool, Threshold): the least meeting ``target_cycles``."""
+    h, w, c = layer.in_shape
+    fast_enough = [p for p in divisors(c) if h * w * c // p <= target_cycles]
+    # Taking the producer's word when it is fast enough saves a width converter.
+    layer.pe = prev_word if prev_word in fast_enough else (fast_enough or [c])[0]
 
 
 def exact_matmul(x: np.ndarray, w: np.ndarray) -> np.ndarray:

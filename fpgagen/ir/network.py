@@ -26,7 +26,7 @@ from qonnx.core.datatype import BaseDataType, DataType
 
 from ..errors import FpgagenError
 from ..quant import IntRange, quantize
-from .kinds import GRAPH_KINDS, GraphLayer
+from .kinds import GRAPH_KINDS
 from .layers import LAYER_KINDS, Layer, datatypes_from_names, dtype_fields
 
 # Float pre/post-processing on the host: ONNX elementwise ops with a constant, computed in float32 exactly as the
@@ -152,15 +152,15 @@ class Edge:
 
 def in_ports(layer) -> list[tuple[tuple[int, int, int], DataType, int]]:
     """(shape, datatype, word) of each input port of a chain or graph layer."""
-    if isinstance(layer, GraphLayer):
-        return list(zip(layer.in_shapes, layer.in_dtypes, layer.in_words, strict=True))
-    return [(tuple(layer.in_shape), layer.idt, layer.in_word)]
+    if layer.CHAIN_KIND:
+        return [(tuple(layer.in_shape), layer.idt, layer.in_word)]
+    return list(zip(layer.in_shapes, layer.in_dtypes, layer.in_words, strict=True))
 
 
 def out_ports(layer) -> list[tuple[tuple[int, int, int], DataType, int]]:
-    if isinstance(layer, GraphLayer):
-        return list(zip(layer.out_shapes, layer.out_dtypes, layer.out_words, strict=True))
-    return [(tuple(layer.out_shape), layer.odt, layer.out_word)]
+    if layer.CHAIN_KIND:
+        return [(tuple(layer.out_shape), layer.odt, layer.out_word)]
+    return list(zip(layer.out_shapes, layer.out_dtypes, layer.out_words, strict=True))
 
 
 @dataclass(eq=False)
@@ -301,8 +301,8 @@ class Network:
             doc["output"] = _to_doc(self.outputs[0], "output", arrays)
         else:
             doc["outputs"] = [_to_doc(o, f"output{k}", arrays) for k, o in enumerate(self.outputs)]
-        doc["layers"] = [lay.to_doc() if isinstance(lay, GraphLayer) else
-                         dict(kind=lay.kind, **_to_doc(lay, f"layer{i}", arrays)) for i, lay in enumerate(self.layers)]
+        doc["layers"] = [dict(kind=lay.kind, **_to_doc(lay, f"layer{i}", arrays)) if lay.CHAIN_KIND else lay.to_doc()
+                         for i, lay in enumerate(self.layers)]
         if self.edges:
             doc["edges"] = [dataclasses.asdict(e) for e in self.edges]
         (directory / "network.json").write_text(json.dumps(doc, indent=1))

@@ -30,7 +30,8 @@ from qonnx.core.datatype import BaseDataType, DataType
 
 from ...errors import FpgagenError
 from ...quant import smallest_dtype
-from ..cpp import Cpp, EmitsCode
+from ..cpp import Cpp
+from ..kind import KindHooks
 from ..layers import enumerate_fold_options
 from ..memory import Memory, add_resources, memory_resources, resources
 
@@ -46,7 +47,7 @@ def divisors(n: int) -> list[int]:
 
 
 @dataclass(eq=False)
-class GraphLayer(EmitsCode):
+class GraphLayer(KindHooks):
     name: str
     in_shapes: tuple[Shape, ...]
     out_shapes: tuple[Shape, ...]
