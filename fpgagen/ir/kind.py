@@ -1,6 +1,7 @@
-"""What every layer kind, chain (fpgagen.ir.layers) or graph (fpgagen.ir.kinds), declares for the passes that
-treat kinds alike: the fold step, the optimizer, FIFO sizing, the network file and codegen ask the layer, never
-its type. The defaults are a kind that needs none of these hooks."""
+"""What every layer kind, chain (base class fpgagen.ir.layers.Layer) or graph (base class
+fpgagen.ir.kinds.base.GraphLayer), declares for the passes that treat kinds alike: the fold step, the optimizer,
+FIFO sizing, the network file and codegen ask the layer, never its type. The defaults are a kind that needs none
+of these hooks."""
 
 from __future__ import annotations
 

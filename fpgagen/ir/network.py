@@ -8,10 +8,11 @@ port) with its FIFO depth and storage; the stream's datatype and word width are 
 QONNX ``graph.output`` order) has one edge to ``("output", k)`` per output k, and ``outputs[k]`` says how its
 integers map back to torch's k-th value. A chain is the special case ``edges == []``: each layer feeds the next (its
 own ``fifo_depth``/``fifo_style`` is its output stream), which is how every single-path network is stored.
-Layers are either chain kinds (fpgagen.ir.layers, one port each) or graph kinds (fpgagen.ir.kinds, several
-ports); ``in_ports``/``out_ports`` read both alike. Every datatype in the IR (a layer's, a port's, the input's and
-outputs') is a qonnx ``DataType`` object; network.json stores its name (``_to_doc``/``_from_doc``, and the graph
-kinds' ``to_doc``/``from_doc``), so build directories keep one format.
+Layers are either chain kinds (``CHAIN_KIND``, one port each; base class fpgagen.ir.layers) or graph kinds
+(several ports), both one module each in fpgagen.ir.kinds; ``in_ports``/``out_ports`` read both alike.
+Every datatype in the IR (a layer's, a port's, the input's and outputs') is a qonnx ``DataType`` object;
+network.json stores its name (``_to_doc``/``_from_doc``, and the graph kinds' ``to_doc``/``from_doc``), so build
+directories keep one format.
 """
 
 from __future__ import annotations

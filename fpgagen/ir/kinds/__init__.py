@@ -1,8 +1,10 @@
-"""Graph layer kinds, one module each (see base.py for the contract every kind fulfils).
+"""Layer kinds, one module each: the graph kinds (see base.py for the contract every graph kind fulfils) and the
+chain kinds (sliding_window, mvau, maxpool, threshold, width_converter: one stream in and out, their base class
+and shared helpers in fpgagen.ir.layers). What the passes ask of every kind is fpgagen.ir.kind.KindHooks.
 
 A kind's module holds its IR class (cost and cycle model, numpy reference ``run``, folding options), names its
 static kernel (templates/hls/fg_*.h) and config template (templates/hls/*.h.j2), and declares
-- ``KINDS``: its classes (``GRAPH_KINDS``: kind name -> class, what the graph file loader and codegen use);
+- ``KINDS``: its classes (``GRAPH_KINDS`` / ``CHAIN_KINDS``: kind name -> class, what the network file loader uses);
 - ``LOWERINGS``: ONNX op type -> ``Lowering`` (base.py): its rule ``rule(node, views, shapes, ctx) -> Lowered``,
   a pure function of the node, its streamed inputs' affine views and shapes, and a ``LoweringContext`` (the
   layer's name, constants, the Quant or Pad it may fuse). fpgagen.streamline calls it for every such op;
@@ -28,10 +30,12 @@ from .xnor import XnorMVAU, xnor_from_mvau, xnor_rewrite
 
 # The registration: one module per kind, each declaring KINDS (its classes), LOWERINGS (ONNX op type -> Lowering)
 # and optionally REWRITES (layer -> a cheaper layer with the same codes, or None).
-KIND_MODULES = ("fork", "concat", "upsample", "add", "maxpool_general", "xnor", "channel_slice")
+KIND_MODULES = ("fork", "concat", "upsample", "add", "maxpool_general", "xnor", "channel_slice",
+                "sliding_window", "mvau", "maxpool", "threshold", "width_converter")
 
 _modules = [import_module(f".{name}", __name__) for name in KIND_MODULES]
-GRAPH_KINDS = {cls.kind: cls for m in _modules for cls in m.KINDS}
+GRAPH_KINDS = {cls.kind: cls for m in _modules for cls in m.KINDS if not cls.CHAIN_KIND}
+CHAIN_KINDS = {cls.kind: cls for m in _modules for cls in m.KINDS if cls.CHAIN_KIND}  # one port each way
 LOWERINGS: dict[str, Lowering] = {op: rule for m in _modules for op, rule in m.LOWERINGS.items()}
 REWRITES = tuple(rw for m in _modules for rw in getattr(m, "REWRITES", ()))
 
@@ -46,4 +50,4 @@ def apply_rewrites(layer):
 __all__ = ["AffineView", "QuantSpec", "Requant", "requantize", "GraphLayer", "Shape", "StreamFork", "Concat",
            "Upsample", "AddStreams", "MaxPoolGeneral", "lower_fork", "lower_concat", "lower_resize", "lower_add",
            "lower_maxpool", "pad_of_node", "XnorMVAU", "xnor_from_mvau", "xnor_rewrite", "GRAPH_KINDS", "LOWERINGS",
-           "REWRITES", "apply_rewrites", "KIND_MODULES", "Lowered", "Lowering", "LoweringContext"]
+           "REWRITES", "apply_rewrites", "KIND_MODULES", "CHAIN_KINDS", "Lowered", "Lowering", "LoweringContext"]

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...errors import FpgagenError
-from ..layers import MaxPool
 from ..memory import Memory
 from .affine import AffineView, dtype_of
 from .base import (
@@ -37,6 +36,7 @@ from .base import (
     resources,
     same_channels,
 )
+from .maxpool import MaxPool
 
 
 @dataclass(eq=False)
@@ -205,7 +205,7 @@ def lower_maxpool(node, view: AffineView, shape: Shape, name: str,
 
 
 def _lower(node, views, shapes, ctx) -> Lowered:
-    """The walk's MaxPool: the chain kernel (fpgagen.ir.layers.MaxPool) when kernel == stride, unpadded, floor
+    """The walk's MaxPool: the chain kernel (fpgagen.ir.kinds.maxpool.MaxPool) when kernel == stride, unpadded, floor
     (or an exact ceil) mode; otherwise MaxPoolGeneral, with the Pad before it fused."""
     (view,), (shape,) = views, shapes
     attrs = {a.name: (list(a.ints) if a.ints else a.i) for a in node.attribute}
