@@ -14,7 +14,7 @@ from .ir import Network, in_ports, out_ports
 from .ir.layers import RESOURCES, add_resources
 
 NOTE = ("estimated (model): cycles are the trip counts of the generated kernels' loops; LUT/FF/BRAM18/DSP come from "
-        "FINN-R-based cost models (fpgagen/ir/layers.py); nothing here was measured on hardware")
+        "FINN-R-based cost models (each kind in fpgagen/ir/kinds/); nothing here was measured on hardware")
 PLOTS = ("cycles.png", "resources.png")
 
 

@@ -153,7 +153,7 @@ inline typename C::acc_t scale_sum(const typename C::sum_t &sum, const KROM (&in
 // The MVAU: per pixel, acc = W x over MW inputs for each of the MH outputs, then requantization. Per cycle PE
 // outputs x SIMD inputs: tile t = nf*SF + sf of the weight ROM (a counter, no multiply). The input word is
 // popped during the first output fold (nf == 0) and used directly, and kept in inbuf for the other folds.
-// Memories (declared by the layer, fpgagen/ir/layers.py MVAU.memories, emitted by templates/hls/memory.j2):
+// Memories (declared by the layer, fpgagen/ir/kinds/mvau.py MVAU.memories, emitted by templates/hls/memory.j2):
 //   weights[1][NF*SF][PE*SIMD], inbuf[1][SF or 1][SIMD], acc[1][1][PE], thresholds as Requantize takes them,
 //   and for mvau_scaled in_scale[1][KD][1].
 template <class C, typename S, typename WROM, unsigned IB, typename... Thresholds>

@@ -1,6 +1,6 @@
 // fpgagen static kernel library: standalone multi-threshold requantization of a code stream (a Quant that no
 // MVAU absorbs). Each layer's header (templates/hls/threshold.h.j2) declares its memories from the layer's
-// Memory declarations (fpgagen/ir/layers.py Threshold.memories) and calls fg::threshold with its config struct.
+// Memory declarations (fpgagen/ir/kinds/threshold.py Threshold.memories) and calls fg::threshold with its config struct.
 #pragma once
 #include "fg_arith.h"
 
