@@ -31,6 +31,7 @@ from .base import (
     GraphLayer,
     Lowered,
     Lowering,
+    PEWords,
     Shape,
     compare_luts,
     divisors,
@@ -42,7 +43,7 @@ from .base import (
 
 
 @dataclass(eq=False)
-class AddStreams(GraphLayer):
+class AddStreams(PEWords, GraphLayer):
     factors: tuple[int, int] = (1, 1)  # (MA, MB): acc = MA*a + MB*b
     acc_dtype: DataType = DataType["INT32"]
     thresholds: np.ndarray | None = field(default=None, repr=False)  # (C, NT) on acc, or None: output acc
@@ -69,18 +70,6 @@ class AddStreams(GraphLayer):
         return self.in_shapes[0][2]
 
     @property
-    def channel_words(self) -> int:
-        return self.channels // self.pe
-
-    @property
-    def in_words(self) -> tuple[int, ...]:
-        return (self.pe, self.pe)
-
-    @property
-    def out_words(self) -> tuple[int, ...]:
-        return (self.pe,)
-
-    @property
     def factor_dtype(self) -> DataType:
         ma, mb = self.factors
         return smallest_dtype(min(ma, mb, -1), max(ma, mb, 1))
@@ -90,9 +79,6 @@ class AddStreams(GraphLayer):
         """The sum and its negation (the comparators see -acc for a negative scale)."""
         lo, hi = int(self.acc_dtype.min()), int(self.acc_dtype.max())
         return smallest_dtype(min(lo, -hi), max(hi, -lo))
-
-    def folding(self) -> dict:
-        return {"pe": self.pe}
 
     def validate(self) -> None:
         self._require(len(self.in_shapes) == 2 and self.in_shapes[0] == self.in_shapes[1] == self.out_shapes[0],

@@ -227,6 +227,26 @@ class Lowering:
     doc: str = ""  # what the op may be, for the list of supported ops
 
 
+class PEWords:
+    """Ports for a kind folded by one ``pe`` (its field): every input and output word is ``pe`` channels, and a
+    pixel of input 0 is ``channel_words`` words. Mixed in before GraphLayer (methods only, no fields)."""
+
+    @property
+    def in_words(self) -> tuple[int, ...]:
+        return (self.pe,) * len(self.in_shapes)
+
+    @property
+    def out_words(self) -> tuple[int, ...]:
+        return (self.pe,) * len(self.out_shapes)
+
+    @property
+    def channel_words(self) -> int:
+        return self.in_shapes[0][2] // self.pe
+
+    def folding(self) -> dict:
+        return {"pe": self.pe}
+
+
 def same_channels(views) -> list[tuple[int, int]]:
     """The passthrough of a layer whose output channels are its inputs' channels, in port order."""
     return [(p, c) for p, v in enumerate(views) for c in range(len(v.scale))]
@@ -285,5 +305,5 @@ def compare_luts(lanes: int, nt: int, value_bits: int, thr_bits: int) -> int:
 
 
 __all__ = ["Shape", "GraphLayer", "Lowering", "LoweringContext", "Lowered", "same_channels",
-           "Cpp", "MEM_STYLES", "CONTROL_LUT", "CONTROL_FF", "divisors", "render_instance",
+           "Cpp", "PEWords", "MEM_STYLES", "CONTROL_LUT", "CONTROL_FF", "divisors", "render_instance",
            "environment", "threshold_dtype", "threshold_memories", "threshold_tiles", "compare_luts", "resources"]

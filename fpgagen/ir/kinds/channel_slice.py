@@ -17,11 +17,11 @@ import numpy as np
 
 from ...errors import FpgagenError
 from .affine import AffineView
-from .base import CONTROL_FF, CONTROL_LUT, GraphLayer, Lowered, Lowering, divisors, resources
+from .base import CONTROL_FF, CONTROL_LUT, GraphLayer, Lowered, Lowering, PEWords, divisors, resources
 
 
 @dataclass(eq=False)
-class ChannelSlice(GraphLayer):
+class ChannelSlice(PEWords, GraphLayer):
     start: int = 0  # first kept channel; the output has out_shapes[0][2] channels
     pe: int = 1
 
@@ -32,21 +32,6 @@ class ChannelSlice(GraphLayer):
     @property
     def stop(self) -> int:
         return self.start + self.out_shapes[0][2]
-
-    @property
-    def in_words(self) -> tuple[int, ...]:
-        return (self.pe,)
-
-    @property
-    def out_words(self) -> tuple[int, ...]:
-        return (self.pe,)
-
-    @property
-    def channel_words(self) -> int:
-        return self.in_shapes[0][2] // self.pe
-
-    def folding(self) -> dict:
-        return {"pe": self.pe}
 
     def validate(self) -> None:
         h, w, c = self.in_shapes[0]

@@ -33,6 +33,7 @@ from .base import (
     GraphLayer,
     Lowered,
     Lowering,
+    PEWords,
     Shape,
     compare_luts,
     divisors,
@@ -45,7 +46,7 @@ from .base import (
 
 
 @dataclass(eq=False)
-class Concat(GraphLayer):
+class Concat(PEWords, GraphLayer):
     thresholds: np.ndarray | None = field(default=None, repr=False)  # (sum C_b, NT), or None: no requantization
     negate: np.ndarray | None = field(default=None, repr=False)  # (sum C_b,) bool
     out_base: int = 0
@@ -74,14 +75,6 @@ class Concat(GraphLayer):
         return 0 if self.thresholds is None else self.thresholds.shape[1]
 
     @property
-    def in_words(self) -> tuple[int, ...]:
-        return (self.pe,) * self.branches
-
-    @property
-    def out_words(self) -> tuple[int, ...]:
-        return (self.pe,)
-
-    @property
     def pixels(self) -> int:
         return self.out_shapes[0][0] * self.out_shapes[0][1]
 
@@ -95,9 +88,6 @@ class Concat(GraphLayer):
         lo = min(min(int(d.min()), -int(d.max())) for d in self.in_dtypes)
         hi = max(max(int(d.max()), -int(d.min())) for d in self.in_dtypes)
         return smallest_dtype(min(lo, -1), hi)
-
-    def folding(self) -> dict:
-        return {"pe": self.pe}
 
     def pe_options(self) -> list[int]:
         return [d for d in divisors(math.gcd(*self.branch_channels))]

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .affine import AffineView
-from .base import CONTROL_FF, CONTROL_LUT, GraphLayer, Shape, divisors, resources
+from .base import CONTROL_FF, CONTROL_LUT, GraphLayer, PEWords, Shape, divisors, resources
 
 
 @dataclass(eq=False)
-class StreamFork(GraphLayer):
+class StreamFork(PEWords, GraphLayer):
     pe: int = 1  # elements per word, on the input and on every output
 
     kind = "StreamFork"
@@ -27,17 +27,6 @@ class StreamFork(GraphLayer):
     @property
     def branches(self) -> int:
         return len(self.out_shapes)
-
-    @property
-    def in_words(self) -> tuple[int, ...]:
-        return (self.pe,)
-
-    @property
-    def out_words(self) -> tuple[int, ...]:
-        return (self.pe,) * self.branches
-
-    def folding(self) -> dict:
-        return {"pe": self.pe}
 
     def validate(self) -> None:
         c = self.in_shapes[0][2]

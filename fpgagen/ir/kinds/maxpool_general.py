@@ -31,6 +31,7 @@ from .base import (
     GraphLayer,
     Lowered,
     Lowering,
+    PEWords,
     Shape,
     divisors,
     resources,
@@ -40,7 +41,7 @@ from .maxpool import MaxPool
 
 
 @dataclass(eq=False)
-class MaxPoolGeneral(GraphLayer):
+class MaxPoolGeneral(PEWords, GraphLayer):
     kernel: tuple[int, int] = (2, 2)
     stride: tuple[int, int] = (2, 2)
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, left, bottom, right
@@ -58,21 +59,6 @@ class MaxPoolGeneral(GraphLayer):
         h, w, _ = self.in_shapes[0]
         t, left, b, r = self.pads
         return h + t + b, w + left + r
-
-    @property
-    def channel_words(self) -> int:
-        return self.in_shapes[0][2] // self.pe
-
-    @property
-    def in_words(self) -> tuple[int, ...]:
-        return (self.pe,)
-
-    @property
-    def out_words(self) -> tuple[int, ...]:
-        return (self.pe,)
-
-    def folding(self) -> dict:
-        return {"pe": self.pe}
 
     def validate(self) -> None:
         (kh, kw), (sh, sw) = self.kernel, self.stride

@@ -25,6 +25,7 @@ from .base import (
     GraphLayer,
     Lowered,
     Lowering,
+    PEWords,
     Shape,
     divisors,
     resources,
@@ -33,7 +34,7 @@ from .base import (
 
 
 @dataclass(eq=False)
-class Upsample(GraphLayer):
+class Upsample(PEWords, GraphLayer):
     factor: tuple[int, int] = (2, 2)  # (FY, FX)
     pe: int = 1
     mem_style: str = "lutram"
@@ -42,21 +43,6 @@ class Upsample(GraphLayer):
     KERNEL_HEADER = "fg_upsample.h"
     CONFIG_TEMPLATE = "upsample.h.j2"
     STYLES = {"mem_style": MEM_STYLES}
-
-    @property
-    def in_words(self) -> tuple[int, ...]:
-        return (self.pe,)
-
-    @property
-    def out_words(self) -> tuple[int, ...]:
-        return (self.pe,)
-
-    @property
-    def channel_words(self) -> int:
-        return self.in_shapes[0][2] // self.pe
-
-    def folding(self) -> dict:
-        return {"pe": self.pe}
 
     def validate(self) -> None:
         h, w, c = self.in_shapes[0]
