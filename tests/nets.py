@@ -71,10 +71,11 @@ def _finish(model, shape, scale=PIXEL_SCALE, signed=False, bits=8):
 
 # ---------------------------------------------------------------------------- random parameters
 
-def randomize_batchnorm(norm, pre: torch.Tensor, g: torch.Generator) -> None:
+def randomize_batchnorm(norm, pre: torch.Tensor, g: torch.Generator, dims=None) -> None:
     """One BatchNorm, in place, from the batch ``pre`` it normalizes: running stats = the measured per-channel
-    statistics perturbed at random, gamma = +-U(0.5, 1.5) with at least one negative, beta = U(-0.5, 0.5)."""
-    dims = [0, *range(2, pre.ndim)]
+    statistics perturbed at random, gamma = +-U(0.5, 1.5) with at least one negative, beta = U(-0.5, 0.5).
+    ``dims``: the axes the statistics run over (default: all but the channel axis 1)."""
+    dims = [0, *range(2, pre.ndim)] if dims is None else dims
     mean, std = pre.mean(dims), pre.std(dims).clamp_min(1e-3)
     c = mean.numel()
     norm.running_mean.copy_(mean + 0.3 * std * torch.randn(c, generator=g))
@@ -427,15 +428,8 @@ def bnn_pynq_net(name: str, seed=0) -> nn.Module:
             model(x)
             hook.remove()
             pre = seen[0]
-            dims = [0, *range(2, pre.ndim)] if not isinstance(norm, TensorNorm) else list(range(pre.ndim))
-            mean, std = pre.mean(dims), pre.std(dims).clamp_min(1e-3)
-            c = mean.numel()
-            norm.running_mean.copy_(mean + 0.3 * std * torch.randn(c, generator=g))
-            norm.running_var.copy_((std * (0.7 + 0.7 * torch.rand(c, generator=g))) ** 2)
-            sign = torch.where(torch.rand(c, generator=g) < 0.35, -1.0, 1.0)
-            sign[torch.randint(c, (1,), generator=g)] = -1.0  # at least one negative gamma
-            norm.weight.copy_(sign * (0.5 + torch.rand(c, generator=g)))
-            norm.bias.copy_(torch.rand(c, generator=g) - 0.5)
+            # TensorNorm has one scale for the whole tensor: its statistics run over every axis
+            randomize_batchnorm(norm, pre, g, list(range(pre.ndim)) if isinstance(norm, TensorNorm) else None)
     return model
 
 
