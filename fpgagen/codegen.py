@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import FpgagenError
 from .ir import Layer, Network, in_ports, out_ports
-from .ir.cpp import CppHelpers
+from .ir.cpp import Cpp
 from .packing import Segment, StreamGeometry, axi_width
 from .resources import resource_dir
 
@@ -63,7 +63,7 @@ def generate(net: Network, out_dir: Path, board: dict, source: str = "") -> Path
     """Write the HLS project for ``net`` into ``out_dir`` and return it."""
     out_dir = Path(out_dir)
     (out_dir / "layers").mkdir(parents=True, exist_ok=True)
-    env, g = _environment(), CppHelpers()
+    env, g = _environment(), Cpp()
     io = stream_geometry(net)
     classes = {layer.kind: type(layer) for layer in net.layers}
     kinds = list(classes)
@@ -100,7 +100,7 @@ def stream_name(net: Network, edge) -> str:
     return f"{edge.src}_out" if len(out_ports(net.layer(edge.src))) == 1 else f"{edge.src}_out{edge.src_port}"
 
 
-def _streams_and_processes(net: Network, g: CppHelpers, io) -> tuple[list[dict], list[tuple[str, str]], list[str]]:
+def _streams_and_processes(net: Network, g: Cpp, io) -> tuple[list[dict], list[tuple[str, str]], list[str]]:
     """One stream per edge (name, element type, word, depth, storage); the processes of the DATAFLOW region in
     order (the input adapter, every layer with its input streams then its output streams, the output adapter);
     the shape/folding/cycles comment above each layer's call."""

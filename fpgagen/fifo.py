@@ -122,7 +122,7 @@ def processes(net: Network) -> list[Process]:
     n_out = math.prod(last.out_shape) // last.out_word
     out = [Process("input", np.zeros(n_in, bool), np.ones(n_in, bool), first.in_word * first.in_bits)]
     for layer in net.layers:
-        reads, writes = layer.io_pattern()
+        (reads,), (writes,) = layer.io_pattern()
         _check(len(reads) == len(writes) == layer.cycles(), f"{layer.name}: stream pattern does not match cycles()")
         out.append(Process(layer.name, reads, writes, layer.out_word * layer.out_bits))
     out.append(Process("output", np.ones(n_out, bool), np.zeros(n_out, bool)))
@@ -383,8 +383,6 @@ def graph_patterns(net: Network, frames: int = FRAMES) -> dict[str, tuple[list[n
     pats = {"input": ([], [np.ones(n_in, bool)]), "output": (output_adapter_pattern(stream_geometry(net)), [])}
     for layer in net.layers:
         reads, writes = layer.io_pattern()
-        if layer.CHAIN_KIND:  # one port each way
-            reads, writes = [reads], [writes]
         _check(all(len(x) == layer.cycles() for x in (*reads, *writes)),
                f"{layer.name}: stream pattern does not match cycles()")
         pats[layer.name] = (list(reads), list(writes))

@@ -30,7 +30,7 @@ from qonnx.core.modelwrapper import ModelWrapper
 from qonnx.util.basic import get_by_name
 
 from .errors import FpgagenError
-from .ir import MVAU, Edge, InputSpec, Layer, Network, OutputSpec, SlidingWindow, Threshold
+from .ir import MVAU, Edge, InputSpec, Layer, Network, OnePortLayer, OutputSpec, SlidingWindow, Threshold
 from .ir.kinds import (
     LOWERINGS,
     AffineView,
@@ -335,7 +335,7 @@ class _Lowering:
             self.edges.append(Edge(*self.ends[out_name].pop(0), "output", k))
             specs.append(self.output_spec(out_name))
         net = Network(self.name, self.input_spec, specs, self.layers, self.edges)
-        if all(lay.CHAIN_KIND for lay in self.layers) and \
+        if all(isinstance(lay, OnePortLayer) for lay in self.layers) and \
                 net.stream_edges() == Network(self.name, None, None, self.layers).stream_edges():
             net.edges = []  # a chain: stored as one
         else:

@@ -16,7 +16,7 @@ from test_graph_kinds import TB_DIR, check_doc_roundtrip, check_io_pattern, code
 
 import fpgagen
 from fpgagen.errors import FpgagenError
-from fpgagen.ir.kinds import GRAPH_KINDS, LOWERINGS, AffineView, LoweringContext
+from fpgagen.ir.kinds import KINDS, LOWERINGS, AffineView, LoweringContext
 from fpgagen.ir.kinds.channel_slice import ChannelSlice
 
 SLICES = [ChannelSlice("slice_mid", ((3, 4, 8),), ((3, 4, 4),), (DataType["UINT4"],), (DataType["UINT4"],), start=2,
@@ -35,7 +35,7 @@ def test_slice_kernel(layer):
     assert np.array_equal(got, ref)
     check_io_pattern(layer)
     check_doc_roundtrip(layer)
-    assert GRAPH_KINDS["ChannelSlice"] is ChannelSlice
+    assert KINDS["ChannelSlice"] is ChannelSlice
 
 
 def test_slice_lowering():

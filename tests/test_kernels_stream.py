@@ -1,7 +1,7 @@
 """The streaming kernels of the static library (templates/hls/fg_sliding_window.h, fg_maxpool.h,
 fg_width_converter.h), each compiled with g++ on its own against the ap_types headers and compared with its numpy
 reference (fpgagen.reference) on edge cases; and the cycle model against the loops as written: every loop
-iteration's pops and pushes, traced from the C++, must equal the layer's ``io_pattern()``.
+iteration's pops and pushes, traced from the C++, must equal the layer's ``stream_pattern()``.
 
 All cases share one g++ build (one translation unit, a case per layer); each case runs two frames, so state that
 leaks from one frame into the next shows up too.
@@ -145,7 +145,7 @@ int main(int argc, char **argv) {
 def kernel_bench(tmp_path_factory):
     """One g++ build holding every case's layer header and a dispatcher by case name."""
     root = tmp_path_factory.mktemp("kernels_stream")
-    env, g = codegen._environment(), codegen.CppHelpers()
+    env, g = codegen._environment(), codegen.Cpp()
     (root / "fg_common.h").write_text(env.get_template("common.h.j2").render(net=SimpleNamespace(name="unit")))
     for header in codegen.TEMPLATE_DIR.glob("fg_*.h"):
         (root / header.name).write_text(header.read_text())
@@ -181,7 +181,7 @@ def test_kernel_matches_reference_and_io_pattern(layer, kernel_bench):
     proc = subprocess.run([str(exe), layer.name, str(data)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
     lines = proc.stdout.split("\n")
-    reads, writes = layer.io_pattern()
+    reads, writes = layer.stream_pattern()
     loop, depth = layer.iterations(), layer.PIPELINE_DEPTH
     assert layer.cycles() == len(reads) == loop + depth
     # pops in the first pipeline stage, pushes in the last (depth - 1 cycles later), then the pipeline drains
@@ -190,8 +190,8 @@ def test_kernel_matches_reference_and_io_pattern(layer, kernel_bench):
     expect = run_layer(layer, x)
     for frame in range(FRAMES):
         trace = np.array(lines[2 * frame].split()[1:], int)
-        assert np.array_equal(trace & 1, reads[:loop]), "the loop pops other than io_pattern() says"
-        assert np.array_equal(trace >> 1, writes[:loop]), "the loop pushes other than io_pattern() says"
+        assert np.array_equal(trace & 1, reads[:loop]), "the loop pops other than stream_pattern() says"
+        assert np.array_equal(trace >> 1, writes[:loop]), "the loop pushes other than stream_pattern() says"
         got = np.array(lines[2 * frame + 1].split()[1:], np.int64)
         assert np.array_equal(got, expect[frame].reshape(-1)), f"frame {frame} differs from the reference"
 
@@ -221,7 +221,7 @@ def test_window_with_simd_above_c_reads_each_bank_once():
     lb = layer.memories()[0]
     assert (lb.banks, lb.depth, lb.width) == (4 * 3, math.ceil(416 / 3), 24)
     assert lb.bind_type == "ram_s2p" and lb.ports_ok()
-    text = codegen._environment().get_template("sliding_window.h.j2").module.instance(layer, codegen.CppHelpers())
+    text = codegen._environment().get_template("sliding_window.h.j2").module.instance(layer, codegen.Cpp())
     assert f"{lb.name}[12][139][3]" in text and f"variable={lb.name} type=ram_s2p impl=bram" in text
 
 

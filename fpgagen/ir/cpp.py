@@ -1,4 +1,4 @@
-"""The C++ helpers templates call as ``g.*``, and what every layer kind (chain or graph) declares to emit code.
+"""The C++ helpers templates call as ``g.*``, and what every layer kind declares to emit code.
 
 A kind names its static kernel ``KERNEL_HEADER`` (templates/hls/fg_*.h; "" when its ``CONFIG_TEMPLATE``'s
 ``kernel()`` macro renders the kernel instead) and ``CONFIG_TEMPLATE`` (templates/hls/*.h.j2, whose
@@ -16,6 +16,8 @@ from qonnx.core.datatype import DataType
 
 
 class Cpp:
+    """The helpers every kind's config template calls as ``g.*``; types are qonnx DataTypes."""
+
     @staticmethod
     def ctype(dt: DataType) -> str:
         """The C++ element type of a stream or array of ``dt``; a BIPOLAR value (-1/+1) travels as one bit b,
@@ -40,29 +42,25 @@ class Cpp:
         return next(f"int{b}_t" for b in (8, 16, 32, 64) if bits <= b)
 
     @staticmethod
-    def c_array(a: np.ndarray) -> str:
-        a = np.asarray(a)
-        if a.ndim == 1:
-            return "{" + ", ".join(str(int(v)) for v in a) + "}"
-        return "{" + ",\n ".join(Cpp.c_array(sub) for sub in a) + "}"
-
-
-class CppHelpers(Cpp):
-    """The helpers the chain kinds' templates call as ``g.*``; types are qonnx DataTypes. The element types
-    (``ctype``, ``native``) are the graph kinds' (``Cpp``), so every template agrees on them."""
-
-    @staticmethod
     def bits(dt: DataType) -> int:
         return dt.bitwidth()
 
     @staticmethod
     def rom_ctype(dt: DataType) -> str:
         """A ROM element: the ap_int type in synthesis, a native integer of the same value in the C model."""
-        return f"FG_ROM_TYPE({CppHelpers.ctype(dt)}, {CppHelpers.native(dt)})"
+        return f"FG_ROM_TYPE({Cpp.ctype(dt)}, {Cpp.native(dt)})"
 
     @staticmethod
     def zeros(*shape: int) -> np.ndarray:
         return np.zeros(shape, np.int64)
+
+    @staticmethod
+    def c_array_lines(a: np.ndarray) -> str:
+        """A brace initializer, each sub-array on a line of its own."""
+        a = np.asarray(a)
+        if a.ndim == 1:
+            return "{" + ", ".join(str(int(v)) for v in a) + "}"
+        return "{" + ",\n ".join(Cpp.c_array_lines(sub) for sub in a) + "}"
 
     @staticmethod
     def c_array(a: np.ndarray) -> str:
@@ -72,7 +70,7 @@ class CppHelpers(Cpp):
             a = a.astype(np.int64)
         if a.ndim == 1:
             return "{" + ", ".join(str(int(v)) for v in a) + "}"
-        inner = [CppHelpers.c_array(sub) for sub in a]
+        inner = [Cpp.c_array(sub) for sub in a]
         if a.ndim > 2:
             return "{" + ",\n".join(inner) + "}"
         lines, line = [], ""

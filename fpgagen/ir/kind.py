@@ -1,5 +1,5 @@
-"""What every layer kind, chain (base class fpgagen.ir.layers.Layer) or graph (base class
-fpgagen.ir.kinds.base.GraphLayer), declares for the passes that treat kinds alike: the fold step, the optimizer,
+"""What every layer kind (base class fpgagen.ir.layers.Layer) declares for the passes that treat kinds alike: the
+fold step, the optimizer,
 FIFO sizing, the network file and codegen ask the layer, never its type. The defaults are a kind that needs none
 of these hooks."""
 
@@ -11,9 +11,6 @@ from .cpp import EmitsCode
 
 
 class KindHooks(EmitsCode):
-    # A chain kind: one stream in and one out, and its output FIFO is its own (fifo_depth / fifo_style); a graph
-    # kind has ports (in_shapes, ...) and its FIFOs are the graph's edges. The one chain-vs-graph predicate.
-    CHAIN_KIND: ClassVar[bool] = False
     # A width converter: the fold step inserts it between words that differ and strips it before folding again.
     INSERTED_BY_FOLD: ClassVar[bool] = False
     # Folds as an MVAU does (mh, mw, pixels, PE, SIMD): the sliding window before it takes its SIMD.

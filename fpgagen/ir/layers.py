@@ -1,8 +1,8 @@
-"""Chain layers of the integer dataflow: the base class ``Layer`` (shapes, datatypes, folding, cost models) and the
-helpers the chain kinds share. The kinds themselves (SlidingWindow, MVAU, MaxPool, Threshold, WidthConverter) live
-one module each in fpgagen.ir.kinds and are re-exported here.
+"""The one layer base and the helpers the kinds share: ``Layer`` (ports, folding, cost models; every kind's base
+class) and ``OnePortLayer`` (a kind with one input and one output stream). The kinds themselves live one module
+each in fpgagen.ir.kinds.
 
-Every stream carries *words* of ``in_word``/``out_word`` integer elements; pixels are streamed in raster order
+Every stream carries *words* of ``in_words``/``out_words`` integer elements; pixels are streamed in raster order
 (NHWC), channels fastest. Each class documents its cycle model, which is the trip count of its HLS kernel's
 pipelined loop (II=1), so the estimate matches what the template does.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
@@ -23,7 +24,7 @@ from qonnx.core.datatype import DataType
 
 from ..errors import FpgagenError
 from ..quant import as_dtype
-from .cpp import CppHelpers
+from .cpp import Cpp
 from .kind import KindHooks
 from .memory import RESOURCES, Memory, add_resources, bram18, memory_resources, ram_luts, resources, rom_luts  # noqa: F401
 
@@ -74,37 +75,24 @@ def memory(depth: int, width: int, style: str, dual_port: bool = False) -> dict[
 
 @dataclass(eq=False)
 class Layer(KindHooks):
+    """The one base of every layer kind. A layer has ports: ``in_shapes`` / ``out_shapes`` (one ``Shape`` per
+    input / output port), ``in_dtypes`` / ``out_dtypes`` (one qonnx ``DataType`` each) and ``in_words`` /
+    ``out_words`` (elements per stream word); ``io_pattern()`` gives per port, per iteration of the kernel's
+    pipelined loop, whether it pops / pushes. A kind with one port each way derives them from ``OnePortLayer``'s
+    fields; a kind with several declares them as fields (fpgagen.ir.kinds.base.GraphLayer)."""
+
     name: str
-    in_shape: Shape
-    out_shape: Shape
-    in_dtype: DataType  # qonnx DataType objects; names only in network.json (fpgagen.ir.network)
-    out_dtype: DataType
-    fifo_depth: int = 2  # depth of this layer's output stream (fpgagen.fifo sizes it)
-    fifo_style: str = "srl"  # srl | bram
 
-    kind = "Layer"
+    kind: ClassVar[str] = "Layer"
     STYLES: ClassVar[dict[str, tuple | type]] = {}  # implementation choices: allowed values (or int)
-    CHAIN_KIND = True  # one stream in, one out, its own output FIFO (fpgagen.ir.kind)
-    CPP = CppHelpers  # the g.* helpers of the chain kinds' templates (KERNEL_HEADER, CONFIG_TEMPLATE: fpgagen.ir.cpp)
+    SETTABLE: ClassVar[tuple[str, ...]] = ()  # folding.json entries besides the folding and the styles
 
-    def __post_init__(self):
-        datatypes_from_names(self)
+    def words_in(self, port: int) -> int:
+        """Stream words per frame on input ``port``."""
+        return math.prod(self.in_shapes[port]) // self.in_words[port]
 
-    @property
-    def idt(self) -> DataType:
-        return self.in_dtype
-
-    @property
-    def odt(self) -> DataType:
-        return self.out_dtype
-
-    @property
-    def in_word(self) -> int:
-        raise NotImplementedError
-
-    @property
-    def out_word(self) -> int:
-        raise NotImplementedError
+    def words_out(self, port: int) -> int:
+        return math.prod(self.out_shapes[port]) // self.out_words[port]
 
     def folding(self) -> dict:
         """The integer folding attributes (PE, SIMD, ...), as in a folding.json entry."""
@@ -115,7 +103,7 @@ class Layer(KindHooks):
         return {key: getattr(self, key) for key in self.STYLES}
 
     def set_folding(self, **attrs) -> None:
-        settable = [*self.folding(), *self.STYLES, "fifo_depth"]
+        settable = [*self.folding(), *self.STYLES, *self.SETTABLE]
         for key, value in attrs.items():
             if key not in settable:
                 raise FpgagenError(f"unknown folding attribute '{key}' for {self.kind}", f"layer {self.name}",
@@ -140,18 +128,23 @@ class Layer(KindHooks):
     def cycles(self) -> int:
         raise NotImplementedError
 
-    def resources(self) -> dict[str, int]:
-        """Estimated LUT, FF, BRAM18, DSP and LUTRAM of this layer's kernel (its output FIFO is costed apart)."""
-        raise NotImplementedError
-
     def memories(self) -> list[Memory]:
         """Every on-chip array of this layer's kernel, declared once (fpgagen.ir.memory): the template emits each
         from its declaration and ``resources()`` prices the same declarations."""
         return []
 
-    def io_pattern(self) -> tuple[np.ndarray, np.ndarray]:
-        """(reads, writes): per iteration of the kernel's pipelined loop (one frame, ``cycles()`` of them), whether
-        it pops its input stream and whether it pushes its output stream. fpgagen.fifo sizes the FIFOs from it."""
+    def logic(self) -> dict[str, int]:
+        """LUT/FF/DSP of the kernel's datapath and control (its memories are priced from ``memories()``)."""
+        raise NotImplementedError
+
+    def resources(self) -> dict[str, int]:
+        """Estimated LUT, FF, BRAM18, DSP and LUTRAM of this layer's kernel (its FIFOs are costed apart)."""
+        return add_resources(memory_resources(self.memories()), self.logic())
+
+    def io_pattern(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """(reads, writes): per input port / output port, per iteration of the kernel's pipelined loop (one frame,
+        ``cycles()`` of them), whether it pops that input and whether it pushes that output. fpgagen.fifo sizes
+        the FIFOs from it."""
         raise NotImplementedError
 
     def fold_cores(self) -> list[dict]:
@@ -161,11 +154,79 @@ class Layer(KindHooks):
     def style_groups(self) -> list[list[dict]]:
         """For the current folding: groups of alternatives that change resources only, independently of each
         other: ``resources()`` is a core term plus one term per group (a group of ``dsp_pe`` counts is linear)."""
-        return []
+        return [[{key: v} for v in values] for key, values in self.STYLES.items()]
 
     def fold_options(self) -> list[dict]:
         """Every valid choice (the optimizer's domain): each core with one alternative from every style group."""
         return enumerate_fold_options(self)
+
+    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        """The integer numpy reference: one (N, H, W, C) int64 array per port in and out, bit-exact."""
+        raise NotImplementedError(f"no reference for {type(self).__name__}")
+
+    def _require(self, ok: bool, what: str, fix: str) -> None:
+        if not ok:
+            raise FpgagenError(what, f"layer {self.name} ({self.kind})", fix)
+
+
+@dataclass(eq=False)
+class OnePortLayer(Layer):
+    """A layer with one input and one output port (the sliding window, MVAU, MaxPool, Threshold, width
+    converter): its ports are ``in_shape``/``in_dtype``/``in_word`` and ``out_shape``/``out_dtype``/``out_word``,
+    its numpy reference ``reference(x)`` and its stream pattern ``stream_pattern()`` of that one port each way."""
+
+    in_shape: Shape
+    out_shape: Shape
+    in_dtype: DataType  # qonnx DataType objects; names only in network.json (fpgagen.ir.network)
+    out_dtype: DataType
+    fifo_depth: int = 2  # depth of this layer's output stream (fpgagen.fifo sizes it)
+    fifo_style: str = "srl"  # srl | bram
+
+    SETTABLE: ClassVar[tuple[str, ...]] = ("fifo_depth",)
+    CPP = Cpp  # the g.* helpers of the templates (KERNEL_HEADER, CONFIG_TEMPLATE: fpgagen.ir.cpp)
+
+    def __post_init__(self):
+        datatypes_from_names(self)
+
+    @property
+    def idt(self) -> DataType:
+        return self.in_dtype
+
+    @property
+    def odt(self) -> DataType:
+        return self.out_dtype
+
+    @property
+    def in_word(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def out_word(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def in_shapes(self) -> tuple[Shape]:
+        return (tuple(self.in_shape),)
+
+    @property
+    def out_shapes(self) -> tuple[Shape]:
+        return (tuple(self.out_shape),)
+
+    @property
+    def in_dtypes(self) -> tuple[DataType]:
+        return (self.in_dtype,)
+
+    @property
+    def out_dtypes(self) -> tuple[DataType]:
+        return (self.out_dtype,)
+
+    @property
+    def in_words(self) -> tuple[int]:
+        return (self.in_word,)
+
+    @property
+    def out_words(self) -> tuple[int]:
+        return (self.out_word,)
 
     @property
     def in_bits(self) -> int:
@@ -175,12 +236,18 @@ class Layer(KindHooks):
     def out_bits(self) -> int:
         return self.odt.bitwidth()
 
-    def _require(self, ok: bool, what: str, fix: str) -> None:
-        if not ok:
-            raise FpgagenError(what, f"layer {self.name} ({self.kind})", fix)
+    def style_groups(self) -> list[list[dict]]:
+        return []
+
+    def stream_pattern(self) -> tuple[np.ndarray, np.ndarray]:
+        """(reads, writes) of the one input and the one output port, per iteration of one frame."""
+        raise NotImplementedError
+
+    def io_pattern(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        reads, writes = self.stream_pattern()
+        return [reads], [writes]
 
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        """The integer numpy reference with the graph kinds' ports: ``[x]`` in, ``[y]`` out, (N, H, W, C) codes."""
         (x,) = inputs
         return [self.reference(x)]
 
@@ -189,7 +256,7 @@ class Layer(KindHooks):
         raise NotImplementedError(f"no reference for {type(self).__name__}")
 
 
-def greedy_channel_pe(layer: Layer, target_cycles: float, prev_word: int) -> None:
+def greedy_channel_pe(layer: OnePortLayer, target_cycles: float, prev_word: int) -> None:
     """FINN-style greedy PE of a per-channel kind (MaxPool, Threshold): the least meeting ``target_cycles``."""
     h, w, c = layer.in_shape
     fast_enough = [p for p in divisors(c) if h * w * c // p <= target_cycles]
@@ -224,17 +291,7 @@ def fold_channels(per_channel: np.ndarray, pe: int) -> np.ndarray:
 
 
 
-# The chain kinds, one module each under fpgagen/ir/kinds/ (registered in its KIND_MODULES); re-exported here so
-# ``from fpgagen.ir.layers import MVAU`` keeps working. Imported last: those modules build on the base above.
-from .kinds import CHAIN_KINDS as LAYER_KINDS  # noqa: E402
-from .kinds.maxpool import MaxPool  # noqa: E402
-from .kinds.mvau import MVAU  # noqa: E402
-from .kinds.sliding_window import SlidingWindow  # noqa: E402
-from .kinds.threshold import Threshold  # noqa: E402
-from .kinds.width_converter import WidthConverter  # noqa: E402
 
-__all__ = ["Layer", "SlidingWindow", "MVAU", "MaxPool", "Threshold", "WidthConverter", "LAYER_KINDS", "divisors",
-           "enumerate_fold_options", "fold_channels", "exact_matmul", "greedy_channel_pe", "pipelined_pattern",
-           "memory", "dtype_fields", "datatypes_from_names", "MEM_STYLES", "CONTROL_LUT",
-           "CONTROL_FF", "RESOURCES", "Memory", "add_resources",
-           "bram18", "memory_resources", "ram_luts", "resources", "rom_luts", "Shape"]
+__all__ = ["Layer", "OnePortLayer", "RESOURCES", "add_resources", "divisors", "enumerate_fold_options",
+           "fold_channels", "exact_matmul", "greedy_channel_pe", "pipelined_pattern", "memory", "dtype_fields", "datatypes_from_names", "MEM_STYLES",
+           "CONTROL_LUT", "CONTROL_FF", "Shape"]

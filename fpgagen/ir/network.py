@@ -8,10 +8,10 @@ port) with its FIFO depth and storage; the stream's datatype and word width are 
 QONNX ``graph.output`` order) has one edge to ``("output", k)`` per output k, and ``outputs[k]`` says how its
 integers map back to torch's k-th value. A chain is the special case ``edges == []``: each layer feeds the next (its
 own ``fifo_depth``/``fifo_style`` is its output stream), which is how every single-path network is stored.
-Layers are either chain kinds (``CHAIN_KIND``, one port each; base class fpgagen.ir.layers) or graph kinds
-(several ports), both one module each in fpgagen.ir.kinds; ``in_ports``/``out_ports`` read both alike.
+Every layer has ports (base class fpgagen.ir.layers.Layer; the kinds are one module each in fpgagen.ir.kinds);
+``in_ports``/``out_ports`` read them.
 Every datatype in the IR (a layer's, a port's, the input's and outputs') is a qonnx ``DataType`` object;
-network.json stores its name (``_to_doc``/``_from_doc``, and the graph kinds' ``to_doc``/``from_doc``), so build
+network.json stores its name (``_to_doc``/``_from_doc``, the one serializer of layers and specs), so build
 directories keep one format.
 """
 
@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +29,8 @@ from qonnx.core.datatype import BaseDataType, DataType
 
 from ..errors import FpgagenError
 from ..quant import IntRange, quantize
-from .kinds import GRAPH_KINDS
-from .layers import LAYER_KINDS, Layer, datatypes_from_names, dtype_fields
+from .kinds import KINDS
+from .layers import Layer, datatypes_from_names
 
 # Float pre/post-processing on the host: ONNX elementwise ops with a constant, computed in float32 exactly as the
 # graph computes them (numpy float32 arithmetic is IEEE, as onnxruntime's and torch's elementwise kernels).
@@ -152,15 +154,11 @@ class Edge:
 
 
 def in_ports(layer) -> list[tuple[tuple[int, int, int], DataType, int]]:
-    """(shape, datatype, word) of each input port of a chain or graph layer."""
-    if layer.CHAIN_KIND:
-        return [(tuple(layer.in_shape), layer.idt, layer.in_word)]
+    """(shape, datatype, word) of each input port of a layer."""
     return list(zip(layer.in_shapes, layer.in_dtypes, layer.in_words, strict=True))
 
 
 def out_ports(layer) -> list[tuple[tuple[int, int, int], DataType, int]]:
-    if layer.CHAIN_KIND:
-        return [(tuple(layer.out_shape), layer.odt, layer.out_word)]
     return list(zip(layer.out_shapes, layer.out_dtypes, layer.out_words, strict=True))
 
 
@@ -302,8 +300,7 @@ class Network:
             doc["output"] = _to_doc(self.outputs[0], "output", arrays)
         else:
             doc["outputs"] = [_to_doc(o, f"output{k}", arrays) for k, o in enumerate(self.outputs)]
-        doc["layers"] = [dict(kind=lay.kind, **_to_doc(lay, f"layer{i}", arrays)) if lay.CHAIN_KIND else lay.to_doc()
-                         for i, lay in enumerate(self.layers)]
+        doc["layers"] = [layer_to_doc(lay, f"layer{i}", arrays) for i, lay in enumerate(self.layers)]
         if self.edges:
             doc["edges"] = [dataclasses.asdict(e) for e in self.edges]
         (directory / "network.json").write_text(json.dumps(doc, indent=1))
@@ -330,12 +327,7 @@ class Network:
         try:
             layers = []
             for i, entry in enumerate(doc["layers"]):
-                entry = dict(entry)
-                if entry["kind"] in GRAPH_KINDS:
-                    layers.append(GRAPH_KINDS[entry["kind"]].from_doc(entry))
-                    continue
-                cls = LAYER_KINDS[entry.pop("kind")]
-                layers.append(_from_doc(cls, entry, f"layer{i}", arrays))
+                layers.append(layer_from_doc(entry, f"layer{i}", arrays))
             edges = [Edge(**e) for e in doc.get("edges", [])]
             if "outputs" in doc:
                 outputs = [_from_doc(OutputSpec, o, f"output{k}", arrays) for k, o in enumerate(doc["outputs"])]
@@ -355,36 +347,58 @@ class Network:
         return net
 
 
+def layer_to_doc(layer: Layer, prefix: str, arrays: dict) -> dict:
+    """A layer of any kind as JSON: its kind and its fields (``_to_doc``)."""
+    return {"kind": layer.kind, **_to_doc(layer, prefix, arrays)}
+
+
+def layer_from_doc(doc: dict, prefix: str, arrays: dict) -> Layer:
+    doc = dict(doc)
+    return _from_doc(KINDS[doc.pop("kind")], doc, prefix, arrays)
+
+
 def _to_doc(obj, prefix: str, arrays: dict) -> dict:
-    """A chain layer or spec as JSON: arrays go to ``arrays`` (the npz), DataTypes by name (as network.json has
-    always stored them)."""
-    doc = {}
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if isinstance(value, np.ndarray):
-            arrays[f"{prefix}.{f.name}"] = value
-            doc[f.name] = {"array": f"{prefix}.{f.name}"}
-        elif isinstance(value, BaseDataType):
-            doc[f.name] = value.name
-        else:
-            doc[f.name] = value
-    return doc
+    """A layer or spec as JSON, the one serializer of the IR: arrays go to ``arrays`` (the npz), DataTypes by
+    name (also inside tuples, e.g. a layer's port types), numpy scalars as numbers."""
+    return {f.name: _encode(getattr(obj, f.name), f"{prefix}.{f.name}", arrays) for f in dataclasses.fields(obj)}
+
+
+def _encode(value, key: str, arrays: dict):
+    if isinstance(value, np.ndarray):
+        arrays[key] = value
+        return {"array": key}
+    if isinstance(value, BaseDataType):
+        return value.name
+    if isinstance(value, tuple | list):
+        return [_encode(v, f"{key}.{i}", arrays) for i, v in enumerate(value)]
+    if isinstance(value, np.integer | np.bool_):
+        return value.item()
+    return value
 
 
 def _from_doc(cls, doc: dict, prefix: str, arrays: dict):
-    kwargs = {}
-    names = dtype_fields(cls)
-    for f in dataclasses.fields(cls):
-        if f.name not in doc:
-            continue
-        value = doc[f.name]
-        if isinstance(value, dict) and "array" in value:
-            value = arrays[value["array"]]
-        elif isinstance(value, list):
-            value = tuple(value)
-        elif f.name in names:
-            if not isinstance(value, str):
-                raise ValueError(f"{f.name} is not a datatype name")
-            value = DataType[value]
-        kwargs[f.name] = value
+    """``_to_doc`` reversed, each field decoded by its annotation."""
+    hints = typing.get_type_hints(cls)  # each field's annotation, resolved in the module that declares it
+    kwargs = {f.name: _decode(doc[f.name], hints[f.name], arrays) for f in dataclasses.fields(cls) if f.name in doc}
     return cls(**kwargs)
+
+
+def _decode(value, hint, arrays: dict):
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return None if value is None else _decode(value, next(a for a in args if a is not type(None)), arrays)
+    if isinstance(value, dict) and "array" in value:
+        return arrays[value["array"]]
+    if hint is DataType:
+        if not isinstance(value, str):
+            raise ValueError(f"{value!r} is not a datatype name")
+        return DataType[value]
+    if hint is np.ndarray:  # an integer table stored inline (network.json of earlier versions)
+        return np.asarray(value, np.int64)
+    if origin is tuple and isinstance(value, list):
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_decode(v, args[0], arrays) for v in value)
+        return tuple(_decode(v, a, arrays) for v, a in zip(value, args, strict=True))
+    if isinstance(value, list):
+        return tuple(value)
+    return value

@@ -1,10 +1,10 @@
-"""Layer kinds, one module each: the graph kinds (see base.py for the contract every graph kind fulfils) and the
-chain kinds (sliding_window, mvau, maxpool, threshold, width_converter: one stream in and out, their base class
-and shared helpers in fpgagen.ir.layers). What the passes ask of every kind is fpgagen.ir.kind.KindHooks.
+"""Layer kinds, one module each, all built on one base class with ports (fpgagen.ir.layers.Layer; a kind with one
+stream each way derives from its ``OnePortLayer``, one with several ports from base.py's ``GraphLayer``). What the
+passes ask of every kind is fpgagen.ir.kind.KindHooks.
 
 A kind's module holds its IR class (cost and cycle model, numpy reference ``run``, folding options), names its
 static kernel (templates/hls/fg_*.h) and config template (templates/hls/*.h.j2), and declares
-- ``KINDS``: its classes (``GRAPH_KINDS`` / ``CHAIN_KINDS``: kind name -> class, what the network file loader uses);
+- ``KINDS``: its classes (the package's ``KINDS``: kind name -> class, what the network file loader uses);
 - ``LOWERINGS``: ONNX op type -> ``Lowering`` (base.py): its rule ``rule(node, views, shapes, ctx) -> Lowered``,
   a pure function of the node, its streamed inputs' affine views and shapes, and a ``LoweringContext`` (the
   layer's name, constants, the Quant or Pad it may fuse). fpgagen.streamline calls it for every such op;
@@ -24,8 +24,13 @@ from .affine import AffineView, QuantSpec, Requant, requantize
 from .base import GraphLayer, Lowered, Lowering, LoweringContext, Shape
 from .concat import Concat, lower_concat
 from .fork import StreamFork, lower_fork
+from .maxpool import MaxPool
 from .maxpool_general import MaxPoolGeneral, lower_maxpool, pad_of_node
+from .mvau import MVAU
+from .sliding_window import SlidingWindow
+from .threshold import Threshold
 from .upsample import Upsample, lower_resize
+from .width_converter import WidthConverter
 from .xnor import XnorMVAU, xnor_from_mvau, xnor_rewrite
 
 # The registration: one module per kind, each declaring KINDS (its classes), LOWERINGS (ONNX op type -> Lowering)
@@ -34,8 +39,7 @@ KIND_MODULES = ("fork", "concat", "upsample", "add", "maxpool_general", "xnor", 
                 "sliding_window", "mvau", "maxpool", "threshold", "width_converter")
 
 _modules = [import_module(f".{name}", __name__) for name in KIND_MODULES]
-GRAPH_KINDS = {cls.kind: cls for m in _modules for cls in m.KINDS if not cls.CHAIN_KIND}
-CHAIN_KINDS = {cls.kind: cls for m in _modules for cls in m.KINDS if cls.CHAIN_KIND}  # one port each way
+KINDS = {cls.kind: cls for m in _modules for cls in m.KINDS}  # kind name -> class (the network file's loader)
 LOWERINGS: dict[str, Lowering] = {op: rule for m in _modules for op, rule in m.LOWERINGS.items()}
 REWRITES = tuple(rw for m in _modules for rw in getattr(m, "REWRITES", ()))
 
@@ -49,5 +53,6 @@ def apply_rewrites(layer):
 
 __all__ = ["AffineView", "QuantSpec", "Requant", "requantize", "GraphLayer", "Shape", "StreamFork", "Concat",
            "Upsample", "AddStreams", "MaxPoolGeneral", "lower_fork", "lower_concat", "lower_resize", "lower_add",
-           "lower_maxpool", "pad_of_node", "XnorMVAU", "xnor_from_mvau", "xnor_rewrite", "GRAPH_KINDS", "LOWERINGS",
-           "REWRITES", "apply_rewrites", "KIND_MODULES", "CHAIN_KINDS", "Lowered", "Lowering", "LoweringContext"]
+           "lower_maxpool", "pad_of_node", "XnorMVAU", "xnor_from_mvau", "xnor_rewrite", "KINDS", "LOWERINGS",
+           "REWRITES", "apply_rewrites", "KIND_MODULES", "MVAU", "SlidingWindow", "MaxPool", "Threshold",
+           "WidthConverter", "Lowered", "Lowering", "LoweringContext"]

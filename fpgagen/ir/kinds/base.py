@@ -18,122 +18,33 @@ Conventions (multi-port layers):
 from __future__ import annotations
 
 import math
-import types
 import typing
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import jinja2
 import numpy as np
-from qonnx.core.datatype import BaseDataType, DataType
+from qonnx.core.datatype import DataType
 
-from ...errors import FpgagenError
 from ...quant import smallest_dtype
 from ..cpp import Cpp
-from ..kind import KindHooks
-from ..layers import enumerate_fold_options
-from ..memory import Memory, add_resources, memory_resources, resources
-
-Shape = tuple[int, int, int]  # (H, W, C) of one image, channels last
+from ..layers import CONTROL_FF, CONTROL_LUT, MEM_STYLES, Layer, Shape, divisors
+from ..memory import Memory, resources
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "templates" / "hls"
-MEM_STYLES = ("bram", "lutram")
-CONTROL_LUT, CONTROL_FF = 60, 80  # loop counters, FSM and stream handshakes of one HLS process (a judgement)
-
-
-def divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
 
 
 @dataclass(eq=False)
-class GraphLayer(KindHooks):
-    name: str
+class GraphLayer(Layer):
+    """A kind with its ports as fields (any number each way; the contract is fpgagen.ir.layers.Layer's)."""
+
     in_shapes: tuple[Shape, ...]
     out_shapes: tuple[Shape, ...]
     in_dtypes: tuple[DataType, ...]
     out_dtypes: tuple[DataType, ...]
 
     kind: ClassVar[str] = "GraphLayer"
-    STYLES: ClassVar[dict[str, tuple]] = {}  # implementation choices that change resources only
-
-    # --- ports ----------------------------------------------------------------------------------------------
-    @property
-    def in_words(self) -> tuple[int, ...]:
-        raise NotImplementedError
-
-    @property
-    def out_words(self) -> tuple[int, ...]:
-        raise NotImplementedError
-
-    def words_in(self, port: int) -> int:
-        """Stream words per frame on input ``port``."""
-        return math.prod(self.in_shapes[port]) // self.in_words[port]
-
-    def words_out(self, port: int) -> int:
-        return math.prod(self.out_shapes[port]) // self.out_words[port]
-
-    # --- folding --------------------------------------------------------------------------------------------
-    def folding(self) -> dict:
-        return {}
-
-    def styles(self) -> dict:
-        return {key: getattr(self, key) for key in self.STYLES}
-
-    def set_folding(self, **attrs) -> None:
-        settable = [*self.folding(), *self.STYLES]
-        for key, value in attrs.items():
-            if key not in settable:
-                raise FpgagenError(f"unknown folding attribute '{key}' for {self.kind}", f"layer {self.name}",
-                                   f"use one of {sorted(settable)}")
-            if key in self.STYLES:
-                if value not in self.STYLES[key]:
-                    raise FpgagenError(f"{key}='{value}' is not a valid choice", f"layer {self.name}",
-                                       f"use one of {list(self.STYLES[key])}")
-                setattr(self, key, value)
-            elif isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value or value < 1:
-                raise FpgagenError(f"{key}={value!r} is not a valid count", f"layer {self.name}",
-                                   f"write {key} as a whole number, e.g. \"{key}\": 2")
-            else:
-                setattr(self, key, int(value))
-        self.validate()
-
-    def validate(self) -> None:
-        """Raise FpgagenError if the folding violates the kernel's constraints."""
-
-    def fold_cores(self) -> list[dict]:
-        return [{}]
-
-    def style_groups(self) -> list[list[dict]]:
-        return [[{key: v} for v in values] for key, values in self.STYLES.items()]
-
-    def fold_options(self) -> list[dict]:
-        return enumerate_fold_options(self)
-
-    # --- models ---------------------------------------------------------------------------------------------
-    def cycles(self) -> int:
-        raise NotImplementedError
-
-    def io_pattern(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        raise NotImplementedError
-
-    def memories(self) -> list[Memory]:
-        return []
-
-    def logic(self) -> dict[str, int]:
-        """LUT/FF/DSP of the kernel's datapath and control (its memories are priced from ``memories()``)."""
-        raise NotImplementedError
-
-    def resources(self) -> dict[str, int]:
-        return add_resources(memory_resources(self.memories()), self.logic())
-
-    def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        raise NotImplementedError
-
-    # --- checks shared by kinds -----------------------------------------------------------------------------
-    def _require(self, ok: bool, what: str, fix: str) -> None:
-        if not ok:
-            raise FpgagenError(what, f"layer {self.name} ({self.kind})", fix)
 
     def _check_inputs(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
         if len(inputs) != len(self.in_shapes):
@@ -145,49 +56,6 @@ class GraphLayer(KindHooks):
                 raise ValueError(f"{self.name}: input {p} has shape {x.shape[1:]}, expected {self.in_shapes[p]}")
             out.append(x)
         return out
-
-    # --- file boundary --------------------------------------------------------------------------------------
-    def to_doc(self) -> dict:
-        doc = {"kind": self.kind}
-        doc.update({f.name: _encode(getattr(self, f.name)) for f in fields(self)})
-        return doc
-
-    @classmethod
-    def from_doc(cls, doc: dict) -> GraphLayer:
-        hints = typing.get_type_hints(cls)  # each field's annotation, resolved in the module that declares it
-        kw = {f.name: _decode(doc[f.name], hints[f.name]) for f in fields(cls) if f.name in doc}
-        layer = cls(**kw)
-        layer.validate()
-        return layer
-
-
-def _encode(value):
-    if isinstance(value, BaseDataType):
-        return value.name
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, tuple | list):
-        return [_encode(v) for v in value]
-    if isinstance(value, np.integer | np.bool_):
-        return value.item()
-    return value
-
-
-def _decode(value, hint):
-    if value is None:
-        return None
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return _decode(value, next(a for a in args if a is not type(None)))
-    if hint is DataType:
-        return DataType[value]
-    if hint is np.ndarray:
-        return np.asarray(value, np.int64)
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_decode(v, args[0]) for v in value)
-        return tuple(_decode(v, a) for v, a in zip(value, args, strict=True))
-    return value
 
 
 # --- lowering: how the graph walk (fpgagen.streamline) calls a kind's rule for an ONNX op ------------------

@@ -13,8 +13,8 @@ from ..layers import (
     CONTROL_FF,
     CONTROL_LUT,
     MEM_STYLES,
-    Layer,
     Memory,
+    OnePortLayer,
     add_resources,
     divisors,
     greedy_channel_pe,
@@ -25,7 +25,7 @@ from ..layers import (
 
 
 @dataclass(eq=False)
-class MaxPool(Layer):
+class MaxPool(OnePortLayer):
     """Non-overlapping max pooling (kernel == stride, no padding, floor mode) on integer codes. Codes are a
     monotonic image of the real values, so max commutes with dequantization. Kernel: templates/hls/fg_maxpool.h.
 
@@ -81,7 +81,7 @@ class MaxPool(Layer):
     def style_groups(self) -> list[list[dict]]:
         return [[{"mem_style": m} for m in MEM_STYLES]]
 
-    def io_pattern(self) -> tuple[np.ndarray, np.ndarray]:
+    def stream_pattern(self) -> tuple[np.ndarray, np.ndarray]:
         """Every iteration reads; the last pixel of each (complete) window writes; then the pipeline drains."""
         h, w, c = self.in_shape
         (kh, kw), (oh, ow) = self.kernel, self.out_shape[:2]

@@ -16,8 +16,8 @@ from ..layers import (
     CONTROL_FF,
     MEM_STYLES,
     RESOURCES,
-    Layer,
     Memory,
+    OnePortLayer,
     add_resources,
     divisors,
     exact_matmul,
@@ -28,7 +28,7 @@ from ..layers import (
 
 
 @dataclass(eq=False)
-class MVAU(Layer):
+class MVAU(OnePortLayer):
     """Matrix-vector-threshold unit: ``acc = W @ x`` per pixel, then multi-thresholding to output codes (or the
     raw accumulator when ``thresholds`` is None, for a final layer).
 
@@ -180,7 +180,7 @@ class MVAU(Layer):
         mult = (2 * math.ceil((sb + kb) / 6) - 1) * (sb + kb)
         return resources(LUT=1.1 * mult, FF=sb + kb), math.ceil(lo / 18) * math.ceil(hi / 25)
 
-    def io_pattern(self) -> tuple[np.ndarray, np.ndarray]:
+    def stream_pattern(self) -> tuple[np.ndarray, np.ndarray]:
         """Per pixel NF*SF iterations: the first neuron fold reads the SF input words, every SF-th writes."""
         nf, sf = self.mh // self.pe, self.mw // self.simd
         i = np.arange(nf * sf)

@@ -16,8 +16,8 @@ from ..layers import (
     CONTROL_FF,
     CONTROL_LUT,
     MEM_STYLES,
-    Layer,
     Memory,
+    OnePortLayer,
     add_resources,
     divisors,
     memory_resources,
@@ -27,7 +27,7 @@ from ..layers import (
 
 
 @dataclass(eq=False)
-class SlidingWindow(Layer):
+class SlidingWindow(OnePortLayer):
     """Sliding-window generator (im2col on a stream): emits, per output pixel, the KH*KW*C window in
     (ky, kx, c) order as words of ``simd`` elements. Padding is generated on the fly with ``pad_value``, the
     code that stands for a real 0. Kernel: templates/hls/fg_sliding_window.h.
@@ -135,7 +135,7 @@ class SlidingWindow(Layer):
     def fold_cores(self) -> list[dict]:
         return [{"simd": s} for s in self.simd_options()]
 
-    def io_pattern(self) -> tuple[np.ndarray, np.ndarray]:
+    def stream_pattern(self) -> tuple[np.ndarray, np.ndarray]:
         """Preload reads, then per output row ROW_ITERATIONS iterations that write the row's window words first
         and read the rows the next output row needs (all remaining rows on the last one); then the pipeline
         drains (no new iteration)."""

@@ -16,8 +16,8 @@ from ..layers import (
     CONTROL_FF,
     CONTROL_LUT,
     MEM_STYLES,
-    Layer,
     Memory,
+    OnePortLayer,
     add_resources,
     divisors,
     fold_channels,
@@ -28,7 +28,7 @@ from ..layers import (
 
 
 @dataclass(eq=False)
-class Threshold(Layer):
+class Threshold(OnePortLayer):
     """Standalone multi-threshold requantization of a code stream (a Quant that no MVAU can absorb).
     ``negate[c]`` compares -x (a negative per-channel scale). Cycles: pixels * C / PE."""
 
@@ -75,7 +75,7 @@ class Threshold(Layer):
     def style_groups(self) -> list[list[dict]]:
         return [[{"thr_style": t} for t in (MEM_STYLES if self.in_shape[2] // self.pe > 1 else ("lutram",))]]
 
-    def io_pattern(self) -> tuple[np.ndarray, np.ndarray]:
+    def stream_pattern(self) -> tuple[np.ndarray, np.ndarray]:
         n = self.cycles()
         return np.ones(n, bool), np.ones(n, bool)
 

@@ -15,8 +15,8 @@ import numpy as np
 from ..layers import (
     CONTROL_FF,
     CONTROL_LUT,
-    Layer,
     Memory,
+    OnePortLayer,
     add_resources,
     memory_resources,
     pipelined_pattern,
@@ -25,7 +25,7 @@ from ..layers import (
 
 
 @dataclass(eq=False)
-class WidthConverter(Layer):
+class WidthConverter(OnePortLayer):
     """Repacks a stream from words of ``in_elems`` to words of ``out_elems`` elements (same element type).
     Inserted by the fold step where a producer's word differs from its consumer's. Kernel:
     templates/hls/fg_width_converter.h, one flat II=1 loop: each iteration reads a word when the buffer holds
@@ -89,7 +89,7 @@ class WidthConverter(Layer):
             writes.append(wr)
         return np.array(reads, bool), np.array(writes, bool), np.array(fills)
 
-    def io_pattern(self) -> tuple[np.ndarray, np.ndarray]:
+    def stream_pattern(self) -> tuple[np.ndarray, np.ndarray]:
         reads, writes, _ = self.chunk_schedule()
         chunks = math.prod(self.in_shape) // self.chunk
         return pipelined_pattern(np.tile(reads, chunks), np.tile(writes, chunks), self.PIPELINE_DEPTH)
