@@ -290,8 +290,6 @@ def fold_channels(per_channel: np.ndarray, pe: int) -> np.ndarray:
     return per_channel.reshape(c // pe, pe, k).transpose(1, 0, 2)
 
 
-
-
 __all__ = ["Layer", "OnePortLayer", "RESOURCES", "add_resources", "divisors", "enumerate_fold_options",
-           "fold_channels", "exact_matmul", "greedy_channel_pe", "pipelined_pattern", "memory", "dtype_fields", "datatypes_from_names", "MEM_STYLES",
-           "CONTROL_LUT", "CONTROL_FF", "Shape"]
+           "fold_channels", "exact_matmul", "greedy_channel_pe", "pipelined_pattern", "memory", "dtype_fields",
+           "datatypes_from_names", "MEM_STYLES", "CONTROL_LUT", "CONTROL_FF", "Shape"]
