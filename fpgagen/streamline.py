@@ -68,7 +68,7 @@ class _Stream:
     hi: np.ndarray
     center: np.ndarray = None  # (C,) float64, exact dyadic; None: zeros
     quant: tuple[np.ndarray, np.ndarray] | None = None  # (scale, zero) when q are the codes of a Quant
-    absorber: MVAU | None = None  # an MVAU still emitting raw accumulators for exactly this tensor
+    pending: _PendingMVAU | None = None  # the raw accumulators of an MVAU not yet emitted (its Quant may come)
     clamp: tuple[float, float] | None = None  # pending monotone clamp of the real value
     flat_from: tuple[int, int, int] | None = None  # stream (H, W, C) flattened in torch (C, H, W) order
     where: str = "graph input"
@@ -95,6 +95,17 @@ class _Stream:
     def offset(self) -> np.ndarray:
         """beta' of the plain affine view real = alpha * q + beta' (float64, for host-side dequantization)."""
         return self.beta - self.alpha * self.center
+
+
+@dataclass
+class _PendingMVAU:
+    """An MVAU whose output is still its raw accumulators. Its place in the layer list and its input stream are
+    reserved when the linear op is reached; the layer itself is created once, when the walk knows its output: the
+    Quant that thresholds it, or anything else (the accumulators are then its output)."""
+
+    slot: int  # index in the walk's layer list
+    fields: dict  # the MVAU's fields known at the linear op
+    emitted: bool = False
 
 
 @dataclass
@@ -139,6 +150,8 @@ class _Lowering:
                 self.consumers.setdefault(name, []).append(node)
         self.graph_outputs = [o.name for o in model.graph.output]
         self.fused: set[str] = set()  # Quant nodes folded into the Concat/Add before them
+        self.pendings: list[_PendingMVAU] = []
+        self.reserved: set[str] = set()  # names of the pending MVAUs
         self.input_spec: InputSpec | None = None
         self.graph_input = model.graph.input[0].name
         self.pre_name = self.graph_input  # the float tensor before the input quantizer
@@ -153,7 +166,7 @@ class _Lowering:
 
     def uname(self, base: str) -> str:
         base = base.lower()
-        taken = {layer.name for layer in self.layers}
+        taken = {layer.name for layer in self.layers if layer is not None} | self.reserved
         name, i = base, 1
         while name in taken:
             name, i = f"{base}_{i}", i + 1
@@ -189,6 +202,22 @@ class _Lowering:
         self.edges.append(Edge(self.tail[0], self.tail[1], layer.name, 0))
         self.tail = (layer.name, 0)
 
+    def reserve(self, fields: dict) -> _PendingMVAU:
+        """The slot of an MVAU reading the current tail, to be created by ``emit``; it becomes the tail."""
+        pending = _PendingMVAU(len(self.layers), fields)
+        self.layers.append(None)
+        self.reserved.add(fields["name"])
+        self.pendings.append(pending)
+        self.edges.append(Edge(self.tail[0], self.tail[1], fields["name"], 0))
+        self.tail = (fields["name"], 0)
+        return pending
+
+    def emit(self, pending: _PendingMVAU | None, **final) -> None:
+        """Create a pending MVAU, once: with ``final`` (its thresholds) or, without, emitting its accumulators."""
+        if pending is not None and not pending.emitted:
+            self.layers[pending.slot] = MVAU(**{**pending.fields, **final})
+            pending.emitted = True
+
     def add_graph_layer(self, layer, ends: list[tuple[str, int]]) -> None:
         self.layers.append(layer)
         self.edges += [Edge(src, port, layer.name, p) for p, (src, port) in enumerate(ends)]
@@ -208,7 +237,8 @@ class _Lowering:
             self.tail = end
             self.add_graph_layer(fork, [end])
             # each consumer gets its own copy: a Quant on one branch must not fold into a shared MVAU
-            s = replace(s, absorber=None)
+            self.emit(s.pending)
+            s = replace(s, pending=None)
             self.ends[name] = [(fork.name, p) for p in range(n)]
         else:
             self.ends[name] = [end]
@@ -234,6 +264,8 @@ class _Lowering:
         rule on their affine views; a Quant that is the node's only consumer is fused when the rule takes one."""
         taken = [self.take(n, node) for n in names]
         streams, ends = [t[0] for t in taken], [t[1] for t in taken]
+        for st in streams:  # a kind's layer reads the accumulators as they are
+            self.emit(st.pending)
         shapes = [st.shape for st in streams]
         pre_pad = streams[0].pending_pad if lowering.fuses_pad else None
         if pre_pad is not None:  # the rule reads the tensor before the Pad it fuses
@@ -326,6 +358,8 @@ class _Lowering:
         if self.cur is None or not self.layers:
             raise FpgagenError("the graph has no quantized layer to build", f"model '{self.name}'",
                                "export a brevitas network with at least one QuantConv2d or QuantLinear")
+        for pending in self.pendings:  # what no Quant thresholds streams its accumulators
+            self.emit(pending)
         self.layers = [apply_rewrites(layer) for layer in self.layers]  # e.g. W1A1 MVAU -> XNOR-popcount
         specs = []  # every graph output is an output stream, in graph.output (torch) order
         for k, out_name in enumerate(self.graph_outputs):
@@ -351,7 +385,7 @@ class _Lowering:
         post = s.post
         if post:  # float ops after the last integer result: the host runs them in float32 (e.g. TensorNorm)
             s = s.before_post
-        if s.absorber is not None:
+        if s.pending is not None:
             return OutputSpec("accumulators", shape, s.alpha, s.offset, s.dtype, post=post)
         if s.quant is not None:
             return OutputSpec("codes", shape, s.quant[0], s.quant[1], s.dtype, post=post)
@@ -453,15 +487,15 @@ class _Lowering:
         thresholds = np.where(levels[None, :] <= q_lo[:, None], in_lo[:, None], thresholds)
         thresholds = np.where(levels[None, :] > q_hi[:, None], in_hi[:, None] + 1, thresholds)
         odt = smallest_dtype(base, top)
-        mvau = s.absorber
-        if mvau is not None:
-            mvau.weights = np.where(negate[:, None], -mvau.weights, mvau.weights)
-            mvau.thresholds, mvau.out_base, mvau.out_dtype = thresholds, base, odt
+        if s.pending is not None and not s.pending.emitted:  # the MVAU computing s thresholds it itself
+            fields = s.pending.fields
+            weights = np.where(negate[:, None], -fields["weights"], fields["weights"])
             # Negating a row of signed non-narrow weights turns the most negative code (-8 in INT4) into one
             # past the type's maximum (+8): widen this layer's weight type to hold the rows as stored.
-            declared = mvau.weight_dtype
-            mvau.weight_dtype = smallest_dtype(min(declared.min(), mvau.weights.min()),
-                                               max(declared.max(), mvau.weights.max()))
+            declared = fields["weight_dtype"]
+            self.emit(s.pending, weights=weights, thresholds=thresholds, out_base=base, out_dtype=odt,
+                      weight_dtype=smallest_dtype(min(declared.min(), weights.min()),
+                                                  max(declared.max(), weights.max())))
         else:
             self.add_layer(Threshold(self.uname(node.name), s.shape, s.shape, s.dtype, odt,
                                          thresholds=thresholds, negate=negate, out_base=base))
@@ -519,15 +553,16 @@ class _Lowering:
         acc_lo = np.minimum(scaled * cols_lo, scaled * cols_hi).sum(axis=1)
         acc_hi = np.maximum(scaled * cols_lo, scaled * cols_hi).sum(axis=1)
         acc_dt = smallest_dtype(min(acc_lo.min(), -acc_hi.max()), max(acc_hi.max(), -acc_lo.min()))
-        mvau = MVAU(self.uname(node.name), in_shape, (*in_shape[:2], mh), _dtype_of(cols_lo, cols_hi),
-                    acc_dt, weights=wmat, weight_dtype=smallest_dtype(w.lo, w.hi),
-                    acc_dtype=acc_dt, in_scale=None if k_cols is None else np.asarray(k_cols, np.int64))
-        self.add_layer(mvau)
+        out_shape = (*in_shape[:2], mh)
+        pending = self.reserve(dict(name=self.uname(node.name), in_shape=in_shape, out_shape=out_shape,
+                                    in_dtype=_dtype_of(cols_lo, cols_hi), out_dtype=acc_dt, weights=wmat,
+                                    weight_dtype=smallest_dtype(w.lo, w.hi), acc_dtype=acc_dt,
+                                    in_scale=None if k_cols is None else np.asarray(k_cols, np.int64)))
         # real = alpha * w_scale * (acc - W' @ center_in) + bias, W' = W * k: the input is quantized (beta 0), and
         # W' @ center_in is exact (integers times small dyadic zero points)
         center = scaled.astype(np.float64) @ center_cols
-        return _Stream(mvau.out_shape, alpha * w_scale, bias.astype(np.float64), acc_lo, acc_hi, center=center,
-                       absorber=mvau)
+        return _Stream(out_shape, alpha * w_scale, bias.astype(np.float64), acc_lo, acc_hi, center=center,
+                       pending=pending)
 
     def on_conv(self, node, s: _Stream) -> _Stream:
         attrs = {a.name: list(a.ints) if a.ints else a.i for a in node.attribute}
@@ -658,7 +693,7 @@ class _Lowering:
         h, w, c = s.shape
         if h * w == 1:
             return s
-        if s.absorber is not None:
+        if s.pending is not None:
             raise _err(node, "flattening raw accumulators", "quantize the activation before flattening")
         tile = h * w  # stream order is (h, w, c): channel parameters repeat once per pixel
         return replace(s, shape=(1, 1, h * w * c), alpha=np.tile(s.alpha, tile), beta=np.tile(s.beta, tile),
