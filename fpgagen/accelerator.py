@@ -14,6 +14,7 @@ from . import builddir, codegen, fold, frontend, packing, reference, streamline,
 from .board import load_board
 from .csim import CSimLibrary, compile_library, log_stderr
 from .errors import CSimError, FpgagenError
+from .geometry import stream_geometry
 from .ir import Network, out_ports
 from .quant import IntRange, quantize
 from .report import write_reports
@@ -97,7 +98,7 @@ class Accelerator:
         """Stream codes (N, H, W, C) through the C-simulated accelerator; returns output stream codes (a tuple of
         them, one per output, when there are several)."""
         ports = [out_ports(layer)[port] for layer, port in self.net.output_ports()]
-        geometry = codegen.stream_geometry(self.net)
+        geometry = stream_geometry(self.net)
         out = (self.bounded_lib if bounded_fifos else self.lib).run(packing.frames_to_bytes(codes, geometry))
         outs = packing.bytes_to_output_frames(out, geometry, [shape for shape, _, _ in ports],
                                               [dt.signed() for _, dt, _ in ports])
@@ -141,7 +142,7 @@ class Accelerator:
             codes = self.random_stream_input(2, 0)
         if want is None:
             want = self.reference_stream(codes)
-        geometry = codegen.stream_geometry(self.net)
+        geometry = stream_geometry(self.net)
         packing.frames_to_bytes(codes, geometry).tofile(self.hls_dir / "tb_input.bin")
         packing.output_frames_to_bytes(want, geometry).tofile(self.hls_dir / "tb_expected.bin")
 

@@ -9,30 +9,15 @@ import shutil
 from pathlib import Path
 
 import jinja2
-import numpy as np
 
 from .errors import FpgagenError
+from .geometry import stream_geometry
 from .ir import Layer, Network, in_ports, out_ports
 from .ir.cpp import Cpp
-from .packing import Segment, StreamGeometry, axi_width
+from .packing import StreamGeometry
 from .resources import resource_dir
 
 TEMPLATE_DIR = resource_dir("templates") / "hls"
-
-
-def stream_geometry(net: Network) -> StreamGeometry:
-    """The frame layout on the AXI-Stream ports: element widths and stream words from the ports the host streams
-    feed and drain, the AXI width per direction from the stream word it feeds (packing.axi_width); with several
-    outputs, one segment per output and the widest AXI width any of them needs (packing's docstring)."""
-    first, fp = net.input_port()
-    in_shape, in_dt, in_word = in_ports(first)[fp]
-    segments = [Segment(word, dt.bitwidth(), int(np.prod(shape)))
-                for shape, dt, word in (out_ports(last)[lp] for last, lp in net.output_ports())]
-    return StreamGeometry(in_word=in_word, in_bits=in_dt.bitwidth(), in_elems=int(np.prod(in_shape)),
-                          in_axi_bits=axi_width(in_word * in_dt.bitwidth()),
-                          out_word=segments[0].word, out_bits=segments[0].bits, out_elems=segments[0].elems,
-                          out_axi_bits=max(axi_width(seg.word * seg.bits) for seg in segments),
-                          extra_outputs=tuple(segments[1:]))
 
 
 # The HLS testbench calls the top once per vector frame (Accelerator.verify writes 2) plus 4 times for its TLAST
@@ -82,7 +67,6 @@ def generate(net: Network, out_dir: Path, board: dict, source: str = "") -> Path
                board=board, clock_mhz=board["clock_mhz"], bottleneck=bottleneck, source=source or net.name,
                fps=board["clock_mhz"] * 1e6 / bottleneck.cycles(), tb_calls=TESTBENCH_CALLS,
                cosim_default=cosim_by_default(net), cosim_cycle_limit=COSIM_CYCLE_LIMIT)
-    (out_dir / "fg_common.h").write_text(env.get_template("common.h.j2").render(**ctx))
     for layer in net.layers:
         _write_layer(env, layer, out_dir / "layers" / f"{layer.name}.h")
     (out_dir / "stream_geometry.json").write_text(json.dumps(io.to_dict(), indent=1) + "\n")

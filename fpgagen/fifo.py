@@ -91,7 +91,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ir import Layer, Network
+from .geometry import stream_geometry
+from .ir import Layer, Network, in_ports
 from .ir.memory import SRL_DEPTH, Memory, add_resources, bram18, resources
 
 FRAMES = 3
@@ -374,9 +375,6 @@ def latency_cycles(net: Network) -> int:
 def graph_patterns(net: Network, frames: int = FRAMES) -> dict[str, tuple[list[np.ndarray], list[np.ndarray]]]:
     """Per process (the DMA source "input", every layer, the DMA sink "output"): per-port (reads, writes) over
     ``frames`` frames."""
-    from .codegen import stream_geometry
-    from .ir import in_ports
-
     first, fp = net.input_port()
     shape, _, word = in_ports(first)[fp]
     n_in = math.prod(shape) // word
@@ -391,7 +389,7 @@ def graph_patterns(net: Network, frames: int = FRAMES) -> dict[str, tuple[list[n
 
 def output_adapter_pattern(io) -> list[np.ndarray]:
     """The output adapter's pops, per output stream, over its iterations of one frame: ``fg::stream_to_axis``'s
-    loop (templates/hls/common.h.j2) replayed, segment after segment, one iteration per cycle. An iteration pops
+    loop (templates/hls/fg_common.h) replayed, segment after segment, one iteration per cycle. An iteration pops
     a stream word while fewer than W bits wait to be sent, and sends an AXI word once W bits are there (or the
     segment's last bits); the DMA takes one AXI word per cycle. Output k+1 is popped only after output k's
     segment is sent, which is what makes its FIFO hold (nearly) the graph's whole frame of it."""

@@ -221,8 +221,9 @@ def apply_plan(net: Network, plan: optimize.Plan) -> None:
     """Set every layer's choice; ``link_streams`` then inserts the converters the plan paid for."""
     strip_converters(net)
     for layer in net.layers:
+        follows = {key for option in layer.input_word_options(False) for key in option}  # link_streams sets it
         for key, value in plan.attrs[layer.name].items():
-            if key != "ifm_word":
+            if key not in follows:
                 setattr(layer, key, value)
     link_streams(net)
 

@@ -3,7 +3,7 @@
 A frame is its elements in stream order, each B bits wide, element e at bit e*B of a little-endian byte stream
 (signed values in two's complement), padded with zero bits at the end to a whole AXI word. The accelerator's
 input adapter unpacks those AXI words into the first layer's stream words and its output adapter packs the last
-layer's stream words the same way (templates/hls/common.h.j2), so the bytes do not depend on any layer's folding.
+layer's stream words the same way (templates/hls/fg_common.h), so the bytes do not depend on any layer's folding.
 The C-simulation bridge and the board driver move exactly these bytes. Only numpy here: the board imports this.
 
 More than one output. A network with K outputs (a tuple in torch, ``graph.output`` order in QONNX) still sends
@@ -40,7 +40,7 @@ class Segment:
 
 @dataclass(frozen=True)
 class StreamGeometry:
-    """How one frame crosses the two AXI-Stream ports (``fpgagen.codegen.stream_geometry(net)`` builds it).
+    """How one frame crosses the two AXI-Stream ports (``fpgagen.geometry.stream_geometry(net)`` builds it).
 
     ``*_word``: elements per stream word of the first/last layer; ``*_bits``: bits per element; ``*_elems``:
     elements per frame; ``*_axi_bits``: the AXI-Stream data width (32 or 64). The ``out_*`` fields describe
@@ -182,7 +182,7 @@ def unpack(data: np.ndarray, word: int, bits: int, signed: bool, elems: int) -> 
 def frames_to_bytes(codes: np.ndarray, geometry: StreamGeometry) -> np.ndarray:
     """Input stream codes (N, H, W, C) -> the bytes one DMA transfer per frame carries, (N, in_frame_bytes) uint8.
 
-    ``geometry`` is ``fpgagen.codegen.stream_geometry(net)``; the C-simulation bridge and the board driver both
+    ``geometry`` is ``fpgagen.geometry.stream_geometry(net)``; the C-simulation bridge and the board driver both
     take exactly these bytes, so a C-sim test also covers what the board receives."""
     n = codes.shape[0]
     return pack_elements(codes.reshape(n, -1), geometry.in_bits, geometry.in_frame_bytes)

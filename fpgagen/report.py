@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import codegen, fifo
+from . import fifo
 from .budget import ceilings_of
 from .builddir import write_atomic
+from .geometry import stream_geometry
 from .ir import Network, in_ports, out_ports
 from .ir.layers import RESOURCES, add_resources
 
@@ -56,7 +57,7 @@ def summary(net: Network, board: dict, fold_info: dict | None = None, ceilings: 
               for r in RESOURCES}
     bottleneck = net.bottleneck()
     latency = fifo.latency_cycles(net)
-    io = codegen.stream_geometry(net)
+    io = stream_geometry(net)
     feeds = {e.dst_port: e for e in edges if e.dst == "output"}
     outputs = [{"index": k, "layer": feeds[k].src, "shape": list(spec.shape), "kind": spec.kind,
                 "dtype": out_ports(net.layer(feeds[k].src))[feeds[k].src_port][1].name,

@@ -66,9 +66,10 @@ def main() -> int:
     acc.run_stream(codes[:1])  # load the library
     timings = {}
     for threads in (1, os.cpu_count() or 1):
-        from fpgagen import codegen, packing
+        from fpgagen import packing
+        from fpgagen.geometry import stream_geometry
 
-        g = codegen.stream_geometry(acc.net)
+        g = stream_geometry(acc.net)
         data = packing.frames_to_bytes(codes, g)
         start = time.perf_counter()
         acc.lib.run(data, threads=threads)

@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 
@@ -61,10 +60,9 @@ def _port_runner(layer: GraphLayer) -> str:
 
 
 def kernel_dir(workdir: Path) -> Path:
-    """A directory holding fg_common.h (rendered for a dummy network) and every static kernel header."""
-    common = environment().get_template("common.h.j2").render(net=SimpleNamespace(name="kinds_unit_test"))
+    """A directory holding every static kernel header (fg_common.h included)."""
     headers = sorted(TEMPLATE_DIR.glob("fg_*.h"))
-    digest = hashlib.sha256(common.encode())
+    digest = hashlib.sha256()
     for h in headers:
         digest.update(h.name.encode() + h.read_bytes())
     path = Path(workdir) / ("headers-" + digest.hexdigest()[:16])
@@ -72,14 +70,12 @@ def kernel_dir(workdir: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)
         for h in headers:
             shutil.copyfile(h, path / h.name)
-        (path / "fg_common.h").write_text(common)
     return path
 
 
 class KernelBench:
     def __init__(self, header: str, layers: list[GraphLayer], workdir: Path):
         env = environment()
-        common = env.get_template("common.h.j2").render(net=SimpleNamespace(name="kinds_unit_test"))
         parts = [f'#include "{header}"', "#include <iostream>", "#include <string>",
                  "thread_local const char *fg::current_layer = \"\";"]
         for layer in layers:
@@ -92,7 +88,7 @@ class KernelBench:
                  "    return 0;", "}"]
         source = "\n\n".join(parts) + "\n" + "\n".join(main) + "\n"
         headers = sorted(TEMPLATE_DIR.glob("fg_*.h"))
-        digest = hashlib.sha256(source.encode() + common.encode() + " ".join(CXX).encode())
+        digest = hashlib.sha256(source.encode() + " ".join(CXX).encode())
         for h in headers:
             digest.update(h.read_bytes())
         self.dir = Path(workdir) / digest.hexdigest()[:16]
@@ -100,7 +96,6 @@ class KernelBench:
         self.layers = {layer.name: layer for layer in layers}
         if not self.exe.is_file():
             self.dir.mkdir(parents=True, exist_ok=True)
-            (self.dir / "fg_common.h").write_text(common)
             for h in headers:
                 shutil.copyfile(h, self.dir / h.name)
             (self.dir / "tb.cpp").write_text(source)

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 import fpgagen
-from fpgagen import codegen, packing
+from fpgagen import packing
 from fpgagen.csim import ap_types_include
+from fpgagen.geometry import stream_geometry
 from fpgagen.packing import StreamGeometry
 
 
@@ -53,7 +54,7 @@ def test_axi_width_follows_the_stream_word():
 
 
 def test_geometry_round_trips_through_a_dict(project):
-    geometry = codegen.stream_geometry(project.net)
+    geometry = stream_geometry(project.net)
     assert StreamGeometry.from_dict(geometry.to_dict()) == geometry
     assert (project.lib.in_frame_bytes, project.lib.out_frame_bytes) == (geometry.in_frame_bytes,
                                                                         geometry.out_frame_bytes)
@@ -160,7 +161,7 @@ def run_words(project, words: np.ndarray, last: np.ndarray, calls: int):
 
 def frame_words(project, frames: int, seed: int):
     codes = project.random_stream_input(frames, seed)
-    g = codegen.stream_geometry(project.net)
+    g = stream_geometry(project.net)
     data = packing.frames_to_bytes(codes, g).reshape(frames * g.in_words, g.in_axi_bits // 8)
     expected = packing.output_frames_to_bytes(project.reference_stream(codes), g)
     return g, data, expected

@@ -18,6 +18,7 @@ import fpgagen
 from fpgagen import codegen
 from fpgagen.board import load_board
 from fpgagen.cli import main
+from fpgagen.geometry import stream_geometry
 from fpgagen.packing import StreamGeometry
 from fpgagen.synth import flow
 
@@ -54,7 +55,7 @@ def project(built, tmp_path):
     shutil.copytree(built.build_dir, build)
     top = codegen.top_name(built.net)
     ip_repo = os.path.relpath(flow.hls_ip_dir(build / "hls", top), build / "vivado")
-    flow.render_block_design(build / "vivado", top, codegen.stream_geometry(built.net), built.board, ip_repo)
+    flow.render_block_design(build / "vivado", top, stream_geometry(built.net), built.board, ip_repo)
     return build
 
 
@@ -140,7 +141,7 @@ def test_block_design_sequence_widths_and_length_register(built, project):
     assert [n for n in names if n in order] == order
     launch = next(c for c in calls(proc) if c[0] == "launch_runs")
     assert launch[1] == "impl_1" and "write_bitstream" in launch
-    io = codegen.stream_geometry(built.net)
+    io = stream_geometry(built.net)
     bd = cells(proc)
     assert bd["/dma"]["c_m_axis_mm2s_tdata_width"] == str(io.in_axi_bits)
     assert bd["/dma"]["c_s_axis_s2mm_tdata_width"] == str(io.out_axi_bits)

@@ -11,6 +11,7 @@ import pytest
 
 import fpgagen
 from fpgagen.errors import CSimError, FpgagenError
+from fpgagen.geometry import stream_geometry
 
 
 def cli(*args, cwd=None):
@@ -426,10 +427,10 @@ def test_csim_cache_heals_damaged_entries(tiny_onnx, tmp_path, monkeypatch, quie
         assert compile_library(acc.hls_dir, log=logs.append) == lib
         assert any("damaged" in m and "rebuilding" in m for m in logs), logs
         assert lib.read_bytes() != b"" and lib.with_name(lib.name + ".sha256").is_file()
-    from fpgagen import codegen, packing
+    from fpgagen import packing
 
-    out = CSimLibrary(lib).run(packing.frames_to_bytes(data, codegen.stream_geometry(acc.net)))
-    got = packing.bytes_to_frames(out, codegen.stream_geometry(acc.net), acc.net.layers[-1].out_shape,
+    out = CSimLibrary(lib).run(packing.frames_to_bytes(data, stream_geometry(acc.net)))
+    got = packing.bytes_to_frames(out, stream_geometry(acc.net), acc.net.layers[-1].out_shape,
                                   acc.net.layers[-1].odt.signed())
     assert np.array_equal(got, acc.reference_stream(data))
 

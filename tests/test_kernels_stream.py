@@ -10,7 +10,6 @@ leaks from one frame into the next shows up too.
 import math
 import subprocess
 import zlib
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -146,7 +145,6 @@ def kernel_bench(tmp_path_factory):
     """One g++ build holding every case's layer header and a dispatcher by case name."""
     root = tmp_path_factory.mktemp("kernels_stream")
     env, g = codegen._environment(), codegen.Cpp()
-    (root / "fg_common.h").write_text(env.get_template("common.h.j2").render(net=SimpleNamespace(name="unit")))
     for header in codegen.TEMPLATE_DIR.glob("fg_*.h"):
         (root / header.name).write_text(header.read_text())
     includes, dispatch = [], []

@@ -21,6 +21,7 @@ from torch import nn
 import fpgagen
 from fpgagen import codegen, fifo, lint, packing
 from fpgagen.accelerator import Accelerator
+from fpgagen.geometry import stream_geometry
 from fpgagen.ir import Edge, Network
 from fpgagen.models.lpyolo import PixelQuant
 from fpgagen.packing import Segment, StreamGeometry
@@ -103,7 +104,7 @@ def test_two_head_build_reloads_and_reports_every_output(two_head):
     x = nets.net_input(model, 5, shape=(2, *model.input_shape[1:]))
     assert all(np.array_equal(a, b) for a, b in zip(again.run(x, codes=True), acc.run(x, codes=True), strict=True))
     doc = json.loads((acc.build_dir / "report.json").read_text())
-    io = codegen.stream_geometry(acc.net)
+    io = stream_geometry(acc.net)
     assert [o["shape"] for o in doc["outputs"]] == [[1, 4, 16, 16], [1, 5, 8, 8]]
     assert [o["segment_offset_bytes"] for o in doc["outputs"]] == [0, io.segment_offset(1)]
     assert doc["output_frame_bytes"] == io.out_frame_bytes == sum(o["segment_bytes"] for o in doc["outputs"])
@@ -168,7 +169,7 @@ def test_later_output_fifo_sized_completes_too_small_deadlocks(tmp_path, quiet):
     model = GN.build_net(HeadsReversed, 0)
     acc = _build(model, tmp_path, quiet, name="reversed")
     net = acc.net
-    io = codegen.stream_geometry(net)
+    io = stream_geometry(net)
     reads = fifo.output_adapter_pattern(io)  # the adapter pops stream 1 only after stream 0's segment
     assert np.flatnonzero(reads[1])[0] > np.flatnonzero(reads[0])[-1]
     assert reads[0].sum() == io.segment_stream_words(0) and reads[1].sum() == io.segment_stream_words(1)
@@ -195,7 +196,7 @@ def test_testbench_and_block_design_use_the_whole_output_frame(two_head, tmp_pat
     from fpgagen.synth import flow
 
     _, acc = two_head
-    io = codegen.stream_geometry(acc.net)
+    io = stream_geometry(acc.net)
     flow.testbench_check(acc.hls_dir, lambda m: None)  # g++: every byte of every frame, TLAST on the last word
     top_h = (acc.hls_dir / "top.h").read_text()
     assert f"_OUT_WORDS = {io.out_words}," in top_h and io.out_words == io.segment_words(0) + io.segment_words(1)
@@ -218,7 +219,7 @@ def test_runtime_backends_pass_tuples(two_head, tmp_path, monkeypatch):
     spec = runtime_spec(acc)
     assert spec["output_shapes"] == [[16, 16, 4], [8, 8, 5]] and spec["outputs_signed"] == [True, True]
     assert spec["output_quant"] is None  # the single-output decoders refuse it
-    assert spec["out_frame_bytes"] == codegen.stream_geometry(acc.net).out_frame_bytes
+    assert spec["out_frame_bytes"] == stream_geometry(acc.net).out_frame_bytes
     frames = np.random.default_rng(0).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
     want = ReferenceBackend(acc).infer(frames)
     assert isinstance(want, tuple) and len(want) == 2
@@ -265,7 +266,7 @@ def mixed_heads(seed=0):
 def test_outputs_of_different_widths_share_one_frame(tmp_path, quiet):
     model = mixed_heads(seed=1)
     acc = _build(model, tmp_path, quiet, name="mixed")
-    io = codegen.stream_geometry(acc.net)
+    io = stream_geometry(acc.net)
     assert [(s.bits, s.elems) for s in io.segments] == [(4, 243), (8, 45)] and io.out_axi_bits == 32
     assert [acc.net.outputs[k].dtype.name for k in range(2)] == ["UINT4", "INT8"]
     assert (io.segment_words(0), io.segment_words(1)) == (31, 12)  # 972 bits -> 31 words; 360 bits -> 12
@@ -393,7 +394,7 @@ def test_a_raw_accumulator_output_beside_a_quantized_one(tmp_path, quiet):
     acc = _build(model, tmp_path, quiet, name="acc_head")
     a, b = acc.net.outputs
     assert (a.kind, a.dtype.name, b.kind) == ("codes", "UINT4", "accumulators")
-    io = codegen.stream_geometry(acc.net)
+    io = stream_geometry(acc.net)
     assert io.segments[1].elems == 125 and io.segments[1].bits not in (8, 16, 32)  # an odd signed width
     x = nets.net_input(model, 8, shape=(2, 3, 10, 10))
     got = acc.run(x, codes=True)

@@ -20,10 +20,10 @@ import pytest
 from runtime_nets import TINY_ANCHORS, TINY_SIZE, build_tiny, moving_frames
 
 from fpgagen import packing
-from fpgagen.codegen import stream_geometry
 from fpgagen.detect import Backend as DetectBackend
 from fpgagen.detect import Detections, Detector
 from fpgagen.errors import FpgagenError
+from fpgagen.geometry import stream_geometry
 from fpgagen.runtime import protocol
 from fpgagen.runtime.backends import CSimBackend, PynqBackend, ReferenceBackend, write_runtime_spec
 from fpgagen.runtime.model import FaceDetector, load_face_detector, write_detector_json

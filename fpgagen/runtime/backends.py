@@ -7,7 +7,7 @@
 Frames and codes stay in the accelerator's stream order (NHWC). When the input quantizer's code is the uint8 pixel
 (``Accelerator.pixels_are_codes``), the frames go in as they are: no float conversion, no transpose. The pynq and
 csim backends exchange exactly the bytes made by :mod:`fpgagen.packing` with the stream geometry of
-:func:`fpgagen.codegen.stream_geometry`, so the C-simulation covers the bytes the board receives.
+:func:`fpgagen.geometry.stream_geometry`, so the C-simulation covers the bytes the board receives.
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ RUNTIME_JSON = "runtime.json"
 
 def runtime_spec(acc) -> dict:
     """What a backend needs to know about a built accelerator, from its IR through the shared functions
-    (codegen.stream_geometry, packing). Saved as ``runtime.json``, it lets the board run the bitstream without
+    (geometry.stream_geometry, packing). Saved as ``runtime.json``, it lets the board run the bitstream without
     the IR's dependencies (qonnx, onnx), which a PYNQ-Z2 image does not have."""
-    from .. import codegen, packing
+    from .. import packing
+    from ..geometry import stream_geometry
     from ..ir import out_ports
 
     net = acc.net
-    geometry = codegen.stream_geometry(net)
+    geometry = stream_geometry(net)
     fields = geometry.to_dict() if hasattr(geometry, "to_dict") else dataclasses.asdict(geometry)
     ports = [out_ports(layer)[port] for layer, port in net.output_ports()]
     quants = [_output_quant(spec) for spec in net.outputs]
@@ -180,10 +181,10 @@ class PynqBackend(Backend):
         from .. import packing
 
         if hasattr(accelerator, "net"):
-            from .. import codegen
+            from ..geometry import stream_geometry
 
             super().__init__(runtime_spec(accelerator), accelerator)
-            self.geometry = codegen.stream_geometry(accelerator.net)
+            self.geometry = stream_geometry(accelerator.net)
             build_dir = Path(accelerator.build_dir)
         else:
             build_dir = Path(accelerator)

@@ -207,6 +207,7 @@ def prepare(build_dir: Path, board_name: str | None = None, cosim: bool | None =
     from .. import codegen
     from ..accelerator import load
     from ..board import load_board
+    from ..geometry import stream_geometry
 
     build_dir = Path(build_dir)
     acc = load(build_dir, log=log)
@@ -216,7 +217,7 @@ def prepare(build_dir: Path, board_name: str | None = None, cosim: bool | None =
                            f"rebuild with: fpgagen build MODEL --board {board['name']}")
     hls_dir = acc.hls_dir
     top = codegen.top_name(acc.net)
-    io = codegen.stream_geometry(acc.net)
+    io = stream_geometry(acc.net)
     log(f"[C-sim] verifying the HLS project against the numpy reference (bit-exact) in {hls_dir}")
     acc.verify()
     testbench_check(hls_dir, log)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import jinja2
@@ -28,11 +27,12 @@ import numpy as np
 from qonnx.core.datatype import DataType
 
 from ...quant import smallest_dtype
+from ...resources import resource_dir
 from ..cpp import Cpp
 from ..layers import CONTROL_FF, CONTROL_LUT, MEM_STYLES, Layer, Shape, divisors
 from ..memory import Memory, resources
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[3] / "templates" / "hls"
+TEMPLATE_DIR = resource_dir("templates") / "hls"
 
 
 @dataclass(eq=False)

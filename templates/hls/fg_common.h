@@ -1,4 +1,4 @@
-// fpgagen common definitions for {{ net.name }}. Generated; see templates/hls/common.h.j2.
+// fpgagen common definitions, shared by every generated project (a static header: templates/hls/fg_common.h).
 #pragma once
 #include <ap_int.h>
 #include <hls_stream.h>
