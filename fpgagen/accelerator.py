@@ -169,27 +169,18 @@ def build(model: str | Path, board: str = "pynq_z2", out_dir: str | Path | None 
         raise FpgagenError("the model file lies inside the build directory, which a build replaces whole",
                            str(model), "move the model elsewhere or build into another -o directory")
     t0 = time.perf_counter()
-    steps = [0]
-    pause_at = os.environ.get("FPGAGEN_PAUSE_AT")  # test hook: sleep at step N (or "swapped") to kill the build
-
-    def pause(where: str) -> None:
-        if pause_at is not None and pause_at == where:
-            log(f"[fpgagen] pausing at {where} (FPGAGEN_PAUSE_AT)")
-            time.sleep(float(os.environ.get("FPGAGEN_PAUSE_S", "60")))
 
     def step(msg: str) -> None:
         log(f"[fpgagen {time.perf_counter() - t0:6.1f}s] {msg}")
-        pause(str(steps[0]))
-        steps[0] += 1
 
     # The previous build in out_dir stays untouched until the new one is complete and checked (see builddir).
     with builddir.BuildLock(out_dir):
         return _build_locked(model, board, board_cfg, out_dir, folding, target_fps, verify, log, optimizer,
-                             ceilings, step, pause)
+                             ceilings, step)
 
 
 def _build_locked(model: Path, board: str, board_cfg: dict, out_dir: Path, folding, target_fps, verify: bool, log,
-                  optimizer: str, ceilings, step, pause) -> Accelerator:
+                  optimizer: str, ceilings, step) -> Accelerator:
     step(f"loading {model}")
     qmodel = frontend.load_qonnx(model)
     step("streamlining to integer layers")
@@ -226,7 +217,7 @@ def _build_locked(model: Path, board: str, board_cfg: dict, out_dir: Path, foldi
             acc.write_testbench_vectors()  # from the numpy reference: the HLS project stays complete
         Network.load(tmp)  # what 'fpgagen csim' and 'load' will read back must read back
         step(f"installing the build in {out_dir}")
-        builddir.swap_in(tmp, out_dir, pause, log)
+        builddir.swap_in(tmp, out_dir, log=log)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

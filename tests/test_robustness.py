@@ -296,11 +296,12 @@ def tree_digest(directory: Path) -> str:
 
 
 def cli_process(*args, pause_at=None, pause_s=60):
+    """The CLI in a child process; with ``pause_at`` it sleeps at that build step (tests/support/pausing_cli.py)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    env.pop("FPGAGEN_PAUSE_AT", None)
+    command = ["-m", "fpgagen.cli"]
     if pause_at is not None:
-        env.update(FPGAGEN_PAUSE_AT=str(pause_at), FPGAGEN_PAUSE_S=str(pause_s))
-    return subprocess.Popen([sys.executable, "-m", "fpgagen.cli", *map(str, args)], env=env, text=True,
+        command = [str(ROOT / "tests" / "support" / "pausing_cli.py"), str(pause_at), str(pause_s)]
+    return subprocess.Popen([sys.executable, *command, *map(str, args)], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
