@@ -3,7 +3,7 @@
     python scripts/snapshot_hls.py OUT_DIR [--onnx-cache DIR] [--only NAME,...]
     python scripts/snapshot_hls.py --compare A B
 
-Each network (tests/nets.py, tests/graph_nets.py, test_bitexact's valid-padding net, LPYOLO W4A4 at 64x64 and the
+Each network (tests/support/nets.py and graph_nets.py, test_bitexact's valid-padding net, LPYOLO W4A4 at 64x64 and the
 small TinyYOLOv3) is exported once to ONNX (cached: the export is Brevitas', not ours), lowered, folded twice
 (the default integer program, and the greedy baseline at 30 FPS) and generated into OUT_DIR/<net>/<optimizer>/hls,
 with network.json/npz and folding.json beside it. ``--compare`` lists every file that differs between two
@@ -20,15 +20,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 
 def networks() -> dict:
     """name -> (builder, export kwargs): every network the test suite builds (the error-case nets left out)."""
     import graph_nets
     import nets
-    import test_bitexact
-    import test_lpyolo
 
     out = {f"conv_w{w}a{a}": (lambda w=w, a=a: nets.conv_net(w, a, seed=w), {}) for w, a in ((2, 2), (4, 4), (8, 3))}
     out["conv_w4a4_dynamo"] = (lambda: nets.conv_net(4, 4, seed=11), {"dynamo": True})
@@ -42,13 +40,15 @@ def networks() -> dict:
     for name in graph_nets.GRAPH_NETS:
         out[f"graph_{name}"] = (lambda name=name: graph_nets.graph_net(name), {})
     out["graph_residual_dynamo"] = (lambda: graph_nets.graph_net("residual"), {"dynamo": True})
-    out["valid_padding"] = (test_bitexact.valid_padding_net, {})
-    out["lpyolo_w4a4_64"] = (lambda: _small_lpyolo(test_lpyolo), {})
+    out["valid_padding"] = (nets.valid_padding_net, {})
+    out["lpyolo_w4a4_64"] = (_small_lpyolo, {})
     return out
 
 
-def _small_lpyolo(test_lpyolo):
-    model = test_lpyolo.random_lpyolo(4, 4, seed=44)
+def _small_lpyolo():
+    import nets
+
+    model = nets.random_lpyolo(4, 4, seed=44)
     model.input_shape = (1, 3, 64, 64)
     return model
 

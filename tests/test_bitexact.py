@@ -4,34 +4,10 @@ import nets
 import numpy as np
 import pytest
 import torch
+from checks import assert_bitexact, build_net
+from nets import valid_padding_net
 
 import fpgagen
-
-
-def build_net(model, tmp_path_factory, quiet, name, dynamo=False, **kwargs):
-    d = tmp_path_factory.mktemp(name)
-    onnx_path = fpgagen.export(model, d / f"{name}.onnx", dynamo=dynamo)
-    return fpgagen.build(onnx_path, board="pynq_z2", out_dir=d / "build", log=quiet, **kwargs)
-
-
-def assert_bitexact(model, acc, frames=3, seed=1):
-    """C-sim codes == numpy reference == Brevitas in exact arithmetic, all with np.array_equal; and == Brevitas'
-    float32 forward unless that forward itself lands within float32 rounding of a k - 1/2 boundary, which
-    ``float32_boundary_flips`` then proves (first differing layer: +-1 codes, only at boundaries)."""
-    shape = (frames, *model.input_shape[1:])
-    x = nets.net_input(model, seed, shape=shape)
-    got = acc.run(x, codes=True)
-    ref = acc.reference(x, codes=True)
-    exact = nets.exact_codes(model, x)
-    assert got.dtype.kind == "i" and exact.dtype.kind == "i"
-    assert got.shape == exact.shape
-    assert np.array_equal(ref, exact), f"reference differs in {(ref != exact).sum()} of {exact.size} codes"
-    assert np.array_equal(got, exact), f"C-sim differs in {(got != exact).sum()} of {exact.size} codes"
-    if nets.float32_boundary_flips(model, x) == 0:
-        assert np.array_equal(got, nets.brevitas_codes(model, x))
-    # the output varies: an all-constant output would make the comparison vacuous
-    assert len(np.unique(exact)) > 2
-    return x, got
 
 
 @pytest.mark.parametrize("wbits,abits", [(4, 4), (2, 2), (8, 8)])
@@ -145,23 +121,6 @@ def test_load_reopens_without_rebuilding(tmp_path_factory, quiet):
     assert np.array_equal(again.run(x, codes=True), acc.run(x, codes=True))
     assert np.array_equal(again.reference(x), acc.run(x))
 
-
-def valid_padding_net(seed=12):
-    """Valid (zero) padding, a rectangular kernel, stride 2 leaving trailing rows/columns that no window uses,
-    and floor-mode pooling over odd sizes, on a non-square 3x23x30 image."""
-    from brevitas.nn import QuantConv2d, QuantHardTanh, QuantIdentity
-    from brevitas.quant import Int8ActPerTensorFloatMinMaxInit
-
-    torch.manual_seed(seed)
-    model = torch.nn.Sequential(
-        QuantIdentity(act_quant=nets.PixelQuant),
-        QuantConv2d(3, 8, (3, 5), padding=0, bias=False, weight_bit_width=4),
-        torch.nn.BatchNorm2d(8), nets._relu(4),
-        torch.nn.MaxPool2d(2, 2),  # 21x26 -> 10x13, the last row is dropped
-        QuantConv2d(8, 6, 3, stride=2, padding=0, bias=True, weight_bit_width=4),  # 10x13 -> 4x6
-        QuantHardTanh(act_quant=Int8ActPerTensorFloatMinMaxInit, min_val=-1.0, max_val=1.0, bit_width=8))
-    nets._finish(model, (1, 3, 23, 30))
-    return nets.randomize_bn(model, seed, out_std=0.5)
 
 
 def test_valid_padding_stride2_and_odd_pooling_bitexact(tmp_path_factory, quiet):

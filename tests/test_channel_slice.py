@@ -9,10 +9,9 @@ import nets
 import numpy as np
 import pytest
 import torch
-from kinds_tb import KernelBench
+from kinds_tb import TB_DIR, KernelBench, check_doc_roundtrip, check_io_pattern, codes
 from onnx import helper
 from qonnx.core.datatype import DataType
-from test_graph_kinds import TB_DIR, check_doc_roundtrip, check_io_pattern, codes
 
 import fpgagen
 from fpgagen.errors import FpgagenError

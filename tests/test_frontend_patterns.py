@@ -9,8 +9,8 @@ import onnx
 import onnx.numpy_helper
 import pytest
 import torch
+from checks import assert_bitexact, build_net
 from qonnx.core.onnx_exec import execute_onnx
-from test_bitexact import assert_bitexact, build_net
 
 import fpgagen
 from fpgagen.errors import FpgagenError

@@ -3,17 +3,15 @@ formulation, and each static kernel (templates/hls/fg_*.h) compiled with g++ aga
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from kinds_tb import KernelBench, kernel_dir
+from kinds_tb import TB_DIR, KernelBench, check_doc_roundtrip, check_io_pattern, codes, kernel_dir
 from onnx import helper
-from qonnx.core.datatype import BaseDataType, DataType
+from qonnx.core.datatype import DataType
 
 from fpgagen.csim import ap_types_include
 from fpgagen.errors import FpgagenError
@@ -37,11 +35,9 @@ from fpgagen.ir.kinds import (
     xnor_rewrite,
 )
 from fpgagen.ir.kinds.base import TEMPLATE_DIR, render_instance
-from fpgagen.ir.network import layer_from_doc, layer_to_doc
 from fpgagen.quant import IntRange
 from fpgagen.reference import run_layer
 
-TB_DIR = Path(__file__).resolve().parent.parent / "build" / ".cache" / "kinds_tb"
 _benches: dict[str, KernelBench] = {}
 
 
@@ -55,11 +51,6 @@ def node(op: str, name: str = "n0", inputs=("x",), **attrs):
     return helper.make_node(op, list(inputs), ["y"], name=name, **attrs)
 
 
-def codes(rng, dtype: DataType, shape, frames=2, lo=None, hi=None):
-    lo = int(dtype.min()) if lo is None else lo
-    hi = int(dtype.max()) if hi is None else hi
-    return rng.integers(lo, hi + 1, size=(frames, *shape), dtype=np.int64)
-
 
 def quant_torch(real: torch.Tensor, quant: QuantSpec, clamp=None) -> torch.Tensor:
     """QONNX Quant (ROUND: half to even) in float64 torch, the independent formulation."""
@@ -68,23 +59,6 @@ def quant_torch(real: torch.Tensor, quant: QuantSpec, clamp=None) -> torch.Tenso
     s, z = torch.tensor(quant.scale), torch.tensor(quant.zero)
     return torch.clamp(torch.round(real / s + z), quant.range.lo, quant.range.hi).to(torch.int64)
 
-
-def check_doc_roundtrip(layer):
-    arrays, again_arrays = {}, {}
-    doc = layer_to_doc(layer, "layer", arrays)
-    again = layer_from_doc(json.loads(json.dumps(doc)), "layer", arrays)
-    assert layer_to_doc(again, "layer", again_arrays) == doc
-    assert arrays.keys() == again_arrays.keys() and all(np.array_equal(arrays[k], again_arrays[k]) for k in arrays)
-    assert all(isinstance(d, BaseDataType) for d in (*again.in_dtypes, *again.out_dtypes))
-
-
-def check_io_pattern(layer):
-    reads, writes = layer.io_pattern()
-    assert len(reads) == len(layer.in_shapes) and len(writes) == len(layer.out_shapes)
-    for p, r in enumerate(reads):
-        assert len(r) == layer.cycles() and r.sum() == layer.words_in(p)
-    for q, w in enumerate(writes):
-        assert len(w) == layer.cycles() and w.sum() == layer.words_out(q)
 
 
 # --- StreamFork ---------------------------------------------------------------------------------------------

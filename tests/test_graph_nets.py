@@ -9,7 +9,7 @@ import nets
 import numpy as np
 import pytest
 import torch
-from test_memories_from_code import check_memories_against_report
+from checks import check_memories_against_report
 
 import fpgagen
 from fpgagen import fifo, frontend, lint, streamline

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from brevitas.nn import QuantConv2d, QuantIdentity
+from nets import random_lpyolo
 from qonnx.core.datatype import DataType
 from torch import nn
 
@@ -18,12 +19,6 @@ from fpgagen.models import PixelQuant, lpyolo
 
 WIDTHS = [(2, 4), (3, 5), (4, 2), (4, 4), (6, 4), (8, 3)]
 
-
-def random_lpyolo(wbits, abits, seed):
-    torch.manual_seed(seed)
-    model = lpyolo(weight_bits=wbits, act_bits=abits)
-    # BatchNorm statistics from the data, perturbed, with negative gammas; a head spread that uses the codes
-    return nets.randomize_bn(model, seed, out_std=0.5, shape=(1, 3, 64, 64))
 
 
 def check_full_size(wbits, abits, tmp_path, frames=2):

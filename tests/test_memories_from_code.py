@@ -11,10 +11,10 @@ import json
 
 import nets
 import pytest
+from checks import check_memories_against_report, converted
 
 import fpgagen
 from fpgagen import lint
-from fpgagen.ir.layers import Layer
 
 SMALL_NETS = {
     "conv_w4a4": lambda: nets.conv_net(4, 4, seed=4),
@@ -53,31 +53,6 @@ def built(request, tmp_path_factory):
         return _build(nets.conv_net(4, 4, seed=3), tmp_path_factory, "search_bram", folding=folding)
     return _build(SMALL_NETS[request.param](), tmp_path_factory, request.param)
 
-
-def converted(layer) -> bool:
-    """Whether the layer's kind declares its memories (every kind does once issue 8 is done)."""
-    return type(layer).memories is not Layer.memories
-
-
-def check_memories_against_report(acc, kinds=None):
-    doc = json.loads((acc.build_dir / "report.json").read_text())
-    hls = acc.build_dir / "hls"
-    checked = 0
-    for lay, entry in zip(acc.net.layers, doc["layers"], strict=True):
-        if kinds is not None and lay.kind not in kinds:
-            continue
-        arrays = lint.parse_arrays((hls / "layers" / f"{lay.name}.h").read_text())
-        from_code = {"BRAM18": 0, "LUTRAM": 0}
-        for a in arrays:
-            for r, v in lint.price_array(a).items():
-                from_code[r] += v
-        reported = entry["memories"]
-        assert {r: reported[r] for r in from_code} == from_code, (lay.name, [vars(a) for a in arrays])
-        # and every BRAM18 / LUTRAM the layer is charged is one of these memories
-        assert {r: entry["resources"][r] for r in from_code} == from_code, lay.name
-        assert sorted(a.name for a in arrays) == sorted(m["name"] for m in reported["arrays"]), lay.name
-        checked += 1
-    return doc, checked
 
 
 def test_mvau_and_threshold_memories_equal_the_report(built):

@@ -15,7 +15,7 @@ import pytest
 import torch
 from brevitas.nn import QuantHardTanh, QuantIdentity
 from brevitas.quant import Int8ActPerTensorFloatMinMaxInit
-from test_memories_from_code import check_memories_against_report
+from checks import check_memories_against_report
 from torch import nn
 
 import fpgagen
@@ -211,7 +211,7 @@ def test_testbench_and_block_design_use_the_whole_output_frame(two_head, tmp_pat
 def test_runtime_backends_pass_tuples(two_head, tmp_path, monkeypatch):
     import sys
 
-    from test_runtime import fake_pynq
+    from runtime_nets import fake_pynq
 
     from fpgagen.runtime.backends import CSimBackend, PynqBackend, ReferenceBackend, runtime_spec, write_runtime_spec
 

@@ -11,13 +11,12 @@ import sys
 import threading
 import time
 import tracemalloc
-import types
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from runtime_nets import TINY_ANCHORS, TINY_SIZE, build_tiny, moving_frames
+from runtime_nets import TINY_ANCHORS, TINY_SIZE, build_tiny, fake_pynq, moving_frames
 
 from fpgagen import packing
 from fpgagen.detect import Backend as DetectBackend
@@ -57,58 +56,7 @@ def _frames(n, seed=0):
 
 
 # --- backends ---------------------------------------------------------------------------------------------------
-class _FakeBuffer(np.ndarray):
-    synced: list
 
-    def flush(self):
-        self.synced.append("flush")
-
-    def invalidate(self):
-        self.synced.append("invalidate")
-
-    def freebuffer(self):
-        self.synced.append("free")
-
-
-def fake_pynq(lib):
-    """A stand-in for the board's pynq package: the DMA hands the bytes it is sent to the C-simulation bridge,
-    so this checks the exact bytes the board's DMA would carry, both ways."""
-    mod = types.ModuleType("pynq")
-    mod.sent, mod.overlays, synced = [], [], []
-
-    def allocate(shape, dtype):
-        buf = np.zeros(shape, dtype).view(_FakeBuffer)
-        buf.synced = synced
-        return buf
-
-    class Channel:
-        def __init__(self, dma, send):
-            self.dma, self.send, self.buffer = dma, send, None
-
-        def transfer(self, buffer):
-            self.buffer = buffer
-            if self.send:
-                mod.sent.append(np.array(buffer))
-                self.dma.result = lib.run(np.array(buffer)[None])[0]
-
-        def wait(self):
-            if not self.send:
-                self.buffer[:] = self.dma.result
-
-    class DMA:
-        def __init__(self):
-            self.sendchannel, self.recvchannel, self.result = Channel(self, True), Channel(self, False), None
-
-    class Overlay:
-        def __init__(self, path):
-            self.path = path
-            self.ip_dict = {"accel_0": {"type": "xilinx.com:hls:top:1.0"},
-                            "axi_dma_0": {"type": "xilinx.com:ip:axi_dma:7.1"}}
-            self.axi_dma_0, self.accel_0 = DMA(), object()
-            mod.overlays.append(self)
-
-    mod.allocate, mod.Overlay, mod.synced = allocate, Overlay, synced
-    return mod
 
 
 def test_backends_bit_exact_and_pynq_bytes_are_the_pixels(tiny, tmp_path, monkeypatch):

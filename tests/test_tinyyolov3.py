@@ -15,7 +15,7 @@ import graph_nets as GN
 import nets
 import numpy as np
 import pytest
-from test_memories_from_code import check_memories_against_report
+from checks import check_memories_against_report
 
 import fpgagen
 from fpgagen import lint

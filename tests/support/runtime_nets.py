@@ -4,7 +4,10 @@ do not wait on the full LPYOLO."""
 
 from __future__ import annotations
 
+import types
+
 import nets
+import numpy as np
 import torch
 from brevitas.nn import QuantConv2d, QuantHardTanh, QuantIdentity, QuantReLU
 from brevitas.quant import Int8ActPerTensorFloatMinMaxInit, Uint8ActPerTensorFloatMaxInit
@@ -39,7 +42,7 @@ def build_tiny(out_dir, seed: int = 0):
 
     onnx = fpgagen.export(tiny_detector_net(seed), out_dir / "tiny.onnx")
     acc = fpgagen.build(onnx, board="pynq_z2", out_dir=out_dir / "build", log=lambda m: None)
-    write_detector_json(acc.build_dir, TINY_ANCHORS, TINY_SIZE, source="tests/runtime_nets.py")
+    write_detector_json(acc.build_dir, TINY_ANCHORS, TINY_SIZE, source="tests/support/runtime_nets.py")
     return acc
 
 
@@ -57,3 +60,57 @@ def moving_frames(n: int, size=(120, 160), seed: int = 0):
         img[20:50, x:x + 30] = (255, 220, 180)
         frames.append(img)
     return frames
+
+
+class _FakeBuffer(np.ndarray):
+    synced: list
+
+    def flush(self):
+        self.synced.append("flush")
+
+    def invalidate(self):
+        self.synced.append("invalidate")
+
+    def freebuffer(self):
+        self.synced.append("free")
+
+
+def fake_pynq(lib):
+    """A stand-in for the board's pynq package: the DMA hands the bytes it is sent to the C-simulation bridge,
+    so this checks the exact bytes the board's DMA would carry, both ways."""
+    mod = types.ModuleType("pynq")
+    mod.sent, mod.overlays, synced = [], [], []
+
+    def allocate(shape, dtype):
+        buf = np.zeros(shape, dtype).view(_FakeBuffer)
+        buf.synced = synced
+        return buf
+
+    class Channel:
+        def __init__(self, dma, send):
+            self.dma, self.send, self.buffer = dma, send, None
+
+        def transfer(self, buffer):
+            self.buffer = buffer
+            if self.send:
+                mod.sent.append(np.array(buffer))
+                self.dma.result = lib.run(np.array(buffer)[None])[0]
+
+        def wait(self):
+            if not self.send:
+                self.buffer[:] = self.dma.result
+
+    class DMA:
+        def __init__(self):
+            self.sendchannel, self.recvchannel, self.result = Channel(self, True), Channel(self, False), None
+
+    class Overlay:
+        def __init__(self, path):
+            self.path = path
+            self.ip_dict = {"accel_0": {"type": "xilinx.com:hls:top:1.0"},
+                            "axi_dma_0": {"type": "xilinx.com:ip:axi_dma:7.1"}}
+            self.axi_dma_0, self.accel_0 = DMA(), object()
+            mod.overlays.append(self)
+
+    mod.allocate, mod.Overlay, mod.synced = allocate, Overlay, synced
+    return mod

@@ -6,6 +6,7 @@ run feeds random frames on stdin and reads the output words back on stdout, port
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import shutil
@@ -13,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+from qonnx.core.datatype import BaseDataType, DataType
 
 from fpgagen.csim import ap_types_include
 from fpgagen.ir.kinds.base import (
@@ -24,6 +26,7 @@ from fpgagen.ir.kinds.base import (
     render_instance,
     stream_codes,
 )
+from fpgagen.ir.network import layer_from_doc, layer_to_doc
 
 CXX = ["g++", "-std=c++14", "-O1", "-Wall", "-Wextra", "-Wno-unused-label", "-Wno-unused-function",
        "-Wno-unknown-pragmas"]
@@ -132,3 +135,30 @@ class KernelBench:
 
 def words(shape) -> int:
     return math.prod(shape)
+
+
+TB_DIR = Path(__file__).resolve().parents[2] / "build" / ".cache" / "kinds_tb"
+
+
+def codes(rng, dtype: DataType, shape, frames=2, lo=None, hi=None):
+    lo = int(dtype.min()) if lo is None else lo
+    hi = int(dtype.max()) if hi is None else hi
+    return rng.integers(lo, hi + 1, size=(frames, *shape), dtype=np.int64)
+
+
+def check_doc_roundtrip(layer):
+    arrays, again_arrays = {}, {}
+    doc = layer_to_doc(layer, "layer", arrays)
+    again = layer_from_doc(json.loads(json.dumps(doc)), "layer", arrays)
+    assert layer_to_doc(again, "layer", again_arrays) == doc
+    assert arrays.keys() == again_arrays.keys() and all(np.array_equal(arrays[k], again_arrays[k]) for k in arrays)
+    assert all(isinstance(d, BaseDataType) for d in (*again.in_dtypes, *again.out_dtypes))
+
+
+def check_io_pattern(layer):
+    reads, writes = layer.io_pattern()
+    assert len(reads) == len(layer.in_shapes) and len(writes) == len(layer.out_shapes)
+    for p, r in enumerate(reads):
+        assert len(r) == layer.cycles() and r.sum() == layer.words_in(p)
+    for q, w in enumerate(writes):
+        assert len(w) == layer.cycles() and w.sum() == layer.words_out(q)

@@ -30,7 +30,7 @@ from brevitas.quant_tensor import QuantTensor
 from torch import nn
 from torch.nn import functional as F
 
-from fpgagen.models.lpyolo import PixelQuant
+from fpgagen.models.lpyolo import PixelQuant, lpyolo
 
 PIXEL_SCALE = 1 / 255
 
@@ -654,3 +654,28 @@ def tiny_net(weight_bits=4, act_bits=4, seed=0) -> nn.Module:
         model = nn.Sequential(QuantIdentity(act_quant=PixelQuant), _conv(3, 4, weight_bits), nn.BatchNorm2d(4),
                               _relu(act_bits))
     return randomize_bn(_finish(model, (1, 3, 8, 8)), seed)
+
+
+def valid_padding_net(seed=12):
+    """Valid (zero) padding, a rectangular kernel, stride 2 leaving trailing rows/columns that no window uses,
+    and floor-mode pooling over odd sizes, on a non-square 3x23x30 image."""
+    from brevitas.nn import QuantConv2d, QuantHardTanh, QuantIdentity
+    from brevitas.quant import Int8ActPerTensorFloatMinMaxInit
+
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(
+        QuantIdentity(act_quant=PixelQuant),
+        QuantConv2d(3, 8, (3, 5), padding=0, bias=False, weight_bit_width=4),
+        torch.nn.BatchNorm2d(8), _relu(4),
+        torch.nn.MaxPool2d(2, 2),  # 21x26 -> 10x13, the last row is dropped
+        QuantConv2d(8, 6, 3, stride=2, padding=0, bias=True, weight_bit_width=4),  # 10x13 -> 4x6
+        QuantHardTanh(act_quant=Int8ActPerTensorFloatMinMaxInit, min_val=-1.0, max_val=1.0, bit_width=8))
+    _finish(model, (1, 3, 23, 30))
+    return randomize_bn(model, seed, out_std=0.5)
+
+
+def random_lpyolo(wbits, abits, seed):
+    torch.manual_seed(seed)
+    model = lpyolo(weight_bits=wbits, act_bits=abits)
+    # BatchNorm statistics from the data, perturbed, with negative gammas; a head spread that uses the codes
+    return randomize_bn(model, seed, out_std=0.5, shape=(1, 3, 64, 64))
