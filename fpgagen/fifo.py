@@ -1,87 +1,20 @@
 """FIFO depths between layers, sized from each kernel's stream pattern, and a stream-level check.
 
-Model. Every kernel is one flat pipelined loop at II=1, entered once per frame (the stream kernels are written
-that way: counters, no per-row or per-chunk re-entry). ``Layer.io_pattern()`` says, for each of the ``cycles()``
-cycles of one frame, whether it pops its input and whether it pushes its output: a loop iteration issues every
-cycle, pops in its first pipeline stage and pushes in its last, ``PIPELINE_DEPTH - 1`` cycles later (a blocked
-stream stalls the whole pipeline, so the offset holds in steps), and the frame ends when the pipeline has
-drained, iterations + ``PIPELINE_DEPTH`` cycles after it started (``fpgagen.ir.layers.pipelined_pattern``).
-The same pattern is the cycle model: ``cycles()`` is its length. A FIFO of depth d holds d words; a word pushed
-in cycle t can be popped from t+1 on; a slot freed by a pop in cycle t can be refilled from t+1 on. The DMA
-source can push one word per cycle whenever there is room; the DMA sink pops one per cycle whenever there is a
-word.
-
-Why these depths cannot deadlock. The processes form a chain. A process blocked on a pop waits for its producer,
-which (its output FIFO being empty) can only itself be blocked on a pop, and so on up to the source, which never
-blocks; a process blocked on a push waits for its consumer, which (its input FIFO being full) can only be blocked
-on a push, and so on down to the sink, which never blocks. Every kernel pops and pushes a fixed number of words
-per frame, equal to what its neighbours push and pop. So no cycle of waits exists: any depth >= 1 is
-deadlock-free on a straight-line network.
-
-Why they do not stall. Let B be the bottleneck (most cycles per frame, T). Build a schedule S in which B runs its
-iterations back to back (period T), every layer downstream of B runs each iteration as soon as its input word is
-there (ASAP), and every layer upstream of B runs each iteration as late as its consumer allows (ALAP: a word is
-pushed the cycle before it is popped, subject to one step per cycle). S respects every data dependence and every
-kernel's II=1 (a pattern's fill and drain cycles are steps like any other, so a frame's loop never starts before
-the previous one drained). Size each FIFO to the largest number of words S ever holds in it (counting a pop in
-the cycle of a push as too late to free the slot). Then S also respects every FIFO bound, so S is a feasible
-execution. The hardware runs each step at the earliest cycle its dependences and FIFO bounds allow; these
-constraints are monotone (max-plus), so the hardware's times are the least feasible ones and never later than
-S's: every frame leaves at least as early as in S, whose period is T. A latency that a pattern does not show
-(e.g. the DMA's) only shifts each downstream process by a constant, which changes no FIFO's occupancy.
-``check_schedule`` re-verifies S against the chosen depths, and ``simulate`` (small networks) runs the bounded
-FIFOs cycle by cycle.
+Every kernel is one flat pipelined loop at II=1, entered once per frame; ``io_pattern()`` says, per iteration and
+per port, whether it pops and pushes (``fpgagen.ir.layers.pipelined_pattern``). A chain's depths come from a
+schedule S in which the bottleneck runs back to back, upstream layers as late and downstream ones as early as
+their neighbours allow (``schedule``); a graph's from an ASAP-then-ALAP schedule over its edges
+(``graph_schedule``), which gives a reconvergent branch the depth it needs; the output adapter of several outputs
+is one more process (``output_adapter_pattern``). Each FIFO is sized to the most words S holds in it, so S is an
+execution of the bounded system, and the hardware's (least) times are no later than S's: no deadlock, no stall.
+The model, the proofs and the several-outputs case are in docs/fifo_sizing.md. ``check_schedule`` re-verifies S
+against the chosen depths, ``simulate`` runs a chain's bounded FIFOs cycle by cycle (small networks), and the
+bounded-FIFO C-simulation runs the generated processes on streams bounded to these depths.
 
 Memories. Each layer's output FIFO is declared by ``fifo_memory`` (a ``fpgagen.ir.memory.Memory`` with
-``fifo=True``: depth, word, storage srl | bram) and priced from that declaration by ``fifo_resources``; top.cpp
-emits it as the stream ``<layer>_out`` with ``#pragma HLS STREAM depth=`` and ``BIND_STORAGE type=fifo impl=``,
-and report.json lists it per layer under ``fifo``. FIFOs are not in ``Layer.memories()`` (those are the kernel's
-own arrays, ``Layer.resources()``), so nothing is counted twice.
-
-Graphs. FIFO depths on a stream graph (forks, joins), sized from the same per-kernel patterns.
-
-Model. As for chains, plus: a layer with several ports has, per iteration, a pop flag per input port and a push
-flag per output port (``GraphLayer.io_pattern()``); an iteration fires only when every port it pops has a word
-and every port it pushes has room (the kernel stalls whole iterations).
-
-Why a reconvergent path needs depth. A fork pushes each word to both branches in the same iteration; a join
-(Concat, AddStreams) pops both branches in its iterations. If one branch has a longer latency (a conv with a line
-buffer) the join waits on it while the fork keeps pushing into the short branch; once that FIFO is full the fork
-stalls, so the long branch starves, so the join never fires: a cycle of waits, a deadlock. The chain argument
-(no cycle of waits) fails exactly here, so the depths must be chosen, not just >= 1.
-
-The sizing and why it cannot deadlock. Over ``FRAMES`` frames build a schedule S with unbounded FIFOs:
-1. ASAP, in topological order: the DMA source pushes one word per cycle; every other process runs iteration i at
-   the earliest cycle after iteration i-1 at which every word it pops was pushed (at least one cycle earlier).
-   This respects every data dependence and II=1 by construction.
-2. ALAP, in reverse topological order, keeping the sink's times from 1: every other process runs iteration i at
-   the latest cycle before iteration i+1 at which every word it pushes is still pushed at least one cycle before
-   its consumer pops it. Each process only moves later (its consumers' times are at least their ASAP times),
-   and every constraint (push before pop, II=1) is re-established for each of its streams, so S stays a valid
-   execution; moving producers late is what keeps the FIFOs small, and at a fork it makes the short branch hold
-   exactly the words the long branch's consumer is behind.
-3. Each FIFO's depth is the most words S ever holds in it (a pop in the cycle of a push frees no slot for it).
-Then S respects every FIFO bound as well, so S is an execution of the bounded system that completes every frame.
-The hardware fires each iteration at the earliest cycle its dependences, its II and its FIFO bounds allow; these
-constraints are monotone in the times (max-plus), so the hardware's times are the least solution, which is no
-later than S's, iteration by iteration: it completes every frame too, no later than S. No cycle of waits can
-form, since a deadlock would leave some iteration without a finite time. ``simulate_graph`` re-runs the bounded
-FIFOs cycle by cycle (small networks), and the bounded-FIFO C-simulation runs the generated processes on
-streams bounded to these depths (tests/test_graph_nets.py: at the sized depths it completes; with the short
-branch's FIFO too small it reports the deadlock).
-
-Several outputs. The DMA sink of a graph is the output adapter, one process that writes the output frame's
-segments in output order (fpgagen/packing.py): its pattern (``output_adapter_pattern``) pops output stream 0
-through segment 0, then stream 1 through segment 1, and so on, exactly as ``fg::stream_to_axis`` does. It is a
-process with several input ports like a join, so the schedule and the sizing above apply unchanged: output k's
-stream is popped only after every earlier segment was sent, while the graph keeps producing it (a fork feeds
-all heads from the same iterations), so S holds on output k's path (its stream to the adapter, or, where ALAP
-moved the layers of that path late, the fork's edge into it) what the graph produced meanwhile, in general its
-whole frame, and those are the depths. The argument above then says the bounded system completes every frame;
-too little room on a later output's path is the reconvergent deadlock again (the fork stalls on the full FIFO,
-the earlier output starves, the adapter never reaches the later segment), which the bounded-FIFO C-simulation
-reports (tests/test_multi_output.py). Those FIFOs are declared, priced and stored like every other edge
-(``fifo_style`` puts a large one in BRAM).
+``fifo=True``) and priced from that declaration by ``fifo_resources``; top.cpp emits it with ``#pragma HLS STREAM
+depth=`` and ``BIND_STORAGE type=fifo impl=``, and report.json lists it per layer under ``fifo``. FIFOs are not in
+a layer's ``memories()``, so nothing is counted twice.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 integer linear program solved by HiGHS (``scipy.optimize.milp``).
 
 The network is a graph of nodes (the layers, width converters left out) joined by streams, each from one node's
-output port to another node's input port (``_streams``); a chain is the special case where each node feeds the
+output port to another node's input port (``nodes_and_streams``); a chain is the special case where each node feeds the
 next on port 0, and it takes the same program, column for column.
 
 Domain: each node's ``fold_cores()`` (PE, SIMD: they set its cycles and the word of every port) and, per core, its

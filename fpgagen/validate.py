@@ -25,7 +25,7 @@ REEXPORT = "re-export it with brevitas.export.export_qonnx or fpgagen.export"
 # --- the ONNX model ---------------------------------------------------------------------------------------------
 def check_onnx(proto, path: str | Path) -> None:
     """``onnx.checker`` with the full check (types, shapes, attributes of the standard ops: a misspelt
-    ``dilationz`` or ``ke2nel_shape`` is refused here rather than silently ignored)."""
+    'dilationz' or 'ke2nel_shape' is refused here rather than silently ignored)."""
     import onnx
 
     try:

@@ -1,4 +1,5 @@
-"""The graph test networks (tests/support/graph_nets.py) and fpgagen.models.tinyyolov3, exported with both torch exporters:
+"""The graph test networks (tests/support/graph_nets.py) and fpgagen.models.tinyyolov3, exported with both torch
+exporters:
 qonnx's execute_onnx gives the integer codes of Brevitas' float32 forward and of the exact float64 replay on every
 output, and the exported graph has the structure the stream-graph lowering is written against."""
 

@@ -1,10 +1,12 @@
-"""The contract every graph layer kind fulfils, and the pieces the kinds share.
+"""The pieces the kinds share: ``GraphLayer`` (a kind whose ports are fields), the lowering registry's types
+(``Lowering``, ``Lowered``, ``LoweringContext``), threshold helpers and the template environment.
 
-Conventions (multi-port layers):
+Conventions (every layer, fpgagen.ir.layers.Layer):
 - ``in_shapes`` / ``out_shapes``: one ``Shape = (H, W, C)`` (channels last) per input / output port; every port
   streams its tensor in raster order, channels fastest, as words of ``in_words[p]`` / ``out_words[q]`` elements.
-- ``in_dtypes`` / ``out_dtypes``: one qonnx ``DataType`` per port, in memory; ``to_doc``/``from_doc`` turn a layer
-  into plain JSON (datatypes by name, arrays as nested lists) at the file boundary only.
+- ``in_dtypes`` / ``out_dtypes``: one qonnx ``DataType`` per port, in memory; fpgagen.ir.network's
+  ``layer_to_doc`` / ``layer_from_doc`` turn a layer into JSON (datatypes by name, arrays in the npz) at the file
+  boundary only.
 - The kernel is one flat pipelined loop at II=1 of ``cycles()`` iterations per frame; ``io_pattern()`` says, per
   iteration, whether it pops each input port and whether it pushes each output port (what fpgagen.fifo sizes
   FIFOs from).
