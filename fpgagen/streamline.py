@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from qonnx.core.datatype import DataType
 from qonnx.core.modelwrapper import ModelWrapper
+from qonnx.custom_op.registry import getCustomOp
 from qonnx.util.basic import get_by_name
 
 from .errors import FpgagenError
@@ -112,8 +113,7 @@ class _PendingMVAU:
 class _ConstQuant:
     codes: np.ndarray  # integer codes minus zero point
     scale: np.ndarray
-    lo: int
-    hi: int
+    dtype: DataType  # what the codes are stored as: the weight ROM's element type
 
 
 def _err(node, what: str, fix: str) -> FpgagenError:
@@ -419,14 +419,20 @@ class _Lowering:
         scale, zero, rng, bipolar = self.quant_params(node)
         if bipolar:  # -1/+1 codes (a 2-bit signed ROM); BipolarQuant maps x >= 0 to +1, as brevitas' sign
             codes = np.where(np.asarray(value) >= 0, 1, -1).astype(np.int64)
-            self.consts[node.output[0]] = _ConstQuant(codes, scale, -1, 1)
+            # qonnx calls them BIPOLAR; the matrix unit multiplies them as signed values, so they are stored so
+            self.consts[node.output[0]] = _ConstQuant(codes, scale, DataType["INT2"])
             return
         codes = quantize(value, scale, zero, rng)
         zero_i = np.rint(zero).astype(np.int64)
         if np.any(zero != zero_i):
             raise _err(node, "non-integer weight zero point", "use integer zero points")
-        self.consts[node.output[0]] = _ConstQuant(codes - zero_i, scale, rng.lo - int(zero_i.max()),
-                                                  rng.hi - int(zero_i.min()))
+        # qonnx's type of the Quant's integer codes (InferDataTypes annotates the dequantized output: FLOAT32
+        # unless the scale is 1). Not right for a 1-bit quantizer (qonnx: BIPOLAR/BINARY, the codes: -1..0 / 0..1)
+        # nor with a zero point (the codes are stored minus it): there the stored range's type.
+        dtype = getCustomOp(node).get_integer_datatype(self.model)
+        if dtype.name in ("BIPOLAR", "BINARY") or zero_i.any():
+            dtype = smallest_dtype(rng.lo - int(zero_i.max()), rng.hi - int(zero_i.min()))
+        self.consts[node.output[0]] = _ConstQuant(codes - zero_i, scale, dtype)
 
     def on_input_quant(self, node) -> None:
         scale, zero, rng, bipolar = self.quant_params(node)
@@ -556,7 +562,7 @@ class _Lowering:
         out_shape = (*in_shape[:2], mh)
         pending = self.reserve(dict(name=self.uname(node.name), in_shape=in_shape, out_shape=out_shape,
                                     in_dtype=_dtype_of(cols_lo, cols_hi), out_dtype=acc_dt, weights=wmat,
-                                    weight_dtype=smallest_dtype(w.lo, w.hi), acc_dtype=acc_dt,
+                                    weight_dtype=w.dtype, acc_dtype=acc_dt,
                                     in_scale=None if k_cols is None else np.asarray(k_cols, np.int64)))
         # real = alpha * w_scale * (acc - W' @ center_in) + bias, W' = W * k: the input is quantized (beta 0), and
         # W' @ center_in is exact (integers times small dyadic zero points)
