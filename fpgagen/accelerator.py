@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import builddir, codegen, fold, frontend, packing, reference, streamline, validate
+from . import builddir, codegen, fold, frontend, lint, packing, reference, streamline, validate
 from .board import load_board
 from .csim import CSimLibrary, compile_library, log_stderr
 from .errors import CSimError, FpgagenError
@@ -197,6 +197,10 @@ def _build_locked(model: Path, board: str, board_cfg: dict, out_dir: Path, foldi
     tmp = builddir.temporary_dir(out_dir)
     try:
         codegen.generate(net, tmp / "hls", board_cfg, source=model.name)
+        findings = lint.lint_project(tmp / "hls", net, static_headers=False)  # what it emits passes the lint
+        if findings:
+            raise FpgagenError(f"the generated C++ fails fpgagen's lint ({len(findings)} findings; first: "
+                               f"{findings[0]})", str(out_dir / "hls"), "this is an fpgagen bug; please report it")
         net.save(tmp)
         (tmp / "folding.json").write_text(json.dumps(fold.folding_of(net), indent=1))
         (tmp / "build.json").write_text(json.dumps({"board": board, "model": str(model)}, indent=1))

@@ -120,3 +120,12 @@ def test_mvau_and_threshold_code_passes_the_lint(built):
 def test_whole_project_passes_the_lint(built):
     assert not [lay.kind for lay in built.net.layers if type(lay).memories is Layer.memories]
     assert lint.lint_project(built.build_dir / "hls", built.net) == []
+
+
+def test_every_build_runs_the_lint(tmp_path, monkeypatch):
+    """A build whose generated C++ the lint flags stops with an error (fpgagen's own bug), leaving no build."""
+    onnx_path = fpgagen.export(nets.tiny_net(seed=5), tmp_path / "tiny.onnx")
+    monkeypatch.setattr(lint, "lint_text", lambda text, filename="<code>": [f"{filename}:1: a finding"])
+    with pytest.raises(fpgagen.FpgagenError, match="fails fpgagen's lint"):
+        fpgagen.build(onnx_path, out_dir=tmp_path / "b", verify=False, log=lambda m: None)
+    assert not (tmp_path / "b").exists()
