@@ -25,8 +25,6 @@ DEFAULT_TARGET_FPS = 30.0
 def strip_converters(net: Network) -> None:
     """Drop the width converters of an earlier fold (on a graph, joining each one's input stream to its output)."""
     net.layers = [layer for layer in net.layers if not layer.INSERTED_BY_FOLD]
-    if net.is_chain:
-        return
     kept = {lay.name for lay in net.layers}
     for e in list(net.edges):
         if e.dst not in kept and e.dst != "output":

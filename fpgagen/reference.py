@@ -22,13 +22,8 @@ def run_network(net: Network, codes: np.ndarray) -> np.ndarray:
     Each layer sees its input as its own ``in_shape``: a stream is a raster of elements (y, x, c), so a layer may
     reinterpret its producer's (H, W, C) with the same element count, as a fully connected MVAU does when it
     consumes a whole flattened H x W x C feature map as one (1, 1, H*W*C) vector."""
-    x = np.asarray(codes, np.int64)
-    if not net.is_chain:
-        outs = run_graph_outputs(net, x)
-        return outs[0] if len(outs) == 1 else tuple(outs)
-    for layer in net.layers:
-        x = run_layer(layer, x.reshape(x.shape[0], *layer.in_shape))
-    return x
+    outs = run_graph_outputs(net, np.asarray(codes, np.int64))
+    return outs[0] if len(outs) == 1 else tuple(outs)
 
 
 def run_network_outputs(net: Network, codes: np.ndarray) -> list[np.ndarray]:
@@ -46,7 +41,7 @@ def run_graph_outputs(net: Network, codes: np.ndarray) -> list[np.ndarray]:
     """The graph in its (topological) layer order: each layer's inputs are the tensors on its input streams.
     Returns every output's codes, in output order."""
     values = {("input", 0): np.asarray(codes, np.int64)}
-    feeds = {(e.dst, e.dst_port): (e.src, e.src_port) for e in net.edges}
+    feeds = {(e.dst, e.dst_port): (e.src, e.src_port) for e in net.stream_edges()}
     for layer in net.layers:
         ports = in_ports(layer)
         xs = [values[feeds[(layer.name, p)]] for p in range(len(ports))]

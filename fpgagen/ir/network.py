@@ -211,15 +211,11 @@ class Network:
     def check_graph(self) -> None:
         """Every port of every layer has exactly one stream, the order is topological, shapes and datatypes agree
         across each stream; raises ValueError otherwise (a damaged file or a lowering bug)."""
-        if self.is_chain:
-            if len(self.outputs) != 1:
-                raise ValueError(f"a chain has one output, not {len(self.outputs)}")
-            return
         position = {lay.name: i for i, lay in enumerate(self.layers)}
         if len(position) != len(self.layers):
             raise ValueError("two layers share a name")
         seen_in, seen_out = set(), set()
-        for e in self.edges:
+        for e in self.stream_edges():
             for end, port, seen in ((e.src, e.src_port, seen_out), (e.dst, e.dst_port, seen_in)):
                 if end not in position and end not in ("input", "output"):
                     raise ValueError(f"edge to unknown layer {end}")
