@@ -148,8 +148,9 @@ def test_depthwise_lowering():
     x = codes(rng, DataType["UINT4"], (5, 6, 4), frames=2)
     (acc,) = layer.run([window.reference(x)])
     real = torch.nn.functional.conv2d(torch.tensor(view.real(x)).permute(0, 3, 1, 2),
-                                      torch.tensor(w * scale.reshape(4, 1, 1, 1)), torch.tensor(bias, dtype=torch.float64),
-                                      stride=2, padding=1, groups=4).permute(0, 2, 3, 1).numpy()
+                                      torch.tensor(w * scale.reshape(4, 1, 1, 1)),
+                                      torch.tensor(bias, dtype=torch.float64), stride=2, padding=1,
+                                      groups=4).permute(0, 2, 3, 1).numpy()
     assert np.array_equal(done.view.real(acc), real)
     assert np.all((acc >= done.view.lo) & (acc <= done.view.hi)) and done.passthrough is None
     # 1x1, stride 1, unpadded: no window

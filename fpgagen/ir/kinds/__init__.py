@@ -61,4 +61,5 @@ def apply_rewrites(layer):
 __all__ = ["AffineView", "QuantSpec", "Requant", "requantize", "GraphLayer", "Shape", "StreamFork", "Concat",
            "Upsample", "AddStreams", "MaxPoolGeneral", "lower_fork", "lower_concat", "lower_resize", "lower_add",
            "lower_maxpool", "pad_of_node", "XnorMVAU", "xnor_from_mvau", "xnor_rewrite", "GRAPH_KINDS", "LOWERINGS",
-           "REWRITES", "apply_rewrites", "lowering_for", "KIND_MODULES", "CHAIN_KINDS", "Lowered", "Lowering", "LoweringContext"]
+           "REWRITES", "apply_rewrites", "lowering_for", "KIND_MODULES", "CHAIN_KINDS", "Lowered", "Lowering",
+           "LoweringContext"]
