@@ -161,6 +161,7 @@ def test_depthwise_lowering():
 @pytest.mark.parametrize("node,view,match", [
     (conv(2), None, "group=2 on 4 channels"),
     (conv(4, dilations=[2, 2]), None, "dilated"),
+    (conv(4, auto_pad="SAME_UPPER"), None, "auto_pad SAME_UPPER"),
     (conv(4, pads=[1, 1, 1, 1]), AffineView(np.full(4, 0.5), np.full(4, 0.25), DataType["UINT4"]), "code of 0"),
     (conv(4), AffineView(np.full(4, 0.5), np.zeros(4), DataType["UINT4"], clamp=(0.0, 1.0)), "float activation"),
 ])

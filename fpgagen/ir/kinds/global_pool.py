@@ -5,8 +5,9 @@ and ``x.mean((2, 3))``), followed by a Quant: an integer sum and thresholds, no 
 With the input view real = a_c * q + o_c and N = H*W pixels, the mean is a_c * S_c / N + o_c, S_c = sum of the
 codes, an integer. The Quant after it gives q_out >= k exactly when a_c * S_c + N * o_c reaches N * s * (k - 1/2 - z)
 (ties to even): the same rule as every requantization (fpgagen.ir.kinds.affine.requantize) applied to the exact view
-(scale a_c, offset N * o_c) of S_c and the grid (N * s, z). N * o_c and N * s are exact in float64 (N < 2^29 times a
-float32-derived value), so the 1/N never rounds: the thresholds on S_c are exact whatever N is. Without a Quant
+(scale a_c, offset N * o_c) of S_c and the grid (N * s, z). N * s is exact in float64 (a float32 scale times
+N < 2^29), and so is N * o_c where a zero point makes the offset (a float32 scale times an integer): the 1/N never
+rounds, and the thresholds on S_c are exact whatever N is. Without a Quant
 right after it (its output a graph output, or a Flatten between), the layer streams S_c with the view a_c / N,
 which float64 holds exactly only for N a power of two; any other N is refused with what to do.
 

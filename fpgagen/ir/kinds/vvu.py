@@ -188,7 +188,7 @@ def lower_depthwise(node, views: list[AffineView], shapes, ctx) -> Lowered:
         raise FpgagenError("the layer has float (unquantized) weights", where,
                            "use brevitas QuantConv2d so weights are exported through a Quant node")
     codes = np.asarray(weight.codes, np.int64)
-    if group != c or codes.shape[:2] != (c, 1):
+    if group != c or codes.ndim != 4 or codes.shape[:2] != (c, 1):
         raise FpgagenError(f"grouped convolution with group={group} on {c} channels and weights "
                            f"{list(codes.shape)}", where,
                            "use group=1, or a depthwise conv (groups = in_channels = out_channels)")
@@ -201,8 +201,15 @@ def lower_depthwise(node, views: list[AffineView], shapes, ctx) -> Lowered:
         raise FpgagenError("an input channel with scale 0", where, "check the activation quantizer before it")
     kh, kw = codes.shape[2:]
     stride = tuple(attrs.get("strides", [1, 1]))
-    pads = tuple((attrs.get("pads") or [0, 0, 0, 0])[:4])  # ONNX: top, left, bottom, right
+    pads = tuple(attrs.get("pads") or [0, 0, 0, 0])  # ONNX: top, left, bottom, right
+    auto_pad = next((a.s.decode() for a in node.attribute if a.name == "auto_pad"), "") or "NOTSET"
+    if len(stride) != 2 or len(pads) != 4 or min(stride) < 1 or min(pads) < 0 or auto_pad != "NOTSET":
+        raise FpgagenError(f"strides {list(stride)}, pads {list(pads)}, auto_pad {auto_pad}", where,
+                           "use a 2-D conv with explicit non-negative padding")
     oh, ow = (h + pads[0] + pads[2] - kh) // stride[0] + 1, (w + pads[1] + pads[3] - kw) // stride[1] + 1
+    if min(oh, ow) < 1:
+        raise FpgagenError(f"a {kh}x{kw} kernel on a {h}x{w} input gives no output pixel", where,
+                           "pad the input or use a smaller kernel")
     lo, hi = view.lo, view.hi
     pad = 0
     if any(pads):  # a padded tap holds the code whose real value is 0: a_c * p + o_c = 0
