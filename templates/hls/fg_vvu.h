@@ -26,7 +26,10 @@ vvu_products:
                   "C model needs headroom in int64");
     long long sum = 0;
 vvu_products_model:
-    for (unsigned s = 0; s < C::SIMD; s++) sum += (long long)row[s * C::PE + p] * x.v[s * C::PE + p].to_int64();
+    for (unsigned s = 0; s < C::SIMD; s++) {
+#pragma HLS UNROLL
+        sum += (long long)row[s * C::PE + p] * x.v[s * C::PE + p].to_int64();
+    }
     return typename C::acc_t(sum);
 #endif
 }
