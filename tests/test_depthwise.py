@@ -153,9 +153,11 @@ def test_depthwise_lowering():
                                       groups=4).permute(0, 2, 3, 1).numpy()
     assert np.array_equal(done.view.real(acc), real)
     assert np.all((acc >= done.view.lo) & (acc <= done.view.hi)) and done.passthrough is None
-    # 1x1, stride 1, unpadded: no window
-    assert lowering_for(conv(4, k=1)).rule(conv(4, k=1), [view], [(5, 6, 4)],
-                                           context(w[..., :1, :1], 0.5)).feeders == ()
+    # 1x1, stride 1, unpadded: no window; positive weights on unsigned codes: unsigned accumulators, the type the
+    # walk gives the view's range (the stream's two ends agree)
+    plain = lowering_for(conv(4, k=1)).rule(conv(4, k=1), [view], [(5, 6, 4)],
+                                            context(np.full((4, 1, 1, 1), 3), 0.5))
+    assert plain.feeders == () and plain.layer.acc_dtype == plain.view.dtype == DataType["UINT6"]  # 3 x 15
 
 
 @pytest.mark.parametrize("node,view,match", [

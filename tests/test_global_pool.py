@@ -127,6 +127,11 @@ def test_gap_lowering_forms():
                          (gap_node("ReduceMean", axes=[2, 3], keepdims=0), {})):
         done = rule(node, [view], [(2, 2, 4)], LoweringContext("m", consts.get, out_quant=quant))
         assert done.layer.out_shapes[0] == (1, 1, 4) and done.layer.requantizes
+    # no Quant after it: the sums stream in the type of their actual range (codes 0..5 of a UINT3, 4 pixels)
+    narrow = AffineView(np.full(4, 0.25), np.zeros(4), DataType["UINT3"], lo=0, hi=5)
+    done = rule(gap_node(), [narrow], [(2, 2, 4)], LoweringContext("m", {}.get))
+    assert done.layer.out_dtypes[0] == done.view.dtype == DataType["UINT5"] and done.view.hi.max() == 20
+    assert np.array_equal(done.layer.run([np.full((1, 2, 2, 4), 5)])[0], np.full((1, 1, 1, 4), 20))
 
 
 @pytest.mark.parametrize("node,consts,shape,quant,view,match", [

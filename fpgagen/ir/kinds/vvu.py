@@ -225,7 +225,7 @@ def lower_depthwise(node, views: list[AffineView], shapes, ctx) -> Lowered:
     wmat = codes.reshape(c, kh * kw)
     acc_lo = np.minimum(wmat * lo[:, None], wmat * hi[:, None]).sum(1)
     acc_hi = np.maximum(wmat * lo[:, None], wmat * hi[:, None]).sum(1)
-    acc_dt = smallest_dtype(min(int(acc_lo.min()), -1), int(acc_hi.max()))
+    acc_dt = smallest_dtype(int(acc_lo.min()), int(acc_hi.max()))  # the walk's type of the view's range
     feeders = ()
     if (kh, kw) != (1, 1) or stride != (1, 1) or any(pads):
         window = SlidingWindow(f"{ctx.name}_window", (h, w, c), (oh, ow, kh * kw * c), view.dtype, view.dtype,
