@@ -40,6 +40,7 @@ from .ir.kinds import (
     QuantSpec,
     apply_rewrites,
     lower_fork,
+    lowering_for,
     pad_of_node,
 )
 from .ir.network import ELEMENTWISE, elementwise_step, out_ports
@@ -280,8 +281,11 @@ class _Lowering:
             if not np.ptp(grid[0]) and not np.ptp(grid[1]):  # per tensor: one value
                 grid = [g[:1] for g in grid]
             out_quant = QuantSpec(grid[0], grid[1], rng)
-        ctx = LoweringContext(self.uname(node.name), self.const, out_quant, pre_pad)
+        ctx = LoweringContext(self.uname(node.name), self.const, out_quant, pre_pad, self.consts.get)
         done = lowering.rule(node, [st.view() for st in streams], shapes, ctx)
+        for feeder in done.feeders:  # a chain in front of the layer (a Conv's sliding window)
+            self.add_graph_layer(feeder, ends)
+            ends = [self.tail]
         self.add_graph_layer(done.layer, ends)
         shape, view, out_name = tuple(out_ports(done.layer)[0][0]), done.view, node.output[0]
         c = view.channels
@@ -324,7 +328,7 @@ class _Lowering:
         for node in self.model.graph.node:
             if node.name in self.fused:
                 continue
-            handler, lowering = handlers.get(node.op_type), LOWERINGS.get(node.op_type)
+            handler, lowering = handlers.get(node.op_type), lowering_for(node)
             if handler is None and lowering is None:
                 raise _err(node, f"unsupported op type '{node.op_type}'",
                            f"fpgagen supports: {', '.join(SUPPORTED_OPS)}")

@@ -36,12 +36,23 @@ from .xnor import XnorMVAU, xnor_from_mvau, xnor_rewrite
 # The registration: one module per kind, each declaring KINDS (its classes), LOWERINGS (ONNX op type -> Lowering)
 # and optionally REWRITES (layer -> a cheaper layer with the same codes, or None).
 KIND_MODULES = ("fork", "concat", "upsample", "add", "maxpool_general", "xnor", "channel_slice",
-                "sliding_window", "mvau", "maxpool", "threshold", "width_converter")
+                "sliding_window", "mvau", "maxpool", "threshold", "width_converter", "vvu", "global_pool")
 
 _modules = [import_module(f".{name}", __name__) for name in KIND_MODULES]
 KINDS = {cls.kind: cls for m in _modules for cls in m.KINDS}  # kind name -> class (the network file's loader)
-LOWERINGS: dict[str, Lowering] = {op: rule for m in _modules for op, rule in m.LOWERINGS.items()}
+# Several kinds may lower one op type, each taking the nodes its ``applies`` accepts (a depthwise Conv is the VVU's,
+# the others stay the walk's): ``lowering_for`` picks; LOWERINGS keeps the first rule of each op.
+_RULES: dict[str, list[Lowering]] = {}
+for _m in _modules:
+    for _op, _rule in _m.LOWERINGS.items():
+        _RULES.setdefault(_op, []).append(_rule)
+LOWERINGS: dict[str, Lowering] = {op: rules[0] for op, rules in _RULES.items()}
 REWRITES = tuple(rw for m in _modules for rw in getattr(m, "REWRITES", ()))
+
+
+def lowering_for(node) -> Lowering | None:
+    """The registered rule that takes ``node`` (its op's rules in registration order, ``Lowering.applies``)."""
+    return next((r for r in _RULES.get(node.op_type, ()) if r.applies is None or r.applies(node)), None)
 
 
 def apply_rewrites(layer):
@@ -54,5 +65,5 @@ def apply_rewrites(layer):
 __all__ = ["AffineView", "QuantSpec", "Requant", "requantize", "GraphLayer", "Shape", "StreamFork", "Concat",
            "Upsample", "AddStreams", "MaxPoolGeneral", "lower_fork", "lower_concat", "lower_resize", "lower_add",
            "lower_maxpool", "pad_of_node", "XnorMVAU", "xnor_from_mvau", "xnor_rewrite", "KINDS", "LOWERINGS",
-           "REWRITES", "apply_rewrites", "KIND_MODULES", "MVAU", "SlidingWindow", "MaxPool", "Threshold",
-           "WidthConverter", "Lowered", "Lowering", "LoweringContext"]
+           "REWRITES", "apply_rewrites", "lowering_for", "KIND_MODULES", "MVAU", "SlidingWindow", "MaxPool",
+           "Threshold", "WidthConverter", "Lowered", "Lowering", "LoweringContext"]

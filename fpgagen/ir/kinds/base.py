@@ -69,17 +69,23 @@ class LoweringContext:
     const: typing.Callable  # const(tensor name) -> the initializer, or None
     out_quant: typing.Any = None  # QuantSpec of the Quant that is the node's only consumer (rules that fuse one)
     pre_pad: tuple | None = None  # ((top, left, bottom, right), value) of a Pad right before (rules that fuse one)
+    # quantized(tensor name) -> the walk's integer form of a quantized constant (``codes`` minus the zero point,
+    # float ``scale``, code range ``lo``/``hi``: a weight behind its Quant), or None
+    quantized: typing.Callable = lambda name: None
 
 
 @dataclass
 class Lowered:
     """A rule's result: the layer (reading the node's streamed inputs in order, port p from input p) and its
     output view. ``passthrough``: per output channel, the (input port, channel) whose codes it carries unchanged
-    (the walk then keeps that channel's exact view); None: ``view`` describes new codes."""
+    (the walk then keeps that channel's exact view); None: ``view`` describes new codes. ``feeders``: layers in
+    front of ``layer`` on a one-input rule, a chain (a Conv's sliding window): the first reads the node's input,
+    the last feeds ``layer``."""
 
     layer: typing.Any
     view: typing.Any
     passthrough: list[tuple[int, int]] | None = None
+    feeders: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -88,13 +94,15 @@ class Lowering:
     streamed inputs' affine views and (H, W, C) shapes. ``min_streams``: with fewer streamed inputs the op is not
     this kind's (an Add of a constant is an affine update of the walk). ``fuses_quant`` / ``fuses_pad``: the rule
     takes ``ctx.out_quant`` (and the walk drops that Quant node) / ``ctx.pre_pad``. ``doc``: the supported form
-    of the op, as the unsupported-op error lists it."""
+    of the op, as the unsupported-op error lists it. ``applies(node)``: whether the rule takes this node (a
+    depthwise Conv, not every Conv); None: every node of the op."""
 
     rule: typing.Callable
     min_streams: int = 1
     fuses_quant: bool = False
     fuses_pad: bool = False
     doc: str = ""  # what the op may be, for the list of supported ops
+    applies: typing.Callable | None = None
 
 
 class PEWords:
