@@ -488,6 +488,18 @@ def optimize(net: Network, board: dict, ceilings: dict | None = None, target_fps
     return _plan(layers, streams, attrs, caps, time.perf_counter() - start, prog.n, records, answer[0])
 
 
+def program_size(net: Network, board: dict, ceilings: dict | None = None) -> dict[str, int]:
+    """The size of the integer program ``optimize`` builds for ``net`` (every core and converter: the program at
+    the loosest bound; each solve takes the columns within its bound)."""
+    layers, streams = nodes_and_streams(net)
+    caps = caps_of(board, ceilings)
+    host_fed = {s.dst for s in streams if s.src == HOST}
+    prog = _Program(layers, streams, [layer_cores(lay, i in host_fed, caps["DSP"] >= 1)
+                                      for i, lay in enumerate(layers)], caps)
+    return {"variables": prog.n, "integers": int(np.count_nonzero(prog.integrality)), "rows": prog.a.shape[0],
+            "nonzeros": int(prog.a.nnz)}
+
+
 def work_done(records: list[SolveRecord], plan: Plan) -> dict:
     """What the solver did over a fold (every ``optimize`` call of the reserve loop): the program's size, how many
     solves of each kind, HiGHS' branch-and-bound nodes (the load-independent measure of its work), whether the
