@@ -38,6 +38,16 @@ a larger T only adds choices, so feasibility is monotone in T: bisect the sorted
 solves, then solve for the least resources at the smallest feasible T. That is the lexicographic optimum
 (fastest, then cheapest) under the model, proven by HiGHS (``mip_rel_gap = 0``). Target FPS: solve at
 ``T = f_clk / target``.
+
+Work. The program is built once per fold for every core and converter (``_Program``); the program for a bound T
+is its columns whose process runs within T. The search bisects the LP relaxation (a necessary condition, cheap)
+for a lower bound, gallops up from it with exact solves and bisects the last step with feasibility-only solves
+(objective 0: the first integer point ends it). The FIFO reserve loop (``fold.fold_network``) calls again with a
+larger reserve: every bound proven infeasible stays infeasible, so the search resumes at the bound it found.
+Every solve is recorded (``SolveRecord``: size, status, branch-and-bound nodes, gap); ``work_done`` sums them
+for the report and the benchmark, and ``Plan.optimal`` is true only when HiGHS proved the returned choice
+optimal. HiGHS writes nothing to the console: its log, and the lines its C++ prints with printf, go to the
+build's logs/fold_milp.log.
 """
 
 from __future__ import annotations
