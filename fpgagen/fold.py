@@ -323,8 +323,10 @@ def fold_network(net: Network, board: dict, folding: dict | None = None, target_
                                    "this is an fpgagen bug; please report it with the model")
             fifos = size_fifos(net)
             beyond = {r: fifos[r] - sum(optimize.base_fifo(lay)[r] for lay in net.layers) for r in RESOURCES}
+            proof = "proven optimal" if plan.optimal else f"NOT proven optimal, gap {plan.gap}"
             log(f"  optimizer: {board['clock_mhz'] * 1e6 / plan.cycles:.1f} FPS in {plan.solve_s:.1f} s "
-                f"({plan.solves} MILP solves); sized FIFOs: {fifos['LUT']:,} LUT, {fifos['BRAM18']} BRAM18")
+                f"({plan.solves} MILP solves, {proof}); "
+                f"sized FIFOs: {fifos['LUT']:,} LUT, {fifos['BRAM18']} BRAM18")
             info["solve_s"] = info.get("solve_s", 0.0) + plan.solve_s
             if all(plan.totals[r] + beyond[r] <= caps[r] for r in RESOURCES):
                 break
