@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -191,11 +192,19 @@ def _build_locked(model: Path, board: str, board_cfg: dict, out_dir: Path, foldi
     else:
         goal = f"target {target_fps:g} FPS" if target_fps else "maximum FPS"
         step(f"folding ({optimizer}, {goal} at {board_cfg['clock_mhz']} MHz within the {board} budget)")
-    fold_info = fold.fold_network(net, board_cfg, folding=folding, target_fps=target_fps, optimizer=optimizer,
-                                  ceilings=ceilings, log=log)
+    fd, solver_log = tempfile.mkstemp(prefix="fpgagen_milp_", suffix=".log")  # HiGHS' log, until logs/ exists
+    os.close(fd)
+    try:
+        fold_info = fold.fold_network(net, board_cfg, folding=folding, target_fps=target_fps, optimizer=optimizer,
+                                      ceilings=ceilings, log=log, solver_log=solver_log)
+    except BaseException:
+        os.unlink(solver_log)
+        raise
     step(f"generating HLS C++ in {out_dir / 'hls'}")
     tmp = builddir.temporary_dir(out_dir)
     try:
+        (tmp / "logs").mkdir(exist_ok=True)
+        shutil.move(solver_log, tmp / "logs" / "fold_milp.log")
         codegen.generate(net, tmp / "hls", board_cfg, source=model.name)
         findings = lint.lint_project(tmp / "hls", net, static_headers=False)  # what it emits passes the lint
         if findings:
@@ -224,6 +233,8 @@ def _build_locked(model: Path, board: str, board_cfg: dict, out_dir: Path, foldi
         builddir.swap_in(tmp, out_dir, log=log)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if os.path.exists(solver_log):
+            os.unlink(solver_log)
         raise
     acc.build_dir = out_dir
     step(f"done: {len(net.layers)} layers, {doc['fps_estimated']:.1f} FPS estimated "

@@ -117,8 +117,9 @@ def swap_in(tmp: Path, out_dir: Path, pause=lambda where: None, log=lambda msg: 
     absent with the old one at ``.out.old-<pid>``, which the next lock holder puts back).
 
     The old directory is deleted unless it holds what a build does not write (a bitstream's deploy/, vivado/,
-    logs/, the user's own files): then it is kept whole as ``out.previous`` (replacing an earlier one), since
-    nothing a user has may be lost and none of it may survive, stale, inside the new build."""
+    logs/ beyond the build's own fold_milp.log, the user's own files): then it is kept whole as ``out.previous``
+    (replacing an earlier one), since nothing a user has may be lost and none of it may survive, stale, inside
+    the new build."""
     tmp, out_dir = Path(tmp), Path(out_dir)
     if not out_dir.exists():
         os.rename(tmp, out_dir)
@@ -136,6 +137,8 @@ def swap_in(tmp: Path, out_dir: Path, pause=lambda where: None, log=lambda msg: 
 
 def _retire(old: Path, out_dir: Path, log) -> None:
     extra = sorted({p.name for p in old.iterdir()} - {p.name for p in out_dir.iterdir()} - REGENERATED)
+    if (old / "logs").is_dir() and (out_dir / "logs").is_dir():  # every build writes logs/fold_milp.log; synth more
+        extra += sorted(f"logs/{p.name}" for p in (old / "logs").iterdir() if not (out_dir / "logs" / p.name).exists())
     if not extra:
         shutil.rmtree(old, ignore_errors=True)
         return

@@ -259,7 +259,8 @@ def greedy_within(net: Network, board: dict, ceilings: dict | None = None) -> tu
 
 
 def fold_network(net: Network, board: dict, folding: dict | None = None, target_fps: float | None = None,
-                 optimizer: str = "ilp", ceilings: dict | None = None, log=lambda msg: None) -> dict:
+                 optimizer: str = "ilp", ceilings: dict | None = None, log=lambda msg: None,
+                 solver_log: str | Path | None = None) -> dict:
     """Fold ``net`` (a chain or a stream graph) for ``board`` and size its FIFOs; never returns a design over the
     budget.
 
@@ -269,7 +270,8 @@ def fold_network(net: Network, board: dict, folding: dict | None = None, target_
     greedy per node at the fastest period that fits, ``fold_graph_within``). The FIFOs are sized after the folding
     (on a graph, reconvergent branches need depth); if they push the design over the budget, the optimizer runs
     again with their resources reserved. Returns what was done, for the report; for the optimizer, the reported
-    resources are ``model_resources`` (the plan) + ``fifo_excess`` (sized FIFOs beyond 2 deep) + the shell."""
+    resources are ``model_resources`` (the plan) + ``fifo_excess`` (sized FIFOs beyond 2 deep) + the shell, and
+    ``milp`` says what the solver did (``optimize.work_done``); HiGHS' log is appended to ``solver_log``."""
     info: dict = {"optimizer": "user folding" if folding is not None else optimizer}
     if not net.is_chain and folding is not None:  # a graph's FIFOs are per stream, sized from the schedules
         entries = folding.get("layers", folding) if isinstance(folding, dict) else {}
@@ -308,9 +310,11 @@ def fold_network(net: Network, board: dict, folding: dict | None = None, target_
         info["target_fps"] = fps
     elif optimizer == "ilp":
         reserve: dict[str, int] = {}
-        caps, cache = caps_of(board, ceilings), {}
+        caps, cache, records = caps_of(board, ceilings), {}, []
         for _ in range(5):
-            plan = optimize.optimize(net, board, ceilings, target_fps, reserve, cache=cache)
+            plan = optimize.optimize(net, board, ceilings, target_fps, reserve, cache=cache,
+                                     log_file=None if solver_log is None else str(solver_log))
+            records += plan.records
             apply_plan(net, plan)
             kernels = add_resources(*(lay.resources() for lay in net.layers), *map(optimize.base_fifo, net.layers))
             if kernels != plan.totals:  # an internal inconsistency, not a user error; fails the same under -O
@@ -318,15 +322,17 @@ def fold_network(net: Network, board: dict, folding: dict | None = None, target_
                                    "this is an fpgagen bug; please report it with the model")
             fifos = size_fifos(net)
             beyond = {r: fifos[r] - sum(optimize.base_fifo(lay)[r] for lay in net.layers) for r in RESOURCES}
+            proof = "proven optimal" if plan.optimal else f"NOT proven optimal, gap {plan.gap}"
             log(f"  optimizer: {board['clock_mhz'] * 1e6 / plan.cycles:.1f} FPS in {plan.solve_s:.1f} s "
-                f"({plan.solves} MILP solves); sized FIFOs: {fifos['LUT']:,} LUT, {fifos['BRAM18']} BRAM18")
+                f"({plan.solves} MILP solves, {proof}); "
+                f"sized FIFOs: {fifos['LUT']:,} LUT, {fifos['BRAM18']} BRAM18")
             info["solve_s"] = info.get("solve_s", 0.0) + plan.solve_s
             if all(plan.totals[r] + beyond[r] <= caps[r] for r in RESOURCES):
                 break
             reserve = {r: max(reserve.get(r, 0), beyond[r]) for r in RESOURCES}
         # report = model_resources (the plan: kernels, converters, 2-deep FIFOs) + fifo_excess + the shell
         info.update(target_fps=target_fps, milp_variables=plan.variables, fifo_reserve=reserve,
-                    model_resources=plan.totals, fifo_excess=beyond)
+                    model_resources=plan.totals, fifo_excess=beyond, milp=optimize.work_done(records, plan))
     else:
         raise FpgagenError(f"unknown optimizer '{optimizer}'", "--optimizer", "use ilp or greedy")
     info["resources"] = check_budget(net, board, ceilings)

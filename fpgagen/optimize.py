@@ -38,12 +38,27 @@ a larger T only adds choices, so feasibility is monotone in T: bisect the sorted
 solves, then solve for the least resources at the smallest feasible T. That is the lexicographic optimum
 (fastest, then cheapest) under the model, proven by HiGHS (``mip_rel_gap = 0``). Target FPS: solve at
 ``T = f_clk / target``.
+
+Work. The program is built once per fold for every core and converter (``_Program``); the program for a bound T
+is its columns whose process runs within T. The search bisects the LP relaxation (a necessary condition, cheap)
+for a lower bound, gallops up from it with exact solves and bisects the last step with feasibility-only solves
+(objective 0: the first integer point ends it). The FIFO reserve loop (``fold.fold_network``) calls again with a
+larger reserve: every bound proven infeasible stays infeasible, so the search resumes at the bound it found.
+Every solve is recorded (``SolveRecord``: size, status, branch-and-bound nodes, gap); ``work_done`` sums them
+for the report and the benchmark, and ``Plan.optimal`` is true only when HiGHS proved the returned choice
+optimal. HiGHS writes nothing to the console: its log, and the lines its C++ prints with printf, go to the
+build's logs/fold_milp.log.
 """
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import copy
+import ctypes
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -95,8 +110,29 @@ class Plan:
     totals: dict[str, int]
     caps: dict[str, float]
     solve_s: float
-    variables: int = 0
+    variables: int = 0  # columns of the program (every core and converter)
     solves: int = 0
+    records: list[SolveRecord] = field(default_factory=list)  # every solve, in order
+    optimal: bool = False  # HiGHS proved the final solve optimal (and every bound below it infeasible)
+    gap: float | None = None  # the relative gap HiGHS proved on the final solve (0 when optimal)
+
+
+@dataclass
+class SolveRecord:
+    """One HiGHS run: what was asked (``kind``: "lp" relaxation, "feasible", "optimal"), at which cycle bound, on
+    how large a program, and what came back. ``nodes`` (branch and bound) does not depend on the machine's load."""
+
+    kind: str
+    cycles: int
+    columns: int
+    rows: int
+    nonzeros: int
+    integers: int
+    status: str  # optimal | infeasible | limit | unbounded | other
+    feasible: bool
+    seconds: float
+    nodes: int = 0
+    gap: float | None = None
 
 
 # --- budget ---------------------------------------------------------------------------------------------------
@@ -208,41 +244,42 @@ def _allowed(consumer: Layer, u: int, v: int) -> bool:
 
 # --- the program ----------------------------------------------------------------------------------------------
 class _Program:
-    """Variables and rows of the program for one cycle bound ``t`` (see the module docstring)."""
+    """Variables and rows of the program (see the module docstring), built once for every core and converter;
+    the program for a cycle bound ``t`` is its columns whose cycles are <= t (``solve``)."""
 
-    def __init__(self, layers: list[Layer], streams: list[Stream], cores: list[list[Core]], caps: dict[str, float],
-                 reserve: dict[str, float], t: float):
-        self.layers, self.caps = layers, caps
-        self.cores = [[c for c in cs if c.cycles <= t] for cs in cores]
+    def __init__(self, layers: list[Layer], streams: list[Stream], cores: list[list[Core]], caps: dict[str, float]):
+        self.layers, self.caps, self.cores = layers, caps, cores
         cols: list[tuple] = []  # what each column is: ("x", l, k) | ("y", l, k, g, o) | ("d", l, k) | ("z", pair)
         res_cols: list[dict[str, int]] = []
         integer: list[bool] = []
         upper: list[float] = []
+        cycles: list[int] = []  # a column exists in the program for t iff its process's cycles are <= t
 
-        def col(kind, res, is_int=True, ub=1.0) -> int:
+        def col(kind, res, cyc, is_int=True, ub=1.0) -> int:
             cols.append(kind)
             res_cols.append(res)
             integer.append(is_int)
             upper.append(ub)
+            cycles.append(cyc)
             return len(cols) - 1
 
         rows, lo, hi = [], [], []  # rows as lists of (column, value)
         self.x: list[list[int]] = []
-        for li, cs in enumerate(self.cores):
+        for li, cs in enumerate(cores):
             xs = []
             for ki, c in enumerate(cs):
-                xi = col(("x", li, ki), c.base)
+                xi = col(("x", li, ki), c.base, c.cycles)
                 xs.append(xi)
                 for gi, alts in enumerate(c.groups):
                     if len(alts) == 1:
                         res_cols[xi] = add_resources(res_cols[xi], alts[0][1])
                         continue
-                    ys = [col(("y", li, ki, gi, oi), d) for oi, (_, d) in enumerate(alts)]
+                    ys = [col(("y", li, ki, gi, oi), d, c.cycles) for oi, (_, d) in enumerate(alts)]
                     rows.append([(y, 1) for y in ys] + [(xi, -1)])
                     lo.append(0)
                     hi.append(0)
                 if c.dsp_max:
-                    di = col(("d", li, ki), c.dsp_unit, ub=c.dsp_max)
+                    di = col(("d", li, ki), c.dsp_unit, c.cycles, ub=c.dsp_max)
                     rows.append([(di, 1), (xi, -c.dsp_max)])
                     lo.append(-np.inf)
                     hi.append(0)
@@ -250,16 +287,22 @@ class _Program:
             rows.append([(xi, 1) for xi in xs])  # one core per node
             lo.append(1)
             hi.append(1)
+        priced: dict[tuple, tuple[int, dict[str, int]]] = {}  # converters alike in elements, type and words
         for si, s in enumerate(_inner(streams)):  # stream words agree, or a converter joins them
-            prod, cons = self.cores[s.src], self.cores[s.dst]
+            prod, cons = cores[s.src], cores[s.dst]
             zs = []
-            for u, v in _stream_words(layers, self.cores, s):
+            for u, v in _stream_words(layers, cores, s):
                 if u == v:
-                    zs.append((col(("z", si, u, v), dict.fromkeys(RESOURCES, 0), False), u, v))
-                else:
+                    zs.append((col(("z", si, u, v), dict.fromkeys(RESOURCES, 0), 0, False), u, v))
+                    continue
+                shape, dt, _ = out_ports(layers[s.src])[s.src_port]
+                key = (math.prod(shape), dt.name, u, v)
+                if key not in priced:
                     w = converter(layers[s.src], u, v, s.src_port)
-                    if w.cycles() <= t:
-                        zs.append((col(("z", si, u, v), add_resources(w.resources(), base_fifo(w)), False), u, v))
+                    priced[key] = (w.cycles(), add_resources(w.resources(), base_fifo(w)))
+                cyc, res = priced[key]
+                zs.append((col(("z", si, u, v), res, cyc, False), u, v))
+            # a word no core within t has leaves its row with z's only: they are then 0
             for u in sorted({c.out_words[s.src_port] for c in prod}):
                 rows.append([(z, 1) for z, zu, _ in zs if zu == u] +
                             [(self.x[s.src][k], -1) for k, c in enumerate(prod) if c.out_words[s.src_port] == u])
@@ -270,111 +313,213 @@ class _Program:
                             [(self.x[s.dst][k], -1) for k, c in enumerate(cons) if c.in_words[s.dst_port] == v])
                 lo.append(0)
                 hi.append(0)
-        for r in RESOURCES:  # the budget
+        self.budget_rows = len(rows)
+        for r in RESOURCES:  # the budget (its right-hand side is set per solve: caps - reserve)
             rows.append([(i, rc[r]) for i, rc in enumerate(res_cols) if rc[r]])
             lo.append(-np.inf)
-            hi.append(caps[r] - reserve.get(r, 0))
+            hi.append(caps[r])
         self.cols, self.res_cols = cols, res_cols
         self.n = len(cols)
         rr = [i for i, row in enumerate(rows) for _ in row]
         cc = [c for row in rows for c, _ in row]
         vv = [v for row in rows for _, v in row]
-        self.a = coo_array((vv, (rr, cc)), shape=(len(rows), self.n)).tocsr()
+        self.a = coo_array((vv, (rr, cc)), shape=(len(rows), self.n)).tocsc()
         self.lo, self.hi = np.array(lo, float), np.array(hi, float)
         self.integrality, self.upper = np.array(integer, int), np.array(upper, float)
+        self.cycles = np.array(cycles, np.int64)
+        self.cost = np.array([sum(w * rc[r] / max(caps[r], 1.0) for r, w in OBJECTIVE_WEIGHTS.items())
+                              for rc in res_cols])
+        # per node, per core: its cycles and the least of each resource it can take (for ``fits_at_all``)
+        self.least = [(np.array([c.cycles for c in cs]), np.array([[_least([c], r, math.inf) for r in RESOURCES]
+                                                                    for c in cs]).reshape(len(cs), len(RESOURCES)))
+                      for cs in cores]
 
-    def cost_vector(self) -> np.ndarray:
-        return np.array([sum(w * rc[r] / max(self.caps[r], 1.0) for r, w in OBJECTIVE_WEIGHTS.items())
-                         for rc in self.res_cols])
+    def fits_at_all(self, t: float, reserve: dict) -> bool:
+        """Necessary condition: every resource fits alone when each node takes its cheapest choice within ``t``."""
+        total = np.zeros(len(RESOURCES))
+        for cycles, least in self.least:
+            within = least[cycles <= t]
+            if not len(within):
+                return False
+            total += within.min(axis=0)
+        return all(total[i] <= self.caps[r] - reserve.get(r, 0) for i, r in enumerate(RESOURCES))
 
-    def solve(self, time_limit: float, relax: bool = False) -> dict[str, dict] | bool | None:
-        """The least-resource choice per layer (attributes by layer name), or None if nothing fits. ``relax``:
-        only whether the LP relaxation is feasible (a fast necessary condition). HiGHS' presolve is off: on these
-        programs it costs several times the solve."""
-        if any(not cs for cs in self.cores):
-            return None
-        res = milp(self.cost_vector(), integrality=0 if relax else self.integrality,
-                   bounds=(np.zeros(self.n), self.upper), constraints=LinearConstraint(self.a, self.lo, self.hi),
-                   options={"time_limit": time_limit, "mip_rel_gap": 0.0, "presolve": False})
-        if relax:
-            return res.x is not None or None
+    def candidates(self, floor: int) -> list[int]:
+        """Every cycle count a bottleneck can have (a core's or a width converter's), from ``floor`` on."""
+        return sorted({int(c) for c in np.unique(self.cycles) if c >= floor})
+
+    def solve(self, t: float, reserve: dict, kind: str, time_limit: float, log_file: str | None = None
+              ) -> tuple[dict[str, dict] | None, SolveRecord]:
+        """The program for the cycle bound ``t`` with ``reserve`` kept free. ``kind``: "optimal", the least-resource
+        choice per layer (attributes by layer name; proven optimal unless the record says otherwise); "feasible",
+        any choice within the budget (the objective is 0, so the first one found is optimal); "lp", only whether
+        the LP relaxation is feasible (a fast necessary condition: the attributes are then ``{}``). None if nothing
+        fits. HiGHS' presolve is off: on these programs it costs more than it saves."""
+        keep = self.cycles <= t
+        a = self.a[:, keep]
+        hi = self.hi.copy()
+        hi[self.budget_rows:] = [self.caps[r] - reserve.get(r, 0) for r in RESOURCES]
+        cost = self.cost[keep] if kind == "optimal" else np.zeros(int(keep.sum()))
+        integrality = self.integrality[keep] if kind != "lp" else None
+        # HiGHS logs to the console only (scipy's wrapper cannot open its log file): with fd 1 sent to the log
+        options = {"time_limit": time_limit, "mip_rel_gap": 0.0, "presolve": False, "disp": log_file is not None}
+        if log_file is not None:
+            with open(log_file, "a") as f:
+                f.write(f"\n=== fpgagen: {kind} solve at a bound of {t} cycles ===\n")
+        start = time.perf_counter()
+        with _solver_output_to(log_file):
+            res = milp(cost, integrality=integrality, bounds=(np.zeros(a.shape[1]), self.upper[keep]),
+                       constraints=LinearConstraint(a, self.lo, hi), options=options)
+        record = SolveRecord(kind, int(t) if math.isfinite(t) else -1, a.shape[1], a.shape[0], int(a.nnz),
+                             int(np.count_nonzero(self.integrality[keep])) if kind != "lp" else 0,
+                             _STATUS.get(res.status, "other"), res.x is not None, time.perf_counter() - start,
+                             int(res.get("mip_node_count") or 0), res.get("mip_gap"))
         if res.x is None:
             if res.status == 1:  # a limit was hit before any feasible point: no proof either way
                 raise FpgagenError(f"the folding optimizer found no answer in {time_limit:g} s",
                                    "folding optimizer", "raise the time limit or fold by hand (--folding)")
-            return None
+            return None, record
+        if kind == "lp":
+            return {}, record
+        x = np.zeros(self.n)
+        x[keep] = res.x
         out: dict[str, dict] = {}
-        picked = [kind for i, kind in enumerate(self.cols) if kind[0] in "xyd" and round(res.x[i])]
-        for kind in sorted(picked, key=lambda k: "xyd".index(k[0])):  # the core first, then its styles
-            core = self.cores[kind[1]][kind[2]]
-            name = self.layers[kind[1]].name
-            if kind[0] == "x":
+        picked = [i for i, c in enumerate(self.cols) if c[0] in "xyd" and round(x[i])]
+        for i in sorted(picked, key=lambda i: "xyd".index(self.cols[i][0])):  # the core first, then its styles
+            what = self.cols[i]
+            core = self.cores[what[1]][what[2]]
+            name = self.layers[what[1]].name
+            if what[0] == "x":
                 out[name] = dict(core.attrs)
-            elif kind[0] == "y":
-                out[name].update(core.groups[kind[3]][kind[4]][0])
+            elif what[0] == "y":
+                out[name].update(core.groups[what[3]][what[4]][0])
             else:  # d <= PE * x, so a nonzero d belongs to the chosen core
-                out[name][self.layers[kind[1]].DSP_COUNT] = round(res.x[self.cols.index(kind)]) * core.dsp_step
-        return out
+                out[name][self.layers[what[1]].DSP_COUNT] = round(x[i]) * core.dsp_step
+        return out, record
+
+
+_STATUS = {0: "optimal", 1: "limit", 2: "infeasible", 3: "unbounded"}
+
+
+@contextlib.contextmanager
+def _solver_output_to(path: str | None):
+    """HiGHS' C++ code prints some lines with printf, whatever its options say: send the process's stdout (fd 1)
+    into the solver log (or nowhere) while it runs, flushing the C buffer before handing fd 1 back."""
+    sys.stdout.flush()
+    libc = ctypes.CDLL(None)
+    saved = os.dup(1)
+    target = os.open(path or os.devnull, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.dup2(target, 1)
+        yield
+    finally:
+        libc.fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(target)
 
 
 def optimize(net: Network, board: dict, ceilings: dict | None = None, target_fps: float | None = None,
-             reserve: dict | None = None, time_limit: float = 60.0, cache: dict | None = None) -> Plan:
+             reserve: dict | None = None, time_limit: float = 60.0, cache: dict | None = None,
+             log_file: str | None = None) -> Plan:
     """The optimal folding under the cost model (see the module docstring), for a chain or a stream graph.
     Raises FpgagenError if nothing fits the budget (naming the resources and the layers that need them) or the
-    target FPS is out of reach."""
+    target FPS is out of reach.
+
+    ``cache``: reused across calls on the same network and board (``fold.fold_network``'s reserve loop): the
+    choice space, the program, and which bounds were proven infeasible (they stay infeasible under a larger
+    reserve). ``log_file``: HiGHS' log (and its stray console lines) go there."""
     start = time.perf_counter()
     layers, streams = nodes_and_streams(net)
     caps, reserve = caps_of(board, ceilings), reserve or {}
-    cache = {} if cache is None else cache  # the choice space, reusable across calls on the same network
-    key = ("cores", caps["DSP"] >= 1)
+    cache = {} if cache is None else cache
+    key = ("program", caps["DSP"] >= 1, tuple(caps.values()))
     if key not in cache:
         host_fed = {s.dst for s in streams if s.src == HOST}
-        cache[key] = [layer_cores(lay, i in host_fed, caps["DSP"] >= 1) for i, lay in enumerate(layers)]
-    cores = cache[key]
-    solves, size = 0, 0
+        cores = [layer_cores(lay, i in host_fed, caps["DSP"] >= 1) for i, lay in enumerate(layers)]
+        cache[key] = _Program(layers, streams, cores, caps)
+    prog: _Program = cache[key]
+    cores = prog.cores
+    records: list[SolveRecord] = []
+    answer: list[SolveRecord] = []  # the solve whose choice is returned
 
-    def solve(t: float, relax: bool = False):
-        nonlocal solves, size
-        if not _fits_at_all(cores, caps, reserve, t):
+    def solve(t: float, kind: str):
+        if not prog.fits_at_all(t, reserve):
             return None
-        solves += 1
-        prog = _Program(layers, streams, cores, caps, reserve, t)
-        size = max(size, prog.n)
-        return prog.solve(time_limit, relax)
+        attrs, record = prog.solve(t, reserve, kind, time_limit, log_file)
+        records.append(record)
+        if attrs is not None and kind == "optimal":
+            answer[:] = [record]
+        return attrs
 
     if target_fps is not None:
         t = math.floor(board["clock_mhz"] * 1e6 / target_fps)
-        attrs = solve(t)
+        attrs = solve(t, "optimal")
     else:
-        floor = max(min(c.cycles for c in cs) for cs in cores)
         # the bottleneck is a core's or a width converter's cycle count (a converter can be the slowest process)
-        cands = sorted({c.cycles for cs in cores for c in cs if c.cycles >= floor} |
-                       {w.cycles() for w in _converters(layers, cores, streams) if w.cycles() >= floor})
-        # The LP relaxation is feasible wherever the program is, and solves in a fraction of the time: bisect it
-        # for a lower bound, then gallop up from there with exact solves and bisect the last step.
-        lo, hi = 0, len(cands) - 1
-        if solve(cands[hi], relax=True) is None:
+        cands = prog.candidates(max(min(c.cycles for c in cs) for cs in cores))
+        hi = len(cands) - 1
+        if solve(cands[hi], "lp") is None:
             _explain_infeasible(layers, cores, caps, reserve, board, None)
+        # Bounds below what an earlier call proved infeasible at a reserve no larger stay infeasible; that bound
+        # itself usually still fits (the reserve loop adds little), so it is tried first.
+        known = cache.get(("infeasible below", key))
+        lo = 0
+        if known and all(reserve.get(r, 0) >= known[1].get(r, 0) for r in RESOURCES):
+            lo = bisect.bisect_left(cands, known[0])
+            if solve(cands[lo], "lp") is None:
+                lo += 1
+            else:
+                hi = lo
+        # The LP relaxation is feasible wherever the program is, and solves in a fraction of the time: bisect it
+        # for a lower bound, then gallop up from there with exact solves and bisect the last step (feasibility
+        # only: the least resources are solved for at the bound found).
         while lo < hi:
             mid = (lo + hi) // 2
-            lo, hi = (lo, mid) if solve(cands[mid], relax=True) else (mid + 1, hi)
+            lo, hi = (lo, mid) if solve(cands[mid], "lp") is not None else (mid + 1, hi)
         last, i, step = len(cands) - 1, lo, 1
-        best = solve(cands[i])
-        while best is None and i < last:  # gallop; cands[:i + 1] are infeasible
+        attrs = solve(cands[i], "optimal")
+        while attrs is None and i < last:  # gallop; cands[:i + 1] are infeasible
             lo, i, step = i + 1, min(i + step, last), step * 2
-            best = solve(cands[i])
+            attrs = solve(cands[i], "optimal")
         hi = i
-        while best is not None and lo < hi:  # bisect: cands[hi] feasible (best), cands[lo - 1] infeasible
-            mid = (lo + hi) // 2
-            found = solve(cands[mid])
-            if found is None:
-                lo = mid + 1
-            else:
-                best, hi = found, mid
-        t, attrs = cands[hi], best
+        if attrs is not None:
+            while lo < hi:  # bisect: cands[hi] feasible, cands[lo - 1] infeasible
+                mid = (lo + hi) // 2
+                if solve(cands[mid], "feasible") is None:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            cache[("infeasible below", key)] = (cands[hi], dict(reserve))
+            if hi < i:
+                attrs = solve(cands[hi], "optimal")
     if attrs is None:
         _explain_infeasible(layers, cores, caps, reserve, board, target_fps)
-    return _plan(layers, streams, attrs, caps, time.perf_counter() - start, size, solves)
+    return _plan(layers, streams, attrs, caps, time.perf_counter() - start, prog.n, records, answer[0])
+
+
+def program_size(net: Network, board: dict, ceilings: dict | None = None) -> dict[str, int]:
+    """The size of the integer program ``optimize`` builds for ``net`` (every core and converter: the program at
+    the loosest bound; each solve takes the columns within its bound)."""
+    layers, streams = nodes_and_streams(net)
+    caps = caps_of(board, ceilings)
+    host_fed = {s.dst for s in streams if s.src == HOST}
+    prog = _Program(layers, streams, [layer_cores(lay, i in host_fed, caps["DSP"] >= 1)
+                                      for i, lay in enumerate(layers)], caps)
+    return {"variables": prog.n, "integers": int(np.count_nonzero(prog.integrality)), "rows": prog.a.shape[0],
+            "nonzeros": int(prog.a.nnz)}
+
+
+def work_done(records: list[SolveRecord], plan: Plan) -> dict:
+    """What the solver did over a fold (every ``optimize`` call of the reserve loop): the program's size, how many
+    solves of each kind, HiGHS' branch-and-bound nodes (the load-independent measure of its work), whether the
+    final plan is proven optimal and the gap HiGHS proved on it."""
+    largest = max(records, key=lambda r: r.columns)
+    return {"variables": plan.variables, "columns_solved": largest.columns, "rows": largest.rows,
+            "nonzeros": largest.nonzeros, "solves": len(records),
+            "mip_solves": sum(r.kind != "lp" for r in records), "lp_solves": sum(r.kind == "lp" for r in records),
+            "nodes": sum(r.nodes for r in records), "seconds": round(sum(r.seconds for r in records), 3),
+            "optimal": plan.optimal, "gap": plan.gap}
 
 
 def plan_parts(layers: list[Layer], streams: list[Stream], attrs: dict[str, dict]) -> list[tuple[Layer, dict]]:
@@ -390,11 +535,12 @@ def plan_parts(layers: list[Layer], streams: list[Stream], attrs: dict[str, dict
     return parts
 
 
-def _plan(layers, streams, attrs: dict[str, dict], caps, solve_s, n, solves) -> Plan:
+def _plan(layers, streams, attrs: dict[str, dict], caps, solve_s, n, records, final: SolveRecord) -> Plan:
     """Evaluate the chosen attributes with the layers' own models (converters included)."""
     parts = plan_parts(layers, streams, attrs)
     return Plan(attrs, max(p.cycles() for p, _ in parts), add_resources(*(r for _, r in parts)), caps, solve_s, n,
-                solves)
+                len(records), records, final.status == "optimal", final.gap)
+
 
 def _least(cs: list[Core], r: str, t: float) -> float:
     """The least of resource ``r`` any core within ``t`` can take (each group at its cheapest, DSP at best)."""
@@ -405,11 +551,6 @@ def _least(cs: list[Core], r: str, t: float) -> float:
             v += min(0, c.dsp_max * c.dsp_unit.get(r, 0))
             best = min(best, v)
     return best
-
-
-def _fits_at_all(cores, caps, reserve, t) -> bool:
-    """Necessary condition: every resource fits alone when each layer takes its cheapest choice within ``t``."""
-    return all(sum(_least(cs, r, t) for cs in cores) <= caps[r] - reserve.get(r, 0) for r in RESOURCES)
 
 
 def _explain_infeasible(layers, cores, caps, reserve, board, target_fps) -> None:

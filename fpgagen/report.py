@@ -99,6 +99,11 @@ def markdown(doc: dict, plots: bool = False) -> str:
     if how == "ilp":
         goal = f"cheapest at {fold['target_fps']:g} FPS" if fold.get("target_fps") else "maximum FPS"
         how = f"integer program (HiGHS), {goal}, solved in {fold.get('solve_s', 0):.1f} s"
+        work = fold.get("milp")
+        if work:
+            proof = "proven optimal" if work["optimal"] else f"not proven optimal (gap {work['gap']})"
+            how += (f" ({proof}; {work['variables']:,} variables, {work['solves']} solves, {work['nodes']} "
+                    f"branch-and-bound nodes; HiGHS log in logs/fold_milp.log)")
     elif how == "greedy":
         how = f"greedy FINN-style baseline at a {fold.get('target_fps', 0):g} FPS target"
     md = [f"# {doc['network']} on {doc['board']} ({doc['clock_mhz']} MHz)", "", f"*{doc['note']}*", "",

@@ -23,6 +23,9 @@ def test_report_json_has_everything(built):
     doc = json.loads((built / "report.json").read_text())
     assert "estimated (model)" in doc["note"]
     assert doc["fits"] and doc["folding"]["optimizer"] == "ilp"
+    work = doc["folding"]["milp"]  # what the solver did, and its log kept in the build
+    assert work["optimal"] and work["solves"] >= 1
+    assert (built / "logs" / "fold_milp.log").read_text().count("Running HiGHS") == work["solves"]
     assert doc["fps_estimated"] == pytest.approx(100e6 / doc["bottleneck_cycles"])
     assert doc["latency_cycles_estimated"] >= doc["bottleneck_cycles"]
     for r in RESOURCES:

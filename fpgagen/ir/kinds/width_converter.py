@@ -106,11 +106,13 @@ class WidthConverter(OnePortLayer):
         a LUT6 is a 4:1 multiplexer bit and holding is the flip-flop's enable, so exact multiples need no
         multiplexer. The output word is the buffer's bottom OUT elements (wires)."""
         reads, writes, fills = self.chunk_schedule()
-        read_fills = set(fills[reads].tolist())
-        luts = 0
-        for k in range(self.capacity):
-            sources = (k + self.out_elems < self.capacity) + sum(0 <= k - h < self.in_elems for h in read_fills)
-            luts += math.ceil(sources / 4) if sources > 1 else 0
+        read_fills = np.unique(fills[reads])
+        capacity = int(read_fills[-1]) + self.in_elems  # = self.capacity, without walking the schedule again
+        k = np.arange(capacity)
+        # per element k: the element OUT above it, and each fill h with k - IN < h <= k (read_fills is sorted)
+        lanes = np.searchsorted(read_fills, k, "right") - np.searchsorted(read_fills, k - self.in_elems, "right")
+        sources = (k + self.out_elems < capacity) + lanes
+        luts = int(np.where(sources > 1, -(-sources // 4), 0).sum())
         a = self.in_bits
         return add_resources(memory_resources(self.memories()),
                              resources(LUT=luts * a + CONTROL_LUT, FF=self.out_elems * a + CONTROL_FF))
