@@ -5,7 +5,7 @@
 #include "fg_common.h"
 #ifdef FG_STREAM_LOOPS
 #error "fg_model.h is the C model; synthesis and the bounded-FIFO simulation run the kernels' loops"
-#endif
+#else
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -46,3 +46,4 @@ std::vector<typename Native<T>::type> pop_frame(hls::stream<Vec<T, N> > &in, uns
 }
 
 }  // namespace fg
+#endif
