@@ -31,6 +31,7 @@ void maxpool_model(hls::stream<Vec<typename C::T, C::PE> > &in, hls::stream<Vec<
     typedef typename Native<typename C::T>::type N;
     const std::vector<N> frame = pop_frame(in, C::IH * C::IW * C::CH / C::PE);
     std::vector<N> m(C::CH);
+    Vec<typename C::T, C::PE> word;  // constructed once: ap_int construction is not free
     for (unsigned oy = 0; oy < C::OH; oy++) {
         for (unsigned ox = 0; ox < C::OW; ox++) {
             for (unsigned ky = 0; ky < C::KH; ky++) {
@@ -40,7 +41,6 @@ void maxpool_model(hls::stream<Vec<typename C::T, C::PE> > &in, hls::stream<Vec<
                 }
             }
             for (unsigned w = 0; w < C::CH / C::PE; w++) {
-                Vec<typename C::T, C::PE> word;
                 for (unsigned e = 0; e < C::PE; e++) word.v[e] = m[w * C::PE + e];
                 push(out, word);
             }

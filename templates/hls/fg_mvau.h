@@ -267,13 +267,13 @@ void mvau_model(hls::stream<Vec<typename C::in_t, C::SIMD> > &in, hls::stream<Ve
             for (unsigned p = 0; p < C::PE; p++)
                 for (unsigned s = 0; s < C::SIMD; s++)
                     w[(nf * C::PE + p) * ROW + sf * C::SIMD + s] = operand_t(weights[0][nf * C::SF + sf][p * C::SIMD + s]);
+    Vec<typename C::out_t, C::PE> y;  // constructed once: ap_int construction is not free
     for (unsigned pixel = 0; pixel < C::PIXELS; pixel++) {
         for (unsigned sf = 0; sf < C::SF; sf++) {
             const Vec<typename C::in_t, C::SIMD> word = pop(in);
             for (unsigned s = 0; s < C::SIMD; s++) x[sf * C::SIMD + s] = operand_t(word.v[s].to_int64());
         }
         for (unsigned nf = 0; nf < C::NF; nf++) {
-            Vec<typename C::out_t, C::PE> y;
             for (unsigned p = 0; p < C::PE; p++) {
                 const typename D::sum_t sum =
                     model_dot<typename D::sum_t, D::ROW>(&w[(nf * C::PE + p) * ROW], &x[0]);

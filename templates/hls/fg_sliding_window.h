@@ -62,11 +62,11 @@ void sliding_window_model(hls::stream<Vec<typename C::T, C::IN_WORD> > &in,
                 padded[((y + C::PT) * PW + x + C::PL) * C::CH + c] = frame[(y * C::IW + x) * C::CH + c];
     std::vector<unsigned> offset(WINDOW);  // (ky, kx, c) order
     for (unsigned k = 0; k < WINDOW; k++) offset[k] = (k / RUN) * PW * C::CH + k % RUN;
+    Vec<T, C::SIMD> word;  // constructed once: ap_int construction is not free
     for (unsigned oy = 0; oy < C::OH; oy++) {
         for (unsigned ox = 0; ox < C::OW; ox++) {
             const N *corner = &padded[(oy * C::SH * PW + ox * C::SW) * C::CH];
             for (unsigned w = 0; w < WINDOW_WORDS; w++) {
-                Vec<T, C::SIMD> word;
                 for (unsigned e = 0; e < C::SIMD; e++) word.v[e] = corner[offset[w * C::SIMD + e]];
                 push(out, word);
             }

@@ -25,8 +25,8 @@ template <class C>
 void width_converter_model(hls::stream<Vec<typename C::T, C::IN> > &in, hls::stream<Vec<typename C::T, C::OUT> > &out) {
     const unsigned ELEMS = C::ITERATIONS * (C::IN < C::OUT ? C::IN : C::OUT);
     const std::vector<typename Native<typename C::T>::type> frame = pop_frame(in, ELEMS / C::IN);
+    Vec<typename C::T, C::OUT> word;  // constructed once: ap_int construction is not free
     for (unsigned w = 0; w < ELEMS / C::OUT; w++) {
-        Vec<typename C::T, C::OUT> word;
         for (unsigned e = 0; e < C::OUT; e++) word.v[e] = frame[w * C::OUT + e];
         push(out, word);
     }
