@@ -29,6 +29,7 @@ demo: setup
 bench: setup
 	$(BIN)/python scripts/bench_startup.py
 	$(BIN)/python scripts/bench_generator.py
+	$(BIN)/python scripts/bench_csim.py
 	test ! -f scripts/bench_fold.py || $(BIN)/python scripts/bench_fold.py
 	$(BIN)/python scripts/bench_runtime.py
 	$(BIN)/python scripts/bench_hw.py

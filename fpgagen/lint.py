@@ -83,17 +83,24 @@ def strip_comments(text: str) -> str:
     return re.sub(r"//[^\n]*", "", text)
 
 
+# Macros defined whenever Vitis HLS compiles (templates/hls/fg_common.h): __SYNTHESIS__ itself, and the kernels'
+# synthesis form and its stream loops, which it implies.
+SYNTHESIS_MACROS = ("__SYNTHESIS__", "FG_SYNTHESIS_FORM", "FG_STREAM_LOOPS")
+_MACRO = "(?:" + "|".join(SYNTHESIS_MACROS) + ")"
+
+
 def synthesis_view(text: str) -> str:
     """The code synthesis sees: lines under ``#ifndef __SYNTHESIS__`` (or ``#if ... !defined(__SYNTHESIS__)``) and
-    the ``#else`` of ``#ifdef __SYNTHESIS__`` are blanked (newlines kept). Other conditions count as visible."""
+    the ``#else`` of ``#ifdef __SYNTHESIS__`` are blanked (newlines kept), and likewise for the other
+    ``SYNTHESIS_MACROS``. Other conditions count as visible."""
     out, stack = [], []  # per open #if: True/False (visible in synthesis) or None (unknown: visible)
     for line in text.split("\n"):
         d = line.strip()
         visible = all(v is not False for v in stack)
         if re.match(r"#\s*if", d):
-            if re.fullmatch(r"#\s*ifdef\s+__SYNTHESIS__", d) or re.fullmatch(r"#\s*if\s+defined\(__SYNTHESIS__\)", d):
+            if re.fullmatch(rf"#\s*ifdef\s+{_MACRO}", d) or re.fullmatch(rf"#\s*if\s+defined\({_MACRO}\)", d):
                 stack.append(True)
-            elif re.fullmatch(r"#\s*ifndef\s+__SYNTHESIS__", d) or "!defined(__SYNTHESIS__)" in d:
+            elif re.fullmatch(rf"#\s*ifndef\s+{_MACRO}", d) or re.search(rf"!\s*defined\({_MACRO}\)", d):
                 stack.append(False)
             else:
                 stack.append(None)

@@ -1,7 +1,8 @@
 """Per-kernel g++ unit tests of the static MVAU and Threshold kernels (templates/hls/fg_mvau.h, fg_threshold.h):
 each case is one layer's generated header driven by a tiny testbench, compiled with g++ against the ap_types
 headers, and compared with the numpy reference (fpgagen/reference.py) by np.array_equal. All cases are compiled
-into one binary (one g++ run) to keep the test fast."""
+into one binary per form (the C model and the synthesis form, two g++ runs side by side) to keep the test fast;
+both forms must give the same output on every case, on random and extreme inputs."""
 
 import copy
 import shutil
@@ -154,8 +155,15 @@ def in_out_words(layer):
     return layer.in_word, layer.out_word
 
 
+# The kernels' two forms (templates/hls/fg_common.h): the C model C-simulation runs, and the synthesis form Vitis
+# HLS compiles (pipelined loops, DSP and packed-pair dot products, ap_int ROMs), built by g++ with
+# FG_CSIM_SYNTHESIS_FORM. Every case runs through both, and both must equal the reference and each other.
+FORMS = {"model": [], "synthesis": ["-DFG_CSIM_SYNTHESIS_FORM"]}
+
+
 @pytest.fixture(scope="module")
 def binary(tmp_path_factory):
+    """({form: executable}, the generated HLS directory)."""
     if shutil.which("g++") is None:
         pytest.skip("g++ is not installed")
     d = tmp_path_factory.mktemp("kernels")
@@ -172,11 +180,21 @@ def binary(tmp_path_factory):
                         f"({layer.name}, {words});")
     includes = "\n".join(f'#include "layers/{layer.name}.h"' for layer in CASES)
     (hls / "tb.cpp").write_text(TB.format(includes=includes, dispatch="\n".join(dispatch)))
-    exe = d / "tb"
-    proc = subprocess.run(["g++", "-O1", "-std=c++14", "-w", "-isystem", str(csim.ap_types_include()), "-I",
-                           str(hls), str(hls / "tb.cpp"), "-o", str(exe)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return exe, hls
+    procs = {form: subprocess.Popen(["g++", "-O1", "-std=c++14", "-w", *flags, "-isystem",
+                                     str(csim.ap_types_include()), "-I", str(hls), str(hls / "tb.cpp"), "-o",
+                                     str(d / f"tb_{form}")], stderr=subprocess.PIPE, text=True)
+             for form, flags in FORMS.items()}  # both forms compile side by side
+    for form, proc in procs.items():
+        _, err = proc.communicate()
+        assert proc.returncode == 0, (form, err[-3000:])
+    return {form: d / f"tb_{form}" for form in FORMS}, hls
+
+
+def run_forms(exes, layer, x):
+    """The case's output from every form; they must all be equal (returns the common output)."""
+    got = {form: run_case(exe, layer, x) for form, exe in exes.items()}
+    assert np.array_equal(got["model"], got["synthesis"]), (layer.name, "the C model differs from the synthesis form")
+    return got["model"]
 
 
 def run_case(exe, layer, x):
@@ -193,17 +211,34 @@ def wrap(values, dtype):
 
 @pytest.mark.parametrize("layer", CASES, ids=[c.name for c in CASES])
 def test_kernel_equals_reference(binary, layer):
-    exe, _ = binary
+    exes, _ = binary
     rng = np.random.default_rng(11)
     dt = layer.idt
     x = rng.integers(int(dt.min()), int(dt.max()) + 1, size=(1, *layer.in_shape))
-    got = run_case(exe, layer, x)
+    got = run_forms(exes, layer, x)
     want = run_layer(layer, x)
     if isinstance(layer, MVAU) and layer.thresholds is None:
         want = wrap(want, layer.acc_dtype)  # the declared accumulator register wraps
     assert np.array_equal(got, want), (layer.name, got.reshape(-1)[:20], want.reshape(-1)[:20])
     if layer not in EXTREMES:
         assert len(np.unique(want)) > 1  # a constant output would prove little
+
+
+@pytest.mark.parametrize("layer", CASES, ids=[c.name for c in CASES])
+def test_forms_equal_at_the_extremes(binary, layer):
+    """Every input code at its minimum or maximum (all minimum, all maximum, a random mix): accumulators at their
+    extremes (wrapping where the declared register wraps), every threshold passed or missed. The C model and the
+    synthesis form (DSP and fabric dot products, packed pairs, ap_int ROMs) agree, and equal the reference."""
+    exes, _ = binary
+    lo, hi = int(layer.idt.min()), int(layer.idt.max())
+    shape = (1, *layer.in_shape)
+    rng = np.random.default_rng(5)
+    for x in (np.full(shape, lo), np.full(shape, hi), rng.choice([lo, hi], size=shape)):
+        got = run_forms(exes, layer, x)
+        want = run_layer(layer, x)
+        if isinstance(layer, MVAU) and layer.thresholds is None:
+            want = wrap(want, layer.acc_dtype)
+        assert np.array_equal(got, want), (layer.name, x.reshape(-1)[:4], got.reshape(-1)[:8], want.reshape(-1)[:8])
 
 
 def test_wrap_case_really_overflows():
@@ -230,11 +265,11 @@ def test_packing_cases_are_packed():
 
 def test_packed_split_is_exact_at_the_extremes(binary):
     """Weights and inputs at their extremes drive the packed low sum to the bound its shift K was chosen for."""
-    exe, _ = binary
+    exes, _ = binary
     for layer in EXTREMES:
         for value in (int(layer.idt.min()), int(layer.idt.max())):
             x = np.full((1, *layer.in_shape), value)
-            got = run_case(exe, layer, x)
+            got = run_forms(exes, layer, x)
             want = wrap(run_layer(layer, x), layer.acc_dtype)
             assert np.array_equal(got, want), (layer.name, value, got.reshape(-1)[:8], want.reshape(-1)[:8])
             if value == 15:  # the tile sums really reach the bound: |sum| = SIMD * |w| * 15 per tile

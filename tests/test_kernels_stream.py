@@ -3,8 +3,10 @@ fg_width_converter.h), each compiled with g++ on its own against the ap_types he
 reference (fpgagen.reference) on edge cases; and the cycle model against the loops as written: every loop
 iteration's pops and pushes, traced from the C++, must equal the layer's ``stream_pattern()``.
 
-All cases share one g++ build (one translation unit, a case per layer); each case runs two frames, so state that
-leaks from one frame into the next shows up too.
+All cases share one g++ build per form (one translation unit, a case per layer): the synthesis form (the pipelined
+loops Vitis HLS compiles, built with FG_CSIM_SYNTHESIS_FORM, traced) and the C model that C-simulation runs; both
+must give the reference's output on every case, on random and extreme codes. Each case runs two frames, so state
+that leaks from one frame into the next shows up too.
 """
 
 import math
@@ -156,12 +158,30 @@ def kernel_bench(tmp_path_factory):
                         f'(&{layer.name}, f);')
     source = TESTBENCH.replace("%INCLUDES%", "\n".join(includes)).replace("%DISPATCH%", "\n".join(dispatch))
     (root / "bench.cpp").write_text(source)
-    exe = root / "bench"
     cmd = ["g++", "-O1", "-std=c++14", "-Wall", "-Wno-unknown-pragmas", "-Werror=array-bounds", "-isystem",
-           str(ap_types_include()), "-I", str(root), str(root / "bench.cpp"), "-o", str(exe)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return root, exe
+           str(ap_types_include()), "-I", str(root), str(root / "bench.cpp")]
+    # the synthesis form is the traced one; the C model pops and pushes the same words, whole frames at a time
+    procs = {form: subprocess.Popen([*cmd, *flags, "-o", str(root / f"bench_{form}")], stderr=subprocess.PIPE,
+                                    text=True) for form, flags in FORMS.items()}
+    for form, proc in procs.items():
+        _, err = proc.communicate()
+        assert proc.returncode == 0, (form, err[-3000:])
+    return root, {form: root / f"bench_{form}" for form in FORMS}
+
+
+FORMS = {"synthesis": ["-DFG_CSIM_SYNTHESIS_FORM"], "model": []}
+
+
+def _run(exe, layer, x, root, tag=""):
+    """(per-frame traces, per-frame outputs) of the case on frames x."""
+    words = x.reshape(x.shape[0], -1, layer.in_word)
+    data = root / f"{layer.name}{tag}.in"
+    data.write_text(f"{words.shape[1]} {x.shape[0]}\n" + " ".join(map(str, words.reshape(-1).tolist())))
+    proc = subprocess.run([str(exe), layer.name, str(data)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
+    lines = proc.stdout.split("\n")
+    return ([np.array(lines[2 * f].split()[1:], int) for f in range(x.shape[0])],
+            [np.array(lines[2 * f + 1].split()[1:], np.int64) for f in range(x.shape[0])])
 
 
 def _random_codes(layer, rng, frames):
@@ -171,14 +191,10 @@ def _random_codes(layer, rng, frames):
 
 @pytest.mark.parametrize("layer", CASES, ids=[c.name for c in CASES])
 def test_kernel_matches_reference_and_io_pattern(layer, kernel_bench):
-    root, exe = kernel_bench
+    root, exes = kernel_bench
     x = _random_codes(layer, np.random.default_rng(zlib.crc32(layer.name.encode())), FRAMES)
-    words = x.reshape(FRAMES, -1, layer.in_word)
-    data = root / f"{layer.name}.in"
-    data.write_text(f"{words.shape[1]} {FRAMES}\n" + " ".join(map(str, words.reshape(-1).tolist())))
-    proc = subprocess.run([str(exe), layer.name, str(data)], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
-    lines = proc.stdout.split("\n")
+    traces, outs = _run(exes["synthesis"], layer, x, root)
+    _, model_outs = _run(exes["model"], layer, x, root, "_model")
     reads, writes = layer.stream_pattern()
     loop, depth = layer.iterations(), layer.PIPELINE_DEPTH
     assert layer.cycles() == len(reads) == loop + depth
@@ -187,11 +203,26 @@ def test_kernel_matches_reference_and_io_pattern(layer, kernel_bench):
     writes = writes[depth - 1:depth - 1 + loop]
     expect = run_layer(layer, x)
     for frame in range(FRAMES):
-        trace = np.array(lines[2 * frame].split()[1:], int)
+        trace = traces[frame]
         assert np.array_equal(trace & 1, reads[:loop]), "the loop pops other than stream_pattern() says"
         assert np.array_equal(trace >> 1, writes[:loop]), "the loop pushes other than stream_pattern() says"
-        got = np.array(lines[2 * frame + 1].split()[1:], np.int64)
-        assert np.array_equal(got, expect[frame].reshape(-1)), f"frame {frame} differs from the reference"
+        assert np.array_equal(outs[frame], expect[frame].reshape(-1)), f"frame {frame} differs from the reference"
+        assert np.array_equal(model_outs[frame], outs[frame]), f"frame {frame}: the C model differs from the loops"
+
+
+@pytest.mark.parametrize("layer", CASES, ids=[c.name for c in CASES])
+def test_forms_equal_at_the_extreme_codes(layer, kernel_bench):
+    """Frames of all-minimum, all-maximum and mixed extreme codes (the pad code among them for signed windows):
+    the synthesis loops and the C model both give the reference's output."""
+    root, exes = kernel_bench
+    lo, hi = int(layer.idt.min()), int(layer.idt.max())
+    x = np.stack([np.full(layer.in_shape, lo), np.full(layer.in_shape, hi),
+                  np.random.default_rng(3).choice([lo, hi], size=layer.in_shape)])
+    expect = run_layer(layer, x)
+    for form, exe in exes.items():
+        _, outs = _run(exe, layer, x, root, f"_extreme_{form}")
+        for frame in range(len(x)):
+            assert np.array_equal(outs[frame], expect[frame].reshape(-1)), (form, frame)
 
 
 def test_cases_cover_the_edge_cases():

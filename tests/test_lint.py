@@ -53,6 +53,11 @@ def test_simulation_only_code_is_not_linted():
     sim = "#ifndef __SYNTHESIS__\nvoid f() { for (int i = 0; i < n; i++) x += i / 3; }\n#endif\n"
     syn = sim.replace("#ifndef", "#ifdef")
     assert lint.lint_text(sim) == [] and len(lint.lint_text(syn)) == 1
+    # the kernels' C model (#ifndef FG_STREAM_LOOPS) is simulation only; their synthesis form is linted
+    for macro in ("FG_SYNTHESIS_FORM", "FG_STREAM_LOOPS"):
+        model = sim.replace("__SYNTHESIS__", macro)
+        assert lint.lint_text(model) == [] and len(lint.lint_text(model.replace("#ifndef", "#ifdef"))) == 1
+        assert len(lint.lint_text(model.replace("#ifndef", "#ifdef").replace("#endif", "#else\n#endif"))) == 1
 
 
 ROM = Memory("weights", 1, 64, 8, 4, "bram")

@@ -15,7 +15,7 @@ inline T rom_value(const ROM &stored) {
 // value >= threshold, in the declared types (synthesis) or the same values as native integers (C model).
 template <typename THR, typename V, typename TROM>
 inline bool reaches(const V &value, const TROM &threshold) {
-#ifdef __SYNTHESIS__
+#ifdef FG_SYNTHESIS_FORM
     return value >= rom_value<THR>(threshold);
 #else
     return value.to_int64() >= (long long)threshold;

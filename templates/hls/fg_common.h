@@ -11,6 +11,18 @@
 #define FG_HAVE_AP_AXIU 1
 #endif
 // --- end of the AXI-Stream section ---
+// The kernels' two forms. FG_SYNTHESIS_FORM is the code Vitis HLS compiles: the flat, counter-driven pipelined
+// loops, the DSP and packed dot products, ap_int ROMs. Synthesis always takes it; g++ takes it with
+// -DFG_CSIM_SYNTHESIS_FORM, as the kernel unit tests do to check it equal to the C model on every case. Otherwise
+// C-simulation runs the C model: the same words in and out, computed in the clearest fast form. FG_STREAM_LOOPS
+// (the synthesis form, and the bounded-FIFO simulation, whose deadlock check needs the loops' pop/push order)
+// selects the pipelined loops; the arithmetic inside them follows FG_SYNTHESIS_FORM.
+#if defined(__SYNTHESIS__) || defined(FG_CSIM_SYNTHESIS_FORM)
+#define FG_SYNTHESIS_FORM 1
+#endif
+#if defined(FG_SYNTHESIS_FORM) || defined(FG_SIM_BOUNDED_FIFOS)
+#define FG_STREAM_LOOPS 1
+#endif
 #ifndef __SYNTHESIS__
 #include <stdexcept>
 #include <string>
@@ -19,8 +31,8 @@
 #include <map>
 #include <mutex>
 #include <thread>
-#include <vector>
 #endif
+#include <vector>
 #endif
 
 namespace fg {
@@ -51,7 +63,7 @@ struct AxisWord {
 // constant-initialise ap_int (no constexpr constructor) and takes minutes and gigabytes on large initialiser
 // lists, so the C model stores the same values in a native integer. Kernels convert on read, so every
 // multiply and accumulate uses the same ap_int types in simulation and in hardware.
-#ifdef __SYNTHESIS__
+#ifdef FG_SYNTHESIS_FORM
 #define FG_ROM_TYPE(hls_type, native_type) hls_type
 #else
 #define FG_ROM_TYPE(hls_type, native_type) native_type

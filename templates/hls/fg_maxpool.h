@@ -1,6 +1,9 @@
 // fpgagen static kernel library: non-overlapping max pooling on integer codes.
 #pragma once
 #include "fg_common.h"
+#ifndef FG_STREAM_LOOPS
+#include "fg_model.h"
+#endif
 
 // Unit tests define FG_LOOP_TRACE(in, out) to record, after every loop iteration, what it popped and pushed (the
 // stream pattern the cycle model assumes); in a build it is nothing.
@@ -19,10 +22,42 @@ namespace fg {
 // column maximum and row memory k-1 only, never from itself: no memory feeds its own write, so the loop has no
 // recurrence through a memory and reaches II=1 without any dependence pragma. The output word leaves with the
 // last pixel of its window. Floor mode: rows and columns past the last whole window are read and dropped.
+#ifndef FG_STREAM_LOOPS
+// The C model (C-simulation only; tests/test_kernels_stream.py checks it equal to the loop below on every case):
+// the whole frame in as native integers, each window's per-channel maximum by direct indexing, out in the same
+// words and order.
+template <class C>
+void maxpool_model(hls::stream<Vec<typename C::T, C::PE> > &in, hls::stream<Vec<typename C::T, C::PE> > &out) {
+    typedef typename Native<typename C::T>::type N;
+    const std::vector<N> frame = pop_frame(in, C::IH * C::IW * C::CH / C::PE);
+    std::vector<N> m(C::CH);
+    Vec<typename C::T, C::PE> word;  // constructed once: ap_int construction is not free
+    for (unsigned oy = 0; oy < C::OH; oy++) {
+        for (unsigned ox = 0; ox < C::OW; ox++) {
+            for (unsigned ky = 0; ky < C::KH; ky++) {
+                for (unsigned kx = 0; kx < C::KW; kx++) {
+                    const N *px = &frame[((oy * C::KH + ky) * C::IW + ox * C::KW + kx) * C::CH];
+                    for (unsigned c = 0; c < C::CH; c++) m[c] = (ky == 0 && kx == 0) || px[c] > m[c] ? px[c] : m[c];
+                }
+            }
+            for (unsigned w = 0; w < C::CH / C::PE; w++) {
+                for (unsigned e = 0; e < C::PE; e++) word.v[e] = m[w * C::PE + e];
+                push(out, word);
+            }
+        }
+    }
+}
+#endif
+
 template <class C>
 void maxpool(hls::stream<Vec<typename C::T, C::PE> > &in, hls::stream<Vec<typename C::T, C::PE> > &out,
              typename C::T colmax[1][C::CH / C::PE][C::PE], typename C::T rowmax[C::ROW_BANKS][C::OW * (C::CH / C::PE)][C::PE]) {
 #pragma HLS INLINE
+#ifndef FG_STREAM_LOOPS
+    (void)colmax;  // the C model keeps the whole frame instead
+    (void)rowmax;
+    maxpool_model<C>(in, out);
+#else
     typedef typename C::T T;
     const unsigned CW = C::CH / C::PE;
     unsigned cw = 0, x = 0, y = 0, kx = 0, ky = 0, base = 0;  // base = ox * CW
@@ -106,6 +141,7 @@ pool_loop:
         }
         FG_LOOP_TRACE(in, out);
     }
+#endif
 }
 
 }  // namespace fg

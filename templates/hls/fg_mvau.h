@@ -3,6 +3,9 @@
 // layer's Memory declarations and calls fg::mvau with its config struct.
 #pragma once
 #include "fg_arith.h"
+#ifndef FG_STREAM_LOOPS
+#include "fg_model.h"
+#endif
 
 namespace fg {
 
@@ -14,7 +17,7 @@ namespace fg {
 // it to ACC once, which equals the hardware's wrap after every add (two's complement addition is modular).
 template <bool DSP, typename ACC, typename WT, typename WROM, typename X, unsigned N>
 inline ACC dot(const WROM row[], unsigned base, const Vec<X, N> &x) {
-#ifdef __SYNTHESIS__
+#ifdef FG_SYNTHESIS_FORM
     ACC sum = 0;
     if (DSP) {
     dot_dsp:
@@ -51,7 +54,7 @@ dot_model:
 // evaluates the same packed integers (P fits int64) and splits them the same way.
 template <unsigned K, typename ACC, typename WT, typename WROM, typename X, unsigned N>
 inline void dot_pair(const WROM row[], unsigned lo_base, unsigned hi_base, const Vec<X, N> &x, ACC &lo, ACC &hi) {
-#ifdef __SYNTHESIS__
+#ifdef FG_SYNTHESIS_FORM
     ap_int<48> packed_sum = 0;
 dot_pair_dsp:
     for (unsigned s = 0; s < N; s++) {
@@ -134,7 +137,7 @@ inline typename C::acc_t scale_sum(const typename C::acc_t &sum, const NoScale &
 
 template <class C, bool DSP, typename KROM>
 inline typename C::acc_t scale_sum(const typename C::sum_t &sum, const KROM (&in_scale)[1][C::KD][1], unsigned kt) {
-#ifdef __SYNTHESIS__
+#ifdef FG_SYNTHESIS_FORM
     if (DSP) {
         const typename C::acc_t product = sum * rom_value<typename C::scale_t>(in_scale[0][kt][0]);
 #pragma HLS BIND_OP variable=product op=mul impl=dsp
@@ -226,13 +229,75 @@ mvau_loop:
     }
 }
 
-// The MVAU on inputs of one grid (the common case).
+#ifndef FG_STREAM_LOOPS
+// The C model of the MVAU (C-simulation only; tests/test_kernels_compute.py checks it equal to the loops above on
+// every case). Per pixel: the MW inputs as native integers, each output's exact dot product with a dense copy of
+// its weight row, wrapped to acc_t once (the same value as the register's wrap after every add: two's complement
+// addition is modular, and a packed pair's split is exact), then the same Requantize as the hardware. The words
+// popped and pushed are the loops' words, in the same order.
+template <class C>
+struct ModelDot {
+    static const unsigned W_BITS = SignedBits<typename C::weight_t>::value, X_BITS = SignedBits<typename C::in_t>::value;
+    static const unsigned MW_BITS = C::MW <= 1 ? 0 : 32 - __builtin_clz(C::MW - 1);  // ceil(log2 MW)
+    // 16-bit operands when both fit (the compiler's SIMD multiply-add), else 64-bit; a 32-bit sum when no sum of
+    // MW products can overflow it, else 64-bit.
+    typedef typename std::conditional<W_BITS <= 16 && X_BITS <= 16, int16_t, long long>::type operand_t;
+    typedef typename std::conditional<W_BITS + X_BITS - 2 + MW_BITS <= 31, int, long long>::type sum_t;
+    static const unsigned ROW = (C::MW + 15) / 16 * 16;  // rows zero-padded to whole vectors
+    static_assert(W_BITS <= 32 && X_BITS <= 32 && C::acc_t::width <= 64, "the C model multiplies in int64");
+};
+
+template <typename S, unsigned N, typename T>
+inline S model_dot(const T *w, const T *x) {
+    S sum = 0;
+    for (unsigned i = 0; i < N; i++) sum += S(w[i]) * S(x[i]);
+    return sum;
+}
+
+template <class C, typename WROM, typename... Thresholds>
+void mvau_model(hls::stream<Vec<typename C::in_t, C::SIMD> > &in, hls::stream<Vec<typename C::out_t, C::PE> > &out,
+                const WROM (&weights)[1][C::NF * C::SF][C::PE * C::SIMD], const Thresholds &...thresholds) {
+    typedef ModelDot<C> D;
+    typedef typename D::operand_t operand_t;
+    const unsigned ROW = D::ROW;
+    // weights[0][nf * SF + sf][p * SIMD + s] is W[nf * PE + p][sf * SIMD + s]
+    std::vector<operand_t> w(C::MH * ROW, 0), x(ROW, 0);
+    for (unsigned nf = 0; nf < C::NF; nf++)
+        for (unsigned sf = 0; sf < C::SF; sf++)
+            for (unsigned p = 0; p < C::PE; p++)
+                for (unsigned s = 0; s < C::SIMD; s++)
+                    w[(nf * C::PE + p) * ROW + sf * C::SIMD + s] = operand_t(weights[0][nf * C::SF + sf][p * C::SIMD + s]);
+    Vec<typename C::out_t, C::PE> y;  // constructed once: ap_int construction is not free
+    for (unsigned pixel = 0; pixel < C::PIXELS; pixel++) {
+        for (unsigned sf = 0; sf < C::SF; sf++) {
+            const Vec<typename C::in_t, C::SIMD> word = pop(in);
+            for (unsigned s = 0; s < C::SIMD; s++) x[sf * C::SIMD + s] = operand_t(word.v[s].to_int64());
+        }
+        for (unsigned nf = 0; nf < C::NF; nf++) {
+            for (unsigned p = 0; p < C::PE; p++) {
+                const typename D::sum_t sum =
+                    model_dot<typename D::sum_t, D::ROW>(&w[(nf * C::PE + p) * ROW], &x[0]);
+                y.v[p] = Requantize<C, C::THR_MODE>::apply(typename C::acc_t(sum), p, nf, thresholds...);
+            }
+            push(out, y);
+        }
+    }
+}
+#endif
+
+// The MVAU on inputs of one grid (the common case): the loops above in synthesis, the C model in C-simulation.
 template <class C, typename WROM, unsigned IB, typename... Thresholds>
 void mvau(hls::stream<Vec<typename C::in_t, C::SIMD> > &in, hls::stream<Vec<typename C::out_t, C::PE> > &out,
           const WROM (&weights)[1][C::NF * C::SF][C::PE * C::SIMD], typename C::in_t (&inbuf)[1][IB][C::SIMD],
           typename C::acc_t (&acc)[1][1][C::PE], const Thresholds &...thresholds) {
 #pragma HLS INLINE
+#ifdef FG_STREAM_LOOPS
     mvau_tiles<C>(in, out, weights, NoScale(), inbuf, acc, thresholds...);
+#else
+    (void)inbuf;  // the C model keeps its own copies
+    (void)acc;
+    mvau_model<C>(in, out, weights, thresholds...);
+#endif
 }
 
 // The MVAU whose input channels sit on different grids: each tile's sum times its k (in_scale[1][KD][1]).

@@ -3,6 +3,9 @@
 // window word spanning several columns reads each from its own memory) follows the usual HLS practice.
 #pragma once
 #include "fg_common.h"
+#ifndef FG_STREAM_LOOPS
+#include "fg_model.h"
+#endif
 
 // Unit tests define FG_LOOP_TRACE(in, out) to record, after every loop iteration, what it popped and pushed (the
 // stream pattern the cycle model assumes); in a build it is nothing.
@@ -39,10 +42,48 @@ struct WindowLane {
 // in parallel, read the rows the next output row needs (all remaining rows on the last). Rows being written are
 // never rows in use, so the reads of the line buffer come before its write in the loop body and no dependence
 // needs to be waived. Every index is a counter: no division or modulo by a non-power of two at run time.
+#ifndef FG_STREAM_LOOPS
+// The C model (C-simulation only; tests/test_kernels_stream.py checks it equal to the loop below on every case):
+// the whole frame in, as native integers in a frame already surrounded by PAD; window element k of the output
+// pixel at (oy, ox) then sits at a fixed offset from the window's top-left element, streamed as the same words in
+// the same order.
+template <class C>
+void sliding_window_model(hls::stream<Vec<typename C::T, C::IN_WORD> > &in,
+                          hls::stream<Vec<typename C::T, C::SIMD> > &out) {
+    typedef typename C::T T;
+    typedef typename Native<T>::type N;
+    const unsigned PH = (C::OH - 1) * C::SH + C::KH, PW = (C::OW - 1) * C::SW + C::KW;  // rows/columns windows touch
+    const unsigned RUN = C::KW * C::CH, WINDOW = C::KH * RUN, WINDOW_WORDS = WINDOW / C::SIMD;
+    const std::vector<N> frame = pop_frame(in, C::IH * C::IW * C::CH / C::IN_WORD);
+    std::vector<N> padded(PH * PW * C::CH, N(C::PAD));
+    for (unsigned y = 0; y < C::IH && y + C::PT < PH; y++)  // rows and columns no window reads are dropped
+        for (unsigned x = 0; x < C::IW && x + C::PL < PW; x++)
+            for (unsigned c = 0; c < C::CH; c++)
+                padded[((y + C::PT) * PW + x + C::PL) * C::CH + c] = frame[(y * C::IW + x) * C::CH + c];
+    std::vector<unsigned> offset(WINDOW);  // (ky, kx, c) order
+    for (unsigned k = 0; k < WINDOW; k++) offset[k] = (k / RUN) * PW * C::CH + k % RUN;
+    Vec<T, C::SIMD> word;  // constructed once: ap_int construction is not free
+    for (unsigned oy = 0; oy < C::OH; oy++) {
+        for (unsigned ox = 0; ox < C::OW; ox++) {
+            const N *corner = &padded[(oy * C::SH * PW + ox * C::SW) * C::CH];
+            for (unsigned w = 0; w < WINDOW_WORDS; w++) {
+                for (unsigned e = 0; e < C::SIMD; e++) word.v[e] = corner[offset[w * C::SIMD + e]];
+                push(out, word);
+            }
+        }
+    }
+}
+#endif
+
 template <class C>
 void sliding_window(hls::stream<Vec<typename C::T, C::IN_WORD> > &in, hls::stream<Vec<typename C::T, C::SIMD> > &out,
                     typename C::T line_buffer[C::ROWS * C::SPLIT][C::DEPTH][C::CH], typename C::T pixel[1][1][C::CH]) {
 #pragma HLS INLINE
+#ifndef FG_STREAM_LOOPS
+    (void)line_buffer;  // the C model keeps the whole frame instead
+    (void)pixel;
+    sliding_window_model<C>(in, out);
+#else
     typedef typename C::T T;
     const bool WIDE = C::SIMD > C::CH;                      // a word spans PIXELS whole pixels
     const unsigned PIXELS = WIDE ? C::SIMD / C::CH : 1;     // pixels per word
@@ -194,6 +235,7 @@ window_loop:
         }
         FG_LOOP_TRACE(in, out);
     }
+#endif
 }
 
 }  // namespace fg

@@ -1,7 +1,10 @@
 """g++ unit-test harness for the graph kinds' static kernels (templates/hls/fg_*.h).
 
-One testbench per kind holds every instance the tests need (one compile per kind, cached by content hash); a
-run feeds random frames on stdin and reads the output words back on stdout, port by port."""
+One testbench per kind holds every instance the tests need (one compile per kind and form, cached by content hash);
+a run feeds random frames on stdin and reads the output words back on stdout, port by port. Each testbench is built
+in both forms of the kernels (templates/hls/fg_common.h): the C model C-simulation runs and the synthesis form Vitis
+HLS compiles (FG_CSIM_SYNTHESIS_FORM: ap_int ROMs, the declared threshold types); every run goes through both, and
+their outputs must be equal."""
 
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from fpgagen.ir.network import layer_from_doc, layer_to_doc
 
 CXX = ["g++", "-std=c++14", "-O1", "-Wall", "-Wextra", "-Wno-unused-label", "-Wno-unused-function",
        "-Wno-unknown-pragmas"]
+FORMS = {"model": [], "synthesis": ["-DFG_CSIM_SYNTHESIS_FORM"]}
 
 
 def _port_runner(layer: GraphLayer) -> str:
@@ -95,23 +99,27 @@ class KernelBench:
         for h in headers:
             digest.update(h.read_bytes())
         self.dir = Path(workdir) / digest.hexdigest()[:16]
-        self.exe = self.dir / "tb"
+        self.exes = {form: self.dir / f"tb_{form}" for form in FORMS}
         self.layers = {layer.name: layer for layer in layers}
-        if not self.exe.is_file():
+        if not all(exe.is_file() for exe in self.exes.values()):
             self.dir.mkdir(parents=True, exist_ok=True)
             for h in headers:
                 shutil.copyfile(h, self.dir / h.name)
             (self.dir / "tb.cpp").write_text(source)
-            cmd = [*CXX, "-isystem", str(ap_types_include()), "-I", str(self.dir), str(self.dir / "tb.cpp"),
-                   "-o", str(self.dir / "tb.tmp")]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise RuntimeError("g++ failed:\n" + proc.stderr[-6000:])
-            # our kernels and the generated code compile without warnings (the ap_types headers' own are theirs)
-            ours = [line for line in proc.stderr.splitlines() if "warning" in line and "ap_types" not in line]
-            if ours:
-                raise RuntimeError("g++ warnings in the kernels:\n" + "\n".join(ours))
-            os.replace(self.dir / "tb.tmp", self.exe)
+            procs = {form: subprocess.Popen([*CXX, *flags, "-isystem", str(ap_types_include()), "-I", str(self.dir),
+                                             str(self.dir / "tb.cpp"), "-o", str(self.dir / f"tb_{form}.tmp")],
+                                            stderr=subprocess.PIPE, text=True)
+                     for form, flags in FORMS.items()}  # both forms compile side by side
+            for form, proc in procs.items():
+                _, err = proc.communicate()
+                if proc.returncode != 0:
+                    raise RuntimeError(f"g++ failed ({form} form):\n" + err[-6000:])
+                # our kernels and the generated code compile without warnings (the ap_types headers' own are theirs)
+                ours = [line for line in err.splitlines() if "warning" in line and "ap_types" not in line]
+                if ours:
+                    raise RuntimeError(f"g++ warnings in the kernels ({form} form):\n" + "\n".join(ours))
+            for form, exe in self.exes.items():
+                os.replace(self.dir / f"tb_{form}.tmp", exe)
 
     def run(self, name: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
         """Frames (N, H, W, C) per input port through the kernel; the output codes per output port."""
@@ -121,10 +129,15 @@ class KernelBench:
         for f in range(n):
             for dt, x in zip(layer.in_dtypes, inputs, strict=True):
                 text.append(" ".join(str(int(v)) for v in stream_codes(dt, x[f]).reshape(-1)))
-        proc = subprocess.run([str(self.exe)], input="\n".join(text) + "\n", capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError(f"{name}: {proc.stderr}")
-        lines = [line for line in proc.stdout.splitlines() if line != "#end"]
+        stdout = {}
+        for form, exe in self.exes.items():
+            proc = subprocess.run([str(exe)], input="\n".join(text) + "\n", capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{name} ({form} form): {proc.stderr}")
+            stdout[form] = proc.stdout
+        if stdout["model"] != stdout["synthesis"]:
+            raise AssertionError(f"{name}: the C model's output differs from the synthesis form's")
+        lines = [line for line in stdout["model"].splitlines() if line != "#end"]
         ports = len(layer.out_shapes)
         outs = []
         for q in range(ports):
