@@ -125,7 +125,7 @@ def conv(group, k=3, name="dw", **attrs):
 
 
 def context(weight_codes, scale, bias=None):
-    weight = SimpleNamespace(codes=weight_codes, scale=np.asarray(scale, np.float32), lo=-4, hi=3)
+    weight = SimpleNamespace(codes=weight_codes, scale=np.asarray(scale, np.float32), dtype=DataType["INT3"])
     consts = {"b": bias} if bias is not None else {}
     return LoweringContext("dw", consts.get, quantized={"w": weight}.get)
 

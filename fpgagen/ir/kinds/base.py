@@ -70,7 +70,7 @@ class LoweringContext:
     out_quant: typing.Any = None  # QuantSpec of the Quant that is the node's only consumer (rules that fuse one)
     pre_pad: tuple | None = None  # ((top, left, bottom, right), value) of a Pad right before (rules that fuse one)
     # quantized(tensor name) -> the walk's integer form of a quantized constant (``codes`` minus the zero point,
-    # float ``scale``, code range ``lo``/``hi``: a weight behind its Quant), or None
+    # float ``scale``, stored ``dtype``: a weight behind its Quant), or None
     quantized: typing.Callable = lambda name: None
 
 
