@@ -46,6 +46,8 @@ def runtime_spec(acc) -> dict:
            "geometry": fields,
            "in_frame_bytes": int(packing.frames_to_bytes(np.zeros((1, *in_shape), np.uint8), geometry).shape[1]),
            "out_frame_bytes": _out_frame_bytes(geometry)}
+    if net.input.preprocess:  # a --camera build: the fabric letterboxes the camera frame (the host sends it as is)
+        doc["preprocess"] = dict(net.input.preprocess)
     if len(ports) > 1:  # several outputs: one stream each, one segment each of the output frame (packing)
         doc |= {"output_shapes": [[int(v) for v in shape] for shape, _, _ in ports],
                 "outputs_signed": [bool(dt.signed()) for _, dt, _ in ports], "output_quants": quants}

@@ -211,3 +211,23 @@ def camera_letterbox(name: str, camera: tuple[int, int], size: int, pad: int, sw
 
 KINDS = (Letterbox,)
 LOWERINGS: dict = {}
+
+
+def put_camera_in_front(net, camera: tuple[int, int], swap_rb: bool, pad: int) -> Letterbox:
+    """Put a Letterbox from a ``camera`` (W, H) in front of ``net``, whose input must take the uint8 pixel as its
+    code in a square S x S x 3 frame (the caller checks the quantizer); the host then streams camera frames."""
+    from ...errors import FpgagenError
+    from ..network import Edge
+
+    h, w, c = net.in_stream_shape
+    if c != 3 or h != w:
+        raise FpgagenError(f"a network input of {w}x{h}x{c}", "--camera",
+                           "the letterbox feeds square RGB inputs (S x S x 3); build without --camera")
+    layer = camera_letterbox("letterbox", camera, h, pad, swap_rb)
+    if not net.is_chain:
+        feed = next(e for e in net.edges if e.src == "input")
+        feed.src, feed.src_port = layer.name, 0
+        net.edges.insert(0, Edge("input", 0, layer.name, 0))
+    net.layers.insert(0, layer)
+    net.input.preprocess = layer.preprocess_record()
+    return layer
