@@ -130,3 +130,86 @@ def test_one_camera_pixel_per_cycle_keeps_640x480_above_300_fps():
     assert 100e6 / vga.cycles() > 300
     portrait = camera_letterbox("portrait", (480, 640), 416, 114, False)
     assert portrait.cycles() <= 480 * 640 + 416 * 2 + portrait.PIPELINE_DEPTH
+
+
+# --- a --camera build end to end: the tiny face-detector-shaped net (tests/runtime_nets.py) ----------------------
+CAMERA = (80, 60)
+
+
+@pytest.fixture(scope="module")
+def camera_builds(tmp_path_factory):
+    """The tiny detector built twice from one ONNX: plain (64x64 input) and with an 80x60 BGR camera in front."""
+    import fpgagen
+    from runtime_nets import TINY_ANCHORS, tiny_detector_net
+
+    from fpgagen.runtime.model import write_detector_json
+
+    root = tmp_path_factory.mktemp("camera")
+    onnx = fpgagen.export(tiny_detector_net(0), root / "tiny.onnx")
+    plain = fpgagen.build(onnx, out_dir=root / "plain", log=lambda m: None)
+    camera = fpgagen.build(onnx, out_dir=root / "camera", camera=f"{CAMERA[0]}x{CAMERA[1]}:bgr", log=lambda m: None)
+    for acc in (plain, camera):
+        write_detector_json(acc.build_dir, TINY_ANCHORS, 64)
+    return root, onnx, plain, camera
+
+
+def test_camera_build_equals_the_plain_build_on_host_letterboxed_frames(camera_builds, tmp_path):
+    from fpgagen.cli import main
+    from fpgagen.runtime.backends import make_backend, read_runtime_spec
+
+    root, _, plain, camera = camera_builds
+    assert camera.net.layers[0].kind == "Letterbox" and camera.camera == CAMERA
+    frames = np.random.default_rng(4).integers(0, 256, (3, CAMERA[1], CAMERA[0], 3), dtype=np.uint8)  # BGR
+    boxed = np.stack([letterbox_exact(f[..., ::-1], 64)[0] for f in frames])  # the host letterbox, RGB
+    x = boxed.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255)
+    want_codes = plain.run(x, codes=True)
+    assert np.array_equal(camera.run(frames, codes=True), want_codes)
+    assert np.array_equal(camera.reference(frames, codes=True), want_codes)
+    assert np.array_equal(camera.run(frames), plain.run(x))  # the same dequantized outputs, same format
+    # fpgagen csim on camera frames writes what the plain build writes for the letterboxed frames
+    np.save(tmp_path / "frames.npy", frames)
+    assert main(["csim", str(camera.build_dir), "--input", str(tmp_path / "frames.npy"), "--output",
+                 str(tmp_path / "y.npy"), "--codes"]) == 0
+    assert np.array_equal(np.load(tmp_path / "y.npy"), want_codes)
+    # runtime.json records the letterbox; the backends take camera frames as they are
+    csim = make_backend("csim", camera.build_dir)
+    spec = read_runtime_spec(camera.build_dir)
+    assert spec["preprocess"] == {"camera": list(CAMERA), "format": "bgr", "resize": "INTER_LINEAR_EXACT",
+                                  "size": [64, 64], "scaled": [64, 48], "offset": [0, 8], "pad": 114}
+    assert spec["input_shape"] == [CAMERA[1], CAMERA[0], 3] and spec["pixels_are_codes"]
+    assert csim.input_codes(frames) is frames
+    assert np.array_equal(csim.infer(frames), plain.run_stream(boxed))
+
+
+def test_face_detector_on_a_camera_build_finds_what_the_plain_build_finds(camera_builds):
+    from fpgagen.runtime.model import load_face_detector
+
+    _, _, plain, camera = camera_builds
+    rgb = np.random.default_rng(5).integers(0, 256, (2, CAMERA[1], CAMERA[0], 3), dtype=np.uint8)
+    on_camera = load_face_detector(camera.build_dir, "reference", log=lambda m: None)
+    on_plain = load_face_detector(plain.build_dir, "reference", log=lambda m: None)
+    got, want = on_camera(list(rgb)), on_plain(list(rgb))
+    assert sum(len(d.boxes) for d in want) > 0
+    for g, w in zip(got, want, strict=True):
+        assert np.array_equal(g.scores, w.scores) and np.allclose(g.boxes, w.boxes)
+    frame, box = on_camera.preprocess(rgb[0])
+    assert frame.base is rgb[0] or frame.base is rgb  # a camera frame goes to the backend uncopied (a BGR view)
+    other, _ = on_camera.preprocess(rgb[0][:50, :70].copy())  # another size: fitted into a camera frame first
+    assert other.shape == (CAMERA[1], CAMERA[0], 3)
+
+
+def test_camera_is_refused_when_the_input_code_is_not_the_pixel(tmp_path):
+    from brevitas.nn import QuantConv2d, QuantIdentity, QuantReLU
+    from torch import nn
+
+    import fpgagen
+    from fpgagen.errors import FpgagenError
+
+    model = nn.Sequential(QuantIdentity(bit_width=8),  # a signed 8-bit input: its code is not the pixel
+                          QuantConv2d(3, 4, 3, padding=1, bias=False, weight_bit_width=4), QuantReLU(bit_width=4))
+    onnx = fpgagen.export(model.eval(), tmp_path / "m.onnx", input_shape=(1, 3, 8, 8))
+    with pytest.raises(FpgagenError, match="input code is not the uint8 pixel.*build without --camera"):
+        fpgagen.build(onnx, out_dir=tmp_path / "b", camera="64x48", log=lambda m: None)
+    for bad in ("640", "640x480:yuv", "0x5"):
+        with pytest.raises(FpgagenError, match="--camera"):
+            fpgagen.build(onnx, out_dir=tmp_path / "b", camera=bad, log=lambda m: None)

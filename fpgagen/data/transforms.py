@@ -110,6 +110,19 @@ def letterbox_exact(image: np.ndarray, size: int, pad: int = PAD_VALUE) -> tuple
     return out, Letterbox(scale, dx, dy)
 
 
+def fit_exact(image: np.ndarray, width: int, height: int, pad: int = PAD_VALUE) -> tuple[np.ndarray, Letterbox]:
+    """``image`` scaled (INTER_LINEAR_EXACT) to fit a ``width`` x ``height`` frame, keeping its aspect, centred on
+    the pad value: how a photo becomes a camera-sized frame for a build with the letterbox in the fabric."""
+    h, w = image.shape[:2]
+    scale = min(width / w, height / h)
+    nw, nh = min(width, max(1, round(w * scale))), min(height, max(1, round(h * scale)))
+    dx, dy = (width - nw) // 2, (height - nh) // 2
+    out = np.full((height, width, 3), pad, np.uint8)
+    out[dy:dy + nh, dx:dx + nw] = image if (nw, nh) == (w, h) else \
+        cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR_EXACT)
+    return out, Letterbox(scale, dx, dy)
+
+
 def augment(image: np.ndarray, boxes: np.ndarray, size: int, rng: np.random.Generator,
             zoom: tuple[float, float] = (0.7, 1.3), min_visible: float = 0.45, min_side: float = 4.0
             ) -> tuple[np.ndarray, np.ndarray]:

@@ -116,6 +116,8 @@ class Backend:
         self.input_shape = tuple(spec["input_shape"])  # (H, W, C)
         self.output_shape = tuple(spec["output_shape"])
         self.pixels_are_codes = bool(spec["pixels_are_codes"])
+        # a --camera build: the fabric letterboxes camera frames of input_shape into the network's square input
+        self.preprocess = spec.get("preprocess")
         self.output_quant = tuple(spec["output_quant"]) if spec["output_quant"] is not None else None
 
     def check_frames(self, frames: np.ndarray) -> np.ndarray:
@@ -126,7 +128,8 @@ class Backend:
             raise FpgagenError(f"frames of shape {list(frames.shape)} and type {frames.dtype}",
                                f"the {self.name} backend of {self.net_name}",
                                f"pass uint8 frames of shape [N, {', '.join(map(str, self.input_shape))}] "
-                               "(letterbox the image first)")
+                               + ("(camera frames: the fabric letterboxes them)" if self.preprocess else
+                                  "(letterbox the image first)"))
         return frames
 
     def input_codes(self, frames: np.ndarray) -> np.ndarray:
