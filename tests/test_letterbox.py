@@ -139,9 +139,9 @@ CAMERA = (80, 60)
 @pytest.fixture(scope="module")
 def camera_builds(tmp_path_factory):
     """The tiny detector built twice from one ONNX: plain (64x64 input) and with an 80x60 BGR camera in front."""
-    import fpgagen
     from runtime_nets import TINY_ANCHORS, tiny_detector_net
 
+    import fpgagen
     from fpgagen.runtime.model import write_detector_json
 
     root = tmp_path_factory.mktemp("camera")

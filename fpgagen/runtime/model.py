@@ -14,7 +14,6 @@ import shutil
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..data.transforms import PAD_VALUE, Letterbox, fit_exact, letterbox_exact
