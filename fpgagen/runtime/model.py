@@ -181,7 +181,8 @@ def shipped_face_build(board: str = "pynq_z2", log=print, camera: str | None = D
     ckpt = Path(fpgagen.__file__).parent / "checkpoints" / SHIPPED_CHECKPOINT
     key = hashlib.sha256(ckpt.read_bytes() + f"{fpgagen.__version__}|{board}|416|{camera or ''}|".encode()
                          + generator_fingerprint(board).encode()).hexdigest()[:16]
-    build_dir = cache_root() / "models" / f"lpyolo_w4a4_face{'-' + camera if camera else ''}-{key}"
+    variant = "-" + camera.replace(":", "_") if camera else ""
+    build_dir = cache_root() / "models" / f"lpyolo_w4a4_face{variant}-{key}"
     problem = verify_manifest(build_dir) if build_dir.exists() else "not built yet"
     if problem is None:
         return build_dir

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
+from functools import lru_cache
 from typing import ClassVar
 
 import numpy as np
@@ -99,6 +99,11 @@ class Letterbox(Layer):
                 "resize": "INTER_LINEAR_EXACT", "size": [self.size, self.size], "scaled": [nw, nh],
                 "offset": [dx, dy], "pad": self.pad}
 
+    # --- schedule and cycle model ----------------------------------------------------------------------------
+    @property
+    def _segments(self) -> tuple[tuple[int, bool, bool], ...]:
+        return _schedule(tuple(self.camera), self.size, self.ppc)
+
     def taps(self) -> dict[str, np.ndarray]:
         """The ROM contents: per scaled column its left pixel and weight; per scaled row its top row, that row's
         line-buffer slot and the weight."""
@@ -106,38 +111,6 @@ class Letterbox(Layer):
         xl, xc = linear_exact_taps(self.camera[0], nw)
         yl, yc = linear_exact_taps(self.camera[1], nh)
         return {"x_left": xl, "x_weight": xc, "y_top": yl, "y_slot": yl % ROWS, "y_weight": yc}
-
-    # --- schedule and cycle model ----------------------------------------------------------------------------
-    @cached_property
-    def _segments(self) -> tuple[tuple[int, bool, bool], ...]:
-        return tuple(self._replay())
-
-    def _replay(self):
-        """The loop's schedule as runs of (iterations, pops, pushes): both conditions depend only on the input
-        row ``iy`` and the output row ``oy``, so they are constant until one of the two rows ends."""
-        w, h = self.camera
-        s = self.size
-        nw, nh, dx, dy = self.geometry
-        top = self.taps()["y_top"]
-        words = w // self.ppc
-        iy = iw = oy = ox = 0
-        while iy < h or oy < s:
-            top_pad, bottom_pad = oy < dy, oy >= dy + nh
-            r0 = int(top[min(max(oy - dy, 0), nh - 1)])
-            push = oy < s and (top_pad or bottom_pad or iy >= r0 + 2)
-            pop = iy < h and (bottom_pad or iy < r0 + ROWS)
-            if not (push or pop):
-                raise RuntimeError(f"letterbox schedule stalls at input row {iy}, output row {oy}")  # a bug
-            step = min(words - iw if pop else math.inf, s - ox if push else math.inf)
-            yield step, pop, push
-            if pop:
-                iw += step
-                if iw == words:
-                    iw, iy = 0, iy + 1
-            if push:
-                ox += step
-                if ox == s:
-                    ox, oy = 0, oy + 1
 
     def iterations(self) -> int:
         return sum(n for n, _, _ in self._segments)
@@ -197,6 +170,38 @@ class Letterbox(Layer):
         out = np.full((x.shape[0], self.size, self.size, 3), self.pad, np.int64)
         out[:, dy:dy + nh, dx:dx + nw] = scaled[..., ::-1] if self.swap_rb else scaled
         return out
+
+
+@lru_cache(maxsize=64)
+def _schedule(camera: tuple[int, int], size: int, ppc: int) -> tuple[tuple[int, bool, bool], ...]:
+    """The kernel loop's schedule as runs of (iterations, pops, pushes): both conditions depend only on the input
+    row ``iy`` and the output row ``oy``, so they are constant until one of the two rows ends (the loop's
+    conditions as fg_letterbox.h writes them)."""
+    w, h = camera
+    s = size
+    _, nw, nh, dx, dy = letterbox_size(w, h, size)
+    top = linear_exact_taps(h, nh)[0]
+    words = w // ppc
+    runs = []
+    iy = iw = oy = ox = 0
+    while iy < h or oy < s:
+        top_pad, bottom_pad = oy < dy, oy >= dy + nh
+        r0 = int(top[min(max(oy - dy, 0), nh - 1)])
+        push = oy < s and (top_pad or bottom_pad or iy >= r0 + 2)
+        pop = iy < h and (bottom_pad or iy < r0 + ROWS)
+        if not (push or pop):
+            raise RuntimeError(f"letterbox schedule stalls at input row {iy}, output row {oy}")  # a bug
+        step = min(words - iw if pop else math.inf, s - ox if push else math.inf)
+        runs.append((step, pop, push))
+        if pop:
+            iw += step
+            if iw == words:
+                iw, iy = 0, iy + 1
+        if push:
+            ox += step
+            if ox == s:
+                ox, oy = 0, oy + 1
+    return tuple(runs)
 
 
 def camera_letterbox(name: str, camera: tuple[int, int], size: int, pad: int, swap_rb: bool) -> Letterbox:
