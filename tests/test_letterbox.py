@@ -130,6 +130,14 @@ def test_one_camera_pixel_per_cycle_keeps_640x480_above_300_fps():
     assert 100e6 / vga.cycles() > 300
     portrait = camera_letterbox("portrait", (480, 640), 416, 114, False)
     assert portrait.cycles() <= 480 * 640 + 416 * 2 + portrait.PIPELINE_DEPTH
+    # the folding options price what they say (a probe's copy gets its own schedule), and the greedy baseline
+    # takes the fewest pixels per cycle that meet its target
+    cycles = {o["ppc"]: vga.__class__(**{**vga.__dict__, **o}).cycles() for o in vga.fold_options()}
+    assert set(cycles) == {1, 2} and cycles[2] < 0.7 * cycles[1]
+    vga.greedy_fold(100e6 / 300, 3)
+    assert vga.ppc == 2
+    vga.greedy_fold(100e6 / 30, 3)
+    assert vga.ppc == 1
 
 
 # --- a --camera build end to end: the tiny face-detector-shaped net (tests/runtime_nets.py) ----------------------

@@ -75,6 +75,13 @@ class Letterbox(Layer):
     def fold_cores(self) -> list[dict]:
         return [{"ppc": p} for p in PIXELS_PER_CYCLE if self.camera[0] % p == 0]
 
+    def greedy_fold(self, target_cycles: float, prev_word: int) -> None:
+        """The FINN-style baseline: the fewest pixels per cycle meeting ``target_cycles`` (else the most)."""
+        options = [c["ppc"] for c in self.fold_cores()]
+        fast = [p for p in options if sum(n for n, _, _ in _schedule(tuple(self.camera), self.size, p))
+                + self.PIPELINE_DEPTH <= target_cycles]
+        self.ppc = (fast or options[-1:])[0]
+
     def validate(self) -> None:
         w, h = self.camera
         self._require(w >= 2 and h >= 2, f"a camera of {w}x{h} pixels", "use a camera of at least 2x2 pixels")
