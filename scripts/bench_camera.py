@@ -60,6 +60,7 @@ def main(argv=None) -> int:
         export(lpyolo(4, 4), onnx)
         for camera in [None, *args.camera]:
             rows.append(measure(onnx, camera, board, Path(tmp)))
+            print(f"  measured camera {camera or 'none'}: {rows[-1]['fps']:.1f} FPS", file=sys.stderr, flush=True)
     print(f"LPYOLO W4A4 (random weights) on {args.board} at {board['clock_mhz']} MHz, estimated (model), "
           "never measured on hardware")
     print(f"{'camera':<22} {'FPS':>7} {'bottleneck':<14} {'LUT':>7} {'BRAM18':>6} {'DSP':>4}   letterbox: folding, "
