@@ -34,13 +34,16 @@ bench: setup
 	$(BIN)/python scripts/bench_runtime.py
 	$(BIN)/python scripts/bench_hw.py
 	$(BIN)/python scripts/bench_graph.py
+	$(BIN)/python scripts/bench_camera.py
 
 # The PYNQ bitstream: the shipped face detector, or MODEL=my_net.onnx; USE_DOCKER=1 runs the Xilinx tools in the
 # image from `make docker-image`. Without Vitis HLS/Vivado it stops after the verified HLS project and the Tcl (exit 2).
+# The shipped detector takes CAMERA frames (its letterbox in the fabric); CAMERA=none gives the plain 416x416 build.
 MODEL ?=
+CAMERA ?= 640x480
 USE_DOCKER ?= 0
 bitstream: setup
-	$(BIN)/python -m fpgagen.synth.cli --board $(BOARD) $(if $(MODEL),--model $(MODEL)) $(if $(filter 1,$(USE_DOCKER)),--docker)
+	$(BIN)/python -m fpgagen.synth.cli --board $(BOARD) $(if $(MODEL),--model $(MODEL)) --camera $(or $(CAMERA),none) $(if $(filter 1,$(USE_DOCKER)),--docker)
 
 docker-image:
 	@test -n "$(XILINX_INSTALLER)" || { echo "usage: make docker-image XILINX_INSTALLER=/path/to/the/extracted/installer (or its .tar.gz)"; exit 2; }

@@ -21,6 +21,33 @@ from .quant import IntRange, quantize
 from .report import write_reports
 
 
+def input_takes_pixels(net: Network) -> bool:
+    """Whether the network's input quantizer maps every uint8 pixel k (as the float k/255) to the code k, on a
+    three-dimensional (H, W, C) input stream with no float pre-processing."""
+    spec = net.input
+    if (spec.lo, spec.hi) != (0, 255) or len(net.in_stream_shape) != 3 or spec.pre or spec.bipolar:
+        return False
+    pixels = np.arange(256, dtype=np.float32) / np.float32(255)
+    scale, zero = np.asarray(spec.scale, np.float32).reshape(-1), np.asarray(spec.zero_point).reshape(-1)
+    codes = quantize(pixels[:, None], scale[None, :], zero[None, :], IntRange(spec.lo, spec.hi))
+    return bool(np.array_equal(codes, np.broadcast_to(np.arange(256)[:, None], codes.shape)))
+
+
+def add_camera(net: Network, camera: tuple[int, int, bool], where: str) -> None:
+    """``--camera``: the letterbox in the fabric, in front of a network whose input code is the uint8 pixel."""
+    from .data.transforms import PAD_VALUE
+    from .ir.kinds.letterbox import put_camera_in_front
+
+    if not input_takes_pixels(net):
+        raise FpgagenError("the network's input code is not the uint8 pixel (its input quantizer does not map "
+                           "pixel k, fed as k/255, to code k, or float ops run before it)", where,
+                           "give the model an 8-bit unsigned input quantizer of scale 1/255 and zero point 0 "
+                           "(e.g. brevitas QuantIdentity with a uint8 scale-1/255 quantizer, as LPYOLO's), "
+                           "or build without --camera and letterbox on the host")
+    w, h, swap = camera
+    put_camera_in_front(net, (w, h), swap, PAD_VALUE)
+
+
 class Accelerator:
     """A built accelerator: the IR, its generated HLS project and the C-simulation of that project.
 
@@ -56,8 +83,10 @@ class Accelerator:
     # --- host-side quantization and layout ----------------------------------------------------------------
     def quantize_input(self, x) -> np.ndarray:
         """Float input (torch layout) -> integer codes as streamed: (N, H, W, C). Runs the graph's float
-        pre-processing first (see InputSpec)."""
+        pre-processing first (see InputSpec). A --camera build takes uint8 camera frames (N, H, W, 3) instead."""
         spec = self.net.input
+        if spec.preprocess:  # a --camera build: uint8 camera frames are the stream, the fabric letterboxes them
+            return validate.check_camera_frames(x, self.camera, f"network {self.net.name}")
         x = validate.check_input_array(x, spec.shape, f"network {self.net.name}").astype(np.float32)
         return self._to_stream(spec.codes(x))
 
@@ -65,13 +94,13 @@ class Accelerator:
     def pixels_are_codes(self) -> bool:
         """True when the input quantizer maps every uint8 pixel k (as the float k/255) to the code k: then the
         host streams the pixel bytes as they are (no float conversion, no transpose of NHWC frames)."""
-        spec = self.net.input
-        if (spec.lo, spec.hi) != (0, 255) or len(self.net.in_stream_shape) != 3 or spec.pre:
-            return False
-        pixels = np.arange(256, dtype=np.float32) / np.float32(255)
-        scale, zero = np.asarray(spec.scale, np.float32).reshape(-1), np.asarray(spec.zero_point).reshape(-1)
-        codes = quantize(pixels[:, None], scale[None, :], zero[None, :], IntRange(spec.lo, spec.hi))
-        return bool(np.array_equal(codes, np.broadcast_to(np.arange(256)[:, None], codes.shape)))
+        return input_takes_pixels(self.net)
+
+    @property
+    def camera(self) -> tuple[int, int] | None:
+        """(W, H) of the camera frames a --camera build takes (the letterbox is in the fabric), else None."""
+        pre = self.net.input.preprocess
+        return tuple(pre["camera"]) if pre else None
 
     def _to_stream(self, codes: np.ndarray) -> np.ndarray:
         if codes.ndim == 4:
@@ -150,14 +179,20 @@ class Accelerator:
 
 def build(model: str | Path, board: str = "pynq_z2", out_dir: str | Path | None = None,
           folding: dict | str | Path | None = None, target_fps: float | None = None, verify: bool = True,
-          log=log_stderr, optimizer: str = "ilp", ceilings: dict | None = None) -> Accelerator:
+          log=log_stderr, optimizer: str = "ilp", ceilings: dict | None = None,
+          camera: str | None = None) -> Accelerator:
     """QONNX file -> integer dataflow IR -> folded -> HLS C++ -> C-sim library, verified bit-exact against the
     numpy reference. Returns the :class:`Accelerator`.
 
     Folding: ``folding`` (a user's, validated) if given; else ``optimizer="ilp"`` (default): the fastest design
     within the board budget (``ceilings``: utilization fractions, default LUT 0.8, BRAM18 0.9, DSP 0.9), or the
-    cheapest that reaches ``target_fps``; ``optimizer="greedy"``: the FINN-style baseline at ``target_fps``."""
+    cheapest that reaches ``target_fps``; ``optimizer="greedy"``: the FINN-style baseline at ``target_fps``.
+
+    ``camera="640x480"`` (``WxH[:rgb|bgr]``): the camera frame's letterbox runs in the fabric, bit-exact with the
+    host's ``letterbox_exact`` (cv2.INTER_LINEAR_EXACT); the accelerator then takes uint8 (N, H, W, 3) camera
+    frames. Needs an input quantizer whose code is the uint8 pixel."""
     model = Path(model)
+    camera_spec = validate.check_camera(camera)
     validate.check_target_fps(target_fps)
     validate.check_ceilings(ceilings)
     validate.check_optimizer(optimizer)
@@ -177,15 +212,18 @@ def build(model: str | Path, board: str = "pynq_z2", out_dir: str | Path | None 
     # The previous build in out_dir stays untouched until the new one is complete and checked (see builddir).
     with builddir.BuildLock(out_dir):
         return _build_locked(model, board, board_cfg, out_dir, folding, target_fps, verify, log, optimizer,
-                             ceilings, step)
+                             ceilings, step, camera_spec)
 
 
 def _build_locked(model: Path, board: str, board_cfg: dict, out_dir: Path, folding, target_fps, verify: bool, log,
-                  optimizer: str, ceilings, step) -> Accelerator:
+                  optimizer: str, ceilings, step, camera=None) -> Accelerator:
     step(f"loading {model}")
     qmodel = frontend.load_qonnx(model)
     step("streamlining to integer layers")
     net = streamline.lower(qmodel, name=codegen.c_identifier(model.stem))
+    if camera is not None:
+        step(f"putting the {camera[0]}x{camera[1]} camera's letterbox in front of the network")
+        add_camera(net, camera, str(model))
     if folding is not None:
         step("applying the given folding")
         folding = fold.load_folding(folding) if isinstance(folding, str | Path) else folding

@@ -15,6 +15,7 @@ EPILOG = """examples:
   fpgagen build my_net.onnx --board pynq_z2 -o build/my_net     # the fastest design that fits
   fpgagen build my_net.onnx --target-fps 60                    # the cheapest design reaching 60 FPS
   fpgagen build my_net.onnx --folding folding.json             # your own folding, validated
+  fpgagen build face.onnx --camera 640x480                     # the camera's letterbox in the fabric
   fpgagen csim build/my_net --input x.npy --output y.npy
   fpgagen report build/my_net
   fpgagen bitstream build/my_net --board pynq_z2   # Vitis HLS + Vivado -> build/my_net/deploy/
@@ -53,12 +54,17 @@ def _parser() -> argparse.ArgumentParser:
                    "the FINN-style baseline at --target-fps (default 30), no resource model")
     b.add_argument("--ceiling", type=_ceilings, help="utilization ceilings as fractions, e.g. LUT=0.7,DSP=1.0 "
                    "(default LUT=0.8,FF=0.8,BRAM18=0.9,DSP=0.9,LUTRAM=0.8)")
+    b.add_argument("--camera", metavar="WxH[:rgb|bgr]", help="put the camera frame's letterbox in the fabric: "
+                   "the accelerator takes uint8 WxH camera frames and resizes them (bit-exact with OpenCV's "
+                   "INTER_LINEAR_EXACT) into the network's square input; :bgr swaps the channels for an RGB-trained "
+                   "net. Needs an input quantizer whose code is the uint8 pixel")
     b.add_argument("--no-verify", action="store_true", help="skip the C-sim vs reference check")
     c = sub.add_parser("csim", help="run inputs through a built accelerator's C-simulation",
                        description="Run a float input (.npy, as the torch model takes it) through the C-simulated "
                        "accelerator and save what the torch model would return.")
     c.add_argument("build_dir")
-    c.add_argument("--input", required=True, help=".npy float32 input, NCHW (or NC)")
+    c.add_argument("--input", required=True, help=".npy float32 input, NCHW (or NC); for a --camera build uint8 "
+                   "camera frames (N, H, W, 3)")
     c.add_argument("--output", required=True,
                    help=".npy file to write (several outputs: an .npz of output0, output1, ...)")
     c.add_argument("--codes", action="store_true", help="save integer output codes instead of dequantized floats")
@@ -136,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
             build(args.model, board=args.board, out_dir=args.out, folding=args.folding,
                   target_fps=args.target_fps, verify=not args.no_verify, optimizer=args.optimizer,
-                  ceilings=args.ceiling)
+                  ceilings=args.ceiling, camera=args.camera)
         elif args.command == "csim":
             from .accelerator import load
 

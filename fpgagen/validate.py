@@ -277,6 +277,37 @@ def check_input_array(x, shape: tuple[int, ...], where: str) -> np.ndarray:
     return arr
 
 
+def check_camera(camera) -> tuple[int, int, bool] | None:
+    """``--camera WxH[:rgb|bgr]`` (or ``camera="640x480"``): (W, H, BGR camera) or None."""
+    if camera is None:
+        return None
+    fix = "write the camera as WxH[:rgb|bgr], e.g. 640x480 or 1280x720:bgr"
+    if not isinstance(camera, str):
+        raise FpgagenError(f"camera {camera!r} is not text", "--camera", fix)
+    size, _, order = camera.strip().lower().partition(":")
+    order = order or "rgb"
+    try:
+        w, h = (int(v) for v in size.split("x"))
+    except ValueError:
+        raise FpgagenError(f"'{camera}' is not a camera size", "--camera", fix) from None
+    if order not in ("rgb", "bgr"):
+        raise FpgagenError(f"channel order '{order}'", "--camera", fix)
+    if not (2 <= w <= 8192 and 2 <= h <= 8192):
+        raise FpgagenError(f"a camera of {w}x{h} pixels", "--camera", "use 2 to 8192 pixels a side")
+    return w, h, order == "bgr"
+
+
+def check_camera_frames(x, camera: tuple[int, int], where: str) -> np.ndarray:
+    """Camera frames for a build with the letterbox in the fabric: uint8 (N, H, W, 3) at the camera's size."""
+    w, h = camera
+    arr = np.asarray(x)
+    if arr.dtype != np.uint8 or arr.ndim != 4 or tuple(arr.shape[1:]) != (h, w, 3) or arr.shape[0] == 0:
+        raise FpgagenError(f"input of shape {list(arr.shape)} and type {arr.dtype}", where,
+                           f"pass uint8 camera frames of shape [N, {h}, {w}, 3] (this build letterboxes in the "
+                           "fabric)")
+    return arr
+
+
 # --- output locations ----------------------------------------------------------------------------------------
 BUILD_MARKERS = ("build.json", "network.json", "hls/top.cpp")  # any one marks an fpgagen build directory
 

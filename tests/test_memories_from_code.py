@@ -42,8 +42,12 @@ def _build(model, tmp_path_factory, name, **kwargs):
     return fpgagen.build(path, out_dir=d / "b", verify=False, log=lambda msg: None, **kwargs)
 
 
-@pytest.fixture(scope="module", params=[*SMALL_NETS, "search_bram"])
+@pytest.fixture(scope="module", params=[*SMALL_NETS, "search_bram", "camera"])
 def built(request, tmp_path_factory):
+    if request.param == "camera":  # the letterbox in the fabric (--camera) in front of a pixel-input net
+        from runtime_nets import tiny_detector_net
+
+        return _build(tiny_detector_net(0), tmp_path_factory, "camera", camera="48x36")
     if request.param == "search_bram":
         probe = _build(nets.conv_net(4, 4, seed=3), tmp_path_factory, "probe")
         folding = {lay.name: {k: 1 for k in lay.folding() if k != "ifm_word"} for lay in probe.net.layers

@@ -446,6 +446,8 @@ def test_shipped_checkpoint_path_matches_the_trainer():
 
 @pytest.mark.parametrize("shape", [(480, 640), (640, 480), (416, 416), (300, 200), (1080, 1920), (200, 300)])
 def test_fast_letterbox_has_the_training_letterbox_geometry(shape):
+    """The host letterbox: the training letterbox's geometry, OpenCV's INTER_LINEAR_EXACT at every scale (what a
+    --camera build's fabric computes, tests/test_letterbox.py)."""
     from fpgagen.data.transforms import letterbox
     from fpgagen.runtime.model import fast_letterbox
 
@@ -453,12 +455,15 @@ def test_fast_letterbox_has_the_training_letterbox_geometry(shape):
     got, box = fast_letterbox(image, 416)
     want, want_box = letterbox(image, 416)
     assert box == want_box and got.dtype == np.uint8 and got.shape == (416, 416, 3)
-    pad = want == 114
-    content = ~np.all(pad, axis=2)
-    assert np.array_equal(got[~content], want[~content])  # the same grey border
-    diff = np.abs(got.astype(int) - want.astype(int))[content]
-    assert diff.mean() < 2.0  # bilinear instead of area averaging: the same picture
-    if box.scale == 1 or box.scale < 0.5:
+    nh, nw = round(shape[0] * box.scale), round(shape[1] * box.scale)
+    content = np.zeros((416, 416), bool)
+    content[int(box.dy):int(box.dy) + nh, int(box.dx):int(box.dx) + nw] = True
+    assert np.array_equal(got[~content], want[~content]) and (got[~content] == 114).all()  # the same grey border
+    exact = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR_EXACT)
+    assert np.array_equal(got[content].reshape(nh, nw, 3), exact)
+    if box.scale >= 0.5:  # bilinear and the training letterbox (area averaging when shrinking): the same picture
+        assert np.abs(got.astype(int) - want.astype(int))[content].mean() < 2.0
+    if box.scale == 1:
         assert np.array_equal(got, want)
 
 

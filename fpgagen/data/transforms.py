@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -41,6 +42,84 @@ def letterbox(image: np.ndarray, size: int, pad: int = PAD_VALUE) -> tuple[np.nd
     out = np.full((size, size, 3), pad, np.uint8)
     dx, dy = (size - nw) // 2, (size - nh) // 2
     out[dy:dy + nh, dx:dx + nw] = resized
+    return out, Letterbox(scale, dx, dy)
+
+
+def letterbox_size(width: int, height: int, size: int) -> tuple[float, int, int, int, int]:
+    """fpgagen's letterbox geometry for a ``width`` x ``height`` image in a ``size`` square: (scale, nw, nh, dx,
+    dy): scale = size / max(W, H), the scaled size rounded (at least 1 pixel), centred (offsets rounded down)."""
+    scale = size / max(height, width)
+    nw, nh = max(1, round(width * scale)), max(1, round(height * scale))
+    return scale, nw, nh, (size - nw) // 2, (size - nh) // 2
+
+
+def linear_exact_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV's INTER_LINEAR_EXACT along one axis of ``src`` -> ``dst`` pixels: for each output pixel the left
+    source index ``i`` (at most src - 2) and the 8-bit fixed-point weight ``c`` in [0, 256] of pixel i + 1; the
+    value is ``p[i] * (256 - c) + p[i + 1] * c`` (8 fraction bits).
+
+    OpenCV's scheme, reimplemented from its documented behaviour (learned from resize.cpp, checked against
+    cv2.resize in tests/test_letterbox.py): the source position is (d + 0.5) * (1 / (dst / src)) - 0.5 in IEEE
+    double arithmetic, rounded at every step as written; its floor is the left pixel and its fraction, times 256,
+    rounded half to even, the weight. Positions left of pixel 0 repeat pixel 0; positions at or beyond the last
+    pixel repeat it (here: left pixel src - 2, weight 256). A 1-pixel axis repeats its pixel."""
+    left, weight = np.zeros(dst, np.int64), np.zeros(dst, np.int64)
+    if src == 1:
+        return left, weight
+    scale = 1.0 / (dst / src)
+    for d in range(dst):
+        pos = scale * (float(d) + 0.5) - 0.5
+        i = math.floor(pos)
+        if i < 0:
+            left[d], weight[d] = 0, 0
+        elif i >= src - 1:
+            left[d], weight[d] = src - 2, 256
+        else:
+            left[d], weight[d] = i, int(np.rint((pos - i) * 256.0))
+    return left, weight
+
+
+def resize_linear_exact(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR_EXACT)`` in integer numpy, from
+    ``linear_exact_taps``: rows then columns at 8 fraction bits each, one rounding at the end (+2^15, >> 16)."""
+    h, w = image.shape[:2]
+    xl, xc = linear_exact_taps(w, width)
+    yl, yc = linear_exact_taps(h, height)
+    img = image.astype(np.int64)
+    right = np.minimum(xl + 1, w - 1)
+    rows = img[:, xl] * (256 - xc)[None, :, None] + img[:, right] * xc[None, :, None]  # (h, width, C), 8.8
+    below = np.minimum(yl + 1, h - 1)
+    out = rows[yl] * (256 - yc)[:, None, None] + rows[below] * yc[:, None, None]
+    return ((out + (1 << 15)) >> 16).astype(np.uint8)
+
+
+def letterbox_exact(image: np.ndarray, size: int, pad: int = PAD_VALUE) -> tuple[np.ndarray, Letterbox]:
+    """``letterbox``'s geometry with OpenCV's bit-exact bilinear resize (``cv2.INTER_LINEAR_EXACT``) at every
+    scale: the host letterbox that equals the fabric's (fpgagen.ir.kinds.letterbox) bit for bit, on any
+    platform. ``letterbox`` (area averaging when shrinking) stays the training transform."""
+    h, w = image.shape[:2]
+    scale, nw, nh, dx, dy = letterbox_size(w, h, size)
+    out = np.empty((size, size, 3), np.uint8)
+    out[:dy], out[dy + nh:] = pad, pad
+    out[dy:dy + nh, :dx], out[dy:dy + nh, dx + nw:] = pad, pad
+    region = out[dy:dy + nh, dx:dx + nw]
+    if (nw, nh) == (w, h):
+        region[...] = image
+    else:
+        region[...] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR_EXACT)
+    return out, Letterbox(scale, dx, dy)
+
+
+def fit_exact(image: np.ndarray, width: int, height: int, pad: int = PAD_VALUE) -> tuple[np.ndarray, Letterbox]:
+    """``image`` scaled (INTER_LINEAR_EXACT) to fit a ``width`` x ``height`` frame, keeping its aspect, centred on
+    the pad value: how a photo becomes a camera-sized frame for a build with the letterbox in the fabric."""
+    h, w = image.shape[:2]
+    scale = min(width / w, height / h)
+    nw, nh = min(width, max(1, round(w * scale))), min(height, max(1, round(h * scale)))
+    dx, dy = (width - nw) // 2, (height - nh) // 2
+    out = np.full((height, width, 3), pad, np.uint8)
+    out[dy:dy + nh, dx:dx + nw] = image if (nw, nh) == (w, h) else \
+        cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR_EXACT)
     return out, Letterbox(scale, dx, dy)
 
 

@@ -1,4 +1,5 @@
-"""The detection pipeline around any backend: letterbox -> backend -> decode -> NMS -> original pixels.
+"""The detection pipeline around any backend: letterbox -> backend -> decode -> NMS -> original pixels. The
+letterbox is fpgagen.data.transforms.letterbox_exact (cv2.INTER_LINEAR_EXACT), the one the fabric computes.
 
 A backend maps a batch of letterboxed uint8 RGB images (N, S, S, 3) to the head's output (N, 18, S/32, S/32):
 either int8 codes (``Backend.quant = (scale, zero_point)``, decoded on the integer path) or floats
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..data.transforms import letterbox
+from ..data.transforms import letterbox_exact
 from .decode import STRIDE, Detections, decode_codes, decode_float
 from .nms import nms
 
@@ -110,7 +111,7 @@ class Detector:
 
     def preprocess(self, images: list[np.ndarray]) -> tuple[np.ndarray, list]:
         """uint8 RGB images -> the backend's batch (N, S, S, 3) and each image's letterbox."""
-        boxes = [letterbox(img, self.input_size) for img in images]
+        boxes = [letterbox_exact(img, self.input_size) for img in images]  # the fabric's (INTER_LINEAR_EXACT)
         return np.stack([b[0] for b in boxes]), [b[1] for b in boxes]
 
     def detections(self, images: list[np.ndarray], letterboxes: list, outs: np.ndarray) -> list[Detections]:

@@ -83,6 +83,9 @@ class InputSpec:
     quant_shape: tuple[int, ...] = ()  # the quantized tensor's shape (after ``pre``); () means ``shape``
     pre: tuple = ()
     bipolar: bool = False
+    # the letterbox in the fabric (fpgagen.ir.kinds.letterbox, a --camera build): the host streams uint8 camera
+    # frames and this records the geometry (runtime.json's "preprocess"); None: the host streams the codes
+    preprocess: dict | None = None
 
     def __post_init__(self):
         datatypes_from_names(self)

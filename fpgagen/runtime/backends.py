@@ -47,6 +47,8 @@ def runtime_spec(acc) -> dict:
            "geometry": fields,
            "in_frame_bytes": int(packing.frames_to_bytes(np.zeros((1, *in_shape), np.uint8), geometry).shape[1]),
            "out_frame_bytes": _out_frame_bytes(geometry)}
+    if net.input.preprocess:  # a --camera build: the fabric letterboxes the camera frame (the host sends it as is)
+        doc["preprocess"] = dict(net.input.preprocess)
     if len(ports) > 1:  # several outputs: one stream each, one segment each of the output frame (packing)
         doc |= {"output_shapes": [[int(v) for v in shape] for shape, _, _ in ports],
                 "outputs_signed": [bool(dt.signed()) for _, dt, _ in ports], "output_quants": quants}
@@ -115,6 +117,8 @@ class Backend:
         self.input_shape = tuple(spec["input_shape"])  # (H, W, C)
         self.output_shape = tuple(spec["output_shape"])
         self.pixels_are_codes = bool(spec["pixels_are_codes"])
+        # a --camera build: the fabric letterboxes camera frames of input_shape into the network's square input
+        self.preprocess = spec.get("preprocess")
         self.output_quant = tuple(spec["output_quant"]) if spec["output_quant"] is not None else None
 
     def check_frames(self, frames: np.ndarray) -> np.ndarray:
@@ -125,7 +129,8 @@ class Backend:
             raise FpgagenError(f"frames of shape {list(frames.shape)} and type {frames.dtype}",
                                f"the {self.name} backend of {self.net_name}",
                                f"pass uint8 frames of shape [N, {', '.join(map(str, self.input_shape))}] "
-                               "(letterbox the image first)")
+                               + ("(camera frames: the fabric letterboxes them)" if self.preprocess else
+                                  "(letterbox the image first)"))
         return frames
 
     def input_codes(self, frames: np.ndarray) -> np.ndarray:

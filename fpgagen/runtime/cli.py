@@ -51,17 +51,19 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conf", type=float, default=0.5, help="objectness threshold (default 0.5)")
     p.add_argument("--nms-iou", type=float, default=0.3, help="NMS overlap threshold (default 0.3)")
     p.add_argument("--bitstream", help="pynq backend: the .bit (default: the first .bit under the build dir)")
+    p.add_argument("--plain", action="store_true", help="the shipped detector's plain build (the host letterboxes "
+                   "to 416x416) instead of the default one with a 640x480 camera's letterbox in the fabric")
     p.add_argument("--batch", type=int, default=1, help="frames per backend call when several wait (default 1)")
 
 
 def _load(args, build_dir):
-    from .model import load_face_detector
+    from .model import DEFAULT_CAMERA, load_face_detector
 
     options = {}
     if args.backend == "pynq" and args.bitstream:
         options["bitstream"] = args.bitstream
     return load_face_detector(build_dir, args.backend, args.anchors, args.conf, args.nms_iou,
-                              log=_log, **options)
+                              log=_log, camera=None if args.plain else DEFAULT_CAMERA, **options)
 
 
 def _log(msg: str) -> None:

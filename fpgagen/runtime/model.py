@@ -14,10 +14,9 @@ import shutil
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from ..data.transforms import PAD_VALUE, Letterbox, letterbox
+from ..data.transforms import PAD_VALUE, Letterbox, fit_exact, letterbox_exact
 from ..detect import Backend as DetectBackend
 from ..detect import Detections, Detector
 from ..errors import FpgagenError
@@ -51,26 +50,14 @@ def check_image(image, where: str = "image") -> np.ndarray:
 
 
 def fast_letterbox(image: np.ndarray, size: int, pad: int = PAD_VALUE) -> tuple[np.ndarray, Letterbox]:
-    """fpgagen.data.transforms.letterbox's geometry (same scale, size and offsets), made for the ARM: bilinear
-    resampling straight into the padded frame while the scale is >= 1/2 (every source pixel still feeds the
-    output; 10x cheaper than INTER_AREA at a webcam's 640x480 -> 416), area averaging only below that."""
-    h, w = image.shape[:2]
-    scale = size / max(h, w)
-    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    dx, dy = (size - nw) // 2, (size - nh) // 2
-    if scale < 0.5:
-        return letterbox(image, size, pad)
-    out = np.empty((size, size, 3), np.uint8)
-    out[:dy], out[dy + nh:] = pad, pad
-    out[dy:dy + nh, :dx], out[dy:dy + nh, dx + nw:] = pad, pad
-    if (nw, nh) == (w, h):
-        out[dy:dy + nh, dx:dx + nw] = image
-    else:
-        region = out[dy:dy + nh, dx:dx + nw]
-        resized = cv2.resize(image, (nw, nh), dst=region if dx == 0 else None, interpolation=cv2.INTER_LINEAR)
-        if resized is not region:  # OpenCV writes in place only into a contiguous destination
-            region[...] = resized
-    return out, Letterbox(scale, dx, dy)
+    """The host letterbox: fpgagen.data.transforms.letterbox's geometry (same scale, size and offsets) with
+    OpenCV's bit-exact bilinear (INTER_LINEAR_EXACT) at every scale, so the host, the reference and C-sim
+    backends and a --camera build's fabric letterbox give the same bytes (fpgagen.data.transforms.letterbox_exact).
+    The shipped checkpoint was trained with ``letterbox`` (area averaging when shrinking)."""
+    return letterbox_exact(image, size, pad)
+
+
+DEFAULT_CAMERA = "640x480"  # the shipped detector's default build: this camera's letterbox in the fabric
 
 
 class FaceDetector:
@@ -79,7 +66,8 @@ class FaceDetector:
 
     def __init__(self, backend: Backend, anchors, conf: float = DEFAULT_CONF, nms_iou: float = DEFAULT_NMS_IOU,
                  max_det: int = 100):
-        h, w, c = backend.input_shape
+        self.fabric_letterbox = getattr(backend, "preprocess", None)
+        h, w, c = (*self.fabric_letterbox["size"][::-1], 3) if self.fabric_letterbox else backend.input_shape
         if h != w or c != 3:
             raise FpgagenError(f"an accelerator input of {w}x{h}x{c}", repr(backend),
                                "the face detector takes square RGB frames (LPYOLO at a multiple of 32)")
@@ -95,7 +83,22 @@ class FaceDetector:
         return self.backend.infer(batch).transpose(0, 3, 1, 2)
 
     def preprocess(self, image: np.ndarray, where: str = "image") -> tuple[np.ndarray, Letterbox]:
-        return fast_letterbox(check_image(image, where), self.size)
+        """An RGB image -> the backend's frame and the map from network pixels back to the image's. A --camera
+        build takes a camera-sized frame as it is (the fabric letterboxes it); another image is first fitted into
+        a camera-sized frame on the host."""
+        image = check_image(image, where)
+        if not self.fabric_letterbox:
+            return fast_letterbox(image, self.size)
+        cam_w, cam_h = self.fabric_letterbox["camera"]
+        if image.shape[:2] == (cam_h, cam_w):
+            frame, fit = image, Letterbox(1.0, 0, 0)
+        else:
+            frame, fit = fit_exact(image, cam_w, cam_h, self.fabric_letterbox["pad"])
+        if self.fabric_letterbox["format"] == "bgr":  # the fabric swaps the channels of a BGR camera
+            frame = frame[..., ::-1]
+        scale = self.size / max(cam_w, cam_h)  # the fabric's letterbox geometry (fpgagen.data.transforms)
+        dx, dy = self.fabric_letterbox["offset"]
+        return frame, Letterbox(fit.scale * scale, fit.dx * scale + dx, fit.dy * scale + dy)
 
     def postprocess(self, codes: np.ndarray, box: Letterbox, image_shape) -> Detections:
         """One frame's output codes (h, w, c) in stream order -> detections in the original image's pixels."""
@@ -167,17 +170,19 @@ def generator_fingerprint(board: str) -> str:
     return digest.hexdigest()
 
 
-def shipped_face_build(board: str = "pynq_z2", log=print) -> Path:
+def shipped_face_build(board: str = "pynq_z2", log=print, camera: str | None = DEFAULT_CAMERA) -> Path:
     """The build directory of the shipped W4A4 face detector (416x416), built on first use under the user cache
-    (``$FPGAGEN_CACHE`` or ``~/.cache/fpgagen``) and checked against its manifest before every reuse."""
+    (``$FPGAGEN_CACHE`` or ``~/.cache/fpgagen``) and checked against its manifest before every reuse. By default
+    with a 640x480 camera's letterbox in the fabric (``camera``; None: the plain 416x416-input build)."""
     import fpgagen
 
     # the same file as fpgagen.train.shipped_checkpoint("w4a4"), found without importing torch (a cache hit
     # must stay light: on the board there is no torch at all)
     ckpt = Path(fpgagen.__file__).parent / "checkpoints" / SHIPPED_CHECKPOINT
-    key = hashlib.sha256(ckpt.read_bytes() + f"{fpgagen.__version__}|{board}|416|".encode()
+    key = hashlib.sha256(ckpt.read_bytes() + f"{fpgagen.__version__}|{board}|416|{camera or ''}|".encode()
                          + generator_fingerprint(board).encode()).hexdigest()[:16]
-    build_dir = cache_root() / "models" / f"lpyolo_w4a4_face-{key}"
+    variant = "-" + camera.replace(":", "_") if camera else ""
+    build_dir = cache_root() / "models" / f"lpyolo_w4a4_face{variant}-{key}"
     problem = verify_manifest(build_dir) if build_dir.exists() else "not built yet"
     if problem is None:
         return build_dir
@@ -194,7 +199,7 @@ def shipped_face_build(board: str = "pynq_z2", log=print) -> Path:
     # The model file lies beside the build, not in it: a build replaces its directory whole.
     onnx = fpgagen.export(model, tmp.with_suffix(".onnx"), input_shape=(1, 3, 416, 416))
     try:
-        fpgagen.build(onnx, board=board, out_dir=tmp, log=lambda m: None)  # verified C-sim == reference
+        fpgagen.build(onnx, board=board, out_dir=tmp, log=lambda m: None, camera=camera)  # verified C-sim == ref
     finally:
         Path(onnx).unlink(missing_ok=True)
     write_detector_json(tmp, info["anchors"], 416, source=ckpt.name)
@@ -223,10 +228,11 @@ def read_anchors(build_dir: Path):
 
 def load_face_detector(build_dir: str | Path | None = None, backend: str | None = None, anchors=None,
                        conf: float = DEFAULT_CONF, nms_iou: float = DEFAULT_NMS_IOU, log=print,
-                       **backend_options) -> FaceDetector:
+                       camera: str | None = DEFAULT_CAMERA, **backend_options) -> FaceDetector:
     """The detector on ``backend`` (default: pynq on a board, csim elsewhere). ``build_dir`` None: the shipped
-    face detector. Anchors: ``anchors``, else the build's detector.json, else an error (never a silent default)."""
-    build_dir = shipped_face_build(log=log) if build_dir is None else Path(build_dir)
+    face detector, built with ``camera``'s letterbox in the fabric (None: the plain build). Anchors: ``anchors``,
+    else the build's detector.json, else an error (never a silent default)."""
+    build_dir = shipped_face_build(log=log, camera=camera) if build_dir is None else Path(build_dir)
     if not (build_dir / "network.json").is_file() and read_runtime_spec(build_dir) is None:
         raise FpgagenError("not an fpgagen build directory (no network.json)", str(build_dir),
                            f"pass a directory written by 'fpgagen build' (or a deploy directory with "

@@ -34,8 +34,9 @@ def bitstream_command(args: argparse.Namespace) -> int:
 
 
 def make_main(argv: list[str] | None = None) -> int:
-    """`make bitstream`: build the shipped W4A4 face detector (or --model X.onnx) if its build is missing or
-    older than the model, then run the bitstream flow on it. Exit 2 with the message when the tools are missing."""
+    """`make bitstream`: build the shipped W4A4 face detector (with a 640x480 camera's letterbox in the fabric
+    unless --camera none; or --model X.onnx, built plain) if its build is missing or older than the model, then
+    run the bitstream flow on it. Exit 2 with the message when the tools are missing."""
     import sys
 
     from ..errors import FpgagenError
@@ -46,10 +47,13 @@ def make_main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="build", help="parent of the build directory (default build/)")
     p.add_argument("--docker", action="store_true")
     p.add_argument("--no-cosim", dest="cosim", action="store_const", const=False, default=None)
+    p.add_argument("--camera", default="640x480", help="the shipped detector's camera, whose letterbox runs in the "
+                   "fabric (WxH[:rgb|bgr], default 640x480); 'none': the plain 416x416-input build")
     args = p.parse_args(argv)
+    camera = None if args.camera.lower() in ("", "none", "plain") or args.model else args.camera
     try:
         model = Path(args.model) if args.model else _export_face_detector(Path(args.out))
-        build_dir = Path(args.out) / model.stem
+        build_dir = Path(args.out) / (model.stem + (f"_{camera.replace(':', '_')}" if camera else ""))
         if (build_dir / "network.json").is_file() and (build_dir / "network.json").stat().st_mtime >= \
                 model.stat().st_mtime:
             print(f"[make bitstream] reusing the build in {build_dir} (newer than {model})", file=sys.stderr)
@@ -58,7 +62,7 @@ def make_main(argv: list[str] | None = None) -> int:
 
             if not model.is_file():
                 raise FpgagenError("model file not found", str(model), "pass MODEL=path/to/model.onnx")
-            fpgagen.build(model, board=args.board, out_dir=build_dir)
+            fpgagen.build(model, board=args.board, out_dir=build_dir, camera=camera)
         ns = argparse.Namespace(build_dir=str(build_dir), board=args.board, docker=args.docker, cosim=args.cosim)
         return bitstream_command(ns)
     except FpgagenError as exc:

@@ -36,7 +36,8 @@ from .xnor import XnorMVAU, xnor_from_mvau, xnor_rewrite
 # The registration: one module per kind, each declaring KINDS (its classes), LOWERINGS (ONNX op type -> Lowering)
 # and optionally REWRITES (layer -> a cheaper layer with the same codes, or None).
 KIND_MODULES = ("fork", "concat", "upsample", "add", "maxpool_general", "xnor", "channel_slice",
-                "sliding_window", "mvau", "maxpool", "threshold", "width_converter", "vvu", "global_pool")
+                "sliding_window", "mvau", "maxpool", "threshold", "width_converter", "vvu", "global_pool",
+                "letterbox")
 
 _modules = [import_module(f".{name}", __name__) for name in KIND_MODULES]
 KINDS = {cls.kind: cls for m in _modules for cls in m.KINDS}  # kind name -> class (the network file's loader)
