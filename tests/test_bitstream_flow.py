@@ -153,8 +153,39 @@ def test_block_design_sequence_widths_and_length_register(built, project):
     for link in ("AXI /dma/M_AXI_MM2S -> /ps7/S_AXI_HP0", "AXI /dma/M_AXI_S2MM -> /ps7/S_AXI_HP0",
                  "AXIS /dma/M_AXIS_MM2S -> /accel/in_axis", "AXIS /accel/out_axis -> /dma/S_AXIS_S2MM"):
         assert link in proc.stdout
+    # both DMA masters share one SmartConnect into HP0; both DMA interrupts reach the PS
+    for net in ("/dma/M_AXI_MM2S -- /axi_smc/S00_AXI", "/axi_smc/M00_AXI -- /ps7/S_AXI_HP0",
+                "/dma/M_AXI_S2MM -- /axi_smc/S01_AXI", "/ps7_0_axi_periph/M01_AXI -- /status_fifo/S_AXI"):
+        assert f"NET {net}" in proc.stdout
+    assert "IRQ /dma/mm2s_introut -> /ps7/IRQ_F2P" in proc.stdout
+    assert "IRQ /dma/s2mm_introut -> /ps7/IRQ_F2P" in proc.stdout
+    assert bd["/ps7"]["PCW_USE_FABRIC_INTERRUPT"] == "1" and bd["/irq_concat"]["NUM_PORTS"] == "2"
     out = project / "vivado" / "output"
     assert "STUB" in (out / "fpgagen.bit").read_text() and "STUB" in (out / "fpgagen.hwh").read_text()
+
+
+@pytest.mark.parametrize("old,new,message", [
+    # the form before the HLS review: the second HP0 call on the slave pin the first call already connected
+    ("fg_axi_automation /dma/M_AXI_S2MM /ps7/S_AXI_${fg_hp_port} /dma/M_AXI_S2MM $fg_hp_intc",
+     "fg_axi_automation /dma/M_AXI_S2MM /ps7/S_AXI_${fg_hp_port} /ps7/S_AXI_${fg_hp_port} {Auto}",
+     "apply_bd_automation on /ps7/S_AXI_HP0, which is already connected"),
+    ("fg_axi_automation /dma/M_AXI_S2MM /ps7/S_AXI_${fg_hp_port} /dma/M_AXI_S2MM $fg_hp_intc",
+     "fg_axi_automation /dma/M_AXI_S2MM /ps7/S_AXI_${fg_hp_port} /dma/M_AXI_S2MM {Auto}",
+     "intc_ip 'Auto' is not /axi_smc, the interconnect already in front of /ps7/S_AXI_HP0"),
+    ("    CONFIG.PCW_USE_FABRIC_INTERRUPT {1} \\\n", "",
+     "IRQ_F2P connected without PCW_USE_FABRIC_INTERRUPT"),
+    ("connect_bd_net [get_bd_pins dma/s2mm_introut] [get_bd_pins irq_concat/In1]\n", "",
+     "/dma/s2mm_introut does not reach /ps7/IRQ_F2P"),
+])
+def test_vivado_stub_refuses_a_wrong_block_design(project, old, new, message):
+    """The stubs model Vivado's AXI automation (no automation on a connected pin; the second master joins the
+    existing interconnect by name) and the interrupt path, so the forms the HLS review found wrong fail here."""
+    bd = project / "vivado" / "block_design.tcl"
+    text = bd.read_text()
+    assert old in text
+    bd.write_text(text.replace(old, new, 1))
+    proc = vivado_run(project)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize("env,message", [
