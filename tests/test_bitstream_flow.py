@@ -105,7 +105,7 @@ def test_hls_tcl_accepts_a_newer_release_and_needs_some_version(project):
 def test_stubs_fail_on_a_command_the_tool_lacks(project):
     hls = project / "hls"
     script = hls / "run_hls.tcl"
-    script.write_text(script.read_text().replace("csynth_design\n", "csynth_design\nconfig_rtl -reset_level low\n"
+    script.write_text(script.read_text().replace("\ncsynth_design\n", "\ncsynth_design\nconfig_rtl -reset_level low\n"
                                                   "set_directive_bogus top\n", 1))
     proc = tcl(HLS_STUBS, hls, **HLS_ENV)
     assert proc.returncode != 0 and "'config_rtl' is not a command of Vitis HLS" in proc.stderr

@@ -225,8 +225,9 @@ def _resized_model(model: Path, h: int, w: int, dst: Path) -> Path:
     dims = data.type.tensor_type.shape.dim
     dims[2].dim_value, dims[3].dim_value = h, w
     del proto.graph.value_info[:]
-    for out in proto.graph.output:
-        out.type.tensor_type.ClearField("shape")
+    for out in proto.graph.output:  # the batch dimension stays; the others become unknown, for qonnx to infer
+        for dim in out.type.tensor_type.shape.dim[1:]:
+            dim.ClearField("dim_value")
     dst.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(dst))
     return dst

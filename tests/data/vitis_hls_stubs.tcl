@@ -9,7 +9,7 @@ if {[info exists ::env(STUB_HLS_VERSION_CMD)]} {
 }
 proc open_project {args} {
     need {[llength $args] >= 1} "open_project needs a name"
-    need {![info exists ::project]} "open_project while $::project is open (close_project first)"
+    need {![info exists ::project]} "open_project while another project is open (close_project first)"
     foreach var {::top ::solution ::part ::period ::synthesized ::files} { unset -nocomplain $var }
     set ::project [lindex $args end]
     log_call open_project {*}$args
