@@ -96,7 +96,8 @@ def board_venv() -> Path:
 
 
 def freeze(venv: Path) -> set[str]:
-    out = subprocess.run([str(venv / "bin" / "pip"), "freeze"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([str(venv / "bin" / "pip"), "list", "--format=freeze"], capture_output=True, text=True,
+                         check=True).stdout
     return set(out.split())
 
 
