@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from test_kernels_compute import mvau
 
 from fpgagen import codegen
 from fpgagen.csim import ap_types_include
@@ -78,6 +79,12 @@ CASES = [
     converter("c_odd_4_6", (2, 2, 12), 4, 6),
     converter("c_odd_6_4", (2, 2, 12), 6, 4),
 ]
+# The MVAU's loop (its arithmetic: tests/test_kernels_compute.py): reads during the first neuron fold, writes every
+# SF-th tile, then its pipeline depth.
+TRACED = CASES + [
+    mvau("m_folded", mw=12, mh=4, pe=2, simd=3, pixels=3, nt=7, thr_mode="search"),
+    mvau("m_packed_raw", mw=8, mh=4, pe=4, simd=8, pixels=2, nt=0, dsp_pe=4, seed=1),
+]
 
 TESTBENCH = r"""
 #include <cstdio>
@@ -94,6 +101,7 @@ static size_t fg_in_before = 0, fg_out_before = 0;
 #include "fg_sliding_window.h"
 #include "fg_maxpool.h"
 #include "fg_width_converter.h"
+#include "fg_mvau.h"
 %INCLUDES%
 thread_local const char *fg::current_layer = "";
 
@@ -150,7 +158,7 @@ def kernel_bench(tmp_path_factory):
     for header in codegen.TEMPLATE_DIR.glob("fg_*.h"):
         (root / header.name).write_text(header.read_text())
     includes, dispatch = [], []
-    for layer in CASES:
+    for layer in TRACED:
         codegen._write_layer(env, layer, root / f"{layer.name}.h")
         includes.append(f'#include "{layer.name}.h"')
         ti, to = g.ctype(layer.in_dtype), g.ctype(layer.out_dtype)
@@ -171,7 +179,7 @@ def _random_codes(layer, rng, frames):
     return rng.integers(lo, hi + 1, (frames, *layer.in_shape))
 
 
-@pytest.mark.parametrize("layer", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("layer", TRACED, ids=[c.name for c in TRACED])
 def test_kernel_matches_reference_and_io_pattern(layer, kernel_bench):
     root, exe = kernel_bench
     x = _random_codes(layer, np.random.default_rng(zlib.crc32(layer.name.encode())), FRAMES)

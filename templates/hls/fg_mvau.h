@@ -4,6 +4,12 @@
 #pragma once
 #include "fg_arith.h"
 
+// Unit tests define FG_LOOP_TRACE(in, out) to record, after every loop iteration, what it popped and pushed (the
+// stream pattern the cycle model assumes); in a build it is nothing.
+#ifndef FG_LOOP_TRACE
+#define FG_LOOP_TRACE(in, out)
+#endif
+
 namespace fg {
 
 // The SIMD products of one PE (weights row[base .. base+N-1]), summed feed-forward: the sum does not depend on
@@ -223,6 +229,7 @@ mvau_loop:
         }
         tile = (tile == C::NF * C::SF - 1) ? 0 : tile + 1;
         kt = (kt == KD - 1) ? 0 : kt + 1;  // KD divides SF: the counter stays aligned with every fold's tiles
+        FG_LOOP_TRACE(in, out);
     }
 }
 
