@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 BOARD ?= pynq_z2
 
-.PHONY: setup test test-all demo bench lint bitstream docker-image clean
+.PHONY: setup test test-all demo bench lint bitstream runtime-wheel docker-image clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,11 @@ CAMERA ?= 640x480
 USE_DOCKER ?= 0
 bitstream: setup
 	$(BIN)/python -m fpgagen.synth.cli --board $(BOARD) $(if $(MODEL),--model $(MODEL)) --camera $(or $(CAMERA),none) $(if $(filter 1,$(USE_DOCKER)),--docker)
+
+# The board's runtime alone (fpgagen-runtime: asks only for numpy >= 1.21): dist/fpgagen_runtime-<version>-py3-none-any.whl;
+# on the PYNQ board: pip3 install <that wheel>. `fpgagen bitstream` also puts it into deploy/.
+runtime-wheel: setup
+	$(BIN)/python -m fpgagen.synth.runtime_wheel -o dist
 
 docker-image:
 	@test -n "$(XILINX_INSTALLER)" || { echo "usage: make docker-image XILINX_INSTALLER=/path/to/the/extracted/installer (or its .tar.gz)"; exit 2; }

@@ -150,7 +150,7 @@ class Accelerator:
         rng = np.random.default_rng(seed)
         return rng.integers(spec.lo, spec.hi + 1, size=(frames, *self.net.in_stream_shape))
 
-    def verify(self, frames: int = 2, seed: int = 0, bounded_fifos: bool = False) -> None:
+    def verify(self, frames: int = codegen.TESTBENCH_FRAMES, seed: int = 0, bounded_fifos: bool = False) -> None:
         """C-sim == numpy reference on random input codes (np.array_equal); writes the HLS testbench vectors.
         With ``bounded_fifos`` the C-sim runs every process concurrently on streams bounded to their depths."""
         codes = self.random_stream_input(frames, seed)
@@ -169,7 +169,7 @@ class Accelerator:
         """hls/tb_input.bin and hls/tb_expected.bin for the HLS testbench; without arguments from random frames
         through the numpy reference (a build without C-sim still gets a complete project)."""
         if codes is None:
-            codes = self.random_stream_input(2, 0)
+            codes = self.random_stream_input(codegen.TESTBENCH_FRAMES, 0)
         if want is None:
             want = self.reference_stream(codes)
         geometry = stream_geometry(self.net)
@@ -250,7 +250,8 @@ def _build_locked(model: Path, board: str, board_cfg: dict, out_dir: Path, foldi
                                f"{findings[0]})", str(out_dir / "hls"), "this is an fpgagen bug; please report it")
         net.save(tmp)
         (tmp / "folding.json").write_text(json.dumps(fold.folding_of(net), indent=1))
-        (tmp / "build.json").write_text(json.dumps({"board": board, "model": str(model)}, indent=1))
+        # the model's absolute path: `fpgagen bitstream` rebuilds it at a lower resolution for RTL co-simulation
+        (tmp / "build.json").write_text(json.dumps({"board": board, "model": str(model.resolve())}, indent=1))
         doc = write_reports(net, board_cfg, tmp, fold_info, ceilings)
         acc = Accelerator(net, tmp, board_cfg, log=log)
         if verify:

@@ -20,10 +20,14 @@ from .resources import resource_dir
 TEMPLATE_DIR = resource_dir("templates") / "hls"
 
 
-# The HLS testbench calls the top once per vector frame (Accelerator.verify writes 2) plus 4 times for its TLAST
-# checks; RTL co-simulation of a large network takes hours, so it is on by default only below this many cycles.
-TESTBENCH_CALLS = 2 + 4
+# The HLS testbench calls the top once per frame of tb_input.bin (Accelerator.write_testbench_vectors writes
+# TESTBENCH_FRAMES) plus 4 times for its TLAST checks; RTL co-simulation of a large network takes hours, so the
+# design itself is co-simulated by default only below this many cycles, and a reduced-resolution copy otherwise
+# (fpgagen/synth/flow.py reduced_copy).
+TESTBENCH_FRAMES = 2
+TESTBENCH_CALLS = TESTBENCH_FRAMES + 4
 COSIM_CYCLE_LIMIT = 500_000
+COSIM_DIR = "cosim"  # build_dir/cosim: the reduced-resolution copy's build, beside hls/
 
 
 def cosim_by_default(net: Network) -> bool:
@@ -66,7 +70,8 @@ def generate(net: Network, out_dir: Path, board: dict, source: str = "") -> Path
                processes=processes, notes=notes, output_adapter=adapter,
                board=board, clock_mhz=board["clock_mhz"], bottleneck=bottleneck, source=source or net.name,
                fps=board["clock_mhz"] * 1e6 / bottleneck.cycles(), tb_calls=TESTBENCH_CALLS,
-               cosim_default=cosim_by_default(net), cosim_cycle_limit=COSIM_CYCLE_LIMIT)
+               tb_frames=TESTBENCH_FRAMES, cosim_default=cosim_by_default(net), cosim_cycle_limit=COSIM_CYCLE_LIMIT,
+               cosim_dir=COSIM_DIR)
     for layer in net.layers:
         _write_layer(env, layer, out_dir / "layers" / f"{layer.name}.h")
     (out_dir / "stream_geometry.json").write_text(json.dumps(io.to_dict(), indent=1) + "\n")

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 
 import nets
+import numpy as np
 import pytest
 
 import fpgagen
@@ -105,7 +106,7 @@ def test_hls_tcl_accepts_a_newer_release_and_needs_some_version(project):
 def test_stubs_fail_on_a_command_the_tool_lacks(project):
     hls = project / "hls"
     script = hls / "run_hls.tcl"
-    script.write_text(script.read_text().replace("csynth_design\n", "csynth_design\nconfig_rtl -reset_level low\n"
+    script.write_text(script.read_text().replace("\ncsynth_design\n", "\ncsynth_design\nconfig_rtl -reset_level low\n"
                                                   "set_directive_bogus top\n", 1))
     proc = tcl(HLS_STUBS, hls, **HLS_ENV)
     assert proc.returncode != 0 and "'config_rtl' is not a command of Vitis HLS" in proc.stderr
@@ -154,8 +155,39 @@ def test_block_design_sequence_widths_and_length_register(built, project):
     for link in ("AXI /dma/M_AXI_MM2S -> /ps7/S_AXI_HP0", "AXI /dma/M_AXI_S2MM -> /ps7/S_AXI_HP0",
                  "AXIS /dma/M_AXIS_MM2S -> /accel/in_axis", "AXIS /accel/out_axis -> /dma/S_AXIS_S2MM"):
         assert link in proc.stdout
+    # both DMA masters share one SmartConnect into HP0; both DMA interrupts reach the PS
+    for net in ("/dma/M_AXI_MM2S -- /axi_smc/S00_AXI", "/axi_smc/M00_AXI -- /ps7/S_AXI_HP0",
+                "/dma/M_AXI_S2MM -- /axi_smc/S01_AXI", "/ps7_0_axi_periph/M01_AXI -- /status_fifo/S_AXI"):
+        assert f"NET {net}" in proc.stdout
+    assert "IRQ /dma/mm2s_introut -> /ps7/IRQ_F2P" in proc.stdout
+    assert "IRQ /dma/s2mm_introut -> /ps7/IRQ_F2P" in proc.stdout
+    assert bd["/ps7"]["PCW_USE_FABRIC_INTERRUPT"] == "1" and bd["/irq_concat"]["NUM_PORTS"] == "2"
     out = project / "vivado" / "output"
     assert "STUB" in (out / "fpgagen.bit").read_text() and "STUB" in (out / "fpgagen.hwh").read_text()
+
+
+@pytest.mark.parametrize("old,new,message", [
+    # the form before the HLS review: the second HP0 call on the slave pin the first call already connected
+    ("fg_axi_automation /dma/M_AXI_S2MM /ps7/S_AXI_${fg_hp_port} /dma/M_AXI_S2MM $fg_hp_intc",
+     "fg_axi_automation /dma/M_AXI_S2MM /ps7/S_AXI_${fg_hp_port} /ps7/S_AXI_${fg_hp_port} {Auto}",
+     "apply_bd_automation on /ps7/S_AXI_HP0, which is already connected"),
+    ("fg_axi_automation /dma/M_AXI_S2MM /ps7/S_AXI_${fg_hp_port} /dma/M_AXI_S2MM $fg_hp_intc",
+     "fg_axi_automation /dma/M_AXI_S2MM /ps7/S_AXI_${fg_hp_port} /dma/M_AXI_S2MM {Auto}",
+     "intc_ip 'Auto' is not /axi_smc, the interconnect already in front of /ps7/S_AXI_HP0"),
+    ("    CONFIG.PCW_USE_FABRIC_INTERRUPT {1} \\\n", "",
+     "IRQ_F2P connected without PCW_USE_FABRIC_INTERRUPT"),
+    ("connect_bd_net [get_bd_pins dma/s2mm_introut] [get_bd_pins irq_concat/In1]\n", "",
+     "/dma/s2mm_introut does not reach /ps7/IRQ_F2P"),
+])
+def test_vivado_stub_refuses_a_wrong_block_design(project, old, new, message):
+    """The stubs model Vivado's AXI automation (no automation on a connected pin; the second master joins the
+    existing interconnect by name) and the interrupt path, so the forms the HLS review found wrong fail here."""
+    bd = project / "vivado" / "block_design.tcl"
+    text = bd.read_text()
+    assert old in text
+    bd.write_text(text.replace(old, new, 1))
+    proc = vivado_run(project)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
 
 
 @pytest.mark.parametrize("env,message", [
@@ -279,3 +311,85 @@ def test_bitstream_driver_refuses_failed_timing(built, tmp_path, monkeypatch, ca
     assert main(["bitstream", str(build), "--no-cosim"]) == 2
     err = capsys.readouterr().err
     assert "vivado failed" in err and not (build / "deploy").exists()
+
+
+def test_bitstream_driver_refuses_a_loop_above_the_assumed_ii(built, tmp_path, monkeypatch, capsys):
+    """csynth scheduled a layer's loop at II 2: the driver stops before Vivado, naming the loop."""
+    build = tmp_path / "b"
+    shutil.copytree(built.build_dir, build)
+    bin_dir = no_tools(monkeypatch, tmp_path)
+    for name, stubs in (("vitis_hls", HLS_STUBS), ("vivado", VIVADO_STUBS)):
+        exe = bin_dir / name
+        exe.write_text(f"#!/bin/sh\nexec tclsh {stubs} .\n")
+        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("XILINX_HLS", "/tools/Xilinx/Vitis_HLS/2022.1")
+    layer = built.net.layers[1].name
+    monkeypatch.setenv("STUB_II", f"{layer}=2")
+    assert main(["bitstream", str(build), "--no-cosim"]) == 2
+    err = capsys.readouterr().err
+    assert "fpgagen: error: Vitis HLS scheduled 1 loop(s) above the II = 1" in err
+    assert f"{layer}/{layer}_loop (II 2)" in err and "Traceback" not in err
+    assert not (build / "logs" / "vivado.log").exists() and not (build / "deploy").exists()
+    assert "Loops that missed II = 1" in (build / "synth_report.md").read_text()
+
+
+def test_cosim_runs_on_a_reduced_resolution_copy(built, tmp_path, monkeypatch, capsys):
+    """A network too large to co-simulate at full size (here: the cycle limit lowered below this one's testbench)
+    gets a copy at half the resolution, with the same layers, weights and folding, built and C-sim verified into
+    build/cosim; run_hls.tcl co-simulates that copy in a project of its own, then synthesizes and exports the
+    design without co-simulating it; --no-cosim skips it. Checked through the driver with the stub tools."""
+    build = tmp_path / "b"
+    shutil.copytree(built.build_dir, build)
+    bin_dir = no_tools(monkeypatch, tmp_path)
+    for name, stubs in (("vitis_hls", HLS_STUBS), ("vivado", VIVADO_STUBS)):
+        exe = bin_dir / name
+        exe.write_text(f"#!/bin/sh\nexec tclsh {stubs} .\n")
+        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("XILINX_HLS", "/tools/Xilinx/Vitis_HLS/2022.1")
+    cycles = built.net.bottleneck().cycles()
+    monkeypatch.setattr(codegen, "COSIM_CYCLE_LIMIT", cycles * codegen.TESTBENCH_CALLS - 1)
+    assert main(["bitstream", str(build)]) == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "[cosim] reduced copy at 16x16 (from 32x32), same layers and folding, C-sim verified" in err
+    copy = fpgagen.load(build / "cosim", log=lambda m: None)
+    assert copy.net.input.shape == (1, 3, 16, 16) and copy.net.name == built.net.name
+    assert [(a.name, a.kind, a.folding(), a.styles()) for a in copy.net.layers] == [
+        (b.name, b.kind, b.folding(), b.styles()) for b in built.net.layers]
+    for a, b in zip(copy.net.layers, built.net.layers, strict=True):  # the same weights
+        if hasattr(b, "weights"):
+            assert np.array_equal(a.weights, b.weights)
+    frame = codegen.stream_geometry(copy.net).in_frame_bytes
+    assert (build / "cosim" / "hls" / "tb_input.bin").stat().st_size == codegen.TESTBENCH_FRAMES * frame
+    seq = [c for c in (line.split()[1:] for line in (build / "logs" / "vitis_hls.log").read_text().splitlines()
+                       if line.startswith("CALL"))]
+    names = [c[0] for c in seq]
+    top = codegen.top_name(built.net)
+    assert names == ["open_project", "set_top", "add_files", "add_files", "add_files", "add_files", "open_solution",
+                     "set_part", "create_clock", "csynth_design", "cosim_design", "close_project",
+                     "open_project", "set_top", "add_files", "add_files", "add_files", "add_files", "open_solution",
+                     "set_part", "create_clock", "csim_design", "csynth_design", "export_design"]
+    assert seq[0] == ["open_project", "-reset", f"{top}_cosim"] and seq[12] == ["open_project", "-reset", f"{top}_hls"]
+    log = (build / "logs" / "vitis_hls.log").read_text()
+    for line in ("CALL add_files ../cosim/hls/top.cpp", "CALL add_files -tb ../cosim/hls/testbench.cpp",
+                 "CALL add_files -tb ../cosim/hls/tb_input.bin", "CALL add_files -tb ../cosim/hls/tb_expected.bin"):
+        assert line in log
+    assert (build / "deploy" / "fpgagen.bit").is_file()
+    # the copy is reused by the next run; --no-cosim co-simulates nothing
+    assert main(["bitstream", str(build), "--no-cosim"]) == 0
+    assert "reduced copy at" not in capsys.readouterr().err
+    assert main(["bitstream", str(build)]) == 0
+    assert "[cosim] reusing the reduced-resolution copy" in capsys.readouterr().err
+
+
+def test_hls_tcl_frame_count_matches_the_testbench_vectors(built):
+    """run_hls.tcl's comment gives the frames of tb_input.bin, and the calls the testbench makes."""
+    text = (built.hls_dir / "run_hls.tcl").read_text()
+    frame = codegen.stream_geometry(built.net).in_frame_bytes
+    frames = (built.hls_dir / "tb_input.bin").stat().st_size // frame
+    assert f"streams the {frames} frames of tb_input.bin ({frame:,} bytes each)" in text
+    assert f"{frames + 4} calls at {built.net.bottleneck().cycles():,} cycles each" in text
+
+
+def test_hls_tcl_refuses_reduced_cosim_without_a_copy(project):
+    proc = tcl(HLS_STUBS, project / "hls", FPGAGEN_COSIM="reduced", **HLS_ENV)
+    assert proc.returncode != 0 and "no reduced-resolution copy at ../cosim/hls" in proc.stderr

@@ -15,6 +15,7 @@ import zlib
 
 import numpy as np
 import pytest
+from kernel_cases import mvau
 from stream_bench import TESTBENCH
 
 from fpgagen import codegen
@@ -80,6 +81,12 @@ CASES = [
     converter("c_odd_4_6", (2, 2, 12), 4, 6),
     converter("c_odd_6_4", (2, 2, 12), 6, 4),
 ]
+# The MVAU's loop (its arithmetic: tests/test_kernels_compute.py): reads during the first neuron fold, writes every
+# SF-th tile, then its pipeline depth.
+TRACED = CASES + [
+    mvau("m_folded", mw=12, mh=4, pe=2, simd=3, pixels=3, nt=7, thr_mode="search"),
+    mvau("m_packed_raw", mw=8, mh=4, pe=4, simd=8, pixels=2, nt=0, dsp_pe=4, seed=1),
+]
 
 
 
@@ -91,7 +98,7 @@ def kernel_bench(tmp_path_factory):
     for header in codegen.TEMPLATE_DIR.glob("fg_*.h"):
         (root / header.name).write_text(header.read_text())
     includes, dispatch = [], []
-    for layer in CASES:
+    for layer in TRACED:
         codegen._write_layer(env, layer, root / f"{layer.name}.h")
         includes.append(f'#include "{layer.name}.h"')
         ti, to = g.ctype(layer.in_dtype), g.ctype(layer.out_dtype)
@@ -130,7 +137,7 @@ def _random_codes(layer, rng, frames):
     return rng.integers(lo, hi + 1, (frames, *layer.in_shape))
 
 
-@pytest.mark.parametrize("layer", CASES, ids=[c.name for c in CASES])
+@pytest.mark.parametrize("layer", TRACED, ids=[c.name for c in TRACED])
 def test_kernel_matches_reference_and_io_pattern(layer, kernel_bench):
     root, exes = kernel_bench
     x = _random_codes(layer, np.random.default_rng(zlib.crc32(layer.name.encode())), FRAMES)

@@ -96,3 +96,20 @@ def test_synthesis_report_sets_hls_beside_estimates_with_error_per_layer():
     md = reports.synthesis_markdown(doc)
     assert "| conv_0 | MVAU | 1,500 / 1,650 (+10%)" in md
     assert "Loops that missed II = 1: pool_0/pool_0_rows (II 2), pool_0/pool_0_rows/pool_0_cols (II 2)" in md
+
+
+def test_loops_above_the_assumed_ii_are_refused_by_name(tmp_path):
+    """`fpgagen bitstream` stops after csynth when any loop's II is above the cycle model's (II = 1), naming it."""
+    bad = reports.parse_csynth_dir(FIXTURES / "bad_ii")
+    assert reports.slow_loops(bad) == ["conv_0/conv_0_fold (II 2)"]
+    with pytest.raises(FpgagenError, match=r"1 loop\(s\) above the II = 1 .*: conv_0/conv_0_fold \(II 2\)"):
+        reports.check_initiation_intervals(bad, FIXTURES / "bad_ii")
+    # the nested pool loops at II 2 (the top fixture set) are named too, each once
+    assert reports.slow_loops(reports.parse_csynth_dir(FIXTURES)) == [
+        "pool_0/pool_0_rows (II 2)", "pool_0/pool_0_rows/pool_0_cols (II 2)"]
+    # a synthesis at II = 1 everywhere passes
+    for name in ("csynth.xml", "conv_0_csynth.xml"):
+        (tmp_path / name).write_text((FIXTURES / name).read_text())
+    good = reports.parse_csynth_dir(tmp_path)
+    assert reports.slow_loops(good) == []
+    reports.check_initiation_intervals(good, tmp_path)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 DESCRIPTION = """Turn a built accelerator (fpgagen build) into a PYNQ bitstream: verify the HLS project in
 C-simulation (bit-exact against the numpy reference, plus the HLS testbench under g++), write the Vitis HLS and
-Vivado Tcl, then run Vitis HLS (csim, csynth, cosim, IP export) and Vivado (block design, implementation,
+Vivado Tcl, then run Vitis HLS (csim, csynth, RTL co-simulation, by default of a reduced-resolution copy of a
+large network, IP export) and Vivado (block design, implementation,
 bitstream) on a local install or in the docker/ image. Writes BUILD_DIR/deploy/ (fpgagen.bit, fpgagen.hwh,
 report.md). Without the Xilinx tools it stops after the verified project and the Tcl, with exit status 2."""
 
@@ -19,9 +20,10 @@ def add_bitstream_arguments(p: argparse.ArgumentParser) -> None:
                    "(make docker-image XILINX_INSTALLER=...)")
     cosim = p.add_mutually_exclusive_group()
     cosim.add_argument("--no-cosim", dest="cosim", action="store_const", const=False, default=None,
-                       help="skip RTL co-simulation (default: on only for networks that simulate in minutes)")
+                       help="skip RTL co-simulation (default: on, on the design itself when it simulates in minutes, "
+                       "else on a reduced-resolution copy: same layers, weights and folding at a smaller H x W)")
     cosim.add_argument("--cosim", dest="cosim", action="store_const", const=True,
-                       help="run RTL co-simulation even for a large network (hours)")
+                       help="co-simulate the full-size design even when it is large (hours)")
 
 
 def bitstream_command(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import jinja2
 
+from ..codegen import COSIM_DIR
 from ..errors import FpgagenError
 from ..packing import StreamGeometry
 
@@ -156,12 +157,15 @@ def _elapsed(start: float) -> str:
 
 
 # --- the flow -------------------------------------------------------------------------------------------------
-def hls_sources_digest(hls_dir: Path) -> str:
+def hls_sources_digest(hls_dir: Path, with_cosim: bool = True) -> str:
     digest = hashlib.sha256()
-    files = [*hls_dir.glob("*.h"), *hls_dir.glob("*.cpp"), *hls_dir.glob("*.tcl"), *hls_dir.glob("tb_*.bin"),
-             *(hls_dir / "layers").glob("*.h")]
-    for path in sorted(files):
-        digest.update(path.relative_to(hls_dir).as_posix().encode() + b"\0" + path.read_bytes())
+    bases = [hls_dir, hls_dir.parent / COSIM_DIR / "hls"] if with_cosim else [hls_dir]
+    for base in bases:  # run_hls.tcl co-simulates the reduced copy too
+        files = [*base.glob("*.h"), *base.glob("*.cpp"), *base.glob("*.tcl"), *base.glob("tb_*.bin"),
+                 *(base / "layers").glob("*.h")]
+        for path in sorted(files):
+            name = os.path.relpath(path, hls_dir)
+            digest.update(name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:24]
 
 
@@ -171,7 +175,7 @@ def testbench_check(hls_dir: Path, log) -> None:
     from ..csim import ap_types_include
 
     stamp = hls_dir / ".testbench_passed"
-    digest = hls_sources_digest(hls_dir)
+    digest = hls_sources_digest(hls_dir, with_cosim=False)
     if stamp.is_file() and stamp.read_text().strip() == digest:
         log("[testbench] passed before on these sources")
         return
@@ -195,6 +199,81 @@ def testbench_check(hls_dir: Path, log) -> None:
                            "this is an fpgagen bug; please report it")
     stamp.write_text(digest + "\n")
     log(f"[testbench] {run.stdout.strip()} (g++, {time.perf_counter() - start:.0f} s)")
+
+
+# --- RTL co-simulation on a reduced-resolution copy -----------------------------------------------------------
+# build_dir/cosim (codegen.COSIM_DIR): the copy's build, whose hls/ run_hls.tcl co-simulates
+MAX_COPY_ATTEMPTS = 3
+
+
+def _same_layers(a, b) -> str | None:
+    """None when the two networks have the same layers (names, kinds, folding and styles) in the same order."""
+    sig = [[(lay.name, lay.kind, lay.folding(), lay.styles()) for lay in net.layers] for net in (a, b)]
+    if sig[0] == sig[1]:
+        return None
+    diff = next((x, y) for x, y in zip(*sig, strict=False) if x != y) if len(sig[0]) == len(sig[1]) else None
+    return f"the layers differ ({diff[0][0]} vs {diff[1][0]})" if diff else "the layer count differs"
+
+
+def _resized_model(model: Path, h: int, w: int, dst: Path) -> Path:
+    """The ONNX model with its data input at h x w (NCHW) and every inferred shape cleared, for qonnx to redo."""
+    import onnx
+
+    proto = onnx.load(str(model))
+    weights = {init.name for init in proto.graph.initializer}
+    data = [inp for inp in proto.graph.input if inp.name not in weights][0]
+    dims = data.type.tensor_type.shape.dim
+    dims[2].dim_value, dims[3].dim_value = h, w
+    del proto.graph.value_info[:]
+    for out in proto.graph.output:  # the batch dimension stays; the others become unknown, for qonnx to infer
+        for dim in out.type.tensor_type.shape.dim[1:]:
+            dim.ClearField("dim_value")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(dst))
+    return dst
+
+
+def reduced_copy(acc, log=print):
+    """The same network (layers, weights, folding) at a lower input resolution, built and verified (C-sim ==
+    reference) into build_dir/cosim, so RTL co-simulation of every kernel, the ``__SYNTHESIS__`` branches included,
+    takes minutes instead of hours. Sizes H/2^k x W/2^k are tried, the largest whose testbench stays under the
+    co-simulation cycle limit first. Returns (Accelerator or None, why not)."""
+    from .. import codegen, fold
+    from ..accelerator import build
+
+    shape = acc.net.input.shape
+    if len(shape) != 4:
+        return None, "the input has no height and width to reduce"
+    try:
+        model = Path(json.loads((acc.build_dir / "build.json").read_text())["model"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, "build.json does not name the model"
+    if not model.is_file():
+        return None, f"the model it was built from ({model}) is gone"
+    (height, width), cycles = shape[2:], acc.net.bottleneck().cycles()
+    sizes = [(height >> k, width >> k) for k in range(1, 12)
+             if height % (1 << k) == 0 and width % (1 << k) == 0 and height >> k and width >> k]
+    fits = [s for s in sizes if cycles * s[0] * s[1] // (height * width) * codegen.TESTBENCH_CALLS
+            <= codegen.COSIM_CYCLE_LIMIT]
+    order = fits + [s for s in reversed(sizes) if s not in fits]
+    folding = {"layers": {name: {k: v for k, v in attrs.items() if k not in ("fifo_depth", "fifo_style")}
+                          for name, attrs in fold.folding_of(acc.net)["layers"].items()}}
+    why = "no smaller size divides the input"
+    for h, w in order[:MAX_COPY_ATTEMPTS]:
+        small = _resized_model(model, h, w, acc.build_dir / f"{COSIM_DIR}_model" / f"{acc.net.name}.onnx")
+        try:
+            copy = build(small, board=acc.board["name"], out_dir=acc.build_dir / COSIM_DIR, folding=folding,
+                         log=lambda msg: None)
+        except FpgagenError as exc:
+            why = f"at {h}x{w}: {exc}"
+            continue
+        differs = _same_layers(acc.net, copy.net)
+        if differs is None:
+            log(f"[cosim] reduced copy at {h}x{w} (from {height}x{width}), same layers and folding, C-sim verified: "
+                f"{copy.net.bottleneck().cycles():,} cycles/frame, in {acc.build_dir / COSIM_DIR / 'hls'}")
+            return copy, ""
+        why = f"at {h}x{w}: {differs}"
+    return None, why
 
 
 def hls_ip_dir(hls_dir: Path, top: str) -> Path:
@@ -231,18 +310,58 @@ def prepare(build_dir: Path, board_name: str | None = None, cosim: bool | None =
         if cycles > bottleneck.cycles():
             log(f"[warning] the {name} needs {cycles:,} cycles/frame, more than the bottleneck layer "
                 f"{bottleneck.name} ({bottleneck.cycles():,}): it limits the frame rate")
-    cosim_on = codegen.cosim_by_default(acc.net) if cosim is None else cosim
+    mode = cosim_mode(acc, cosim, log)
     (build_dir / "logs").mkdir(exist_ok=True)
-    log(f"[tcl] {hls_dir / 'run_hls.tcl'} (cosim {'on' if cosim_on else 'off'}) and {bd}; AXI-Stream in "
+    log(f"[tcl] {hls_dir / 'run_hls.tcl'} (cosim: {COSIM_MODES[mode]}) and {bd}; AXI-Stream in "
         f"{io.in_axi_bits} b x {io.in_words:,} words, out {io.out_axi_bits} b x {io.out_words:,} words, DMA length "
         f"register {dma_length_width(max(io.in_frame_bytes, io.out_frame_bytes))} bits")
     return {"acc": acc, "board": board, "build_dir": build_dir, "hls_dir": hls_dir, "vivado_dir": vivado_dir,
-            "top": top, "io": io, "cosim": cosim_on, "cosim_default": codegen.cosim_by_default(acc.net)}
+            "top": top, "io": io, "cosim": mode, "cosim_default": tcl_cosim_default(acc)}
+
+
+COSIM_MODES = {"reduced": "on the reduced-resolution copy", "full": "on the design itself", "0": "off"}
+
+
+def tcl_cosim_default(acc) -> str:
+    """What run_hls.tcl does without FPGAGEN_COSIM: the reduced copy when it exists, else the design when small."""
+    from .. import codegen
+
+    if (acc.build_dir / COSIM_DIR / "hls" / "top.cpp").is_file():
+        return "reduced"
+    return "full" if codegen.cosim_by_default(acc.net) else "0"
+
+
+def cosim_mode(acc, cosim: bool | None, log) -> str:
+    """FPGAGEN_COSIM for run_hls.tcl: ``cosim`` False (--no-cosim) -> "0"; True (--cosim) -> "full"; None (the
+    default) -> "full" when the design's testbench simulates in minutes, else "reduced" on a copy at a lower
+    resolution (made here, or reused when an earlier run made it from the same network), else "0"."""
+    from .. import codegen
+    from ..accelerator import load
+
+    if cosim is not None:
+        return "full" if cosim else "0"
+    if codegen.cosim_by_default(acc.net):
+        return "full"
+    copy_dir = acc.build_dir / COSIM_DIR
+    if (copy_dir / "network.json").is_file() and (copy_dir / "hls" / "tb_input.bin").is_file():
+        try:
+            if _same_layers(acc.net, load(copy_dir, log=lambda msg: None).net) is None:
+                log(f"[cosim] reusing the reduced-resolution copy in {copy_dir}")
+                return "reduced"
+        except FpgagenError:
+            pass
+    shutil.rmtree(copy_dir, ignore_errors=True)
+    copy, why = reduced_copy(acc, log)
+    if copy is None:
+        log(f"[cosim] no reduced-resolution copy ({why}): RTL co-simulation is off; --cosim runs it on the design "
+            "itself (hours)")
+        return "0"
+    return "reduced"
 
 
 def next_steps(ctx: dict) -> str:
     b, h, v = ctx["build_dir"], ctx["hls_dir"], ctx["vivado_dir"]
-    cosim = "" if ctx["cosim"] == ctx["cosim_default"] else f"FPGAGEN_COSIM={int(ctx['cosim'])} "
+    cosim = "" if ctx["cosim"] == ctx["cosim_default"] else f"FPGAGEN_COSIM={ctx['cosim']} "
     return (f"with Vitis HLS and Vivado 2022.1+ on PATH (source <Xilinx>/Vivado/2022.1/settings64.sh), run "
             f"'fpgagen bitstream {b}', or by hand: 'cd {h} && {cosim}vitis_hls -f run_hls.tcl' then "
             f"'cd {v} && vivado -mode batch -notrace -source block_design.tcl'; or in Docker: "
@@ -254,7 +373,7 @@ def bitstream(build_dir: str | Path, board: str | None = None, use_docker: bool 
     """The whole flow; returns build_dir/deploy. Raises FpgagenError (exit 2) when the tools are missing."""
     ctx = prepare(Path(build_dir), board, cosim, log)
     build_dir, hls_dir, vivado_dir, top = ctx["build_dir"], ctx["hls_dir"], ctx["vivado_dir"], ctx["top"]
-    env = {"FPGAGEN_COSIM": "1" if ctx["cosim"] else "0"}
+    env = {"FPGAGEN_COSIM": ctx["cosim"]}
     if use_docker:
         ok, why = docker_engine()
         if not ok:
@@ -286,7 +405,7 @@ def bitstream(build_dir: str | Path, board: str | None = None, use_docker: bool 
         else:
             run_tool(cmd, cwd, build_dir / "logs" / f"{name}.log", name, log, env)
 
-    from .reports import check_implementation, parse_csynth_dir, write_synthesis_report
+    from .reports import check_implementation, check_initiation_intervals, parse_csynth_dir, write_synthesis_report
 
     stamp = hls_dir / ".hls_export_done"
     digest = hls_sources_digest(hls_dir)
@@ -296,8 +415,10 @@ def bitstream(build_dir: str | Path, board: str | None = None, use_docker: bool 
     else:
         run(hls_cmd, hls_dir, "vitis_hls")
         stamp.write_text(digest + "\n")
-    csynth = parse_csynth_dir(hls_dir / f"{top}_hls" / "solution1" / "syn" / "report")
+    report_dir = hls_dir / f"{top}_hls" / "solution1" / "syn" / "report"
+    csynth = parse_csynth_dir(report_dir)
     write_synthesis_report(build_dir, csynth, None)
+    check_initiation_intervals(csynth, report_dir)
     run(vivado_cmd, vivado_dir, "vivado")
     implementation = check_implementation(vivado_dir / "output", ctx["board"])
     write_synthesis_report(build_dir, csynth, implementation)
@@ -318,19 +439,29 @@ def _docker_runner(build_dir: Path, env: dict):
 DEPLOY_README = """# fpgagen deploy folder for {net} on {board}
 
 Copy this folder to the PYNQ-Z2 (a PYNQ 3.0.x SD image; PYNQ 4 dropped the Z2, and its own `pynq` must be used:
-never `pip install pynq` there), e.g. `scp -r deploy xilinx@pynq:/home/xilinx/fpgagen`.
+never `pip install pynq` there), e.g. `scp -r deploy xilinx@pynq:/home/xilinx/jupyter_notebooks/fpgagen`.
+
+Install the runtime, once, on the board (in a Jupyter terminal, or as root with the image's `pynq-venv` active):
+
+    pip3 install {wheel}
+
+It is fpgagen's host runtime alone (`fpgagen-runtime`): it asks only for numpy >= 1.21, which the image has, so pip
+installs nothing else, never torch, and leaves the image's numpy 1.x and pynq as they are. It uses the image's
+OpenCV (`cv2`); on an image without one: `pip3 install opencv-python-headless`. Then `fpgagen serve . --camera 0
+--host 0.0.0.0`, or the notebook `{notebook_name}`.
 
 - `fpgagen.bit`, `fpgagen.hwh`: the overlay (`pynq.Overlay("fpgagen.bit")`); DMA `dma` (simple mode, one transfer
-  per frame each way), status FIFO `status_fifo` (AXI4-Stream FIFO, PG080: RDFO at 0x1C = words waiting, then RLR
-  at 0x24 and RDFD at 0x20 per word). One status word per input frame: bit 0 = the transfer ended early (frame
-  zero-filled), bit 1 = it ran long (words up to its TLAST dropped), bits 31..2 = words filled or dropped.
+  per frame each way; its MM2S and S2MM interrupts go to the PS through `irq_concat` into IRQ_F2P, so pynq's DMA
+  driver can wait on them instead of polling), status FIFO `status_fifo` (AXI4-Stream FIFO, PG080: RDFO at 0x1C =
+  words waiting, then RLR at 0x24 and RDFD at 0x20 per word). One status word per input frame: bit 0 = the transfer
+  ended early (frame zero-filled), bit 1 = it ran long (words up to its TLAST dropped), bits 31..2 = words filled
+  or dropped. The accelerator never drops a status word: the host reads them (one per frame); once 512 are waiting
+  unread, the accelerator waits for the host.
 - `stream_geometry.json`: the frame layout the DMA moves (fpgagen.packing.frames_to_bytes / bytes_to_frames).
 - `runtime.json` (and `detector.json` for a face detector): what `fpgagen serve deploy/ --backend pynq` reads
   instead of the IR (see the README's "Host runtime").
 - `report.md`: fpgagen's estimates beside the Vitis HLS and Vivado figures.
-- The runtime: on the board, `pip3 install --no-deps fpgagen-*.whl` (build the wheel on a PC with
-  `python -m build --wheel`; `--no-deps` keeps the image's own numpy and pynq), then see the notebook
-  `{notebook}`.
+- `{wheel}`: the runtime wheel above (`make runtime-wheel` writes the same on the PC).
 """
 
 
@@ -352,9 +483,12 @@ def write_deploy(ctx: dict) -> Path:
     estimates = (build_dir / "report.md").read_text() if (build_dir / "report.md").is_file() else ""
     synth = (build_dir / "synth_report.md").read_text()
     (deploy / "report.md").write_text(estimates + "\n" + synth)
+    from .runtime_wheel import build_runtime_wheel
+
+    wheel = build_runtime_wheel(deploy, log=lambda msg: None)
     (deploy / "README.md").write_text(DEPLOY_README.format(net=ctx["acc"].net.name, board=ctx["board"]["name"],
-                                                           notebook=f"boards/{ctx['board']['name']}/notebooks/"
-                                                                    "face_detect.ipynb"))
+                                                           wheel=wheel.name,
+                                                           notebook_name=notebook.name))
     (deploy / "deploy.json").write_text(json.dumps({"top": ctx["top"], "geometry": ctx["io"].to_dict()}, indent=1))
     from ..runtime.backends import write_deploy_files
 

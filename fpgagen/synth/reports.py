@@ -104,6 +104,41 @@ def parse_csynth_dir(report_dir: str | Path) -> dict:
     return {"top": parse_csynth_xml(top), "modules": modules}
 
 
+# The cycle model (fpgagen/ir/kinds/base.py) counts every kernel, and the AXI adapters, as pipelined loops at II = 1:
+# each iteration one cycle. A loop Vitis HLS schedules slower makes the estimated FPS and the FIFO depths wrong.
+ASSUMED_II = 1
+
+
+def _worst(value):
+    return max(v for v in value if v is not None) if isinstance(value, list) and any(
+        v is not None for v in value) else value
+
+
+def slow_loops(csynth: dict) -> list[str]:
+    """Every loop in the csynth reports (the top's and each module's) whose initiation interval is above the one
+    the cycle model assumed, as 'module/loop (II n)'; a range of IIs counts by its worst."""
+    found = []
+    for module in [csynth["top"], *csynth["modules"].values()]:
+        for loop in module["loops"]:
+            ii = _worst(loop["ii"])
+            if isinstance(ii, int | float) and ii > ASSUMED_II:
+                entry = f"{module['name']}/{loop['name']} (II {ii:g})"
+                if entry not in found:
+                    found.append(entry)
+    return found
+
+
+def check_initiation_intervals(csynth: dict, report_dir: str | Path) -> None:
+    """Refuse a synthesis whose loops miss the II the cycle model assumed (before hours of Vivado are spent on it):
+    the estimated frame rate and the FIFO depths, which are sized from the same model, would not hold."""
+    slow = slow_loops(csynth)
+    if slow:
+        raise FpgagenError(f"Vitis HLS scheduled {len(slow)} loop(s) above the II = {ASSUMED_II} the cycle model and "
+                           f"the FIFO sizing assume: {', '.join(slow)}", str(report_dir),
+                           "the estimates do not hold for this design; send the csynth reports with an fpgagen bug "
+                           "report (synth_report.md sets them beside the estimates)")
+
+
 def _table_rows(text: str) -> dict[str, list[str]]:
     """Rows of Vivado's ASCII tables: '| Site Type | Used | ...' -> {'Site Type': [cells...]} (first one wins)."""
     rows: dict[str, list[str]] = {}

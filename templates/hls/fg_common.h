@@ -230,7 +230,9 @@ axis_unpack:
             last = pop(in).last;
         }
     }
-    status.write_nb(status_word(early, !ended, early ? filled : dropped));  // never stalls if nobody reads it
+    // A blocking write: no status word is ever dropped. The host reads one per frame (the status FIFO holds 512);
+    // one that never reads stalls the accelerator there, visibly, instead of losing words silently.
+    status.write(status_word(early, !ended, early ? filled : dropped));
 }
 
 // Stream words of N elements of B bits -> packed AXI words, TLAST on the frame's last word. One more trip than

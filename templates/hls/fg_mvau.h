@@ -7,6 +7,12 @@
 #include "fg_model.h"
 #endif
 
+// Unit tests define FG_LOOP_TRACE(in, out) to record, after every loop iteration, what it popped and pushed (the
+// stream pattern the cycle model assumes); in a build it is nothing.
+#ifndef FG_LOOP_TRACE
+#define FG_LOOP_TRACE(in, out)
+#endif
+
 namespace fg {
 
 // The SIMD products of one PE (weights row[base .. base+N-1]), summed feed-forward: the sum does not depend on
@@ -226,6 +232,7 @@ mvau_loop:
         }
         tile = (tile == C::NF * C::SF - 1) ? 0 : tile + 1;
         kt = (kt == KD - 1) ? 0 : kt + 1;  // KD divides SF: the counter stays aligned with every fold's tiles
+        FG_LOOP_TRACE(in, out);
     }
 }
 

@@ -9,8 +9,15 @@ if {[info exists ::env(STUB_HLS_VERSION_CMD)]} {
 }
 proc open_project {args} {
     need {[llength $args] >= 1} "open_project needs a name"
+    need {![info exists ::project]} "open_project while another project is open (close_project first)"
+    foreach var {::top ::solution ::part ::period ::synthesized ::files} { unset -nocomplain $var }
     set ::project [lindex $args end]
     log_call open_project {*}$args
+}
+proc close_project {args} {
+    need {[info exists ::project] && $args eq {}} "close_project without an open project"
+    unset ::project
+    log_call close_project
 }
 proc set_top {name} { need {[info exists ::project]} "set_top before open_project"; set ::top $name; log_call set_top $name }
 proc add_files {args} {
@@ -68,10 +75,23 @@ proc csynth_design {args} {
     set ::synthesized 1
     set report [file join $::project $::solution syn report csynth.xml]
     write_text $report "<!-- STUB written by tests/data/vitis_hls_stubs.tcl, not a Vitis HLS result -->\n<profile><UserAssignments><Part>$::part</Part><TopModelName>$::top</TopModelName><TargetClockPeriod>$::period</TargetClockPeriod></UserAssignments></profile>\n"
+    # One module report per layer process, with one loop at II 1, or at the II that STUB_II ("layer=ii ...") gives.
+    array set slow {}
+    if {[info exists ::env(STUB_II)]} { foreach item $::env(STUB_II) { lassign [split $item =] layer ii; set slow($layer) $ii } }
+    foreach f $::files(0) {
+        foreach {- layer} [regexp -all -inline {#include "layers/(\w+)\.h"} [read_text $f]] {
+            set ii [expr {[info exists slow($layer)] ? $slow($layer) : 1}]
+            write_text [file join [file dirname $report] ${layer}_csynth.xml] "<!-- STUB written by tests/data/vitis_hls_stubs.tcl, not a Vitis HLS result -->\n<profile><UserAssignments><TopModelName>$layer</TopModelName></UserAssignments><PerformanceEstimates><SummaryOfLoopLatency><${layer}_loop><TripCount>100</TripCount><PipelineII>$ii</PipelineII><PipelineDepth>3</PipelineDepth></${layer}_loop></SummaryOfLoopLatency></PerformanceEstimates></profile>\n"
+        }
+    }
     log_call csynth_design {*}$args
 }
 proc cosim_design {args} {
     need {[info exists ::synthesized]} "cosim_design before csynth_design"
+    set tb [lsearch -inline -glob $::files(1) *testbench.cpp]
+    foreach f [lsearch -all -inline -glob $::files(1) *.bin] {
+        need {[file dirname $f] eq [file dirname $tb]} "cosim_design: $f is not beside the testbench $tb"
+    }
     need {[opt $args -rtl verilog] in {verilog vhdl}} "cosim_design -rtl must be verilog or vhdl"
     log_call cosim_design {*}$args
 }

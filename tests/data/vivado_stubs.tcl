@@ -11,17 +11,24 @@ proc env_or {name default} { if {[info exists ::env($name)]} { return $::env($na
 
 # IPs this Vivado knows, with their interface pins and the CONFIG parameters a script may set (a typo fails).
 array set ::ipdefs {
-    xilinx.com:ip:processing_system7:5.5 {pins {M_AXI_GP0 S_AXI_HP0 S_AXI_HP1 S_AXI_HP2 S_AXI_HP3 FCLK_CLK0 FIXED_IO DDR}
+    xilinx.com:ip:processing_system7:5.5 {pins {M_AXI_GP0 S_AXI_HP0 S_AXI_HP1 S_AXI_HP2 S_AXI_HP3 FCLK_CLK0 FIXED_IO DDR
+                                                IRQ_F2P}
         params {PCW_FPGA0_PERIPHERAL_FREQMHZ PCW_USE_M_AXI_GP0 PCW_USE_S_AXI_HP0 PCW_USE_S_AXI_HP1 PCW_USE_S_AXI_HP2
                 PCW_USE_S_AXI_HP3 PCW_S_AXI_HP0_DATA_WIDTH PCW_S_AXI_HP1_DATA_WIDTH PCW_S_AXI_HP2_DATA_WIDTH
-                PCW_S_AXI_HP3_DATA_WIDTH}}
-    xilinx.com:ip:axi_dma:7.1 {pins {S_AXI_LITE M_AXI_MM2S M_AXI_S2MM M_AXIS_MM2S S_AXIS_S2MM s_axi_lite_aclk}
+                PCW_S_AXI_HP3_DATA_WIDTH PCW_USE_FABRIC_INTERRUPT PCW_IRQ_F2P_INTR}}
+    xilinx.com:ip:axi_dma:7.1 {pins {S_AXI_LITE M_AXI_MM2S M_AXI_S2MM M_AXIS_MM2S S_AXIS_S2MM s_axi_lite_aclk
+                                     mm2s_introut s2mm_introut}
         params {c_include_sg c_sg_length_width c_include_mm2s c_include_s2mm c_m_axi_mm2s_data_width
                 c_m_axis_mm2s_tdata_width c_m_axi_s2mm_data_width c_s_axis_s2mm_tdata_width c_mm2s_burst_size
                 c_s2mm_burst_size c_sg_include_stscntrl_strm}}
     xilinx.com:ip:axi_dma:7.0 {pins {} params {}}
-    xilinx.com:ip:axi_fifo_mm_s:4.2 {pins {S_AXI AXI_STR_RXD AXI_STR_TXD}
+    xilinx.com:ip:axi_fifo_mm_s:4.2 {pins {S_AXI AXI_STR_RXD AXI_STR_TXD interrupt}
         params {C_USE_TX_DATA C_USE_TX_CTRL C_RX_FIFO_DEPTH C_TX_FIFO_DEPTH C_DATA_INTERFACE_TYPE}}
+    xilinx.com:ip:xlconcat:2.1 {pins {In0 In1 In2 In3 dout} params {NUM_PORTS}}
+    xilinx.com:ip:smartconnect:1.0 {pins {S00_AXI S01_AXI S02_AXI S03_AXI M00_AXI M01_AXI M02_AXI M03_AXI aclk aresetn}
+        params {NUM_SI NUM_MI}}
+    xilinx.com:ip:axi_interconnect:2.1 {pins {S00_AXI S01_AXI S02_AXI S03_AXI M00_AXI M01_AXI M02_AXI M03_AXI ACLK ARESETN}
+        params {NUM_SI NUM_MI}}
 }
 set ::version [env_or STUB_VIVADO_VERSION 2022.1]
 set ::board_files [expr {[env_or STUB_NO_BOARD_FILES 0] ? {} : {tul.com.tw:pynq-z2:part0:1.0}}]
@@ -107,20 +114,124 @@ proc pin_exists {path} {
     need {[lindex $parts 1] in [dict get $::ipdefs([dict get $::cells($cell) vlnv]) pins]} "cell $cell has no pin [lindex $parts 1]"
     return /[join $parts /]
 }
-proc get_bd_intf_pins {path} { return [pin_exists $path] }
+proc get_bd_intf_pins {args} {
+    if {[lindex $args 0] ne "-of_objects"} {
+        need {[llength $args] == 1} "get_bd_intf_pins PATH or -of_objects NET \[-filter {MODE == ..}\] expected"
+        return [pin_exists [lindex $args 0]]
+    }
+    set net [lindex $args 1]
+    need {[info exists ::net_pins($net)]} "get_bd_intf_pins -of_objects: no interface net '$net'"
+    set pins $::net_pins($net)
+    if {[opt $args -filter] ne ""} {
+        need {[regexp {^MODE == (Master|Slave)$} [opt $args -filter] -> mode]} "unsupported -filter [opt $args -filter]"
+        set pins [lmap pin $pins { expr {[pin_mode $pin] eq $mode ? $pin : [continue]} }]
+    }
+    return $pins
+}
 proc get_bd_pins {path} { return [pin_exists $path] }
+# AXI interface nets: ::intf_net(pin) = net name, ::net_pins(net) = its pins. A pin's mode follows its name
+# (M_AXI_*, M00_AXI: master; S_AXI_*, S00_AXI: slave), as the IPs here name them.
+proc pin_mode {pin} { return [expr {[string match M* [lindex [split $pin /] end]] ? "Master" : "Slave"}] }
+proc intf_connect {a b} {
+    foreach pin [list $a $b] { need {![info exists ::intf_net($pin)]} "$pin is already connected" }
+    set net "net[incr ::net_count]"
+    set ::net_pins($net) [list $a $b]
+    set ::intf_net($a) $net
+    set ::intf_net($b) $net
+}
+proc free_port {cell prefix} {
+    for {set i 0} {$i < 4} {incr i} {
+        set pin $cell/[format %s%02d_AXI $prefix $i]
+        if {![info exists ::intf_net($pin)]} { return $pin }
+    }
+    error "stub check failed: $cell has no free $prefix port"
+}
+# What Vivado's bd_rule:axi4 does: automation runs on a pin that is not connected yet. With the slave free it puts an
+# interconnect between the pair (the master's existing one, or a new one as intc_ip says); with the slave already
+# behind an interconnect, the call must target the master and name that interconnect in intc_ip.
+proc axi4_automation {master slave intc target} {
+    pin_exists $master
+    pin_exists $slave
+    need {$target in [list $master $slave]} "apply_bd_automation on $target, which is neither Master nor Slave"
+    need {![info exists ::intf_net($target)]} "apply_bd_automation on $target, which is already connected (Vivado offers no automation there): apply it to the unconnected master pin, with intc_ip naming the existing interconnect"
+    if {[info exists ::intf_net($slave)]} {
+        set driver [lsearch -inline -exact -not $::net_pins($::intf_net($slave)) $slave]
+        set existing /[lindex [split $driver /] 1]
+        need {$intc eq $existing} "intc_ip '$intc' is not $existing, the interconnect already in front of $slave"
+        intf_connect $master [free_port $existing S]
+        return
+    }
+    if {[info exists ::intf_net($master)]} {
+        set existing /[lindex [split [lsearch -inline -exact -not $::net_pins($::intf_net($master)) $master] /] 1]
+        need {$intc in [list Auto $existing]} "intc_ip '$intc' for $master, which already drives $existing"
+        intf_connect [free_port $existing M] $slave
+        return
+    }
+    switch -- $intc {
+        "New AXI SmartConnect" { set name axi_smc; set vlnv xilinx.com:ip:smartconnect:1.0 }
+        "Auto" - "New AXI Interconnect" {
+            set name [expr {$master eq "/ps7/M_AXI_GP0" ? "ps7_0_axi_periph" : "axi_mem_intercon"}]
+            set vlnv xilinx.com:ip:axi_interconnect:2.1
+        }
+        default { error "stub check failed: intc_ip '$intc' names no interconnect and $slave is not connected" }
+    }
+    need {![info exists ::cells(/$name)]} "automation would create /$name twice"
+    set ::cells(/$name) [dict create vlnv $vlnv config {}]
+    intf_connect $master /$name/S00_AXI
+    intf_connect /$name/M00_AXI $slave
+}
 proc apply_bd_automation {args} {
     set rule [opt $args -rule]
     need {$rule in {xilinx.com:bd_rule:processing_system7 xilinx.com:bd_rule:axi4 xilinx.com:bd_rule:clkrst}} "unknown rule $rule"
     set config [opt $args -config]
     need {[llength $config] % 2 == 0} "apply_bd_automation -config is not a key/value list"
     if {$rule eq "xilinx.com:bd_rule:axi4"} {
-        pin_exists [dict get $config Master]
-        pin_exists [dict get $config Slave]
+        axi4_automation [dict get $config Master] [dict get $config Slave] [dict get $config intc_ip] [lindex $args end]
         lappend ::axi_links [list [dict get $config Master] [dict get $config Slave]]
     }
     if {$rule eq "xilinx.com:bd_rule:clkrst"} { pin_exists [dict get $config Clk]; set ::accel_clocked 1 }
     log_call apply_bd_automation {*}$args
+}
+proc get_bd_intf_nets {args} {
+    need {[lindex $args 0] eq "-of_objects" && [llength $args] == 2} "get_bd_intf_nets -of_objects PIN expected"
+    set pin [lindex $args 1]
+    return [expr {[info exists ::intf_net($pin)] ? $::intf_net($pin) : ""}]
+}
+proc get_bd_cells {args} {
+    need {[lindex $args 0] eq "-of_objects" && [llength $args] == 2} "get_bd_cells -of_objects PIN expected"
+    set cells {}
+    foreach pin [lindex $args 1] { lappend cells /[lindex [split [pin_exists $pin] /] 1] }
+    return [lsort -unique $cells]
+}
+# Scalar nets (the interrupts): ::scalar_net(pin) = the pins it is joined to.
+proc connect_bd_net {args} {
+    need {[llength $args] >= 2} "connect_bd_net needs two pins"
+    foreach pin $args {
+        pin_exists $pin
+        lassign [split [string trimleft $pin /] /] cell port
+        if {$port eq "IRQ_F2P"} {
+            set config [dict get $::cells(/$cell) config]
+            need {[dict exists $config PCW_USE_FABRIC_INTERRUPT] && [dict get $config PCW_USE_FABRIC_INTERRUPT] == 1 &&
+                  [dict exists $config PCW_IRQ_F2P_INTR] && [dict get $config PCW_IRQ_F2P_INTR] == 1} \
+                "IRQ_F2P connected without PCW_USE_FABRIC_INTERRUPT and PCW_IRQ_F2P_INTR"
+        }
+        if {[regexp {^In([0-9]+)$} $port -> k]} {
+            set config [dict get $::cells(/$cell) config]
+            need {[dict exists $config NUM_PORTS] && $k < [dict get $config NUM_PORTS]} "/$cell/$port beyond NUM_PORTS"
+        }
+        lappend ::scalar_net($pin) {*}[lsearch -all -inline -exact -not $args $pin]
+    }
+    log_call connect_bd_net {*}$args
+}
+# Where a DMA interrupt ends: through an xlconcat input to its dout, and on to the pin that takes dout.
+proc irq_target {pin} {
+    if {![info exists ::scalar_net($pin)]} { return "" }
+    foreach other $::scalar_net($pin) {
+        if {[regexp {^(/[^/]+)/In[0-9]+$} $other -> concat] && [info exists ::scalar_net($concat/dout)]} {
+            return [lindex $::scalar_net($concat/dout) 0]
+        }
+        return $other
+    }
 }
 proc connect_bd_intf_net {a b} {
     # an AXI-Stream link between the DMA and the accelerator: widths must agree
@@ -132,6 +243,7 @@ proc connect_bd_intf_net {a b} {
             need {[dict get $::cells(/dma) config $param] == $::hls_widths($port)} "DMA $param != width of $other"
         }
     }
+    intf_connect $a $b
     lappend ::stream_links [list $a $b]
     log_call connect_bd_intf_net $a $b
 }
@@ -139,6 +251,12 @@ proc assign_bd_address {args} { set ::addressed 1; log_call assign_bd_address {*
 proc validate_bd_design {args} {
     need {[info exists ::addressed] && [info exists ::accel_clocked]} "validate_bd_design: unassigned addresses or unclocked IP"
     need {[llength $::stream_links] == 3} "validate_bd_design: expected 3 stream links"
+    foreach pin {/ps7/M_AXI_GP0 /ps7/S_AXI_HP0 /dma/S_AXI_LITE /dma/M_AXI_MM2S /dma/M_AXI_S2MM /status_fifo/S_AXI} {
+        need {[info exists ::intf_net($pin)]} "validate_bd_design: $pin is not connected"
+    }
+    foreach pin {/dma/mm2s_introut /dma/s2mm_introut} {
+        need {[irq_target $pin] eq "/ps7/IRQ_F2P"} "validate_bd_design: $pin does not reach /ps7/IRQ_F2P"
+    }
     set ::validated 1
     log_call validate_bd_design {*}$args
 }
@@ -196,12 +314,15 @@ proc exit {{code 0}} {
     foreach cell [lsort [array names ::cells]] { puts "CELL $cell [dict get $::cells($cell) vlnv] [dict get $::cells($cell) config]" }
     foreach link $::axi_links { puts "AXI [join $link { -> }]" }
     foreach link $::stream_links { puts "AXIS [join $link { -> }]" }
+    foreach net [lsort -dictionary [array names ::net_pins]] { puts "NET [join $::net_pins($net) { -- }]" }
+    foreach pin {/dma/mm2s_introut /dma/s2mm_introut} { puts "IRQ $pin -> [irq_target $pin]" }
     puts "DONE part=$::part"
     __real_exit 0
 }
 
 set ::axi_links {}
 set ::stream_links {}
+set ::net_count 0
 cd [lindex $argv 0]
 source block_design.tcl
 error "block_design.tcl did not call exit"

@@ -17,6 +17,7 @@ static size_t fg_in_before = 0, fg_out_before = 0;
 #include "fg_sliding_window.h"
 #include "fg_maxpool.h"
 #include "fg_width_converter.h"
+#include "fg_mvau.h"
 %INCLUDES%
 thread_local const char *fg::current_layer = "";
 

@@ -23,6 +23,7 @@ from ..layers import (
     exact_matmul,
     fold_channels,
     memory_resources,
+    pipelined_pattern,
     resources,
 )
 
@@ -34,7 +35,8 @@ class MVAU(OnePortLayer):
 
     ``weights`` is (MH, MW) integer with columns in the window's (ky, kx, c) order; ``thresholds`` is (MH, NT).
     Folding: PE output channels and SIMD inputs per cycle; MW % SIMD == 0 and MH % PE == 0.
-    Cycles: (MH/PE) * (MW/SIMD) * pixels (FINN-R), the trip count of the kernel's flattened loop.
+    Cycles: (MH/PE) * (MW/SIMD) * pixels (FINN-R), the trip count of the kernel's flattened loop, plus the loop's
+    pipeline depth (``PIPELINE_DEPTH``), paid once per frame: the loop is entered once.
 
     ``in_scale`` (None, or (MW,) positive integers k per column): the input's channels sit on different grids
     (a Concat of branches at different scales), x_c * alpha_c = g * k_c * x_c, and the layer computes the exact
@@ -97,8 +99,28 @@ class MVAU(OnePortLayer):
         self._require(0 <= self.dsp_pe <= self.pe, f"dsp_pe={self.dsp_pe} must lie between 0 and PE={self.pe}",
                       "set dsp_pe to the number of PEs that use DSP48E1 multipliers")
 
-    def cycles(self) -> int:
+    @property
+    def PIPELINE_DEPTH(self) -> int:  # noqa: N802 (a per-instance constant, as MaxPool's)
+        """Stages of ``mvau_loop`` (a judgement, not a synthesis result, counted like the other kinds'): 1 for the
+        counters and the pop, 2 for the weight ROM read (BRAM with its output register), the dot product, 1 for
+        the accumulate, the requantization, 1 for the stream write. The dot product is counted as a DSP48E1 chain
+        (3 stages for the first block's A/B, M and P registers, 1 per further block, 1 more for a packed pair's
+        pre-adder), which is longer than a LUT PE's multiplier register and adder tree; an ``in_scale`` multiply
+        adds a DSP48's 3. Requantization: 2 per binary-search stage (a ROM read, then the compare), which is at
+        least the parallel mode's compare and count (2). The count takes the longest of the styles the optimizer
+        may choose (DSP or LUT PEs, parallel or search), so cycles depend on the folding alone, as the integer
+        program assumes (fpgagen/optimize.py takes a core's cycles before its styles)."""
+        dot = 3 + (self.simd - 1) + (1 if self.pack_shift else 0)
+        scale = 3 if self.in_scale is not None else 0
+        requantize = 2 * self.search_stages if self.nt else 0
+        return 1 + 2 + dot + scale + 1 + requantize + 1
+
+    def iterations(self) -> int:
+        """Trip count of ``mvau_loop``: NF * SF tiles per pixel."""
         return (self.mh // self.pe) * (self.mw // self.simd) * self.pixels
+
+    def cycles(self) -> int:
+        return self.iterations() + self.PIPELINE_DEPTH
 
     @property
     def nt(self) -> int:
@@ -181,10 +203,12 @@ class MVAU(OnePortLayer):
         return resources(LUT=1.1 * mult, FF=sb + kb), math.ceil(lo / 18) * math.ceil(hi / 25)
 
     def stream_pattern(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per pixel NF*SF iterations: the first neuron fold reads the SF input words, every SF-th writes."""
+        """Per pixel NF*SF iterations: the first neuron fold reads the SF input words, every SF-th writes (in the
+        pipeline's last stage); then the pipeline drains."""
         nf, sf = self.mh // self.pe, self.mw // self.simd
         i = np.arange(nf * sf)
-        return np.tile(i < sf, self.pixels), np.tile(i % sf == sf - 1, self.pixels)
+        return pipelined_pattern(np.tile(i < sf, self.pixels), np.tile(i % sf == sf - 1, self.pixels),
+                                 self.PIPELINE_DEPTH)
 
     def style_groups(self) -> list[list[dict]]:
         """The weight memory style where a memory exists (more than one word); threshold style and mode (binary
