@@ -281,3 +281,23 @@ def test_status_bits_match_the_kernel():
 
     header = (Path(__file__).resolve().parents[1] / "templates" / "hls" / "common.h.j2").read_text()
     assert f"FRAME_SHORT = {dma.FRAME_SHORT}u" in header and f"FRAME_CONTINUES = {FRAME_CONTINUES}u" in header
+
+
+def test_the_pipeline_keeps_frames_in_flight_in_order(tiny, board):
+    from runtime_nets import TINY_ANCHORS, moving_frames
+
+    from fpgagen.runtime.model import FaceDetector
+    from fpgagen.runtime.pipeline import Pipeline
+    from fpgagen.runtime.sinks import CallbackSink
+    from fpgagen.runtime.sources import Arrays
+
+    backend, dma = board
+    images = moving_frames(12)
+    want = FaceDetector(ReferenceBackend(tiny), TINY_ANCHORS)(images)
+    got = []
+    Pipeline(Arrays(images), FaceDetector(backend, TINY_ANCHORS), [CallbackSink(got.append)], metrics_every=0,
+             log=lambda m: None).run()
+    assert [r.index for r in got] == list(range(12)) and not any(r.error for r in got)
+    for r, w in zip(got, want, strict=True):
+        assert np.array_equal(r.detections.boxes, w.boxes) and np.array_equal(r.detections.scores, w.scores)
+    assert dma.frames_run == 12 and len([e for e in backend.ring.events if e[0] == "mm2s"]) >= 6

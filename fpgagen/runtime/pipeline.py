@@ -216,6 +216,9 @@ class Pipeline:
         self._put(out, END)
 
     def _inference(self) -> None:
+        if hasattr(self.detector.backend, "ring"):  # the board: frames in flight through the DMA ring
+            self._inference_in_flight()
+            return
         inq, out = self.queues[1], self.queues[2]
         ended = False
         while not ended:
@@ -244,6 +247,58 @@ class Pipeline:
                         f.error = str(exc)
                 self.metrics.record("inference", time.perf_counter() - start, len(good))
             for f in frames:
+                self._put(out, f)
+        self._put(out, END)
+
+    def _inference_in_flight(self) -> None:
+        """Frames go to the DMA ring as they come (what is waiting, up to a transfer's worth); while transfers are
+        in flight the stage never blocks on its input, it collects the oldest result instead. Frames leave in
+        input order (one that failed earlier waits for those before it)."""
+        inq, out = self.queues[1], self.queues[2]
+        backend = self.detector.backend
+        ring = backend.ring
+        order: deque = deque()  # every frame taken, in input order; ready ones leave from the front
+        ready: set[int] = set()
+        started: dict[int, float] = {}
+        ended = False
+        while not (ended and not order) and not self._stop.is_set():
+            frames = []
+            while len(frames) < ring.k and not ended:
+                if ring.pending or frames:
+                    try:
+                        nxt = inq.get_nowait()
+                    except queue.Empty:
+                        break
+                else:
+                    nxt = self._get(inq)
+                if nxt is END:
+                    ended = True
+                else:
+                    frames.append(nxt)
+            order.extend(frames)
+            ready.update(id(f) for f in frames if f.error is not None)
+            runnable = [f for f in frames if f.error is None]
+            now = time.perf_counter()
+            started.update((id(f), now) for f in runnable)
+            try:
+                done = (ring.submit(backend.frame_bytes(np.stack([f.net_input for f in runnable])), runnable)
+                        if runnable else ring.collect_one())
+            except FpgagenError as exc:
+                for f in runnable:
+                    f.error = str(exc)
+                    ready.add(id(f))
+                done = []
+            for d in done:
+                f = d.tag
+                if d.error:
+                    f.error = d.error
+                else:
+                    f.codes = backend.decode(d.data[None])[0]
+                self.metrics.record("inference", time.perf_counter() - started.pop(id(f), now))
+                ready.add(id(f))
+            while order and id(order[0]) in ready:
+                f = order.popleft()
+                ready.discard(id(f))
                 self._put(out, f)
         self._put(out, END)
 
