@@ -45,6 +45,7 @@ class Frame:
     box: object = None  # the Letterbox
     codes: np.ndarray | None = None
     detections: Detections | None = None
+    release: object = None  # called once the frame is done with (a shared-memory slot goes back to the camera)
 
 
 @dataclass(eq=False)
@@ -170,6 +171,8 @@ class Pipeline:
                 if old is END:  # never drop the end marker (cannot happen: it is put last), keep it
                     q.put_nowait(old)
                     return
+                if old.release is not None:
+                    old.release()
                 self.metrics.drop("source" if q is self.queues[0] else "stale")
 
     def _get(self, q: queue.Queue):
@@ -323,11 +326,18 @@ class Pipeline:
                 self.metrics.error()
                 self.log(f"fpgagen: skipped {frame.name}: {frame.error}")
             elif want_jpeg and start - last_jpeg >= 1.0 / max(self.preview_fps, 1e-6):
-                jpeg, last_jpeg = preview_jpeg(frame.image, frame.detections, self.preview_size), start
+                if hasattr(self.source, "take_preview"):  # made off the inference path, in the capture process
+                    self.source.publish(frame.detections)
+                    jpeg = self.source.take_preview()
+                else:
+                    jpeg = preview_jpeg(frame.image, frame.detections, self.preview_size)
+                last_jpeg = start
             result = Result(frame.index, frame.name, time.time(), frame.image, frame.detections, frame.error,
                             self.metrics.snapshot(), jpeg, start - frame.captured)
             for sink in self.sinks:
                 sink.send(result)
+            if frame.release is not None:
+                frame.release()
             self.metrics.record("output", time.perf_counter() - start)
             if frame.error is None:
                 self.metrics.record("end_to_end", time.perf_counter() - frame.captured)
