@@ -67,8 +67,10 @@ A9_FIGURES: dict[str, Figure] = {
         "assumption: ~0.15-0.4 us per event measured on x86 (make bench prints it), times the clock ratio "
         "(~4.6x) and a per-clock ratio of 3-5x for interpreted code on a dual-issue A9", "assumption"),
     "syscall_us": Figure(
-        5.0, 20.0, "microseconds per system call with a small payload (send, queue handoff between processes)",
-        "assumption: a few thousand cycles per syscall round trip on an A9 running Linux", "assumption"),
+        5.0, 30.0, "microseconds per system call with a small payload (a socket send, a futex wake of a waiting "
+        "thread with its context switch, a pipe write between processes)",
+        "assumption: a few thousand cycles per system call on an A9 running Linux, up to ~20k with a context "
+        "switch and the GIL handed over", "assumption"),
 }
 
 
@@ -163,8 +165,10 @@ def stages(plan: HostPlan) -> list[Stage]:
                      calls=-(-calls["dma"] // k)))
     out.append(Stage(f"decode (objectness code threshold first, {plan.candidates} candidates) + NMS", "inference",
                      calls=calls["decode"] + calls["decode_per_candidate"] * plan.candidates))
-    out.append(Stage("result message to viewers, pipeline bookkeeping", "inference",
-                     calls=calls["message"] + calls["pipeline"], syscalls=1))
+    # a hand-off between two stage threads wakes the waiting one (a futex wake, a context switch, the GIL): two
+    # system calls per queue, four queues in the inference process, one send to the viewers
+    out.append(Stage("result message to viewers, pipeline bookkeeping (4 thread hand-offs)", "inference",
+                     calls=calls["message"] + calls["pipeline"], syscalls=2 * 4 + 1))
     pw, ph = _preview_size(plan)
     out.append(Stage("JPEG preview (decimated, off the inference path)", capture_core,
                      pixels_decimated=w * h if max(w, h) > plan.preview_side else 0, pixels_encoded=pw * ph,

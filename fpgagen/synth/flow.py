@@ -319,10 +319,12 @@ DEPLOY_README = """# fpgagen deploy folder for {net} on {board}
 Copy this folder to the PYNQ-Z2 (a PYNQ 3.0.x SD image; PYNQ 4 dropped the Z2, and its own `pynq` must be used:
 never `pip install pynq` there), e.g. `scp -r deploy xilinx@pynq:/home/xilinx/fpgagen`.
 
-- `fpgagen.bit`, `fpgagen.hwh`: the overlay (`pynq.Overlay("fpgagen.bit")`); DMA `dma` (simple mode, one transfer
-  per frame each way), status FIFO `status_fifo` (AXI4-Stream FIFO, PG080: RDFO at 0x1C = words waiting, then RLR
-  at 0x24 and RDFD at 0x20 per word). One status word per input frame: bit 0 = the transfer ended early (frame
-  zero-filled), bit 1 = it ran long (words up to its TLAST dropped), bits 31..2 = words filled or dropped.
+- `fpgagen.bit`, `fpgagen.hwh`: the overlay (`pynq.Overlay("fpgagen.bit")`); DMA `dma` (simple mode; a transfer
+  carries one or more whole frames, TLAST at its end, and the output transfer ends where the input's did), status
+  FIFO `status_fifo` (AXI4-Stream FIFO, PG080: RDFO at 0x1C = words waiting, then RLR at 0x24 and RDFD at 0x20 per
+  word). One status word per input frame: bit 0 = TLAST came early (frame zero-filled), bit 1 = no TLAST at the
+  frame's end (the transfer goes on; on its last frame: a long transfer or a missing TLAST), bits 31..2 = words
+  zero-filled. The runtime (fpgagen/runtime/dma.py) keeps two transfers in flight and checks every frame.
 - `stream_geometry.json`: the frame layout the DMA moves (fpgagen.packing.frames_to_bytes / bytes_to_frames).
 - `runtime.json` (and `detector.json` for a face detector): what `fpgagen serve deploy/ --backend pynq` reads
   instead of the IR (see the README's "Host runtime").
