@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_nets import TINY_SIZE, build_tiny
+from runtime_nets import TINY_SIZE
 
 from fpgagen.runtime.backends import PynqBackend, ReferenceBackend
 from fpgagen.runtime.dma import FRAME_CONTINUES, RDFD, RDFO, RLR
@@ -210,9 +210,9 @@ def stand_in_pynq(dma):
     return mod
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return build_tiny(tmp_path_factory.mktemp("tiny_inflight"))
+@pytest.fixture
+def tiny(tiny_detector):
+    return tiny_detector
 
 
 @pytest.fixture

@@ -112,6 +112,32 @@ def test_default_call_counts_match_the_code():
         assert model / 2 <= n <= 2 * model, (m, n, model)
 
 
+def test_report_system_section_follows_the_build():
+    from fpgagen.ir.layers import RESOURCES
+    from fpgagen.report import markdown, system_section
+
+    layer = {"name": "conv_0", "kind": "MVAU", "in_shape": [416, 416, 3], "out_shape": [416, 416, 8]}
+    doc = {"layers": [layer], "fps_estimated": 355.6, "latency_ms_estimated": 5.1, "output_frame_bytes": 3042}
+    plain = system_section(doc)
+    assert set(plain) >= {"accelerator_fps", "latency_ms", "host_ms_per_frame", "end_to_end_fps", "bound_by"}
+    assert not plain["letterbox_in_fabric"] and plain["camera"] == [640, 480]
+    assert plain["end_to_end_fps"][0] <= plain["end_to_end_fps"][1] <= plain["accelerator_fps"] == 355.6
+    cam = {**doc, "layers": [{"name": "letterbox", "kind": "Letterbox", "in_shape": [720, 1280, 3],
+                              "out_shape": [416, 416, 3]}, layer]}
+    fabric = system_section(cam)
+    assert fabric["letterbox_in_fabric"] and fabric["camera"] == [1280, 720] and fabric["input_size"] == 416
+    assert not any("letterbox" in st["name"] for st in fabric["stages"])
+    text = markdown({**doc, "system": plain, "network": "n", "board": "b", "clock_mhz": 100, "note": "",
+                     "bottleneck": "conv_0", "bottleneck_cycles": 1, "latency_cycles_estimated": 1,
+                     "budget": {r: {"used": 0, "shell": 0, "cap": 1, "ceiling": 1.0, "device": 1,
+                                    "fraction_of_device": 0.0} for r in RESOURCES},
+                     "layers": [{**layer, "resources": dict.fromkeys(RESOURCES, 0),
+                                 "fifo": {"depth": 2, "width_bits": 8, "style": "srl",
+                                          "resources": dict.fromkeys(RESOURCES, 0)},
+                                 "folding": {}, "styles": {}, "cycles": 1, "out_dtype": "UINT8"}]})
+    assert "The board as a system (estimated)" in text and "ESTIMATED" in text
+
+
 # --- the capture process --------------------------------------------------------------------------------------
 class SyntheticCamera:
     """A camera that makes frame i from its index (so the test can recompute it), as fast as it is read."""
@@ -139,11 +165,9 @@ def frame_of(i, w=96, h=64):
     return img
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from runtime_nets import build_tiny
-
-    return build_tiny(tmp_path_factory.mktemp("tiny_shared"))
+@pytest.fixture
+def tiny(tiny_detector):
+    return tiny_detector
 
 
 def test_shared_memory_camera_feeds_the_pipeline_and_drops_the_oldest(tiny):

@@ -318,6 +318,7 @@ class Pipeline:
     def _output(self) -> None:
         inq = self.queues[3]
         want_jpeg = any(getattr(s, "wants_jpeg", False) for s in self.sinks)
+        keep_image = any(getattr(s, "wants_image", True) for s in self.sinks)
         last_jpeg = last_print = -1e9
         while (frame := self._get(inq)) is not END:
             start = time.perf_counter()
@@ -332,7 +333,10 @@ class Pipeline:
                 else:
                     jpeg = preview_jpeg(frame.image, frame.detections, self.preview_size)
                 last_jpeg = start
-            result = Result(frame.index, frame.name, time.time(), frame.image, frame.detections, frame.error,
+            image = frame.image
+            if frame.release is not None:  # a shared-memory slot, reused by the camera once released: the sinks
+                image = image.copy() if keep_image and image is not None else None  # that keep images get a copy
+            result = Result(frame.index, frame.name, time.time(), image, frame.detections, frame.error,
                             self.metrics.snapshot(), jpeg, start - frame.captured)
             for sink in self.sinks:
                 sink.send(result)
