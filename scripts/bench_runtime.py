@@ -266,11 +266,19 @@ def main(argv=None) -> int:
              "message": host_model.count_calls(lambda: protocol.encode(result.message(), None))[1]}
     total = pipeline_calls(detector, frames, codes, min(n, 100))
     calls["pipeline"] = max(0, total - calls["letterbox"] - decode_calls - calls["message"])
+    import resource
+
+    before_sw = resource.getrusage(resource.RUSAGE_SELF)
+    pipeline_ms(detector, frames, codes, n)
+    after_sw = resource.getrusage(resource.RUSAGE_SELF)
+    # every context switch of the process (its threads and the viewer's) over the run, per frame
+    calls["switches"] = round((after_sw.ru_nvcsw + after_sw.ru_nivcsw - before_sw.ru_nvcsw - before_sw.ru_nivcsw) / n)
     x86_us_per_call = 1e3 * t["host_work_per_frame"] / max(1, decode_calls)
     fig = host_model.A9_FIGURES["interpreter_call_us"]
     print(f"counted per frame: {decode_calls} interpreter calls in decode + NMS ({candidates} candidates), "
           f"{calls['letterbox']} in the letterbox, {calls['message']} in the message, {calls['pipeline']} of pipeline "
-          f"bookkeeping (defaults in host_model.DEFAULT_CALLS: {host_model.DEFAULT_CALLS})")
+          f"bookkeeping, {calls['switches']} context switches (defaults in host_model.DEFAULT_CALLS: "
+          f"{host_model.DEFAULT_CALLS})")
     print(f"x86 time per call event on the decode path: {x86_us_per_call:.2f} us; the A9 figure "
           f"{fig.low:g}-{fig.high:g} us is {fig.low / x86_us_per_call:.0f}-{fig.high / x86_us_per_call:.0f}x that")
 

@@ -66,6 +66,11 @@ A9_FIGURES: dict[str, Figure] = {
         "the array operators between them) in CPython 3.10 on a 650 MHz A9",
         "assumption: ~0.15-0.4 us per event measured on x86 (make bench prints it), times the clock ratio "
         "(~4.6x) and a per-clock ratio of 3-5x for interpreted code on a dual-issue A9", "assumption"),
+    "context_switch_us": Figure(
+        10.0, 60.0, "microseconds per thread context switch (a stage thread woken by a queue hand-off, the GIL "
+        "handed over, caches partly refilled)",
+        "assumption: lmbench-style lat_ctx on ARMv7 cores of this class is of the order of 10-30 us with a small "
+        "working set; the high end adds the GIL hand-over and cache refill; bracketed widely", "assumption"),
     "syscall_us": Figure(
         5.0, 30.0, "microseconds per system call with a small payload (a socket send, a futex wake of a waiting "
         "thread with its context switch, a pipe write between processes)",
@@ -89,6 +94,7 @@ class Stage:
     pixels_encoded: int = 0
     calls: int = 0  # interpreter call events
     syscalls: int = 0
+    switches: int = 0  # thread context switches
     per_frame: bool = True
 
     def ms(self, figures: dict[str, Figure] = A9_FIGURES) -> tuple[float, float]:
@@ -105,7 +111,8 @@ class Stage:
             other = self.bytes_copied / (figures["memcpy_MBps"].high if end == "low" else figures["memcpy_MBps"].low)
             other += self.pixels_encoded / (figures["jpeg_Mpx_per_s"].high if end == "low"
                                             else figures["jpeg_Mpx_per_s"].low)
-            us = cycles / CLOCK_MHZ + other + self.calls * f("interpreter_call_us") + self.syscalls * f("syscall_us")
+            us = (cycles / CLOCK_MHZ + other + self.calls * f("interpreter_call_us") + self.syscalls * f("syscall_us")
+                  + self.switches * f("context_switch_us"))
             out.append(us / 1e3)
         return out[0], out[1]
 
@@ -138,6 +145,7 @@ DEFAULT_CALLS = {
     "decode_per_candidate": 2,  # ... and per candidate that passed the threshold (float math, NMS loop)
     "message": 35,  # the per-frame protocol message to viewers (JSON)
     "pipeline": 150,  # queue handoffs between the stages, metrics, the per-frame result
+    "switches": 10,  # thread context switches per frame of the threaded pipeline (getrusage, make bench)
     "preview": 40,  # per preview: decimate, annotate, encode
 }
 
@@ -165,10 +173,10 @@ def stages(plan: HostPlan) -> list[Stage]:
                      calls=-(-calls["dma"] // k)))
     out.append(Stage(f"decode (objectness code threshold first, {plan.candidates} candidates) + NMS", "inference",
                      calls=calls["decode"] + calls["decode_per_candidate"] * plan.candidates))
-    # a hand-off between two stage threads wakes the waiting one (a futex wake, a context switch, the GIL): two
-    # system calls per queue, four queues in the inference process, one send to the viewers
-    out.append(Stage("result message to viewers, pipeline bookkeeping (4 thread hand-offs)", "inference",
-                     calls=calls["message"] + calls["pipeline"], syscalls=2 * 4 + 1))
+    # a hand-off between two stage threads wakes the waiting one (a futex wake and a context switch, the GIL):
+    # the switches are counted (getrusage over the pipeline), plus one send to the viewers
+    out.append(Stage("result message to viewers, pipeline bookkeeping (thread hand-offs)", "inference",
+                     calls=calls["message"] + calls["pipeline"], syscalls=1, switches=calls["switches"]))
     pw, ph = _preview_size(plan)
     out.append(Stage("JPEG preview (decimated, off the inference path)", capture_core,
                      pixels_decimated=w * h if max(w, h) > plan.preview_side else 0, pixels_encoded=pw * ph,
@@ -207,13 +215,13 @@ def estimate(accelerator_fps: float, latency_ms: float, plan: HostPlan,
     """The end-to-end bracket: each core's per-frame load (a preview stage's cost spread over the frames at the
     preview rate), the host rate the busier core allows, and the minimum with the accelerator."""
     rows, fps = [], []
-    per_core: dict[str, list[float]] = {}
     for st in stages(plan):
         lo, hi = st.ms(figures)
         rows.append({"name": st.name, "core": st.core, "per_frame": st.per_frame, "ms": [lo, hi],
                      "work": {k: v for k, v in vars(st).items()
                               if k not in ("name", "core", "per_frame") and v}})
     host = [0.0, 0.0]
+    rates: dict[str, float] = {}
     for end in (0, 1):
         load: dict[str, float] = {}  # ms of work per frame, per core
         fixed: dict[str, float] = {}  # ms per second at the preview rate, per core
@@ -223,15 +231,15 @@ def estimate(accelerator_fps: float, latency_ms: float, plan: HostPlan,
                 host[end] += r["ms"][end]
             else:
                 fixed[r["core"]] = fixed.get(r["core"], 0.0) + r["ms"][end] * plan.preview_fps
-        rate = min(max(0.0, 1e3 - fixed.get(c, 0.0)) / ms for c, ms in load.items() if ms > 0)
-        fps.append(min(accelerator_fps, rate))
-        per_core = {c: load.get(c, 0.0) for c in load} if end == 1 else per_core
+        rates = {c: max(0.0, 1e3 - fixed.get(c, 0.0)) / ms for c, ms in load.items() if ms > 0}
+        fps.append(min(accelerator_fps, min(rates.values())))
     lo_fps, hi_fps = fps[1], fps[0]  # the expensive end of every price gives the low FPS
     if lo_fps >= accelerator_fps:
         bound = "accelerator"
-    else:
-        core = max(per_core, key=per_core.get)
-        top = max((r for r in rows if r["core"] == core and r["per_frame"]), key=lambda r: r["ms"][1])
+    else:  # the core with the lowest rate at the expensive end, and its largest stage
+        core = min(rates, key=rates.get)
+        top = max((r for r in rows if r["core"] == core), key=lambda r: r["ms"][1] * (
+            1.0 if r["per_frame"] else plan.preview_fps / max(lo_fps, 1e-9)))
         bound = f"host: the {core} core (largest stage: {top['name']})"
     return SystemEstimate(accelerator_fps, latency_ms, (host[0], host[1]), (lo_fps, hi_fps), bound, rows, plan)
 
