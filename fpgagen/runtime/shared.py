@@ -199,3 +199,18 @@ class SharedCamera:
             q.cancel_join_thread()
             q.close()
         self.frames_ring.close()
+
+
+def shared_camera(index: int, preview_fps: float = 10.0, max_frames: int | None = None, slots: int = 24,
+                  bgr: bool = False) -> SharedCamera:
+    """``fpgagen serve --camera INDEX`` on the board: the camera's frame size probed here, then the capture
+    process started on it."""
+    import cv2
+
+    cap = cv2.VideoCapture(index)
+    if not cap.isOpened():
+        raise FpgagenError("OpenCV cannot open the camera", str(index), "check the device (ls /dev/video*)")
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    cap.release()
+    return SharedCamera(CvCamera(index, bgr=bgr), (h, w, 3), slots=slots, preview_fps=preview_fps,
+                        max_frames=max_frames)
