@@ -89,9 +89,9 @@ class TransferRing:
 
     # --- the caller's side ---------------------------------------------------------------------------------------
     def submit(self, frames: np.ndarray, tags=None) -> list[Done]:
-        """``frames``: (n, in_frame_bytes) uint8 (or anything that reshapes to it, e.g. (n, H, W, C) pixels when
-        the pixel is the code), sent in transfers of up to ``frames_per_transfer``; returns the frames finished
-        meanwhile."""
+        """``frames``: (n, in_frame_bytes) uint8, or a list of per-frame arrays of in_frame_bytes bytes each (e.g.
+        (H, W, C) pixels when the pixel is the code: each is copied straight into the DMA buffer, the one copy),
+        sent in transfers of up to ``frames_per_transfer``; returns the frames finished meanwhile."""
         n = len(frames)
         tags = list(range(n)) if tags is None else list(tags)
         done: list[Done] = []
@@ -119,7 +119,9 @@ class TransferRing:
         count, slot = len(frames), self.slot
         self.slot = (self.slot + 1) % len(self.inputs)
         buf = self.inputs[slot]
-        buf[: count * self.fin].reshape(count, self.fin)[:] = frames.reshape(count, -1)  # the one copy per frame
+        rows = buf[: count * self.fin].reshape(count, self.fin)
+        for i in range(count):
+            rows[i] = np.asarray(frames[i]).reshape(-1)  # the one copy per frame
         _call(buf, "flush")
         done = []
         if len(self.inflight) >= len(self.inputs) - 1:  # its buffer slot is still in flight, or two transfers are

@@ -284,7 +284,7 @@ class Pipeline:
             now = time.perf_counter()
             started.update((id(f), now) for f in runnable)
             try:
-                done = (ring.submit(backend.frame_bytes(np.stack([f.net_input for f in runnable])), runnable)
+                done = (ring.submit([backend.frame_bytes(f.net_input[None])[0] for f in runnable], runnable)
                         if runnable else ring.collect_one())
             except FpgagenError as exc:
                 for f in runnable:

@@ -121,7 +121,10 @@ def _capture_main(camera, shm_name, shape, slots, free, ready, stop, previews, d
                         previews.get_nowait()
                     except queue.Empty:
                         pass
-                    previews.put_nowait(jpeg)
+                    try:
+                        previews.put_nowait(jpeg)
+                    except queue.Full:  # the other side raced us: skip this preview, the next one comes soon
+                        pass
     finally:
         ready.put(None)  # end of input
         camera.close()
@@ -168,6 +171,9 @@ class SharedCamera:
                 item = self.ready.get(timeout=POLL_S)
             except queue.Empty:
                 if not self.process.is_alive():
+                    if self.process.exitcode:
+                        raise FpgagenError(f"the capture process failed (exit code {self.process.exitcode})",
+                                           "fpgagen serve --camera", "see its traceback above")
                     return
                 continue
             if item is None:
