@@ -173,7 +173,7 @@ class SharedCamera:
                 if not self.process.is_alive():
                     if self.process.exitcode:
                         raise FpgagenError(f"the capture process failed (exit code {self.process.exitcode})",
-                                           "fpgagen serve --camera", "see its traceback above")
+                                           "fpgagen serve --camera", "see its traceback above") from None
                     return
                 continue
             if item is None:
