@@ -46,6 +46,11 @@ def runtime_spec(acc) -> dict:
            "geometry": fields,
            "in_frame_bytes": int(packing.frames_to_bytes(np.zeros((1, *in_shape), np.uint8), geometry).shape[1]),
            "out_frame_bytes": _out_frame_bytes(geometry)}
+    from .dma import frames_per_transfer
+
+    # what the block design's DMA length register is sized for (fpgagen.synth.flow); a deploy folder without it
+    # (an older bitstream) gets one frame per transfer, which any of them holds
+    doc["frames_per_transfer"] = frames_per_transfer(doc["in_frame_bytes"])
     if len(ports) > 1:  # several outputs: one stream each, one segment each of the output frame (packing)
         doc |= {"output_shapes": [[int(v) for v in shape] for shape, _, _ in ports],
                 "outputs_signed": [bool(dt.signed()) for _, dt, _ in ports], "output_quants": quants}
@@ -180,7 +185,7 @@ class PynqBackend(Backend):
     name = "pynq"
 
     def __init__(self, accelerator, bitstream: str | Path | None = None, dma: str | None = None,
-                 frames_per_transfer: int = 4):
+                 frames_per_transfer: int | None = None):
         from .. import packing
 
         if hasattr(accelerator, "net"):
@@ -208,8 +213,9 @@ class PynqBackend(Backend):
         self.dma = _find_dma(self.overlay, dma)
         from .dma import TransferRing
 
+        k = frames_per_transfer or int(self.spec.get("frames_per_transfer", 1))
         self.ring = TransferRing(self.dma, pynq.allocate, self.spec["in_frame_bytes"], self.spec["out_frame_bytes"],
-                                 frames_per_transfer, status=getattr(self.overlay, "status_fifo", None))
+                                 k, status=getattr(self.overlay, "status_fifo", None))
 
     def frame_bytes(self, frames: np.ndarray) -> np.ndarray:
         """The DMA bytes of uint8 frames: the frames themselves (no copy) when the pixel is the code and the

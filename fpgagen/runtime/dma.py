@@ -40,6 +40,21 @@ FRAME_SHORT, FRAME_CONTINUES = 1, 2  # fg::status_word's bits (templates/hls/com
 # PG080 (AXI4-Stream FIFO) receive registers: occupancy, data, length of the next packet
 RDFO, RDFD, RLR = 0x1C, 0x20, 0x24
 S2MM_LENGTH = 0x58 - 0x30  # PG021: after a transfer, the bytes actually written (from the S2MM channel's base)
+FRAMES_PER_TRANSFER = 4  # frames per MM2S transfer (fewer driver calls per frame on the ARM)
+DMA_MAX_BYTES = (1 << 26) - 1  # PG021: the widest buffer-length register
+
+
+def frames_per_transfer(in_frame_bytes: int) -> int:
+    """Frames per transfer for this frame size: FRAMES_PER_TRANSFER, fewer when they would not fit the DMA's
+    widest length register. The block design sizes the register from it (fpgagen.synth.flow), and runtime.json
+    carries it to the board."""
+    return max(1, min(FRAMES_PER_TRANSFER, DMA_MAX_BYTES // max(1, int(in_frame_bytes))))
+
+
+def transfer_bytes(in_frame_bytes: int, out_frame_bytes: int) -> int:
+    """The largest transfer either DMA channel makes: k input frames, or an S2MM buffer of 2k + 1 output frames."""
+    k = frames_per_transfer(in_frame_bytes)
+    return max(k * int(in_frame_bytes), (2 * k + 1) * int(out_frame_bytes))
 
 
 @dataclass

@@ -23,6 +23,7 @@ import jinja2
 
 from ..errors import FpgagenError
 from ..packing import StreamGeometry
+from ..runtime.dma import transfer_bytes
 
 DOCKER_IMAGE = os.environ.get("FPGAGEN_DOCKER_IMAGE", "fpgagen-xilinx:2022.1")
 # PYNQ-Z2 board files as Vivado names them (TUL's board files, also in Xilinx's board store).
@@ -33,8 +34,9 @@ VIVADO_INSTALL_GLOBS = ["/tools/Xilinx/Vivado/*/bin", "/opt/Xilinx/Vivado/*/bin"
 
 
 def dma_length_width(frame_bytes: int) -> int:
-    """Bits of the AXI DMA's buffer-length register so that one transfer carries a whole frame: the register
-    holds at most 2^bits - 1 bytes; PG021 allows 8 to 26 bits and defaults to 14 (16 KiB), which stays the floor."""
+    """Bits of the AXI DMA's buffer-length register so that one transfer carries ``frame_bytes`` (the runtime's
+    largest transfer: fpgagen.runtime.dma.transfer_bytes, several frames): the register holds at most
+    2^bits - 1 bytes; PG021 allows 8 to 26 bits and defaults to 14 (16 KiB), which stays the floor."""
     bits = max(14, int(frame_bytes).bit_length())
     if bits > 26:
         raise FpgagenError(f"a frame of {frame_bytes:,} bytes exceeds the AXI DMA's largest transfer "
@@ -51,7 +53,7 @@ def render_block_design(out_dir: Path, top: str, io: StreamGeometry, board: dict
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR.parent / "vivado")),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    length_width = dma_length_width(max(io.in_frame_bytes, io.out_frame_bytes))
+    length_width = dma_length_width(transfer_bytes(io.in_frame_bytes, io.out_frame_bytes))
     available = {"LUT": board["resources"]["LUT"], "FF": board["resources"]["FF"],
                  "BRAM36": board["resources"]["BRAM18"] // 2, "DSP": board["resources"]["DSP"]}
     text = env.get_template("block_design.tcl.j2").render(
@@ -234,7 +236,7 @@ def prepare(build_dir: Path, board_name: str | None = None, cosim: bool | None =
     (build_dir / "logs").mkdir(exist_ok=True)
     log(f"[tcl] {hls_dir / 'run_hls.tcl'} (cosim {'on' if cosim_on else 'off'}) and {bd}; AXI-Stream in "
         f"{io.in_axi_bits} b x {io.in_words:,} words, out {io.out_axi_bits} b x {io.out_words:,} words, DMA length "
-        f"register {dma_length_width(max(io.in_frame_bytes, io.out_frame_bytes))} bits")
+        f"register {dma_length_width(transfer_bytes(io.in_frame_bytes, io.out_frame_bytes))} bits")
     return {"acc": acc, "board": board, "build_dir": build_dir, "hls_dir": hls_dir, "vivado_dir": vivado_dir,
             "top": top, "io": io, "cosim": cosim_on, "cosim_default": codegen.cosim_by_default(acc.net)}
 
