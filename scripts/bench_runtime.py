@@ -238,6 +238,7 @@ def main(argv=None) -> int:
     # --- the board runtime's host work per frame on x86 (one core): the camera frame copied once into a DMA
     # buffer (a camera build takes it as it is), the output unpacked, decoded (objectness code threshold first), NMS
     from fpgagen.runtime import host_model
+    from fpgagen.runtime.backends import output_codes
 
     dma_buffer = np.empty(w * h * 3, np.uint8)
     out_frames = packing.output_frames_to_bytes(codes, geometry)
@@ -245,7 +246,7 @@ def main(argv=None) -> int:
 
     def host_frame(i):
         dma_buffer.reshape(1, -1)[:] = frames[i].reshape(1, -1)  # what TransferRing.submit does: the one copy
-        c = packing.bytes_to_frames(out_frames[i: i + 1], geometry, out_shape, signed)[0]
+        c = output_codes(out_frames[i: i + 1], geometry, out_shape, signed)[0]  # what PynqBackend.decode does
         return detector.postprocess(c, pre[i][1], frames[i].shape)
 
     t["host_work_per_frame"] = median_ms(lambda: host_frame(nxt()), n)

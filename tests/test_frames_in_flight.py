@@ -301,3 +301,19 @@ def test_the_pipeline_keeps_frames_in_flight_in_order(tiny, board):
     for r, w in zip(got, want, strict=True):
         assert np.array_equal(r.detections.boxes, w.boxes) and np.array_equal(r.detections.scores, w.scores)
     assert dma.frames_run == 12 and len([e for e in backend.ring.events if e[0] == "mm2s"]) >= 6
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_output_codes_fast_path_equals_the_shared_unpacking(signed):
+    from fpgagen import packing
+    from fpgagen.packing import StreamGeometry
+    from fpgagen.runtime.backends import output_codes
+
+    g = StreamGeometry(in_word=3, in_bits=8, in_elems=12, in_axi_bits=32, out_word=18, out_bits=8,
+                       out_elems=2 * 2 * 18, out_axi_bits=64)
+    lo, hi = (-128, 128) if signed else (0, 256)
+    codes = np.random.default_rng(4).integers(lo, hi, (3, 2, 2, 18))
+    data = packing.output_frames_to_bytes(codes, g)
+    got = output_codes(data, g, (2, 2, 18), signed)
+    assert got.dtype == np.int64 and np.array_equal(got, codes)
+    assert np.array_equal(got, packing.bytes_to_frames(data, g, (2, 2, 18), signed))
