@@ -21,8 +21,9 @@ TEMPLATE_DIR = resource_dir("templates") / "hls"
 
 
 # The HLS testbench calls the top once per frame of tb_input.bin (Accelerator.write_testbench_vectors writes
-# TESTBENCH_FRAMES) plus 4 times for its TLAST checks; RTL co-simulation of a large network takes hours, so the
-# design itself is co-simulated by default only below this many cycles, and a reduced-resolution copy otherwise
+# TESTBENCH_FRAMES, all in one transfer) plus 4 times for its TLAST checks (a long transfer: 2 calls, an aborted
+# one, then a one-frame transfer); RTL co-simulation of a large network takes hours, so the design itself is
+# co-simulated by default only below this many cycles, and a reduced-resolution copy otherwise
 # (fpgagen/synth/flow.py reduced_copy).
 TESTBENCH_FRAMES = 2
 TESTBENCH_CALLS = TESTBENCH_FRAMES + 4
@@ -71,7 +72,7 @@ def generate(net: Network, out_dir: Path, board: dict, source: str = "") -> Path
                board=board, clock_mhz=board["clock_mhz"], bottleneck=bottleneck, source=source or net.name,
                fps=board["clock_mhz"] * 1e6 / bottleneck.cycles(), tb_calls=TESTBENCH_CALLS,
                tb_frames=TESTBENCH_FRAMES, cosim_default=cosim_by_default(net), cosim_cycle_limit=COSIM_CYCLE_LIMIT,
-               cosim_dir=COSIM_DIR)
+               cosim_dir=COSIM_DIR, transfer_end=TRANSFER_END, transfer_end_depth=TRANSFER_END_DEPTH)
     for layer in net.layers:
         _write_layer(env, layer, out_dir / "layers" / f"{layer.name}.h")
     (out_dir / "stream_geometry.json").write_text(json.dumps(io.to_dict(), indent=1) + "\n")
@@ -102,7 +103,8 @@ def _streams_and_processes(net: Network, g: Cpp, io) -> tuple[list[dict], list[t
     by_in = {(e.dst, e.dst_port): s["name"] for e, s in zip(edges, streams, strict=True)}
     by_out = {(e.src, e.src_port): s["name"] for e, s in zip(edges, streams, strict=True)}
     processes = [("input", f"fg::axis_to_stream<{streams[0]['ctype']}, {io.in_word}, {io.in_bits}, {io.in_axi_bits}, "
-                           f"{io.in_words}, {io.in_stream_words}>(in_axis, {by_out[('input', 0)]}, status_axis)")]
+                           f"{io.in_words}, {io.in_stream_words}>(in_axis, {by_out[('input', 0)]}, status_axis, "
+                           f"{TRANSFER_END})")]
     notes = []
     for layer in net.layers:
         ins = [by_in[(layer.name, p)] for p in range(len(in_ports(layer)))]
@@ -116,6 +118,14 @@ def _streams_and_processes(net: Network, g: Cpp, io) -> tuple[list[dict], list[t
     return streams, processes, notes
 
 
+# The one-bit channel from the input adapter to the output adapter: per frame, whether it closed its DMA transfer
+# (fg::axis_to_stream / fg::stream_to_axis). Its depth bounds how many frames the input adapter may run ahead of
+# the output adapter; a full channel only stalls the input adapter (the output side never waits on a flag that is
+# still upstream), and the dataflow pipeline holds far fewer whole frames than this between the two.
+TRANSFER_END = "transfer_end"
+TRANSFER_END_DEPTH = 8
+
+
 def output_adapter_call(io: StreamGeometry, streams: list[dict], edges) -> str:
     """The output adapter's call: ``fg::stream_to_axis`` of the one output, or ``output_adapter(...)`` (see
     ``output_adapter``) of every output stream in output order."""
@@ -123,8 +133,9 @@ def output_adapter_call(io: StreamGeometry, streams: list[dict], edges) -> str:
     if len(io.segments) == 1:
         s = by_port[0]
         return (f"fg::stream_to_axis<{s['ctype']}, {io.out_word}, {io.out_bits}, {io.out_axi_bits}, "
-                f"{io.out_stream_words}, {io.out_words}>({s['name']}, out_axis)")
-    return f"output_adapter({', '.join(by_port[k]['name'] for k in range(len(io.segments)))}, out_axis)"
+                f"{io.out_stream_words}, {io.out_words}>({s['name']}, out_axis, {TRANSFER_END})")
+    return (f"output_adapter({', '.join(by_port[k]['name'] for k in range(len(io.segments)))}, out_axis, "
+            f"{TRANSFER_END})")
 
 
 def output_adapter(io: StreamGeometry, streams: list[dict], edges) -> str:
@@ -140,9 +151,10 @@ def output_adapter(io: StreamGeometry, streams: list[dict], edges) -> str:
         last = "true" if k == len(io.segments) - 1 else "false"
         params.append(f"hls::stream<fg::Vec<{s['ctype']}, {seg.word}> > &out{k}")
         body.append(f"    fg::stream_to_axis<{s['ctype']}, {seg.word}, {seg.bits}, {io.out_axi_bits}, "
-                    f"{io.segment_stream_words(k)}, {io.segment_words(k)}, {last}>(out{k}, out_axis);"
+                    f"{io.segment_stream_words(k)}, {io.segment_words(k)}, {last}>(out{k}, out_axis, transfer_end);"
                     f"  // segment {k}: {io.segment_words(k):,} AXI words")
     params.append(f"hls::stream<fg::AxisWord<{io.out_axi_bits}> > &out_axis")
+    params.append("hls::stream<ap_uint<1> > &transfer_end")
     return ("// The output frame: one segment per output, in output order, each padded to a whole AXI word\n"
             "// (fpgagen/packing.py); one process, so the segments leave in order.\n"
             f"static void output_adapter({', '.join(params)}) {{\n#pragma HLS INLINE off\n" + "\n".join(body)

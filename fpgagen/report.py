@@ -65,7 +65,7 @@ def summary(net: Network, board: dict, fold_info: dict | None = None, ceilings: 
                 "segment_bytes": io.segment_words(k) * io.out_axi_bits // 8,
                 "fifo": {"depth": feeds[k].depth, "style": feeds[k].storage}}
                for k, spec in enumerate(net.outputs)]
-    return {
+    doc = {
         "network": net.name,
         "board": board["name"],
         "clock_mhz": board["clock_mhz"],
@@ -82,6 +82,28 @@ def summary(net: Network, board: dict, fold_info: dict | None = None, ceilings: 
         "output_frame_bytes": io.out_frame_bytes,
         "outputs": outputs,
     }
+    doc["system"] = system_section(doc)
+    return doc
+
+
+def system_section(doc: dict, camera: tuple[int, int] = (640, 480)) -> dict:
+    """The board as a system, ESTIMATED: the accelerator's pipelined FPS and one frame's latency (cycle model),
+    the ARM's work per frame and the end-to-end FPS bracket (fpgagen/runtime/host_model.py). A build whose first
+    layer letterboxes camera frames (``--camera``) runs at its camera size with no resize on the ARM; any other
+    build is assumed fed by a ``camera``-sized webcam that the ARM letterboxes."""
+    from .runtime import host_model
+
+    first = doc["layers"][0] if doc.get("layers") else None
+    in_fabric = first is not None and "letterbox" in first["kind"].lower()
+    if in_fabric:
+        h, w = first["in_shape"][:2]
+        plan = host_model.HostPlan((int(w), int(h)), int(first["out_shape"][0]), True,
+                                   out_frame_bytes=int(doc["output_frame_bytes"]))
+    else:
+        size = int(first["in_shape"][0]) if first is not None else 416
+        plan = host_model.HostPlan(camera, size, False, out_frame_bytes=int(doc["output_frame_bytes"]))
+    est = host_model.estimate(float(doc["fps_estimated"]), float(doc["latency_ms_estimated"]), plan)
+    return est.to_dict()
 
 
 def _styles(lay: dict) -> str:
@@ -143,6 +165,13 @@ def markdown(doc: dict, plots: bool = False) -> str:
         md += [f"| {o['index']} | {o['layer']} | {'x'.join(map(str, o['shape']))} | {o['kind']} | {o['dtype']} | "
                f"{o['segment_offset_bytes']:,} | {o['segment_bytes']:,} | {o['fifo']['depth']} {o['fifo']['style']} |"
                for o in outputs]
+    system = doc.get("system") or (system_section(doc) if doc.get("layers") else None)
+    if system:
+        from .runtime.host_model import format_system
+
+        md += ["", "## The board as a system (estimated)", "", "```", format_system(system), "```", "",
+               "Accelerator: the cycle model. Host: counted work per stage priced with Cortex-A9 figures, low and "
+               "high (fpgagen/runtime/host_model.py names each figure's source; docs/system_estimate.md)."]
     if plots:
         md += ["", "## Plots (estimated)", "", "![cycles per layer](cycles.png)", "",
                "![resources against the budget](resources.png)"]

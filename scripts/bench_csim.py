@@ -70,8 +70,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     import fpgagen
-    from fpgagen import codegen, csim, packing
+    from fpgagen import csim, packing
     from fpgagen.frontend import load_qonnx
+    from fpgagen.geometry import stream_geometry
 
     work = Path(tempfile.mkdtemp(prefix="fpgagen_bench_csim_"))
     if args.build:
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
         fpgagen.build(onnx_path, board="pynq_z2", out_dir=build, verify=False, log=lambda m: None)
     gxx_s, gxx_mb = compile_cold(build / "hls", work / "cache")
     acc = fpgagen.load(build, log=lambda m: None)
-    geometry = codegen.stream_geometry(acc.net)
+    geometry = stream_geometry(acc.net)
     x = (np.random.default_rng(0).integers(0, 256, (args.frames, 3, 416, 416)) / 255).astype(np.float32)
     data = packing.frames_to_bytes(acc.quantize_input(x), geometry)
     lib = acc.lib

@@ -13,3 +13,11 @@ os.environ.setdefault("FPGAGEN_CACHE", str(Path(__file__).resolve().parent.paren
 @pytest.fixture(scope="session")
 def quiet():
     return lambda msg: None
+
+
+@pytest.fixture(scope="session")
+def tiny_detector(tmp_path_factory):
+    """The tiny face-detector-shaped build of tests/runtime_nets.py, built once for the modules that share it."""
+    from runtime_nets import build_tiny
+
+    return build_tiny(tmp_path_factory.mktemp("tiny_detector"))

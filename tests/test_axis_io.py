@@ -1,6 +1,8 @@
 """The accelerator's AXI-Stream interface: the frame byte layout (fpgagen.packing), the input/output adapters
-(fg::axis_to_stream / fg::stream_to_axis in fg_common.h) across word boundaries, and the TLAST checks on the
-input (a short or aborted transfer and a long one are flagged and do not shift the frames after them)."""
+(fg::axis_to_stream / fg::stream_to_axis in fg_common.h) across word boundaries, several frames per DMA transfer
+(frame boundaries by count, TLAST at the transfer's end, mirrored on the output), and the TLAST checks on the
+input (a short or aborted transfer, a long one and a missing TLAST are flagged and do not shift the frames after
+them)."""
 
 import ctypes
 import shutil
@@ -109,14 +111,16 @@ void check(int id) {
     hls::stream<fg::AxisWord<W> > in, out;
     hls::stream<fg::Vec<ap_uint<B>, N> > mid;
     hls::stream<fg::AxisWord<32> > status;
+    hls::stream<ap_uint<1> > transfer_end;
     for (unsigned w = 0; w < AXI_WORDS; w++) {
         fg::AxisWord<W> word;
         for (unsigned b = 0; b < W / 8; b++) word.data.range(8 * b + 7, 8 * b) = bytes[w * (W / 8) + b];
         word.last = (w == AXI_WORDS - 1);
         in.write(word);
     }
-    fg::axis_to_stream<ap_uint<B>, N, B, W, AXI_WORDS, STREAM_WORDS>(in, mid, status);
-    if (mid.size() != STREAM_WORDS || !in.empty() || status.read().data != 0) throw std::runtime_error("unpack");
+    fg::axis_to_stream<ap_uint<B>, N, B, W, AXI_WORDS, STREAM_WORDS>(in, mid, status, transfer_end);
+    if (mid.size() != STREAM_WORDS || !in.empty() || status.read().data != 0 || transfer_end.size() != 1)
+        throw std::runtime_error("unpack");
     FILE *e = std::fopen(("elems" + std::to_string(id) + ".txt").c_str(), "w");
     hls::stream<fg::Vec<ap_uint<B>, N> > again;
     for (unsigned s = 0; s < STREAM_WORDS; s++) {
@@ -125,8 +129,8 @@ void check(int id) {
         again.write(word);
     }
     std::fclose(e);
-    fg::stream_to_axis<ap_uint<B>, N, B, W, STREAM_WORDS, AXI_WORDS>(again, out);
-    if (out.size() != AXI_WORDS || !again.empty()) throw std::runtime_error("pack");
+    fg::stream_to_axis<ap_uint<B>, N, B, W, STREAM_WORDS, AXI_WORDS>(again, out, transfer_end);
+    if (out.size() != AXI_WORDS || !again.empty() || !transfer_end.empty()) throw std::runtime_error("pack");
     FILE *o = std::fopen(("out" + std::to_string(id) + ".bin").c_str(), "wb");
     for (unsigned w = 0; w < AXI_WORDS; w++) {
         const fg::AxisWord<W> word = out.read();
@@ -144,19 +148,21 @@ int main() {
 
 
 def run_words(project, words: np.ndarray, last: np.ndarray, calls: int):
-    """Raw AXI words (n, bytes per word) with TLAST flags through the C-sim, `calls` calls of the top."""
+    """Raw AXI words (n, bytes per word) with TLAST flags through the C-sim, `calls` calls of the top; returns
+    (rc, error, output frames, status words, output TLAST per frame, input words left unread)."""
     lib = ctypes.CDLL(str(project.lib.path))
     lib.fg_run_words.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p,
-                                 ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+                                 ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
     words = np.ascontiguousarray(words, np.uint8)
     last = np.ascontiguousarray(last, np.uint8)
     out = np.zeros((calls, project.lib.out_frame_bytes), np.uint8)
     status = np.zeros(calls, np.uint32)
+    out_last = np.zeros(calls, np.uint8)
     left = np.zeros(1, np.uint32)
     err = ctypes.create_string_buffer(512)
     rc = lib.fg_run_words(words.ctypes.data, last.ctypes.data, len(words), calls, out.ctypes.data,
-                          status.ctypes.data, left.ctypes.data, err, len(err))
-    return rc, err.value.decode(), out, status, int(left[0])
+                          status.ctypes.data, out_last.ctypes.data, left.ctypes.data, err, len(err))
+    return rc, err.value.decode(), out, status, out_last.tolist(), int(left[0])
 
 
 def frame_words(project, frames: int, seed: int):
@@ -167,6 +173,17 @@ def frame_words(project, frames: int, seed: int):
     return g, data, expected
 
 
+def test_several_frames_per_transfer_tlast_at_its_end_mirrored_on_the_output(project):
+    g, data, expected = frame_words(project, 3, seed=4)
+    last = np.zeros(len(data), np.uint8)
+    last[-1] = 1  # one DMA transfer of 3 frames: TLAST on its very last word only
+    rc, err, out, status, out_last, left = run_words(project, data, last, calls=3)
+    assert rc == 0, err
+    assert status.tolist() == [2, 2, 0]  # FRAME_CONTINUES on all but the transfer's last frame
+    assert out_last == [0, 0, 1] and left == 0  # one S2MM transfer of 3 frames ends after the third
+    assert np.array_equal(out, expected)
+
+
 def test_short_transfer_is_flagged_and_the_next_frame_is_exact(project):
     g, data, expected = frame_words(project, 2, seed=5)
     assert g.in_words >= 4
@@ -174,30 +191,44 @@ def test_short_transfer_is_flagged_and_the_next_frame_is_exact(project):
     words = np.concatenate([data[:cut], data[g.in_words:]])
     last = np.zeros(len(words), np.uint8)
     last[cut - 1] = last[-1] = 1
-    rc, err, out, status, left = run_words(project, words, last, calls=2)
+    rc, err, out, status, out_last, left = run_words(project, words, last, calls=2)
     assert rc == 0, err
     assert status.tolist() == [1 | (g.in_words - cut) << 2, 0]  # FRAME_SHORT, zero-filled words
-    assert left == 0
+    assert out_last == [1, 1] and left == 0
     assert np.array_equal(out[1], expected[1])
 
 
-def test_long_transfer_is_drained_to_its_tlast_and_the_next_frame_is_exact(project):
+def test_long_transfer_makes_a_short_frame_and_the_next_frame_is_exact(project):
     g, data, expected = frame_words(project, 2, seed=6)
-    extra = 5  # frame 0 sent without TLAST, then 5 stray words, the last with TLAST
+    extra = 5  # frame 0 sent without TLAST, then 5 stray words, the last with TLAST, then frame 1
     words = np.concatenate([data[: g.in_words], data[:extra], data[g.in_words:]])
     last = np.zeros(len(words), np.uint8)
     last[g.in_words + extra - 1] = last[-1] = 1
-    rc, err, out, status, left = run_words(project, words, last, calls=2)
+    rc, err, out, status, out_last, left = run_words(project, words, last, calls=3)
     assert rc == 0, err
-    assert status.tolist() == [2 | extra << 2, 0]  # FRAME_LONG, words dropped
-    assert left == 0
+    # frame 0 exact but not closed; the stray words a short frame of their own; frame 1 exact: nothing shifted
+    assert status.tolist() == [2, 1 | (g.in_words - extra) << 2, 0]
+    assert out_last == [0, 1, 1] and left == 0
+    assert np.array_equal(out[0], expected[0]) and np.array_equal(out[2], expected[1])
+
+
+def test_missing_tlast_loses_nothing(project):
+    g, data, expected = frame_words(project, 2, seed=8)
+    last = np.zeros(len(data), np.uint8)
+    last[-1] = 1  # frame 0 sent as its own transfer but without its TLAST: counted, flagged, the next one intact
+    rc, err, out, status, out_last, left = run_words(project, data, last, calls=2)
+    assert rc == 0, err
+    assert status.tolist() == [2, 0] and out_last == [0, 1] and left == 0
     assert np.array_equal(out, expected)
 
 
-def test_missing_tlast_with_no_more_words_is_a_simulation_error(project):
-    g, data, _ = frame_words(project, 1, seed=7)
-    rc, err, *_ = run_words(project, data, np.zeros(len(data), np.uint8), calls=1)
-    assert rc == 1 and "stream read while empty" in err
+def test_a_frame_is_complete_by_count_even_when_no_tlast_follows(project):
+    g, data, expected = frame_words(project, 1, seed=7)
+    rc, err, out, status, out_last, left = run_words(project, data, np.zeros(len(data), np.uint8), calls=1)
+    assert rc == 0, err  # no wait for a TLAST that never comes: the frame ends by count
+    assert status.tolist() == [2] and out_last == [0] and np.array_equal(out, expected)
+    rc, err, *_ = run_words(project, data[:-1], np.zeros(len(data) - 1, np.uint8), calls=1)
+    assert rc == 1 and "stream read while empty" in err  # one word short and no TLAST: the frame cannot end
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")

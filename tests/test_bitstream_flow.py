@@ -21,6 +21,7 @@ from fpgagen.board import load_board
 from fpgagen.cli import main
 from fpgagen.geometry import stream_geometry
 from fpgagen.packing import StreamGeometry
+from fpgagen.runtime.dma import transfer_bytes
 from fpgagen.synth import flow
 
 DATA = Path(__file__).parent / "data"
@@ -146,7 +147,8 @@ def test_block_design_sequence_widths_and_length_register(built, project):
     bd = cells(proc)
     assert bd["/dma"]["c_m_axis_mm2s_tdata_width"] == str(io.in_axi_bits)
     assert bd["/dma"]["c_s_axis_s2mm_tdata_width"] == str(io.out_axi_bits)
-    assert bd["/dma"]["c_sg_length_width"] == str(flow.dma_length_width(max(io.in_frame_bytes, io.out_frame_bytes)))
+    assert bd["/dma"]["c_sg_length_width"] == str(flow.dma_length_width(transfer_bytes(io.in_frame_bytes,
+                                                                                       io.out_frame_bytes)))
     assert bd["/dma"]["c_include_sg"] == "0"
     assert bd["/ps7"]["PCW_FPGA0_PERIPHERAL_FREQMHZ"] == str(built.board["clock_mhz"])
     assert bd["/ps7"]["PCW_USE_S_AXI_HP0"] == "1" and bd["/ps7"]["PCW_S_AXI_HP0_DATA_WIDTH"] == "64"
@@ -226,7 +228,8 @@ def test_block_design_for_an_lpyolo_geometry(tmp_path):
     io = StreamGeometry(in_word=3, in_bits=8, in_elems=416 * 416 * 3, in_axi_bits=32, out_word=18, out_bits=8,
                         out_elems=13 * 13 * 18, out_axi_bits=64)
     text = flow.render_block_design(tmp_path, "lpyolo_top", io, load_board("pynq_z2"), "../hls/ip").read_text()
-    assert "set fg_in_bits 32" in text and "set fg_out_bits 64" in text and "set fg_length_width 19" in text
+    # four frames per transfer (fpgagen.runtime.dma): 4 x 519,168 = 2,076,672 bytes need 21 bits
+    assert "set fg_in_bits 32" in text and "set fg_out_bits 64" in text and "set fg_length_width 21" in text
     assert "519,168 bytes" in text
 
 
@@ -358,7 +361,7 @@ def test_cosim_runs_on_a_reduced_resolution_copy(built, tmp_path, monkeypatch, c
     for a, b in zip(copy.net.layers, built.net.layers, strict=True):  # the same weights
         if hasattr(b, "weights"):
             assert np.array_equal(a.weights, b.weights)
-    frame = codegen.stream_geometry(copy.net).in_frame_bytes
+    frame = stream_geometry(copy.net).in_frame_bytes
     assert (build / "cosim" / "hls" / "tb_input.bin").stat().st_size == codegen.TESTBENCH_FRAMES * frame
     seq = [c for c in (line.split()[1:] for line in (build / "logs" / "vitis_hls.log").read_text().splitlines()
                        if line.startswith("CALL"))]
@@ -384,7 +387,7 @@ def test_cosim_runs_on_a_reduced_resolution_copy(built, tmp_path, monkeypatch, c
 def test_hls_tcl_frame_count_matches_the_testbench_vectors(built):
     """run_hls.tcl's comment gives the frames of tb_input.bin, and the calls the testbench makes."""
     text = (built.hls_dir / "run_hls.tcl").read_text()
-    frame = codegen.stream_geometry(built.net).in_frame_bytes
+    frame = stream_geometry(built.net).in_frame_bytes
     frames = (built.hls_dir / "tb_input.bin").stat().st_size // frame
     assert f"streams the {frames} frames of tb_input.bin ({frame:,} bytes each)" in text
     assert f"{frames + 4} calls at {built.net.bottleneck().cycles():,} cycles each" in text

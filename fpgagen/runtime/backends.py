@@ -49,6 +49,11 @@ def runtime_spec(acc) -> dict:
            "out_frame_bytes": _out_frame_bytes(geometry)}
     if net.input.preprocess:  # a --camera build: the fabric letterboxes the camera frame (the host sends it as is)
         doc["preprocess"] = dict(net.input.preprocess)
+    from .dma import frames_per_transfer
+
+    # what the block design's DMA length register is sized for (fpgagen.synth.flow); a deploy folder without it
+    # (an older bitstream) gets one frame per transfer, which any of them holds
+    doc["frames_per_transfer"] = frames_per_transfer(doc["in_frame_bytes"])
     if len(ports) > 1:  # several outputs: one stream each, one segment each of the output frame (packing)
         doc |= {"output_shapes": [[int(v) for v in shape] for shape, _, _ in ports],
                 "outputs_signed": [bool(dt.signed()) for _, dt, _ in ports], "output_quants": quants}
@@ -178,11 +183,15 @@ class CSimBackend(Backend):
 class PynqBackend(Backend):
     """The bitstream on the board. ``pynq`` is the board image's own package (PYNQ 3.x on a Z2), imported here
     and nowhere else, so the rest of fpgagen runs without it. Give it an :class:`fpgagen.Accelerator`, or a
-    build/deploy directory with ``runtime.json`` (then neither the IR nor its dependencies are needed)."""
+    build/deploy directory with ``runtime.json`` (then neither the IR nor its dependencies are needed).
+
+    Frames go through a :class:`fpgagen.runtime.dma.TransferRing`: up to ``frames_per_transfer`` frames per DMA
+    transfer, two transfers in the fabric while the ARM fills the third buffer, every frame's status checked."""
 
     name = "pynq"
 
-    def __init__(self, accelerator, bitstream: str | Path | None = None, dma: str | None = None):
+    def __init__(self, accelerator, bitstream: str | Path | None = None, dma: str | None = None,
+                 frames_per_transfer: int | None = None):
         from .. import packing
 
         if hasattr(accelerator, "net"):
@@ -208,36 +217,59 @@ class PynqBackend(Backend):
         bit = Path(bitstream) if bitstream else find_bitstream(build_dir)
         self.overlay = pynq.Overlay(str(bit))
         self.dma = _find_dma(self.overlay, dma)
-        self.in_buffer = pynq.allocate(shape=(self.spec["in_frame_bytes"],), dtype=np.uint8)
-        self.out_buffer = pynq.allocate(shape=(self.spec["out_frame_bytes"],), dtype=np.uint8)
+        from .dma import TransferRing
 
-    def infer(self, frames: np.ndarray) -> np.ndarray:
-        data = self._packing.frames_to_bytes(self.input_codes(self.check_frames(frames)), self.geometry)
-        out = np.empty((len(data), self.out_buffer.shape[0]), np.uint8)
-        for i, frame in enumerate(data):
-            self.in_buffer[:] = frame
-            _sync(self.in_buffer, "flush")
-            self.dma.recvchannel.transfer(self.out_buffer)  # arm the receive side before the data flows
-            self.dma.sendchannel.transfer(self.in_buffer)
-            self.dma.sendchannel.wait()
-            self.dma.recvchannel.wait()
-            _sync(self.out_buffer, "invalidate")
-            out[i] = self.out_buffer
+        k = frames_per_transfer or int(self.spec.get("frames_per_transfer", 1))
+        self.ring = TransferRing(self.dma, pynq.allocate, self.spec["in_frame_bytes"], self.spec["out_frame_bytes"],
+                                 k, status=getattr(self.overlay, "status_fifo", None))
+
+    def frame_bytes(self, frames: np.ndarray) -> np.ndarray:
+        """The DMA bytes of uint8 frames: the frames themselves (no copy) when the pixel is the code and the
+        packing adds nothing, else the shared packing."""
+        codes = self.input_codes(self.check_frames(frames))
+        if (codes.dtype == np.uint8 and self.geometry.in_bits == 8
+                and codes[0].size == self.spec["in_frame_bytes"]):
+            return codes.reshape(len(codes), -1)
+        return self._packing.frames_to_bytes(codes, self.geometry)
+
+    def decode(self, out: np.ndarray):
+        """Output bytes (N, out_frame_bytes) -> codes, as ``infer`` returns them."""
         if "output_shapes" not in self.spec:
-            return self._packing.bytes_to_frames(out, self.geometry, self.output_shape, self.spec["output_signed"])
+            return output_codes(out, self.geometry, self.output_shape, self.spec["output_signed"])
         return tuple(self._packing.bytes_to_output_frames(out, self.geometry, self.spec["output_shapes"],
                                                           self.spec["outputs_signed"]))
 
+    def infer_each(self, frames: np.ndarray) -> tuple[list, list]:
+        """Per frame: its output bytes (or None) and its error (or None), in order; a faulty DMA transfer costs
+        only its own frames."""
+        done = self.ring.submit(self.frame_bytes(frames)) + self.ring.drain()
+        return [d.data for d in done], [d.error for d in done]
+
+    def infer(self, frames: np.ndarray) -> np.ndarray:
+        data, errors = self.infer_each(frames)
+        bad = [(i, e) for i, e in enumerate(errors) if e]
+        if bad:
+            raise FpgagenError(f"DMA transfer failed for frame(s) {', '.join(str(i) for i, _ in bad)}: {bad[0][1]}",
+                               f"the {self.name} backend of {self.net_name}",
+                               "check the bitstream matches runtime.json; the frames after them were not affected")
+        return self.decode(np.stack(data))
+
     def close(self) -> None:
-        for buf in (getattr(self, "in_buffer", None), getattr(self, "out_buffer", None)):
-            if buf is not None and hasattr(buf, "freebuffer"):
+        ring = getattr(self, "ring", None)
+        for buf in (ring.inputs + ring.outputs) if ring is not None else ():
+            if hasattr(buf, "freebuffer"):
                 buf.freebuffer()
 
 
-def _sync(buffer, what: str) -> None:
-    fn = getattr(buffer, what, None)  # PYNQ's cacheable buffers; its transfer() also syncs, this is cheap
-    if callable(fn):
-        fn()
+def output_codes(out: np.ndarray, geometry, shape, signed: bool) -> np.ndarray:
+    """One output's bytes (N, out_frame_bytes) -> codes (N, *shape) int64: packing.bytes_to_frames, with the
+    per-frame fast path of 8-bit codes (the bytes reinterpreted, one widening pass)."""
+    from .. import packing
+
+    if geometry.out_bits != 8:
+        return packing.bytes_to_frames(out, geometry, shape, signed)
+    n, elems = out.shape[0], int(np.prod(shape))
+    return out.reshape(n, -1)[:, :elems].view(np.int8 if signed else np.uint8).astype(np.int64).reshape(n, *shape)
 
 
 def find_bitstream(build_dir: Path) -> Path:

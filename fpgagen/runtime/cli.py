@@ -146,6 +146,11 @@ def run_serve(args) -> int:
     else:
         source = ImageFiles(args.images, fps=args.fps, loop=args.loop, max_frames=args.max_frames)
     detector = _load(args, args.build_dir)
+    if args.camera is not None and detector.backend.name == "pynq":  # the board: the camera in a process of its own
+        from .shared import shared_camera
+
+        source.close()
+        source = shared_camera(args.camera, preview_fps=args.preview_fps, max_frames=args.max_frames)
     info = {"model": Path(args.build_dir).name if args.build_dir else "shipped face detector (W4A4)",
             "backend": detector.backend.name, "input": list(detector.backend.input_shape),
             "preview_fps": args.preview_fps}
@@ -162,7 +167,8 @@ def run_serve(args) -> int:
     if args.save:
         sinks.append(FileSink(args.save))
     if args.metrics_json:
-        sinks.append(CallbackSink(_metrics_writer(Path(args.metrics_json), args.metrics_every or 5.0)))
+        sinks.append(CallbackSink(_metrics_writer(Path(args.metrics_json), args.metrics_every or 5.0),
+                                  wants_image=False))
     pipeline = Pipeline(source, detector, sinks, queue_size=args.queue, batch=args.batch,
                         preview_fps=args.preview_fps, metrics_every=args.metrics_every, log=_log)
     with _sigterm_as_interrupt():

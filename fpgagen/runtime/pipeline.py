@@ -45,6 +45,7 @@ class Frame:
     box: object = None  # the Letterbox
     codes: np.ndarray | None = None
     detections: Detections | None = None
+    release: object = None  # called once the frame is done with (a shared-memory slot goes back to the camera)
 
 
 @dataclass(eq=False)
@@ -170,6 +171,8 @@ class Pipeline:
                 if old is END:  # never drop the end marker (cannot happen: it is put last), keep it
                     q.put_nowait(old)
                     return
+                if old.release is not None:
+                    old.release()
                 self.metrics.drop("source" if q is self.queues[0] else "stale")
 
     def _get(self, q: queue.Queue):
@@ -216,6 +219,9 @@ class Pipeline:
         self._put(out, END)
 
     def _inference(self) -> None:
+        if hasattr(self.detector.backend, "ring"):  # the board: frames in flight through the DMA ring
+            self._inference_in_flight()
+            return
         inq, out = self.queues[1], self.queues[2]
         ended = False
         while not ended:
@@ -247,6 +253,58 @@ class Pipeline:
                 self._put(out, f)
         self._put(out, END)
 
+    def _inference_in_flight(self) -> None:
+        """Frames go to the DMA ring as they come (what is waiting, up to a transfer's worth); while transfers are
+        in flight the stage never blocks on its input, it collects the oldest result instead. Frames leave in
+        input order (one that failed earlier waits for those before it)."""
+        inq, out = self.queues[1], self.queues[2]
+        backend = self.detector.backend
+        ring = backend.ring
+        order: deque = deque()  # every frame taken, in input order; ready ones leave from the front
+        ready: set[int] = set()
+        started: dict[int, float] = {}
+        ended = False
+        while not (ended and not order) and not self._stop.is_set():
+            frames = []
+            while len(frames) < ring.k and not ended:
+                if ring.pending or frames:
+                    try:
+                        nxt = inq.get_nowait()
+                    except queue.Empty:
+                        break
+                else:
+                    nxt = self._get(inq)
+                if nxt is END:
+                    ended = True
+                else:
+                    frames.append(nxt)
+            order.extend(frames)
+            ready.update(id(f) for f in frames if f.error is not None)
+            runnable = [f for f in frames if f.error is None]
+            now = time.perf_counter()
+            started.update((id(f), now) for f in runnable)
+            try:
+                done = (ring.submit([backend.frame_bytes(f.net_input[None])[0] for f in runnable], runnable)
+                        if runnable else ring.collect_one())
+            except FpgagenError as exc:
+                for f in runnable:
+                    f.error = str(exc)
+                    ready.add(id(f))
+                done = []
+            for d in done:
+                f = d.tag
+                if d.error:
+                    f.error = d.error
+                else:
+                    f.codes = backend.decode(d.data[None])[0]
+                self.metrics.record("inference", time.perf_counter() - started.pop(id(f), now))
+                ready.add(id(f))
+            while order and id(order[0]) in ready:
+                f = order.popleft()
+                ready.discard(id(f))
+                self._put(out, f)
+        self._put(out, END)
+
     def _postprocess(self) -> None:
         inq, out = self.queues[2], self.queues[3]
         while (frame := self._get(inq)) is not END:
@@ -260,6 +318,7 @@ class Pipeline:
     def _output(self) -> None:
         inq = self.queues[3]
         want_jpeg = any(getattr(s, "wants_jpeg", False) for s in self.sinks)
+        keep_image = any(getattr(s, "wants_image", True) for s in self.sinks)
         last_jpeg = last_print = -1e9
         while (frame := self._get(inq)) is not END:
             start = time.perf_counter()
@@ -268,11 +327,21 @@ class Pipeline:
                 self.metrics.error()
                 self.log(f"fpgagen: skipped {frame.name}: {frame.error}")
             elif want_jpeg and start - last_jpeg >= 1.0 / max(self.preview_fps, 1e-6):
-                jpeg, last_jpeg = preview_jpeg(frame.image, frame.detections, self.preview_size), start
-            result = Result(frame.index, frame.name, time.time(), frame.image, frame.detections, frame.error,
+                if hasattr(self.source, "take_preview"):  # made off the inference path, in the capture process
+                    self.source.publish(frame.detections)
+                    jpeg = self.source.take_preview()
+                else:
+                    jpeg = preview_jpeg(frame.image, frame.detections, self.preview_size)
+                last_jpeg = start
+            image = frame.image
+            if frame.release is not None:  # a shared-memory slot, reused by the camera once released: the sinks
+                image = image.copy() if keep_image and image is not None else None  # that keep images get a copy
+            result = Result(frame.index, frame.name, time.time(), image, frame.detections, frame.error,
                             self.metrics.snapshot(), jpeg, start - frame.captured)
             for sink in self.sinks:
                 sink.send(result)
+            if frame.release is not None:
+                frame.release()
             self.metrics.record("output", time.perf_counter() - start)
             if frame.error is None:
                 self.metrics.record("end_to_end", time.perf_counter() - frame.captured)

@@ -46,6 +46,7 @@ class StreamServer:
     ``port=0`` picks a free port (see ``.port``). ``token``: viewers must send ``{"token": TOKEN}`` first."""
 
     wants_jpeg = True
+    wants_image = False  # it sends the JPEG and the detections, never the frame
 
     def __init__(self, host: str = "127.0.0.1", port: int = 9000, token: str | None = None, max_clients: int = 16,
                  client_queue: int = 4, send_timeout: float = 5.0, handshake_timeout: float = 3.0,

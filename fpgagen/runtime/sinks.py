@@ -86,8 +86,8 @@ class CallbackSink:
 
     wants_jpeg = False
 
-    def __init__(self, fn, wants_jpeg: bool = False):
-        self.fn, self.wants_jpeg = fn, wants_jpeg
+    def __init__(self, fn, wants_jpeg: bool = False, wants_image: bool = True):
+        self.fn, self.wants_jpeg, self.wants_image = fn, wants_jpeg, wants_image
 
     def send(self, result) -> None:
         self.fn(result)

@@ -144,6 +144,7 @@ class WebServer:
     """``WebServer(port=8080).start()``; a pipeline sink (``send``); ``close()`` joins every thread."""
 
     wants_jpeg = True
+    wants_image = False  # it sends the JPEG and the detections, never the frame
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8080, title: str = "", send_timeout: float = 5.0,
                  log=print):

@@ -24,6 +24,7 @@ import jinja2
 from ..codegen import COSIM_DIR
 from ..errors import FpgagenError
 from ..packing import StreamGeometry
+from ..runtime.dma import transfer_bytes
 
 DOCKER_IMAGE = os.environ.get("FPGAGEN_DOCKER_IMAGE", "fpgagen-xilinx:2022.1")
 # PYNQ-Z2 board files as Vivado names them (TUL's board files, also in Xilinx's board store).
@@ -34,8 +35,9 @@ VIVADO_INSTALL_GLOBS = ["/tools/Xilinx/Vivado/*/bin", "/opt/Xilinx/Vivado/*/bin"
 
 
 def dma_length_width(frame_bytes: int) -> int:
-    """Bits of the AXI DMA's buffer-length register so that one transfer carries a whole frame: the register
-    holds at most 2^bits - 1 bytes; PG021 allows 8 to 26 bits and defaults to 14 (16 KiB), which stays the floor."""
+    """Bits of the AXI DMA's buffer-length register so that one transfer carries ``frame_bytes`` (the runtime's
+    largest transfer: fpgagen.runtime.dma.transfer_bytes, several frames): the register holds at most
+    2^bits - 1 bytes; PG021 allows 8 to 26 bits and defaults to 14 (16 KiB), which stays the floor."""
     bits = max(14, int(frame_bytes).bit_length())
     if bits > 26:
         raise FpgagenError(f"a frame of {frame_bytes:,} bytes exceeds the AXI DMA's largest transfer "
@@ -52,7 +54,7 @@ def render_block_design(out_dir: Path, top: str, io: StreamGeometry, board: dict
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR.parent / "vivado")),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    length_width = dma_length_width(max(io.in_frame_bytes, io.out_frame_bytes))
+    length_width = dma_length_width(transfer_bytes(io.in_frame_bytes, io.out_frame_bytes))
     available = {"LUT": board["resources"]["LUT"], "FF": board["resources"]["FF"],
                  "BRAM36": board["resources"]["BRAM18"] // 2, "DSP": board["resources"]["DSP"]}
     text = env.get_template("block_design.tcl.j2").render(
@@ -314,7 +316,7 @@ def prepare(build_dir: Path, board_name: str | None = None, cosim: bool | None =
     (build_dir / "logs").mkdir(exist_ok=True)
     log(f"[tcl] {hls_dir / 'run_hls.tcl'} (cosim: {COSIM_MODES[mode]}) and {bd}; AXI-Stream in "
         f"{io.in_axi_bits} b x {io.in_words:,} words, out {io.out_axi_bits} b x {io.out_words:,} words, DMA length "
-        f"register {dma_length_width(max(io.in_frame_bytes, io.out_frame_bytes))} bits")
+        f"register {dma_length_width(transfer_bytes(io.in_frame_bytes, io.out_frame_bytes))} bits")
     return {"acc": acc, "board": board, "build_dir": build_dir, "hls_dir": hls_dir, "vivado_dir": vivado_dir,
             "top": top, "io": io, "cosim": mode, "cosim_default": tcl_cosim_default(acc)}
 
@@ -450,13 +452,14 @@ installs nothing else, never torch, and leaves the image's numpy 1.x and pynq as
 OpenCV (`cv2`); on an image without one: `pip3 install opencv-python-headless`. Then `fpgagen serve . --camera 0
 --host 0.0.0.0`, or the notebook `{notebook_name}`.
 
-- `fpgagen.bit`, `fpgagen.hwh`: the overlay (`pynq.Overlay("fpgagen.bit")`); DMA `dma` (simple mode, one transfer
-  per frame each way; its MM2S and S2MM interrupts go to the PS through `irq_concat` into IRQ_F2P, so pynq's DMA
-  driver can wait on them instead of polling), status FIFO `status_fifo` (AXI4-Stream FIFO, PG080: RDFO at 0x1C =
-  words waiting, then RLR at 0x24 and RDFD at 0x20 per word). One status word per input frame: bit 0 = the transfer
-  ended early (frame zero-filled), bit 1 = it ran long (words up to its TLAST dropped), bits 31..2 = words filled
-  or dropped. The accelerator never drops a status word: the host reads them (one per frame); once 512 are waiting
-  unread, the accelerator waits for the host.
+- `fpgagen.bit`, `fpgagen.hwh`: the overlay (`pynq.Overlay("fpgagen.bit")`); DMA `dma` (simple mode; a transfer
+  carries one or more whole frames, TLAST at its end, and the output transfer ends where the input's did; its MM2S
+  and S2MM interrupts go to the PS through `irq_concat` into IRQ_F2P, so pynq's DMA driver can wait on them instead
+  of polling), status FIFO `status_fifo` (AXI4-Stream FIFO, PG080: RDFO at 0x1C = words waiting, then RLR at 0x24
+  and RDFD at 0x20 per word). One status word per input frame: bit 0 = TLAST came early (frame zero-filled), bit 1 =
+  no TLAST at the frame's end (the transfer goes on; on its last frame: a long transfer or a missing TLAST), bits
+  31..2 = words zero-filled. The accelerator never drops a status word: once 512 are waiting unread, it waits for
+  the host. The runtime (fpgagen/runtime/dma.py) keeps two transfers in flight and checks every frame.
 - `stream_geometry.json`: the frame layout the DMA moves (fpgagen.packing.frames_to_bytes / bytes_to_frames).
 - `runtime.json` (and `detector.json` for a face detector): what `fpgagen serve deploy/ --backend pynq` reads
   instead of the IR (see the README's "Host runtime").

@@ -166,16 +166,23 @@ void push(hls::stream<T> &s, const T &value) {
 // below convert between that and the first/last layer's stream words of N elements: one pipelined loop each,
 // at most one AXI word and one stream word per cycle, through a bit buffer of W + N*B bits.
 
+// Several frames per DMA transfer: frame boundaries are by count (AXI_WORDS words a frame) and TLAST marks the
+// transfer's end only, so one transfer may carry N whole frames, TLAST on the last word of the N-th. The input
+// adapter tells the output adapter, through the one-bit `transfer_end` channel (one flag per frame), whether the
+// frame closed its transfer; the output side puts TLAST on that frame's last word only, so one S2MM transfer of N
+// frames receives them all and then completes.
 // The input adapter's per-frame status word (a one-word packet with TLAST on the status port): bit 0 = TLAST came
 // before the frame's last word (an aborted or short transfer: the rest of the frame is zero-filled, so the next
-// transfer starts a new frame), bit 1 = no TLAST on the frame's last word (a long transfer: the words up to and
-// including the next TLAST are dropped), bits 31..2 = how many words were filled or dropped (saturating).
-enum : unsigned { FRAME_SHORT = 1u, FRAME_LONG = 2u };
+// transfer starts a new frame), bit 1 = no TLAST on the frame's last word (the transfer goes on with the next
+// frame: expected on every frame of a transfer but its last; on the last one it means a long transfer, whose extra
+// words then form a short frame, or a missing TLAST, which loses nothing because frames are counted), bits 31..2 =
+// how many words were zero-filled (saturating). No word is ever dropped, so no error shifts the frames after it.
+enum : unsigned { FRAME_SHORT = 1u, FRAME_CONTINUES = 2u };
 
-inline AxisWord<32> status_word(bool short_frame, bool long_frame, unsigned count) {
+inline AxisWord<32> status_word(bool short_frame, bool continues, unsigned count) {
     AxisWord<32> s;
     const unsigned saturated = count > 0x3FFFFFFFu ? 0x3FFFFFFFu : count;
-    s.data = (ap_uint<32>(saturated) << 2) | (long_frame ? FRAME_LONG : 0u) | (short_frame ? FRAME_SHORT : 0u);
+    s.data = (ap_uint<32>(saturated) << 2) | (continues ? FRAME_CONTINUES : 0u) | (short_frame ? FRAME_SHORT : 0u);
     s.keep = -1;
     s.strb = -1;
     s.last = 1;
@@ -183,10 +190,11 @@ inline AxisWord<32> status_word(bool short_frame, bool long_frame, unsigned coun
 }
 
 // AXI words of packed elements -> stream words of N elements of B bits. TRIPS = max(AXI_WORDS, STREAM_WORDS)
-// iterations always suffice: a word is read whenever the buffer holds less than a stream word.
+// iterations always suffice: a word is read whenever the buffer holds less than a stream word. One frame per call;
+// a TLAST on its last word (or before it) ends the transfer, which the flag on `transfer_end` passes on.
 template <typename T, unsigned N, unsigned B, int W, unsigned AXI_WORDS, unsigned STREAM_WORDS>
 void axis_to_stream(hls::stream<AxisWord<W> > &in, hls::stream<Vec<T, N> > &out,
-                    hls::stream<AxisWord<32> > &status) {
+                    hls::stream<AxisWord<32> > &status, hls::stream<ap_uint<1> > &transfer_end) {
     const unsigned NB = N * B;
     const unsigned TRIPS = AXI_WORDS > STREAM_WORDS ? AXI_WORDS : STREAM_WORDS;
     ap_uint<W + NB> buf = 0;
@@ -222,25 +230,22 @@ axis_unpack:
             fill -= NB;
         }
     }
-    unsigned dropped = 0;
-    if (!ended) {
-    axis_drain:
-        for (bool last = false; !last; dropped++) {
-#pragma HLS PIPELINE II=1
-            last = pop(in).last;
-        }
-    }
+    push(transfer_end, ap_uint<1>(ended));
     // A blocking write: no status word is ever dropped. The host reads one per frame (the status FIFO holds 512);
     // one that never reads stalls the accelerator there, visibly, instead of losing words silently.
-    status.write(status_word(early, !ended, early ? filled : dropped));
+    status.write(status_word(early, !ended, filled));
 }
 
-// Stream words of N elements of B bits -> packed AXI words, TLAST on the frame's last word. One more trip than
+// Stream words of N elements of B bits -> packed AXI words, TLAST on the frame's last word when the frame closed
+// its input transfer (the flag on `transfer_end`, read only when that word is written: by then the input adapter
+// has finished the frame, so the read never waits on data still upstream). One more trip than
 // max(AXI_WORDS, STREAM_WORDS) flushes a last, partly filled AXI word. With several outputs each is one segment
-// of the frame, written by one call in output order: LAST_SEGMENT = false leaves TLAST off its last word.
+// of the frame, written by one call in output order: LAST_SEGMENT = false leaves TLAST off its last word and
+// the flag to the last segment.
 template <typename T, unsigned N, unsigned B, int W, unsigned STREAM_WORDS, unsigned AXI_WORDS,
           bool LAST_SEGMENT = true>
-void stream_to_axis(hls::stream<Vec<T, N> > &in, hls::stream<AxisWord<W> > &out) {
+void stream_to_axis(hls::stream<Vec<T, N> > &in, hls::stream<AxisWord<W> > &out,
+                    hls::stream<ap_uint<1> > &transfer_end) {
     const unsigned NB = N * B;
     const unsigned TRIPS = (AXI_WORDS > STREAM_WORDS ? AXI_WORDS : STREAM_WORDS) + 1;
     ap_uint<W + NB> buf = 0;
@@ -266,7 +271,7 @@ axis_pack:
             axi.data = buf.range(W - 1, 0);
             axi.keep = -1;
             axi.strb = -1;
-            axi.last = LAST_SEGMENT && sent == AXI_WORDS - 1;
+            axi.last = LAST_SEGMENT && sent == AXI_WORDS - 1 ? bool(pop(transfer_end)) : false;
             out.write(axi);
             buf >>= W;
             fill = fill > W ? ap_uint<16>(fill - W) : ap_uint<16>(0);

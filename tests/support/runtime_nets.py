@@ -86,23 +86,26 @@ def fake_pynq(lib):
         buf.synced = synced
         return buf
 
-    class Channel:
+    class Channel:  # a transfer carries whole frames; the receive side gets them all and their byte count
         def __init__(self, dma, send):
-            self.dma, self.send, self.buffer = dma, send, None
+            self.dma, self.send, self.buffer, self.transferred = dma, send, None, 0
 
-        def transfer(self, buffer):
+        def transfer(self, buffer, nbytes=0):
             self.buffer = buffer
             if self.send:
-                mod.sent.append(np.array(buffer))
-                self.dma.result = lib.run(np.array(buffer)[None])[0]
+                data = np.array(buffer[: nbytes or len(buffer)])
+                mod.sent.append(data)
+                self.dma.results.append(lib.run(data.reshape(-1, lib.in_frame_bytes)).reshape(-1))
 
         def wait(self):
             if not self.send:
-                self.buffer[:] = self.dma.result
+                result = self.dma.results.pop(0)
+                self.buffer[: len(result)] = result
+                self.transferred = len(result)
 
     class DMA:
         def __init__(self):
-            self.sendchannel, self.recvchannel, self.result = Channel(self, True), Channel(self, False), None
+            self.sendchannel, self.recvchannel, self.results = Channel(self, True), Channel(self, False), []
 
     class Overlay:
         def __init__(self, path):
