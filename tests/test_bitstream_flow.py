@@ -278,3 +278,39 @@ def test_bitstream_driver_refuses_failed_timing(built, tmp_path, monkeypatch, ca
     assert main(["bitstream", str(build), "--no-cosim"]) == 2
     err = capsys.readouterr().err
     assert "vivado failed" in err and not (build / "deploy").exists()
+
+
+def test_make_bitstream_of_the_face_detector_deploys_its_anchors(built, tmp_path, monkeypatch, capsys):
+    """`make bitstream` (no MODEL) builds the shipped face detector: its build and deploy/ carry detector.json with
+    the checkpoint's anchors, so `fpgagen detect --accelerator build/...` decodes the boxes it was trained for."""
+    from fpgagen.synth import cli as synth_cli
+
+    out = tmp_path / "build"
+    model = out / "face.onnx"
+    shutil.copytree(built.build_dir, out / "face")
+    model.write_bytes(b"older than the build")
+    os.utime(model, (0, 0))
+    anchors = [[16.0, 19.0], [40.0, 47.0], [100.0, 118.0]]
+    monkeypatch.setattr(synth_cli, "_export_face_detector", lambda out_dir: (model, anchors))
+    bin_dir = no_tools(monkeypatch, tmp_path)
+    for name, stubs in (("vitis_hls", HLS_STUBS), ("vivado", VIVADO_STUBS)):
+        exe = bin_dir / name
+        exe.write_text(f"#!/bin/sh\nexec tclsh {stubs} .\n")
+        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("XILINX_HLS", "/tools/Xilinx/Vitis_HLS/2022.1")
+    assert synth_cli.make_main(["--out", str(out), "--no-cosim"]) == 0, capsys.readouterr().err
+    for where in (out / "face", out / "face" / "deploy"):
+        assert json.loads((where / "detector.json").read_text())["anchors"] == anchors
+    # MODEL=my_net.onnx is not a detector: no anchors are made up for it
+    shutil.rmtree(out / "face" / "deploy")
+    (out / "face" / "detector.json").unlink()
+    assert synth_cli.make_main(["--out", str(out), "--no-cosim", "--model", str(model)]) == 0
+    assert not (out / "face" / "detector.json").exists() and not (out / "face" / "deploy" / "detector.json").exists()
+
+
+def test_missing_anchors_hint_names_no_anchors_the_model_was_not_trained_with(built, tmp_path):
+    from fpgagen.runtime.model import load_face_detector
+
+    with pytest.raises(fpgagen.FpgagenError, match="--anchors") as err:
+        load_face_detector(built.build_dir, "reference")
+    assert "10,14" not in str(err.value) and "paper" not in str(err.value)

@@ -234,6 +234,8 @@ def load_face_detector(build_dir: str | Path | None = None, backend: str | None 
     anchors = anchors if anchors is not None else read_anchors(build_dir)
     if anchors is None:
         raise FpgagenError("the anchors the head was trained with are unknown", str(build_dir / DETECTOR_JSON),
-                           "pass --anchors w,h,w,h,w,h (for the paper's WIDER model: 10,14,23,27,37,58)")
+                           "pass --anchors w,h,w,h,w,h, the ones the head was trained with (a checkpoint of "
+                           "'fpgagen train' stores them), or rebuild with 'make bitstream' / 'fpgagen detect' that "
+                           "write detector.json")
     return FaceDetector(make_backend(backend or default_backend(), build_dir, **backend_options), anchors,
                         conf=conf, nms_iou=nms_iou)

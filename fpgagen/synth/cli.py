@@ -48,7 +48,7 @@ def make_main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-cosim", dest="cosim", action="store_const", const=False, default=None)
     args = p.parse_args(argv)
     try:
-        model = Path(args.model) if args.model else _export_face_detector(Path(args.out))
+        model, anchors = (Path(args.model), None) if args.model else _export_face_detector(Path(args.out))
         build_dir = Path(args.out) / model.stem
         if (build_dir / "network.json").is_file() and (build_dir / "network.json").stat().st_mtime >= \
                 model.stat().st_mtime:
@@ -59,6 +59,10 @@ def make_main(argv: list[str] | None = None) -> int:
             if not model.is_file():
                 raise FpgagenError("model file not found", str(model), "pass MODEL=path/to/model.onnx")
             fpgagen.build(model, board=args.board, out_dir=build_dir)
+        if anchors is not None:  # a detector's build carries the anchors its head was trained with, into deploy/
+            from ..runtime.model import write_detector_json
+
+            write_detector_json(build_dir, anchors, FACE_SIZE, source="the shipped W4A4 checkpoint")
         ns = argparse.Namespace(build_dir=str(build_dir), board=args.board, docker=args.docker, cosim=args.cosim)
         return bitstream_command(ns)
     except FpgagenError as exc:
@@ -66,8 +70,12 @@ def make_main(argv: list[str] | None = None) -> int:
         return 2
 
 
+FACE_SIZE = 416
+
+
 def _export_face_detector(out: Path):
-    """The shipped W4A4 LPYOLO face detector as QONNX at 416x416 (as `make demo` builds it); kept if present."""
+    """The shipped W4A4 LPYOLO face detector as QONNX at 416x416 (as `make demo` builds it; kept if present) and
+    the anchors its head was trained with."""
     from ..train.model import load_checkpoint, shipped_checkpoint
 
     ckpt = shipped_checkpoint("w4a4")
@@ -75,11 +83,11 @@ def _export_face_detector(out: Path):
     name = f"lpyolo_w{info['weight_bits']}a{info['act_bits']}_face"
     onnx = out / f"{name}.onnx"
     if onnx.is_file() and onnx.stat().st_mtime >= ckpt.stat().st_mtime:
-        return onnx
+        return onnx, info["anchors"]
     import fpgagen
 
     out.mkdir(parents=True, exist_ok=True)
-    return Path(fpgagen.export(model, onnx, input_shape=(1, 3, 416, 416)))
+    return Path(fpgagen.export(model, onnx, input_shape=(1, 3, FACE_SIZE, FACE_SIZE))), info["anchors"]
 
 
 if __name__ == "__main__":

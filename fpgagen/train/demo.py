@@ -51,6 +51,9 @@ def run_demo(board: str = "pynq_z2", out: str | Path = "build/demo", eval_images
     log(f"[demo] checkpoint {ckpt} ({label}, trained on {info['meta'].get('data', '?')})")
     onnx = fpgagen.export(model, out / f"{name}.onnx", input_shape=(1, 3, SIZE, SIZE))
     acc = fpgagen.build(onnx, board=board, out_dir=out / name)
+    from ..runtime.model import write_detector_json
+
+    write_detector_json(acc.build_dir, anchors, SIZE, source=str(ckpt))  # `fpgagen detect --accelerator` needs them
     backend = accelerator_backend(acc, "C-sim")
     detector = Detector(backend, anchors, SIZE, conf=AP_CONF, nms_iou=NMS_IOU)
 
