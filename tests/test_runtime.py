@@ -655,3 +655,47 @@ def test_a_general_input_quantizer_goes_through_the_float_path(tmp_path):
     got = ReferenceBackend(acc).infer(frames)
     want = acc.reference_stream(acc.quantize_input(frames.transpose(0, 3, 1, 2).astype(np.float32) / 255))
     assert np.array_equal(got, want)
+
+
+def test_detect_keeps_every_result_when_names_collide(tiny, tmp_path, capsys):
+    """dupA/img.png and dupB/img.png, x.jpg and x.png, and one file given twice: one entry and one annotated
+    PNG each, nothing overwritten."""
+    from fpgagen.cli import main
+
+    frames = moving_frames(4, size=(80, 100))
+    for sub, name, img in (("dupA", "img.png", frames[0]), ("dupB", "img.png", frames[1]), ("c", "x.jpg", frames[2]),
+                           ("c", "x.png", frames[3])):
+        (tmp_path / sub).mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / sub / name), img)
+    inputs = [str(tmp_path / p) for p in ("dupA/img.png", "dupB/img.png", "c/x.jpg", "c/x.png", "c/x.png")]
+    out = tmp_path / "out"
+    assert main(["detect", *inputs, "-o", str(out), "--accelerator", str(tiny.build_dir),
+                 "--backend", "reference"]) == 0, capsys.readouterr().err
+    found = json.loads((out / "detections.json").read_text())
+    assert list(found) == ["dupA/img.png", "dupB/img.png", "c/x.jpg", "c/x.png", "c/x.png#2"]
+    pngs = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert pngs == ["c/x.png", "c/x_png.png", "c/x_png_2.png", "dupA/img.png", "dupB/img.png"]
+    # unique file names stay plain file names, as before
+    assert main(["detect", inputs[0], inputs[2], "-o", str(tmp_path / "o2"), "--accelerator", str(tiny.build_dir),
+                 "--backend", "reference"]) == 0
+    assert list(json.loads((tmp_path / "o2" / "detections.json").read_text())) == ["img.png", "x.jpg"]
+
+
+def test_serve_save_keeps_only_the_newest_frames(tiny, tmp_path, capsys, no_leaks):
+    from fpgagen.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, img in enumerate(moving_frames(3, size=(80, 100))):
+        cv2.imwrite(str(folder / f"f{i}.png"), img)
+    save = tmp_path / "save"
+    assert main(["serve", str(tiny.build_dir), "--images", str(folder), "--loop", "--max-frames", "12",
+                 "--save", str(save), "--save-max", "2", "--port", "0", "--http-port", "-1", "--backend",
+                 "reference", "--metrics-every", "0"]) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in save.glob("*.png")) == ["f1.png", "f2.png"]  # the newest two of f0 f1 f2 f0 ...
+    assert list(json.loads((save / "detections.json").read_text())) == ["f1.png", "f2.png"]
+    sink = FileSink(tmp_path / "many", keep=3)
+    Pipeline(Arrays(moving_frames(10)), _detector(tiny), [sink], metrics_every=0, log=lambda m: None).run()
+    assert len(list((tmp_path / "many").glob("*.png"))) == 3 and sink.removed == 7 and len(sink.detections) == 3
+    assert main(["serve", "--images", str(folder), "--save-max", "-1"]) == 2
+    assert "--save-max" in capsys.readouterr().err

@@ -42,6 +42,16 @@ def _anchors(text: str) -> list:
     return [values[i:i + 2] for i in range(0, len(values), 2)]
 
 
+def _positive_int_or_zero(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number >= 0")
+    return value
+
+
 def _model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("csim", "reference", "pynq"),
                    help="pynq (the bitstream, on the board), csim (the generated C++), reference (numpy); default: "
@@ -123,7 +133,10 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="shared token viewers must send first (default $FPGAGEN_TOKEN; none)")
     p.add_argument("--preview-fps", type=float, default=10.0, help="JPEG previews per second (default 10; "
                    "detections go out for every frame)")
-    p.add_argument("--save", help="also write annotated PNGs and detections.json here")
+    p.add_argument("--save", help="also write annotated PNGs and detections.json here (the newest --save-max frames)")
+    p.add_argument("--save-max", type=_positive_int_or_zero, default=500, metavar="N",
+                   help="--save keeps only the newest N frames, deleting older PNGs as it goes (default 500, "
+                   "about 250 MB at 640x480; 0 = no limit)")
     p.add_argument("--metrics-json", help="write the metrics here (periodically and at the end)")
     p.add_argument("--metrics-every", type=float, default=5.0, help="print metrics every N s (default 5; 0 = off)")
     p.add_argument("--queue", type=int, default=2, help="frames each queue holds (default 2)")
@@ -158,7 +171,7 @@ def run_serve(args) -> int:
             s.close()
         raise
     if args.save:
-        sinks.append(FileSink(args.save))
+        sinks.append(FileSink(args.save, keep=args.save_max or None))
     if args.metrics_json:
         sinks.append(CallbackSink(_metrics_writer(Path(args.metrics_json), args.metrics_every or 5.0)))
     pipeline = Pipeline(source, detector, sinks, queue_size=args.queue, batch=args.batch,
