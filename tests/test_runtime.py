@@ -336,7 +336,9 @@ def test_stream_round_trip_with_token(no_leaks):
         hello, _ = protocol.read_message(good)
         assert hello == {"protocol": "fpgagen-stream", "version": 1, "model": "m", "token_required": True}
         bad = _connect(server.port, "guess")
-        assert bad.recv(100) == b""  # dropped without a hello
+        refusal, _ = protocol.read_message(bad)  # told why instead of a hello, then dropped
+        assert refusal == {"protocol": "fpgagen-stream", "version": 1, "refused": "wrong token"}
+        assert bad.recv(100) == b""
         _wait(lambda: server.viewers == 1)
         sent = [_result(i) for i in range(3)]
         for r in sent:
@@ -699,3 +701,51 @@ def test_serve_save_keeps_only_the_newest_frames(tiny, tmp_path, capsys, no_leak
     assert len(list((tmp_path / "many").glob("*.png"))) == 3 and sink.removed == 7 and len(sink.detections) == 3
     assert main(["serve", "--images", str(folder), "--save-max", "-1"]) == 2
     assert "--save-max" in capsys.readouterr().err
+
+
+def test_view_names_a_refused_token_and_a_missing_server(tmp_path, capsys, monkeypatch, no_leaks):
+    from fpgagen.cli import main
+
+    monkeypatch.delenv("FPGAGEN_TOKEN", raising=False)
+    server = StreamServer(port=0, token="s3cret", handshake_timeout=0.3, log=lambda m: None).start()
+    port = server.port
+    try:
+        for extra, why in ((["--token", "guess"], "wrong token"), ([], "no token came, and this server requires one")):
+            assert main(["view", f"127.0.0.1:{port}", "--save", str(tmp_path / "v"), "--give-up-after", "2",
+                         *extra]) == 2
+            err = capsys.readouterr().err
+            assert f"fpgagen: error: the server at 127.0.0.1:{port} refused this viewer ({why})" in err
+            assert "--token" in err and "giving up" not in err and "Traceback" not in err
+    finally:
+        server.close()
+    # closed now: nobody answers there
+    assert main(["view", f"127.0.0.1:{port}", "--save", str(tmp_path / "v"), "--give-up-after", "0.3"]) == 2
+    assert f"fpgagen: error: no 'fpgagen serve' answered at 127.0.0.1:{port} for 0.3 s" in capsys.readouterr().err
+
+
+def test_port_in_use_and_missing_dma_messages_name_the_real_options(tiny, tmp_path, monkeypatch):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        with pytest.raises(FpgagenError) as err:
+            WebServer("127.0.0.1", taken.getsockname()[1], log=lambda m: None).start()
+    finally:
+        taken.close()
+    assert "0 for any free one, or -1 to turn the page off" in str(err.value)
+
+    (tmp_path / "design.bit").write_bytes(b"bit")
+    pynq = fake_pynq(tiny.lib)
+
+    class NoDma(pynq.Overlay):
+        def __init__(self, path):
+            super().__init__(path)
+            self.ip_dict = {"accel_0": {"type": "xilinx.com:hls:top:1.0"}}
+
+    pynq.Overlay = NoDma
+    monkeypatch.setitem(sys.modules, "pynq", pynq)
+    with pytest.raises(FpgagenError, match=r"no AXI DMA in the overlay \(its IPs: accel_0\)") as err:
+        PynqBackend(tiny, bitstream=tmp_path / "design.bit")
+    assert "--dma" not in str(err.value) and "fpgagen.hwh" in str(err.value)
+    with pytest.raises(FpgagenError, match="no IP named 'dma_x'"):
+        PynqBackend(tiny, bitstream=tmp_path / "design.bit", dma="dma_x")

@@ -233,4 +233,9 @@ def run_view(args) -> int:
     frames = viewer.run()
     _log(f"fpgagen view: {frames} frame(s), {viewer.images} image(s), {viewer.connections} connection(s)"
          + (f"; saved in {args.save}" if args.save else ""))
+    if viewer.gave_up and not viewer.connections:
+        from ..errors import FpgagenError
+
+        raise FpgagenError(f"no 'fpgagen serve' answered at {host}:{port} for {args.give_up_after:g} s",
+                           "fpgagen view", "start 'fpgagen serve' there, or check the address and port")
     return 0

@@ -167,7 +167,8 @@ class WebServer:
             self._httpd = _Server((self.host, self.requested_port), self.state, self.title, self.send_timeout)
         except OSError as exc:
             raise FpgagenError(f"cannot listen on {self.host}:{self.requested_port} ({exc.strerror})",
-                               "fpgagen serve --http-port", "pick another port, or 0 to turn the page off") from None
+                               "fpgagen serve --http-port",
+                               "pick another port, 0 for any free one, or -1 to turn the page off") from None
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="fpgagen-http", daemon=True)
         self._thread.start()
