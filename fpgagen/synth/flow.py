@@ -245,7 +245,9 @@ def next_steps(ctx: dict) -> str:
     return (f"with Vitis HLS and Vivado 2022.1+ on PATH (source <Xilinx>/Vivado/2022.1/settings64.sh), run "
             f"'fpgagen bitstream {b}', or by hand: 'cd {h} && {cosim}vitis_hls -f run_hls.tcl' then "
             f"'cd {v} && vivado -mode batch -notrace -source block_design.tcl'; or in Docker: "
-            f"'make docker-image XILINX_INSTALLER=/path/to/installer.bin' then 'fpgagen bitstream {b} --docker'")
+            f"'make docker-image XILINX_INSTALLER=/path/to/FPGAs_AdaptiveSoCs_Unified_2022.1_....tar.gz' (the "
+            f"full-product .tar.gz or its extracted folder, not the web installer; see docker/README.md) then "
+            f"'fpgagen bitstream {b} --docker'")
 
 
 def bitstream(build_dir: str | Path, board: str | None = None, use_docker: bool = False, cosim: bool | None = None,
