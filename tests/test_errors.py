@@ -445,3 +445,61 @@ def test_build_never_replaces_a_folder_of_user_files(tiny_onnx, tmp_path, quiet)
     empty.mkdir()
     fpgagen.build(tiny_onnx, out_dir=empty, verify=False, log=quiet)  # an empty folder is fine
     assert (empty / "build.json").is_file()
+
+
+def test_csim_input_files_are_named_for_what_they_are(small_build, tmp_path):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "photo.png"), np.zeros((8, 8, 3), np.uint8))
+    assert_clean(main_cli("csim", small_build, "--input", tmp_path / "photo.png", "--output", tmp_path / "y.npy"),
+                 "the input is a PNG image", "fpgagen detect")
+    x = np.zeros((1, 3, 8, 8), np.float32)
+    np.savez(tmp_path / "two.npz", a=x, b=x)
+    assert_clean(main_cli("csim", small_build, "--input", tmp_path / "two.npz", "--output", tmp_path / "y.npy"),
+                 "an .npz archive of 2 arrays (a, b)")
+    np.savez(tmp_path / "one.npz", x=x)  # one array: taken
+    assert main_cli("csim", small_build, "--input", tmp_path / "one.npz", "--output", tmp_path / "y1.npy")[0] == 0
+    # integers are never silently read as floats (an int64 0..255 image would saturate): refused, with the fix
+    np.save(tmp_path / "ints.npy", np.arange(192, dtype=np.int64).reshape(1, 3, 8, 8))
+    assert_clean(main_cli("csim", small_build, "--input", tmp_path / "ints.npy", "--output", tmp_path / "y.npy"),
+                 "an integer array (int64)", "float")
+    # --output without .npy: the path printed is the file written
+    np.save(tmp_path / "x.npy", x)
+    import contextlib
+    import io
+
+    from fpgagen.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["csim", str(small_build), "--input", str(tmp_path / "x.npy"), "--output",
+                     str(tmp_path / "res" / "noext")]) == 0
+    assert f"wrote {tmp_path / 'res' / 'noext.npy'} " in out.getvalue() and (tmp_path / "res" / "noext.npy").is_file()
+
+
+def test_tampered_or_incomplete_network_npz_is_named_for_csim_and_reference(small_build, tmp_path):
+    import shutil
+
+    d = tmp_path / "swapped"
+    shutil.copytree(small_build, d)
+    arrays = dict(np.load(d / "network.npz"))
+    same = [(a, b) for a in arrays for b in arrays if a < b and arrays[a].shape == arrays[b].shape
+            and not np.array_equal(arrays[a], arrays[b])]
+    a, b = same[0]
+    arrays[a], arrays[b] = arrays[b], arrays[a]
+    np.savez_compressed(d / "network.npz", **arrays)
+    np.save(tmp_path / "x.npy", np.zeros((1, 3, 8, 8), np.float32))
+    for extra in ((), ("--reference",)):
+        assert_clean(main_cli("csim", d, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy", *extra),
+                     "network.npz changed since the build", "rebuild")
+    d = tmp_path / "lacking"
+    shutil.copytree(small_build, d)
+    arrays = dict(np.load(d / "network.npz"))
+    dropped = sorted(arrays)[-1]
+    del arrays[dropped]
+    np.savez_compressed(d / "network.npz", **arrays)
+    doc = json.loads((d / "build.json").read_text())
+    del doc["sha256"]  # an older build without digests: Network.load names what is missing
+    (d / "build.json").write_text(json.dumps(doc))
+    assert_clean(main_cli("csim", d, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy", "--reference"),
+                 f"network.npz lacks the array '{dropped}' that network.json names")

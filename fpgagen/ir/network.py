@@ -349,10 +349,17 @@ class Network:
             net.check_graph()
             for layer in layers:
                 layer.validate()
+        except _MissingArray as exc:
+            raise FpgagenError(f"the build directory is damaged (network.npz lacks the array '{exc.args[0]}' that "
+                               "network.json names)", str(directory), rebuild) from None
         except Exception as exc:  # any inconsistency between the two files, or a field of the wrong kind
             raise FpgagenError(f"the build directory is damaged (network.json does not describe a network: "
                                f"{type(exc).__name__} {str(exc)[:80]})", str(directory), rebuild) from None
         return net
+
+
+class _MissingArray(KeyError):
+    """network.json names an array that network.npz does not hold."""
 
 
 def _to_doc(obj, prefix: str, arrays: dict) -> dict:
@@ -379,6 +386,8 @@ def _from_doc(cls, doc: dict, prefix: str, arrays: dict):
             continue
         value = doc[f.name]
         if isinstance(value, dict) and "array" in value:
+            if value["array"] not in arrays:
+                raise _MissingArray(str(value["array"]))
             value = arrays[value["array"]]
         elif isinstance(value, list):
             value = tuple(value)
