@@ -307,6 +307,16 @@ def fold_network(net: Network, board: dict, folding: dict | None = None, target_
             greedy_styles(layer)
         fifo.size_fifos(net)
         info["target_fps"] = fps
+        try:
+            info["resources"] = check_budget(net, board, ceilings)
+        except FpgagenError as exc:  # greedy has no resource model: the target decided the size, so name it
+            reached = board["clock_mhz"] * 1e6 / net.bottleneck().cycles()
+            why = f"unreachable: fully unfolded this network reaches {reached:,.1f} FPS, and " if reached < fps else ""
+            raise FpgagenError(f"the greedy folding for --target-fps {fps:g} ({why}{exc.what})",
+                               "--optimizer greedy", "lower --target-fps (the greedy baseline folds to the target "
+                               "with no resource model), or use --optimizer ilp for the fastest design that fits") \
+                from None
+        return info
     elif optimizer == "ilp":
         reserve: dict[str, int] = {}
         caps, cache = caps_of(board, ceilings), {}

@@ -31,7 +31,8 @@ def check_onnx(proto, path: str | Path) -> None:
     try:
         onnx.checker.check_model(proto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        # the whole message, on one line: its later lines name the node ("...input 'X' of node: name: ...")
+        first = " ".join(str(exc).split())[:600] or type(exc).__name__
         raise FpgagenError(f"the ONNX model is invalid (onnx.checker: {first})", str(path), REEXPORT) from None
     except Exception as exc:  # the checker's C++ side raises plain errors on damaged protobufs
         raise FpgagenError(f"the ONNX model is invalid (onnx.checker: {type(exc).__name__}: {exc})"[:400],
@@ -199,8 +200,9 @@ def check_folding(folding, where: str = "folding JSON") -> dict:
             whole = (isinstance(value, int) and not isinstance(value, bool)) or (
                 isinstance(value, float) and math.isfinite(value) and value == int(value))
             if not (whole or isinstance(value, str)):
+                example = '"bram"' if str(attr).endswith("_style") else '"search"' if attr == "thr_mode" else "2"
                 raise FpgagenError(f"{json_text(attr)} = {json_text(value)} is neither a whole number nor a style "
-                                   "name", f"{where}, layer {name}", f"write e.g. {json_text(attr)}: 2")
+                                   "name", f"{where}, layer {name}", f"write e.g. {json_text(attr)}: {example}")
     return folding
 
 

@@ -503,3 +503,36 @@ def test_tampered_or_incomplete_network_npz_is_named_for_csim_and_reference(smal
     (d / "build.json").write_text(json.dumps(doc))
     assert_clean(main_cli("csim", d, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy", "--reference"),
                  f"network.npz lacks the array '{dropped}' that network.json names")
+
+
+def test_checker_message_keeps_the_node_name(small_onnx, tmp_path):
+    """onnx.checker's message runs over several lines and names the node only on the later ones."""
+    import onnx
+
+    proto = onnx.load(str(small_onnx))
+    conv = next(n for n in proto.graph.node if n.op_type == "Conv")
+    conv.input[0] = "X_from_nowhere"
+    path = tmp_path / "unsorted.onnx"
+    onnx.save(proto, str(path))
+    assert_clean(main_cli("build", path, "-o", tmp_path / "b"), "input 'X_from_nowhere' of node", conv.name)
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--optimizer", "greedy", "--target-fps", "1e12"], ["greedy folding for --target-fps 1e+12 (unreachable",
+                                                         "lower --target-fps"]),
+    (["--ceiling", "LUT=0.01"], ["the LUT ceiling 0.01 allows 532 LUT, less than the platform shell", "LUT=0.8"])])
+def test_budget_errors_name_the_target_and_the_ceiling(small_onnx, tmp_path, args, fragments):
+    code, err = main_cli("build", small_onnx, "-o", tmp_path / "b", *args)
+    assert_clean((code, err), *fragments)
+    assert "of -" not in err  # never "at least N of -2,947 available"
+
+
+def test_folding_errors_name_the_fifo_and_a_style_value(small_onnx, tmp_path):
+    path = tmp_path / "fold.json"
+    path.write_text(json.dumps({"conv_0": {"fifo_depth": 10 ** 12}}))
+    assert_clean(main_cli("build", small_onnx, "--folding", path, "-o", tmp_path / "b"),
+                 "conv_0's output FIFO (fifo_depth 1,000,000,000,000)", "lower a fifo_depth")
+    path.write_text(json.dumps({"conv_0": {"mem_style": 1.5}}))
+    code, err = main_cli("build", small_onnx, "--folding", path, "-o", tmp_path / "b")
+    assert_clean((code, err), '"mem_style": "bram"')
+    assert '"mem_style": 2' not in err
