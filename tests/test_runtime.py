@@ -749,3 +749,38 @@ def test_port_in_use_and_missing_dma_messages_name_the_real_options(tiny, tmp_pa
     assert "--dma" not in str(err.value) and "fpgagen.hwh" in str(err.value)
     with pytest.raises(FpgagenError, match="no IP named 'dma_x'"):
         PynqBackend(tiny, bitstream=tmp_path / "design.bit", dma="dma_x")
+
+
+@pytest.mark.parametrize("args", [["--conf", "5"], ["--conf", "-1"], ["--conf", "0"], ["--nms-iou", "2"],
+                                  ["--nms-iou", "nan"], ["--conf", "high"]])
+def test_detect_refuses_scores_outside_zero_one(tmp_path, capsys, args):
+    from fpgagen.cli import main
+
+    assert main(["detect", str(tmp_path / "x.jpg"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fpgagen: error: argument --") and "is not a number in (0, 1" in err
+
+
+def test_face_detector_refuses_scores_outside_zero_one(tiny):
+    backend = ReferenceBackend(tiny)
+    for conf, iou in ((-1, 0.3), (5, 0.3), (0.5, 2)):
+        with pytest.raises(FpgagenError, match="use 0 < conf < 1"):
+            FaceDetector(backend, TINY_ANCHORS, conf=conf, nms_iou=iou)
+
+
+def test_detect_names_a_non_detector_and_a_missing_deploy_folder(tiny, tmp_path, capsys):
+    from fpgagen.cli import main
+
+    class Odd:
+        name, input_shape, output_shape, output_quant = "x", (40, 40, 3), (1, 1, 6), (1.0, 0.0)
+
+    with pytest.raises(FpgagenError, match="not a face detector"):
+        FaceDetector(Odd(), TINY_ANCHORS)  # was: ValueError input_size must be a multiple of 32
+    cv2.imwrite(str(tmp_path / "x.png"), moving_frames(1)[0])
+    assert main(["detect", str(tmp_path / "x.png"), "--accelerator", str(tiny.build_dir), "--backend", "reference",
+                 "--anchors", "10,14,23,27", "-o", str(tmp_path / "o")]) == 2
+    assert "is not a face detector for 2 anchor(s)" in capsys.readouterr().err
+    # on the board there is no torch to build the shipped detector with: say what to pass instead
+    assert main(["detect", str(tmp_path / "x.png"), "--backend", "pynq", "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "the pynq backend runs a bitstream, and none was given" in err and "--accelerator deploy/" in err

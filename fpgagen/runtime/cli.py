@@ -42,6 +42,19 @@ def _anchors(text: str) -> list:
     return [values[i:i + 2] for i in range(0, len(values), 2)]
 
 
+def _fraction(upper_closed: bool):
+    """An argparse type: a number in (0, 1), or (0, 1] with ``upper_closed``; a score is a probability."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (0 < value < 1 or (upper_closed and value == 1)):
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number in (0, {'1]' if upper_closed else '1)'}")
+        return value
+    return parse
+
+
 def _positive_int_or_zero(text: str) -> int:
     try:
         value = int(text)
@@ -58,8 +71,10 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
                    "pynq on a PYNQ board, csim elsewhere")
     p.add_argument("--anchors", type=_anchors, help="w,h pairs the head was trained with (default: the build's "
                    "detector.json)")
-    p.add_argument("--conf", type=float, default=0.5, help="objectness threshold (default 0.5)")
-    p.add_argument("--nms-iou", type=float, default=0.3, help="NMS overlap threshold (default 0.3)")
+    p.add_argument("--conf", type=_fraction(upper_closed=False), default=0.5,
+                   help="objectness threshold, 0 < conf < 1 (default 0.5)")
+    p.add_argument("--nms-iou", type=_fraction(upper_closed=True), default=0.3,
+                   help="NMS overlap threshold, 0 < iou <= 1 (default 0.3; 1 keeps every box)")
     p.add_argument("--bitstream", help="pynq backend: the .bit (default: the first .bit under the build dir)")
     p.add_argument("--batch", type=int, default=1, help="frames per backend call when several wait (default 1)")
 

@@ -83,9 +83,19 @@ class FaceDetector:
         if h != w or c != 3:
             raise FpgagenError(f"an accelerator input of {w}x{h}x{c}", repr(backend),
                                "the face detector takes square RGB frames (LPYOLO at a multiple of 32)")
+        out_shape = tuple(getattr(backend, "output_shape", ()) or ())
+        n_anchors = len(np.asarray(anchors, np.float64).reshape(-1, 2))
+        if h % 32 or (out_shape and out_shape != (h // 32, w // 32, n_anchors * 6)):
+            raise FpgagenError(f"an accelerator of input {w}x{h}x{c} and output {list(out_shape)} is not a face "
+                               f"detector for {n_anchors} anchor(s)", repr(backend),
+                               f"the face detector is LPYOLO-shaped: input a multiple of 32, output (H/32, W/32, "
+                               f"6 x anchors) = {[h // 32, w // 32, n_anchors * 6]}; check --accelerator and --anchors")
         if backend.output_quant is None:
             raise FpgagenError("an output that is not one per-tensor quantizer", repr(backend),
                                "the detector decodes LPYOLO's QuantHardTanh codes")
+        if not (0 < conf < 1) or not (0 < nms_iou <= 1):
+            raise FpgagenError(f"conf={conf!r}, nms_iou={nms_iou!r}", "FaceDetector",
+                               "use 0 < conf < 1 (objectness) and 0 < nms_iou <= 1")
         self.backend, self.size = backend, h
         self.anchors = np.asarray(anchors, np.float64).reshape(-1, 2)
         self.detector = Detector(DetectBackend(self._run_nchw, backend.output_quant, backend.name), self.anchors,
@@ -185,7 +195,12 @@ def shipped_face_build(board: str = "pynq_z2", log=print) -> Path:
         log(f"fpgagen: rebuilding the cached face detector ({problem}): {build_dir}")
         shutil.rmtree(build_dir, ignore_errors=True)
     log(f"fpgagen: building the shipped face detector for {board} once (about 30 s); cached in {build_dir}")
-    from fpgagen.train.model import load_checkpoint
+    try:
+        from fpgagen.train.model import load_checkpoint
+    except ImportError as exc:  # e.g. on the board, where only the runtime is installed
+        raise FpgagenError(f"building the shipped face detector needs torch and brevitas ({exc})",
+                           "the shipped face detector", "build it on a PC (fpgagen detect there, or fpgagen "
+                           "bitstream for the board) and pass its folder with --accelerator") from None
 
     start = time.perf_counter()
     tmp = build_dir.with_name(f"{build_dir.name}.{os.getpid()}.tmp")
@@ -226,6 +241,10 @@ def load_face_detector(build_dir: str | Path | None = None, backend: str | None 
                        **backend_options) -> FaceDetector:
     """The detector on ``backend`` (default: pynq on a board, csim elsewhere). ``build_dir`` None: the shipped
     face detector. Anchors: ``anchors``, else the build's detector.json, else an error (never a silent default)."""
+    if build_dir is None and backend == "pynq":  # on the board: no torch to build with, and no bitstream to find
+        raise FpgagenError("the pynq backend runs a bitstream, and none was given", "--backend pynq",
+                           "pass the deploy folder 'fpgagen bitstream' wrote (build/<net>/deploy/, copied to the "
+                           "board), e.g. 'fpgagen detect photo.jpg --accelerator deploy/ --backend pynq'")
     build_dir = shipped_face_build(log=log) if build_dir is None else Path(build_dir)
     if not (build_dir / "network.json").is_file() and read_runtime_spec(build_dir) is None:
         raise FpgagenError("not an fpgagen build directory (no network.json)", str(build_dir),
