@@ -168,12 +168,19 @@ def eval_command(args) -> int:
 
     quant = Path(args.quant_ckpt) if args.quant_ckpt else shipped_checkpoint("w4a4")
     flt = Path(args.float_ckpt) if args.float_ckpt else shipped_checkpoint("float")
-    _, info = load_checkpoint(quant)
+    _, info = load_checkpoint(quant, kind="quant", where="--quant")
+    load_checkpoint(flt, kind="float", where="--float")  # a wrong or damaged one is named before the long part
     quant_label = f"W{info['weight_bits']}A{info['act_bits']}"
     root = Path(args.data) if args.data else synthetic.ensure(
         SyntheticConfig(**info["meta"].get("synthetic", {})), splits=("val",),
         log=lambda m: print(m, file=sys.stderr))
     ds = WiderFace(root, args.split, limit=args.limit)
+    if not sum(len(rec.boxes) for rec in ds.records):  # AP is undefined (0/0), never a "+nan ... NOT met"
+        from ..data.wider import gt_file
+        from ..errors import FpgagenError
+
+        raise FpgagenError(f"the ground truth lists {len(ds)} image(s) and no face, so AP is undefined",
+                           str(gt_file(root, args.split)), "evaluate on a split whose ground truth holds faces")
     results = evaluate_checkpoints({"float": flt, quant_label: quant}, ds, args.size,
                                    log=lambda m: print(m, file=sys.stderr))
     out = Path(args.out)
