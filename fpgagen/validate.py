@@ -69,6 +69,14 @@ def check_qonnx(model, path: str | Path) -> None:
             if var is not None and np.any(np.asarray(var, np.float64) + eps <= 0):
                 raise FpgagenError("BatchNorm running variance + epsilon is not positive", _where(node),
                                    REEXPORT + " from a trained model (variances are >= 0)")
+    graph = model.graph
+    for info in (*graph.input, *graph.value_info, *graph.output):  # a zero-sized axis holds no data to stream
+        dims = info.type.tensor_type.shape.dim if info.type.HasField("tensor_type") else ()
+        if any(d.HasField("dim_value") and d.dim_value == 0 for d in dims):
+            shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+            raise FpgagenError(f"tensor '{info.name}' has a zero-sized dimension {shape}", str(path),
+                               "export with a real input shape (every axis >= 1), e.g. "
+                               "fpgagen.export(model, path, input_shape=(1, 3, 416, 416))")
     for init in model.graph.initializer:
         value = model.get_initializer(init.name)
         if value.dtype.kind != "f":

@@ -536,3 +536,12 @@ def test_folding_errors_name_the_fifo_and_a_style_value(small_onnx, tmp_path):
     code, err = main_cli("build", small_onnx, "--folding", path, "-o", tmp_path / "b")
     assert_clean((code, err), '"mem_style": "bram"')
     assert '"mem_style": 2' not in err
+
+
+def test_zero_sized_dimension_is_refused_where_it_enters(small_onnx, tmp_path):
+    def zero_height(proto):
+        proto.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 0
+
+    path = _mutated(small_onnx, tmp_path, zero_height)
+    assert_clean(main_cli("build", path, "-o", tmp_path / "b"), "has a zero-sized dimension [1, 3, 0,",
+                 "every axis >= 1")
