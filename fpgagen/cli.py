@@ -212,6 +212,13 @@ def main(argv: list[str] | None = None) -> int:
                 raise FpgagenError("no report.json", args.build_dir, "build it first with 'fpgagen build'")
             try:
                 print(report(args.build_dir))
+            except OSError as exc:  # report.md or a plot is a directory, or the build is read-only
+                target = exc.filename if isinstance(exc.filename, str) else str(Path(args.build_dir) / "report.md")
+                if Path(target).name.startswith("."):  # the hidden temporary beside the file write_atomic replaces
+                    target = str(Path(target).with_name(Path(target).name[1:].split(".tmp-")[0]))
+                raise FpgagenError(f"cannot write the report ({exc.strerror or exc})", target,
+                                   "make the build directory writable and remove what blocks the file (a directory "
+                                   "of that name), or copy the build somewhere writable") from None
             except (KeyError, ValueError, TypeError, AttributeError, IndexError, ZeroDivisionError):
                 raise FpgagenError("the build directory is damaged (report.json is from an older fpgagen or "
                                    "corrupt)", str(path), "rebuild with 'fpgagen build'") from None

@@ -57,3 +57,20 @@ def test_greedy_baseline_is_reported_as_such(tmp_path, quiet):
     assert doc["folding"] == {"optimizer": "greedy", "target_fps": 500}
     assert "greedy FINN-style baseline" in (acc.build_dir / "report.md").read_text()
     assert all(lay["styles"].get("dsp_pe", 0) == 0 for lay in doc["layers"])  # FINN uses no DSPs
+
+
+def test_report_on_a_build_it_cannot_write(built, tmp_path):
+    """report.md is a directory (or the build is read-only): a clean error naming the file, no traceback."""
+    import shutil
+
+    from fpgagen.cli import main
+
+    copy = tmp_path / "b"
+    shutil.copytree(built, copy)
+    (copy / "report.md").unlink()
+    (copy / "report.md").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "fpgagen.cli", "report", str(copy)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith(f"fpgagen: error: cannot write the report (Is a directory), {copy / 'report.md'}")
+    assert not [p.name for p in copy.iterdir() if p.name.startswith(".")]  # no temporary left behind
+    assert main(["report", str(copy)]) == 2
