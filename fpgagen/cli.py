@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog="fpgagen", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description="Build bit-exact FPGA dataflow accelerators from Brevitas QONNX models.")
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"fpgagen {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="QONNX model -> verified HLS project + C-sim library + reports",
                        description="Streamline the QONNX model to integer layers, fold it, generate Vitis-HLS "

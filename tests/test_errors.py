@@ -545,3 +545,17 @@ def test_zero_sized_dimension_is_refused_where_it_enters(small_onnx, tmp_path):
     path = _mutated(small_onnx, tmp_path, zero_height)
     assert_clean(main_cli("build", path, "-o", tmp_path / "b"), "has a zero-sized dimension [1, 3, 0,",
                  "every axis >= 1")
+
+
+def test_version_starts_without_heavy_imports():
+    code = ("import contextlib, io, json, sys\n"
+            "from fpgagen.cli import main\n"
+            "out = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out):\n"
+            "    code = main(['--version'])\n"
+            f"print(json.dumps({{'code': code, 'out': out.getvalue(), 'heavy': sorted(m for m in {HEAVY!r} "
+            "if m in sys.modules)}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"code": 0, "out": f"fpgagen {fpgagen.__version__}\n",
+                                                                 "heavy": []}
