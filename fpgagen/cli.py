@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("csim", help="run inputs through a built accelerator's C-simulation",
                        description="Run a float input (.npy, as the torch model takes it) through the C-simulated "
                        "accelerator and save what the torch model would return.")
-    c.add_argument("build_dir")
+    c.add_argument("build_dir", help="a directory written by 'fpgagen build'")
     c.add_argument("--input", required=True, help=".npy float input, NCHW (or NC), what the torch model takes; "
                    "integer arrays are refused (convert pixels to the model's float input, e.g. / 255)")
     c.add_argument("--output", required=True,
@@ -71,12 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="print a build's report; writes report.md and PNG plots",
                        description="Print the build's estimated per-layer folding, cycles and resources against "
                        "the board budget, and write report.md with cycles.png and resources.png beside it.")
-    r.add_argument("build_dir")
+    r.add_argument("build_dir", help="a directory written by 'fpgagen build'")
     t = sub.add_parser("train", help="quantization-aware training of the LPYOLO face detector",
-                       description=TRAIN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=TRAIN_DESCRIPTION)
     add_train_arguments(t)
     e = sub.add_parser("eval", help="face-detection AP of the float and W4A4 models",
-                       description=EVAL_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=EVAL_DESCRIPTION)
     add_eval_arguments(e)
     from .synth.cli import DESCRIPTION as BITSTREAM_DESCRIPTION
     from .synth.cli import add_bitstream_arguments

@@ -258,3 +258,20 @@ def test_train_and_eval_name_bad_checkpoints_states_and_data(tmp_path, capsys):
     assert main_eval(["--data", str(root), "-o", str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err
     assert "lists 1 image(s) and no face, so AP is undefined" in err and "nan" not in err
+
+
+def test_train_and_eval_help_is_wrapped_and_every_option_explained():
+    import os
+    import subprocess
+    import sys
+
+    from fpgagen.cli import _parser
+
+    sub = next(a for a in _parser()._actions if a.dest == "command").choices
+    for name in ("train", "eval", "csim", "report"):
+        bare = [a.option_strings or a.dest for a in sub[name]._actions if not a.help]
+        assert not bare, (name, bare)
+    for name in ("train", "eval"):
+        text = subprocess.run([sys.executable, "-m", "fpgagen.cli", name, "--help"], capture_output=True, text=True,
+                              env={**os.environ, "COLUMNS": "80"}).stdout
+        assert text and max(len(line) for line in text.splitlines()) <= 80, text
