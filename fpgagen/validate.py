@@ -231,7 +231,8 @@ def json_text(value) -> str:
 # --- board.yaml ----------------------------------------------------------------------------------------------
 def check_board(cfg, path: str | Path) -> dict:
     """Schema of boards/<name>/board.yaml: name, part, clock_mhz > 0, resources (every resource an integer
-    > 0), optional ceilings (fractions in (0, 1]) and shell (integers >= 0)."""
+    > 0), optional ceilings (fractions in (0, 1]) and shell (integers >= 0), optional title and vivado (board_part,
+    board_files: strings the block-design Tcl quotes)."""
     where, fix = str(path), "fix the file (see boards/pynq_z2/board.yaml)"
     if not isinstance(cfg, dict):
         raise FpgagenError(f"the board file holds a YAML {type(cfg).__name__}, not a mapping", where, fix)
@@ -248,6 +249,12 @@ def check_board(cfg, path: str | Path) -> dict:
         v = res.get(r)
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise FpgagenError(f"resources.{r} = {v!r} is not an integer > 0", where, fix)
+    vivado = cfg.get("vivado", {})
+    if not isinstance(vivado, dict) or not all(isinstance(vivado.get(k, ""), str) for k in ("board_part",
+                                                                                          "board_files")):
+        raise FpgagenError("'vivado' is not a mapping of strings (board_part, board_files)", where, fix)
+    if any(ch in str(vivado.get("board_files", "")) + str(cfg.get("title", "")) for ch in '[]$"\\'):
+        raise FpgagenError("vivado.board_files or title holds a Tcl special character ([ ] $ \" \\)", where, fix)
     for section, low, high in (("ceilings", 0.0, 1.0), ("shell", 0, None)):
         if section not in cfg:
             continue

@@ -25,8 +25,12 @@ from ..errors import FpgagenError
 from ..packing import StreamGeometry
 
 DOCKER_IMAGE = os.environ.get("FPGAGEN_DOCKER_IMAGE", "fpgagen-xilinx:2022.1")
-# PYNQ-Z2 board files as Vivado names them (TUL's board files, also in Xilinx's board store).
-BOARD_PARTS = {"pynq_z2": "tul.com.tw:pynq-z2:part0:*"}
+# Board files as Vivado names them, for a board.yaml without a vivado.board_part (both shipped boards have one).
+BOARD_PARTS = {"pynq_z2": "tul.com.tw:pynq-z2:part0:*", "pynq_z1": "www.digilentinc.com:pynq-z1:part0:*"}
+
+
+def board_part_pattern(board: dict) -> str | None:
+    return (board.get("vivado") or {}).get("board_part") or BOARD_PARTS.get(board["name"])
 HLS_INSTALL_GLOBS = ["/tools/Xilinx/Vitis_HLS/*/bin", "/opt/Xilinx/Vitis_HLS/*/bin", "/tools/Xilinx/Vitis/*/bin",
                      "/opt/Xilinx/Vitis/*/bin"]
 VIVADO_INSTALL_GLOBS = ["/tools/Xilinx/Vivado/*/bin", "/opt/Xilinx/Vivado/*/bin"]
@@ -44,9 +48,10 @@ def dma_length_width(frame_bytes: int) -> int:
 
 def render_block_design(out_dir: Path, top: str, io: StreamGeometry, board: dict, ip_repo: str) -> Path:
     """Write out_dir/block_design.tcl for the board (PS7, AXI DMA on HP0, the HLS IP, status FIFO)."""
-    if board["name"] not in BOARD_PARTS:
-        raise FpgagenError(f"no block design for board '{board['name']}'", "fpgagen bitstream",
-                           f"supported: {', '.join(BOARD_PARTS)}")
+    pattern = board_part_pattern(board)
+    if pattern is None:
+        raise FpgagenError(f"no block design for board '{board['name']}' (its board.yaml names no vivado.board_part)",
+                           "fpgagen bitstream", f"supported: {', '.join(BOARD_PARTS)}")
     from ..codegen import TEMPLATE_DIR  # templates/hls; the Vivado templates sit beside it
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR.parent / "vivado")),
@@ -55,7 +60,9 @@ def render_block_design(out_dir: Path, top: str, io: StreamGeometry, board: dict
     available = {"LUT": board["resources"]["LUT"], "FF": board["resources"]["FF"],
                  "BRAM36": board["resources"]["BRAM18"] // 2, "DSP": board["resources"]["DSP"]}
     text = env.get_template("block_design.tcl.j2").render(
-        net_name=top.removesuffix("_top"), top=top, io=io, board=board, board_part_pattern=BOARD_PARTS[board["name"]],
+        net_name=top.removesuffix("_top"), top=top, io=io, board=board, board_part_pattern=pattern,
+        board_title=board.get("title", board["name"]),
+        board_files=(board.get("vivado") or {}).get("board_files", f"the {board['name']} board files"),
         ip_repo=ip_repo, length_width=length_width, hp_port="HP0", available=available)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "block_design.tcl"
@@ -318,8 +325,10 @@ def _docker_runner(build_dir: Path, env: dict):
 
 DEPLOY_README = """# fpgagen deploy folder for {net} on {board}
 
-Copy this folder to the PYNQ-Z2 (a PYNQ 3.0.x SD image; PYNQ 4 dropped the Z2, and its own `pynq` must be used:
-never `pip install pynq` there), e.g. `scp -r deploy xilinx@pynq:/home/xilinx/fpgagen`.
+Copy this folder to the {title} (a PYNQ 3.0.x SD image; PYNQ 4 dropped the Z1 and Z2, and the image's own `pynq`
+must be used: never `pip install pynq` there) under the image's Jupyter root, `/home/xilinx/jupyter_notebooks`, e.g.
+`scp -r deploy xilinx@pynq:/home/xilinx/jupyter_notebooks/fpgagen` (password `xilinx`; or drag the folder into
+Jupyter's file browser at http://pynq:9090). The notebook then shows up in Jupyter under `fpgagen/`.
 
 - `fpgagen.bit`, `fpgagen.hwh`: the overlay (`pynq.Overlay("fpgagen.bit")`); DMA `dma` (simple mode, one transfer
   per frame each way), status FIFO `status_fifo` (AXI4-Stream FIFO, PG080: RDFO at 0x1C = words waiting, then RLR
@@ -348,12 +357,15 @@ def write_deploy(ctx: dict) -> Path:
     from ..board import BOARDS_DIR
 
     notebook = BOARDS_DIR / ctx["board"]["name"] / "notebooks" / "face_detect.ipynb"
+    if not notebook.is_file():  # one notebook serves every PYNQ board: it reads runtime.json, not the board
+        notebook = BOARDS_DIR / "pynq_z2" / "notebooks" / "face_detect.ipynb"
     if notebook.is_file():
         shutil.copy2(notebook, deploy / notebook.name)
     estimates = (build_dir / "report.md").read_text() if (build_dir / "report.md").is_file() else ""
     synth = (build_dir / "synth_report.md").read_text()
     (deploy / "report.md").write_text(estimates + "\n" + synth)
     (deploy / "README.md").write_text(DEPLOY_README.format(net=ctx["acc"].net.name, board=ctx["board"]["name"],
+                                                           title=ctx["board"].get("title", ctx["board"]["name"]),
                                                            notebook=f"boards/{ctx['board']['name']}/notebooks/"
                                                                     "face_detect.ipynb"))
     (deploy / "deploy.json").write_text(json.dumps({"top": ctx["top"], "geometry": ctx["io"].to_dict()}, indent=1))
