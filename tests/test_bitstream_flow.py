@@ -368,6 +368,9 @@ def test_pynq_z1_bitstream_deploy_and_runtime(built, tmp_path, monkeypatch, caps
     readme = (deploy / "README.md").read_text()
     assert "Copy this folder to the PYNQ-Z1" in readme and "/home/xilinx/jupyter_notebooks" in readme
     assert (deploy / "face_detect.ipynb").is_file() and (deploy / "runtime.json").is_file()
+    import cv2
+
+    assert cv2.imread(str(deploy / "sample.jpg")).shape == (512, 512, 3)  # the notebook's frame without a camera
     monkeypatch.setitem(sys.modules, "pynq", fake_pynq(built.lib))
     frames = built.random_stream_input(2, seed=3)
     board = PynqBackend(deploy)  # runtime.json and fpgagen.bit only: no IR on the board

@@ -338,10 +338,24 @@ Jupyter's file browser at http://pynq:9090). The notebook then shows up in Jupyt
 - `runtime.json` (and `detector.json` for a face detector): what `fpgagen serve deploy/ --backend pynq` reads
   instead of the IR (see the README's "Host runtime").
 - `report.md`: fpgagen's estimates beside the Vitis HLS and Vivado figures.
+- `face_detect.ipynb` and `sample.jpg`: the notebook and the photo it detects faces in when there is no camera.
 - The runtime: on the board, `pip3 install --no-deps fpgagen-*.whl` (build the wheel on a PC with
   `python -m build --wheel`; `--no-deps` keeps the image's own numpy and pynq), then see the notebook
   `{notebook}`.
 """
+
+
+SAMPLE_PHOTO = "sample.jpg"
+
+
+def write_sample_photo(path: Path) -> Path:
+    """scikit-image's astronaut (NASA's portrait of Eileen Collins, public domain), never trained or tuned on, as
+    the notebook's sample frame: the board image has neither scikit-image nor, often, a camera."""
+    import cv2
+    import skimage.data
+
+    cv2.imwrite(str(path), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return path
 
 
 def write_deploy(ctx: dict) -> Path:
@@ -361,6 +375,7 @@ def write_deploy(ctx: dict) -> Path:
         notebook = BOARDS_DIR / "pynq_z2" / "notebooks" / "face_detect.ipynb"
     if notebook.is_file():
         shutil.copy2(notebook, deploy / notebook.name)
+    write_sample_photo(deploy / SAMPLE_PHOTO)  # the notebook's first frame where the board has no camera
     estimates = (build_dir / "report.md").read_text() if (build_dir / "report.md").is_file() else ""
     synth = (build_dir / "synth_report.md").read_text()
     (deploy / "report.md").write_text(estimates + "\n" + synth)
