@@ -784,3 +784,20 @@ def test_detect_names_a_non_detector_and_a_missing_deploy_folder(tiny, tmp_path,
     assert main(["detect", str(tmp_path / "x.png"), "--backend", "pynq", "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "the pynq backend runs a bitstream, and none was given" in err and "--accelerator deploy/" in err
+
+
+def test_detect_checks_its_inputs_before_building_anything(tmp_path, capsys, monkeypatch):
+    """A typo in a path is reported at once, not after minutes of building the shipped detector."""
+    from fpgagen.cli import main
+
+    monkeypatch.setenv("FPGAGEN_CACHE", str(tmp_path / "cache"))
+    cv2.imwrite(str(tmp_path / "ok.png"), moving_frames(1)[0])
+    start = time.perf_counter()
+    assert main(["detect", str(tmp_path / "ok.png"), str(tmp_path / "typo.jpg"), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"fpgagen: error: no such image file: {tmp_path / 'typo.jpg'}" in err and "nothing was run" in err
+    assert not (tmp_path / "cache").exists() and time.perf_counter() - start < 10  # no build was started
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    assert main(["detect", str(tmp_path / "ok.png"), "-o", str(blocker / "out")]) == 2
+    assert "cannot create the output directory" in capsys.readouterr().err and not (tmp_path / "cache").exists()

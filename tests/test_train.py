@@ -275,3 +275,13 @@ def test_train_and_eval_help_is_wrapped_and_every_option_explained():
         text = subprocess.run([sys.executable, "-m", "fpgagen.cli", name, "--help"], capture_output=True, text=True,
                               env={**os.environ, "COLUMNS": "80"}).stdout
         assert text and max(len(line) for line in text.splitlines()) <= 80, text
+
+
+def test_demo_runs_the_csimulation_in_chunks_with_progress():
+    from fpgagen.train.demo import run_in_chunks
+
+    batch = np.arange(70 * 3).reshape(70, 3)
+    lines = []
+    out = run_in_chunks(lambda b: b * 2, batch, lines.append, chunk=32)
+    assert np.array_equal(out, batch * 2)
+    assert [line.split(",")[0] for line in lines] == ["32/70 frames", "64/70 frames", "70/70 frames"]

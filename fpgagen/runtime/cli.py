@@ -104,13 +104,24 @@ def add_detect_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_detect(args) -> int:
+    from ..errors import FpgagenError
     from .pipeline import Pipeline
     from .sinks import FileSink
     from .sources import ImageFiles
 
     source = ImageFiles(args.images)
+    # before a build that may take minutes: every input is there and the output directory can be made
+    missing = [str(p) for p in source.paths if not p.is_file()]
+    if missing:
+        raise FpgagenError(f"no such image file{'s' if len(missing) > 1 else ''}: {', '.join(missing[:5])}"
+                           + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""), "fpgagen detect",
+                           "check the paths (nothing was run)")
+    try:
+        sink = FileSink(args.out, images=not args.no_images)
+    except OSError as exc:
+        raise FpgagenError(f"cannot create the output directory ({exc.strerror or exc})", f"-o {args.out}",
+                           "pass a writable directory") from None
     detector = _load(args, args.accelerator)
-    sink = FileSink(args.out, images=not args.no_images)
     start = time.perf_counter()
     pipeline = Pipeline(source, detector, [sink], batch=args.batch, metrics_every=0, log=_log)
     metrics = pipeline.run()
