@@ -334,6 +334,11 @@ def fold_network(net: Network, board: dict, folding: dict | None = None, target_
             info["solve_s"] = info.get("solve_s", 0.0) + plan.solve_s
             if all(plan.totals[r] + beyond[r] <= caps[r] for r in RESOURCES):
                 break
+            over = [f"{r} {plan.totals[r] + beyond[r]:,.0f} > {caps[r]:,.0f}" for r in RESOURCES
+                    if plan.totals[r] + beyond[r] > caps[r]]
+            log(f"  optimizer: that design does not fit once its FIFOs are sized ({'; '.join(over)}: the FIFOs need "
+                f"{', '.join(f'{beyond[r]:,} {r}' for r in RESOURCES if beyond[r] > 0)} beyond the plan's 2-deep "
+                "ones), so it plans again with that reserved; the next design is slower")
             reserve = {r: max(reserve.get(r, 0), beyond[r]) for r in RESOURCES}
         # report = model_resources (the plan: kernels, converters, 2-deep FIFOs) + fifo_excess + the shell
         info.update(target_fps=target_fps, milp_variables=plan.variables, fifo_reserve=reserve,
