@@ -282,31 +282,40 @@ def test_bitstream_driver_refuses_failed_timing(built, tmp_path, monkeypatch, ca
 
 
 def test_make_bitstream_of_the_face_detector_deploys_its_anchors(built, tmp_path, monkeypatch, capsys):
-    """`make bitstream` (no MODEL) builds the shipped face detector: its build and deploy/ carry detector.json with
-    the checkpoint's anchors, so `fpgagen detect --accelerator build/...` decodes the boxes it was trained for."""
+    """`make bitstream` (no MODEL) takes the one verified build of the shipped face detector (the one `fpgagen
+    detect` caches; a stand-in here), copied, not built again: its build and deploy/ carry detector.json with the
+    checkpoint's anchors, so `fpgagen detect --accelerator build/...` decodes the boxes it was trained for."""
+    from fpgagen.runtime import model as runtime_model
+    from fpgagen.runtime.backends import write_runtime_spec
     from fpgagen.synth import cli as synth_cli
 
-    out = tmp_path / "build"
-    model = out / "face.onnx"
-    shutil.copytree(built.build_dir, out / "face")
-    model.write_bytes(b"older than the build")
-    os.utime(model, (0, 0))
     anchors = [[16.0, 19.0], [40.0, 47.0], [100.0, 118.0]]
-    monkeypatch.setattr(synth_cli, "_export_face_detector", lambda out_dir: (model, anchors))
+    cached = tmp_path / "cache" / "lpyolo_w4a4_face-0123"
+    shutil.copytree(built.build_dir, cached)
+    runtime_model.write_detector_json(cached, anchors, 416)
+    write_runtime_spec(fpgagen.load(cached, log=lambda m: None))
+    runtime_model.write_manifest(cached)
+    monkeypatch.setattr(runtime_model, "shipped_face_build", lambda board, log: cached)
+    monkeypatch.setattr(fpgagen, "build", lambda *a, **k: pytest.fail("the detector was built again"))
     bin_dir = no_tools(monkeypatch, tmp_path)
     for name, stubs in (("vitis_hls", HLS_STUBS), ("vivado", VIVADO_STUBS)):
         exe = bin_dir / name
         exe.write_text(f"#!/bin/sh\nexec tclsh {stubs} .\n")
         exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("XILINX_HLS", "/tools/Xilinx/Vitis_HLS/2022.1")
+    out = tmp_path / "build"
     assert synth_cli.make_main(["--out", str(out), "--no-cosim"]) == 0, capsys.readouterr().err
-    for where in (out / "face", out / "face" / "deploy"):
+    face = out / synth_cli.FACE_NAME
+    for where in (face, face / "deploy"):
         assert json.loads((where / "detector.json").read_text())["anchors"] == anchors
+    assert synth_cli.make_main(["--out", str(out), "--no-cosim"]) == 0  # again: the copy is reused
+    assert "reusing" in capsys.readouterr().err and (face / "deploy" / "fpgagen.bit").is_file()
     # MODEL=my_net.onnx is not a detector: no anchors are made up for it
-    shutil.rmtree(out / "face" / "deploy")
-    (out / "face" / "detector.json").unlink()
-    assert synth_cli.make_main(["--out", str(out), "--no-cosim", "--model", str(model)]) == 0
-    assert not (out / "face" / "detector.json").exists() and not (out / "face" / "deploy" / "detector.json").exists()
+    shutil.copytree(built.build_dir, out / "net")
+    (out / "net.onnx").write_bytes(b"older than the build")
+    os.utime(out / "net.onnx", (0, 0))
+    assert synth_cli.make_main(["--out", str(out), "--no-cosim", "--model", str(out / "net.onnx")]) == 0
+    assert not (out / "net" / "detector.json").exists() and not (out / "net" / "deploy" / "detector.json").exists()
 
 
 def test_missing_anchors_hint_names_no_anchors_the_model_was_not_trained_with(built, tmp_path):

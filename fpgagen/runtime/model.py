@@ -224,6 +224,28 @@ def shipped_face_build(board: str = "pynq_z2", log=print) -> Path:
     return build_dir
 
 
+def copy_verified_build(src: Path, dst: Path, log=print) -> Path:
+    """``dst`` as a copy of the verified build ``src`` (its manifest checked), kept when it already holds that
+    build (the same manifest): 'make bitstream' and 'make demo' reuse the cached shipped detector this way
+    instead of building it again. What was added to ``dst`` since (vivado/, deploy/) stays while it is current."""
+    problem = verify_manifest(src)
+    if problem is not None:
+        raise FpgagenError(f"the build to copy is damaged ({problem})", str(src), "delete it and run again")
+    same = (dst / MANIFEST).is_file() and (dst / MANIFEST).read_bytes() == (src / MANIFEST).read_bytes()
+    if same and verify_manifest(dst) is None:
+        log(f"reusing {dst} (the verified build of {src.name})")
+        return dst
+    if dst.exists() and not (dst / "network.json").is_file() and any(dst.iterdir()):
+        raise FpgagenError("the folder holds files and is not an fpgagen build", str(dst), "move it away first")
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.rename(dst)
+    log(f"copied the verified build {src} to {dst}")
+    return dst
+
+
 def write_detector_json(build_dir: Path, anchors, input_size: int, source: str = "") -> None:
     doc = {"task": "face detection (LPYOLO)", "anchors": [[float(a), float(b)] for a, b in anchors],
            "input_size": input_size, "checkpoint": source}

@@ -59,11 +59,16 @@ def run_demo(board: str = "pynq_z2", out: str | Path = "build/demo", eval_images
     label = f"W{info['weight_bits']}A{info['act_bits']}"
     name = f"lpyolo_{label.lower()}_face"
     log(f"[demo] checkpoint {ckpt} ({label}, trained on {info['meta'].get('data', '?')})")
-    onnx = fpgagen.export(model, out / f"{name}.onnx", input_shape=(1, 3, SIZE, SIZE))
-    acc = fpgagen.build(onnx, board=board, out_dir=out / name)
-    from ..runtime.model import write_detector_json
+    from ..runtime.model import copy_verified_build, shipped_face_build, write_detector_json
 
-    write_detector_json(acc.build_dir, anchors, SIZE, source=str(ckpt))  # `fpgagen detect --accelerator` needs them
+    if checkpoint is None:  # the shipped detector: the one verified build 'fpgagen detect' caches, copied here
+        build_dir = copy_verified_build(shipped_face_build(board=board, log=log), out / name,
+                                        lambda m: log(f"[demo] {m}"))
+        acc = fpgagen.load(build_dir, log=lambda m: None)
+    else:
+        onnx = fpgagen.export(model, out / f"{name}.onnx", input_shape=(1, 3, SIZE, SIZE))
+        acc = fpgagen.build(onnx, board=board, out_dir=out / name)
+        write_detector_json(acc.build_dir, anchors, SIZE, source=str(ckpt))  # `fpgagen detect --accelerator` reads it
     backend = accelerator_backend(acc, "C-sim")
     detector = Detector(backend, anchors, SIZE, conf=AP_CONF, nms_iou=NMS_IOU)
 
