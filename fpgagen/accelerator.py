@@ -251,7 +251,8 @@ def _build_locked(model: Path, board: str, board_cfg: dict, out_dir: Path, foldi
         net.save(tmp)
         (tmp / "folding.json").write_text(json.dumps(fold.folding_of(net), indent=1))
         # the model's absolute path: `fpgagen bitstream` rebuilds it at a lower resolution for RTL co-simulation
-        (tmp / "build.json").write_text(json.dumps({"board": board, "model": str(model.resolve())}, indent=1))
+        (tmp / "build.json").write_text(json.dumps({"board": board, "model": str(model.resolve()),
+                                                    "sha256": _ir_digests(tmp)}, indent=1))
         doc = write_reports(net, board_cfg, tmp, fold_info, ceilings)
         acc = Accelerator(net, tmp, board_cfg, log=log)
         if verify:
@@ -281,6 +282,19 @@ def _build_locked(model: Path, board: str, board_cfg: dict, out_dir: Path, foldi
     return acc
 
 
+IR_FILES = ("network.json", "network.npz")  # the IR the reference runs and the C++ was generated from
+
+
+def _sha256_file(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _ir_digests(build_dir: Path) -> dict[str, str]:
+    return {name: _sha256_file(build_dir / name) for name in IR_FILES}
+
+
 def load(build_dir: str | Path, log=log_stderr) -> Accelerator:
     """Reopen a built accelerator without rebuilding it (the C-sim library comes from the cache)."""
     build_dir = Path(build_dir)
@@ -296,6 +310,12 @@ def load(build_dir: str | Path, log=log_stderr) -> Accelerator:
     except (OSError, ValueError, KeyError, TypeError):
         raise FpgagenError("the build directory is damaged (build.json is missing or unreadable)", str(build_dir),
                            rebuild) from None
+    recorded = info.get("sha256") if isinstance(info.get("sha256"), dict) else {}
+    for name, digest in sorted(recorded.items()):  # what C-sim and --reference both run on must be what was built
+        path = build_dir / name
+        if name in IR_FILES and path.is_file() and _sha256_file(path) != digest:
+            raise FpgagenError(f"the build directory is damaged ({name} changed since the build: its SHA-256 is not "
+                               "the one build.json recorded)", str(build_dir), rebuild)
     net = Network.load(build_dir)
     missing = [name for name in ("top.cpp", "csim_bridge.cpp") if not (build_dir / "hls" / name).is_file()]
     if missing:

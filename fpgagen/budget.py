@@ -24,7 +24,15 @@ def ceilings_of(board: dict, ceilings: dict | None = None) -> dict[str, float]:
 def caps_of(board: dict, ceilings: dict | None = None) -> dict[str, float]:
     """What the accelerator may use: ceiling * device resource - the platform shell (DMA, interconnect)."""
     ceil, shell = ceilings_of(board, ceilings), board.get("shell", {})
-    return {r: ceil[r] * board["resources"][r] - shell.get(r, 0) for r in RESOURCES}
+    caps = {r: ceil[r] * board["resources"][r] - shell.get(r, 0) for r in RESOURCES}
+    for r in RESOURCES:
+        if caps[r] < 0:  # the ceiling leaves less than the platform around the accelerator needs
+            least = shell.get(r, 0) / board["resources"][r]
+            raise FpgagenError(f"the {r} ceiling {ceil[r]:g} allows {ceil[r] * board['resources'][r]:,.0f} {r}, less "
+                               f"than the platform shell alone takes ({shell.get(r, 0):,}: DMA, interconnect)",
+                               "--ceiling (or the board's ceilings)",
+                               f"raise it above {least:.3f}, e.g. {r}=0.8")
+    return caps
 
 
 def usage(net: Network, board: dict) -> dict[str, int]:
@@ -36,13 +44,19 @@ def check_budget(net: Network, board: dict, ceilings: dict | None = None) -> dic
     """Raise FpgagenError if the folded network exceeds the board budget, naming resources, numbers and layers."""
     total, ceil = usage(net, board), ceilings_of(board, ceilings)
     over = []
+    parts = [(lay.name, lay.resources()) for lay in net.layers]
+    if net.is_chain:  # a chain layer's output FIFO is its own (a folding file may set its depth): name it too
+        parts += [(f"{lay.name}'s output FIFO (fifo_depth {lay.fifo_depth:,})",
+                   fifo.fifo_resources(lay.fifo_depth, lay.out_word * lay.out_bits, lay.fifo_style))
+                  for lay in net.layers]
     for r in RESOURCES:
         cap = ceil[r] * board["resources"][r]
         if total[r] > cap:
-            top = sorted(net.layers, key=lambda lay: -lay.resources()[r])[:3]
+            top = sorted(parts, key=lambda part: -part[1][r])[:3]
             over.append(f"{r} {total[r]:,} > {cap:,.0f} ({ceil[r]:.0%} of {board['resources'][r]:,}; largest: "
-                        f"{', '.join(f'{lay.name} {lay.resources()[r]:,}' for lay in top)})")
+                        f"{', '.join(f'{name} {res[r]:,}' for name, res in top)})")
     if over:
         raise FpgagenError(f"the folded network does not fit {board['name']}: " + "; ".join(over),
-                           "folding", "fold more (smaller PE/SIMD), change memory styles, or raise --ceiling")
+                           "folding", "fold more (smaller PE/SIMD), lower a fifo_depth, change memory styles, or raise "
+                           "--ceiling")
     return total

@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog="fpgagen", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
                                 description="Build bit-exact FPGA dataflow accelerators from Brevitas QONNX models.")
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"fpgagen {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="QONNX model -> verified HLS project + C-sim library + reports",
                        description="Streamline the QONNX model to integer layers, fold it, generate Vitis-HLS "
@@ -62,22 +65,24 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("csim", help="run inputs through a built accelerator's C-simulation",
                        description="Run a float input (.npy, as the torch model takes it) through the C-simulated "
                        "accelerator and save what the torch model would return.")
-    c.add_argument("build_dir")
-    c.add_argument("--input", required=True, help=".npy float32 input, NCHW (or NC); for a --camera build uint8 "
-                   "camera frames (N, H, W, 3)")
+    c.add_argument("build_dir", help="a directory written by 'fpgagen build'")
+    c.add_argument("--input", required=True, help=".npy float input, NCHW (or NC), what the torch model takes; "
+                   "integer arrays are refused (convert pixels to the model's float input, e.g. / 255); for a "
+                   "--camera build uint8 camera frames (N, H, W, 3)")
     c.add_argument("--output", required=True,
-                   help=".npy file to write (several outputs: an .npz of output0, output1, ...)")
+                   help=".npy file to write (.npy is appended if missing; several outputs: an .npz of output0, "
+                   "output1, ...)")
     c.add_argument("--codes", action="store_true", help="save integer output codes instead of dequantized floats")
     c.add_argument("--reference", action="store_true", help="use the numpy reference instead of C-sim")
     r = sub.add_parser("report", help="print a build's report; writes report.md and PNG plots",
                        description="Print the build's estimated per-layer folding, cycles and resources against "
                        "the board budget, and write report.md with cycles.png and resources.png beside it.")
-    r.add_argument("build_dir")
+    r.add_argument("build_dir", help="a directory written by 'fpgagen build'")
     t = sub.add_parser("train", help="quantization-aware training of the LPYOLO face detector",
-                       description=TRAIN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=TRAIN_DESCRIPTION)
     add_train_arguments(t)
     e = sub.add_parser("eval", help="face-detection AP of the float and W4A4 models",
-                       description=EVAL_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=EVAL_DESCRIPTION)
     add_eval_arguments(e)
     from .synth.cli import DESCRIPTION as BITSTREAM_DESCRIPTION
     from .synth.cli import add_bitstream_arguments
@@ -102,14 +107,53 @@ def _ceilings(text: str) -> dict[str, float]:
         raise argparse.ArgumentTypeError(f"'{text}' is not RESOURCE=FRACTION[,...], e.g. LUT=0.7,DSP=1.0") from None
 
 
+_MAGIC = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image", b"BM": "a BMP image",
+          b"PK\x03\x04": "a zip archive", b"\x80": "a Python pickle"}
+
+
 def _load_input(path: str):
+    """The .npy input of 'fpgagen csim' (an .npz holding exactly one array is taken too). What else it is (an image,
+    a pickle, an .npz of several arrays, text) is named, and an integer array is refused: the input is the float
+    the torch model takes, and guessing what integers mean (pixels? codes?) would be silent."""
     import numpy as np
 
+    where, fix = path, "pass a .npy file written by numpy.save (the float32 array the torch model takes)"
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise FpgagenError(f"cannot read input array ({exc})", path, "pass a .npy file written by numpy.save") \
-            from None
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise FpgagenError(f"cannot read input array ({exc.strerror or exc})", where, fix) from None
+    if head.startswith(b"PK\x03\x04"):  # .npz
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                names = list(npz.files)
+                if len(names) != 1:
+                    raise FpgagenError(f"an .npz archive of {len(names)} arrays ({', '.join(names[:6]) or 'none'})",
+                                       where, "pass one array: numpy.save('x.npy', archive['NAME'])")
+                arr = npz[names[0]]
+        except FpgagenError:
+            raise
+        except Exception as exc:  # BadZipFile, ValueError (pickled member), zlib.error
+            raise FpgagenError(f"cannot read the .npz archive ({type(exc).__name__})", where, fix) from None
+    elif not head.startswith(b"\x93NUMPY"):
+        kind = next((name for magic, name in _MAGIC.items() if head.startswith(magic)), "not a .npy file")
+        hint = ("; for photos use 'fpgagen detect', or save the float array: numpy.save('x.npy', "
+                "img.transpose(2, 0, 1)[None] / 255)" if "image" in kind else "")
+        raise FpgagenError(f"the input is {kind}" if kind != "not a .npy file" else "the input is not a .npy file",
+                           where, fix + hint)
+    else:
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise FpgagenError(f"cannot read input array ({' '.join(str(exc).split())[:160]})", where, fix) \
+                from None
+    if arr.dtype.kind in "iub":
+        raise FpgagenError(f"an integer array ({arr.dtype}) as input", where,
+                           "'fpgagen csim' takes the float input the torch model takes: convert it, e.g. "
+                           "x.astype(numpy.float32), or pixels / 255 for a model whose input quantizer reads [0, 1]")
+    if arr.dtype.kind != "f":
+        raise FpgagenError(f"an array of dtype {arr.dtype} as input", where, fix)
+    return arr
 
 
 def _save_output(path: str, y) -> Path:
@@ -124,6 +168,7 @@ def _save_output(path: str, y) -> Path:
             out = out.with_suffix(".npz")
             np.savez(out, **{f"output{k}": v for k, v in enumerate(y)})
         else:
+            out = out if out.suffix == ".npy" else out.with_name(out.name + ".npy")  # what numpy.save writes
             np.save(out, y)
     except OSError as exc:
         raise FpgagenError(f"cannot write the output array ({exc.strerror or exc})", str(path),
@@ -176,6 +221,13 @@ def main(argv: list[str] | None = None) -> int:
                 raise FpgagenError("no report.json", args.build_dir, "build it first with 'fpgagen build'")
             try:
                 print(report(args.build_dir))
+            except OSError as exc:  # report.md or a plot is a directory, or the build is read-only
+                target = exc.filename if isinstance(exc.filename, str) else str(Path(args.build_dir) / "report.md")
+                if Path(target).name.startswith("."):  # the hidden temporary beside the file write_atomic replaces
+                    target = str(Path(target).with_name(Path(target).name[1:].split(".tmp-")[0]))
+                raise FpgagenError(f"cannot write the report ({exc.strerror or exc})", target,
+                                   "make the build directory writable and remove what blocks the file (a directory "
+                                   "of that name), or copy the build somewhere writable") from None
             except (KeyError, ValueError, TypeError, AttributeError, IndexError, ZeroDivisionError):
                 raise FpgagenError("the build directory is damaged (report.json is from an older fpgagen or "
                                    "corrupt)", str(path), "rebuild with 'fpgagen build'") from None

@@ -308,6 +308,16 @@ def fold_network(net: Network, board: dict, folding: dict | None = None, target_
             greedy_styles(layer)
         fifo.size_fifos(net)
         info["target_fps"] = fps
+        try:
+            info["resources"] = check_budget(net, board, ceilings)
+        except FpgagenError as exc:  # greedy has no resource model: the target decided the size, so name it
+            reached = board["clock_mhz"] * 1e6 / net.bottleneck().cycles()
+            why = f"unreachable: fully unfolded this network reaches {reached:,.1f} FPS, and " if reached < fps else ""
+            raise FpgagenError(f"the greedy folding for --target-fps {fps:g} ({why}{exc.what})",
+                               "--optimizer greedy", "lower --target-fps (the greedy baseline folds to the target "
+                               "with no resource model), or use --optimizer ilp for the fastest design that fits") \
+                from None
+        return info
     elif optimizer == "ilp":
         reserve: dict[str, int] = {}
         caps, cache, records = caps_of(board, ceilings), {}, []
@@ -329,6 +339,11 @@ def fold_network(net: Network, board: dict, folding: dict | None = None, target_
             info["solve_s"] = info.get("solve_s", 0.0) + plan.solve_s
             if all(plan.totals[r] + beyond[r] <= caps[r] for r in RESOURCES):
                 break
+            over = [f"{r} {plan.totals[r] + beyond[r]:,.0f} > {caps[r]:,.0f}" for r in RESOURCES
+                    if plan.totals[r] + beyond[r] > caps[r]]
+            log(f"  optimizer: that design does not fit once its FIFOs are sized ({'; '.join(over)}: the FIFOs need "
+                f"{', '.join(f'{beyond[r]:,} {r}' for r in RESOURCES if beyond[r] > 0)} beyond the plan's 2-deep "
+                "ones), so it plans again with that reserved; the next design is slower")
             reserve = {r: max(reserve.get(r, 0), beyond[r]) for r in RESOURCES}
         # report = model_resources (the plan: kernels, converters, 2-deep FIFOs) + fifo_excess + the shell
         info.update(target_fps=target_fps, milp_variables=plan.variables, fifo_reserve=reserve,

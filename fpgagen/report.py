@@ -106,9 +106,20 @@ def system_section(doc: dict, camera: tuple[int, int] = (640, 480)) -> dict:
     return est.to_dict()
 
 
+STYLE_ARRAYS = {"mem_style": ("weights",), "thr_style": ("thresholds", "thr_stage")}  # the arrays a style sets
+
+
 def _styles(lay: dict) -> str:
+    """The styles as the code holds them: a style that names arrays shows their declared storage (a threshold
+    ROM asked for in BRAM but too shallow for it is LUTRAM or registers in the C++, and says so)."""
     st = lay["styles"]
-    parts = [f"{k.replace('_style', '')}={v}" for k, v in st.items() if k != "dsp_pe"]
+    arrays = lay.get("memories", {}).get("arrays", [])
+
+    def shown(key, value):
+        held = sorted({a["storage"] for a in arrays if a["name"].startswith(STYLE_ARRAYS.get(key, ("\0",)))})
+        return "+".join(held) if held else value
+
+    parts = [f"{k.replace('_style', '')}={shown(k, v)}" for k, v in st.items() if k != "dsp_pe"]
     if st.get("dsp_pe"):
         parts.append(f"dsp_pe={st['dsp_pe']}")
     return " ".join(parts) or "-"

@@ -31,7 +31,8 @@ def check_onnx(proto, path: str | Path) -> None:
     try:
         onnx.checker.check_model(proto, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        # the whole message, on one line: its later lines name the node ("...input 'X' of node: name: ...")
+        first = " ".join(str(exc).split())[:600] or type(exc).__name__
         raise FpgagenError(f"the ONNX model is invalid (onnx.checker: {first})", str(path), REEXPORT) from None
     except Exception as exc:  # the checker's C++ side raises plain errors on damaged protobufs
         raise FpgagenError(f"the ONNX model is invalid (onnx.checker: {type(exc).__name__}: {exc})"[:400],
@@ -68,6 +69,14 @@ def check_qonnx(model, path: str | Path) -> None:
             if var is not None and np.any(np.asarray(var, np.float64) + eps <= 0):
                 raise FpgagenError("BatchNorm running variance + epsilon is not positive", _where(node),
                                    REEXPORT + " from a trained model (variances are >= 0)")
+    graph = model.graph
+    for info in (*graph.input, *graph.value_info, *graph.output):  # a zero-sized axis holds no data to stream
+        dims = info.type.tensor_type.shape.dim if info.type.HasField("tensor_type") else ()
+        if any(d.HasField("dim_value") and d.dim_value == 0 for d in dims):
+            shape = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+            raise FpgagenError(f"tensor '{info.name}' has a zero-sized dimension {shape}", str(path),
+                               "export with a real input shape (every axis >= 1), e.g. "
+                               "fpgagen.export(model, path, input_shape=(1, 3, 416, 416))")
     for init in model.graph.initializer:
         value = model.get_initializer(init.name)
         if value.dtype.kind != "f":
@@ -199,8 +208,9 @@ def check_folding(folding, where: str = "folding JSON") -> dict:
             whole = (isinstance(value, int) and not isinstance(value, bool)) or (
                 isinstance(value, float) and math.isfinite(value) and value == int(value))
             if not (whole or isinstance(value, str)):
+                example = '"bram"' if str(attr).endswith("_style") else '"search"' if attr == "thr_mode" else "2"
                 raise FpgagenError(f"{json_text(attr)} = {json_text(value)} is neither a whole number nor a style "
-                                   "name", f"{where}, layer {name}", f"write e.g. {json_text(attr)}: 2")
+                                   "name", f"{where}, layer {name}", f"write e.g. {json_text(attr)}: {example}")
     return folding
 
 
@@ -221,7 +231,8 @@ def json_text(value) -> str:
 # --- board.yaml ----------------------------------------------------------------------------------------------
 def check_board(cfg, path: str | Path) -> dict:
     """Schema of boards/<name>/board.yaml: name, part, clock_mhz > 0, resources (every resource an integer
-    > 0), optional ceilings (fractions in (0, 1]) and shell (integers >= 0)."""
+    > 0), optional ceilings (fractions in (0, 1]) and shell (integers >= 0), optional title and vivado (board_part,
+    board_files: strings the block-design Tcl quotes)."""
     where, fix = str(path), "fix the file (see boards/pynq_z2/board.yaml)"
     if not isinstance(cfg, dict):
         raise FpgagenError(f"the board file holds a YAML {type(cfg).__name__}, not a mapping", where, fix)
@@ -238,6 +249,12 @@ def check_board(cfg, path: str | Path) -> dict:
         v = res.get(r)
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise FpgagenError(f"resources.{r} = {v!r} is not an integer > 0", where, fix)
+    vivado = cfg.get("vivado", {})
+    if not isinstance(vivado, dict) or not all(isinstance(vivado.get(k, ""), str) for k in ("board_part",
+                                                                                          "board_files")):
+        raise FpgagenError("'vivado' is not a mapping of strings (board_part, board_files)", where, fix)
+    if any(ch in str(vivado.get("board_files", "")) + str(cfg.get("title", "")) for ch in '[]$"\\'):
+        raise FpgagenError("vivado.board_files or title holds a Tcl special character ([ ] $ \" \\)", where, fix)
     for section, low, high in (("ceilings", 0.0, 1.0), ("shell", 0, None)):
         if section not in cfg:
             continue

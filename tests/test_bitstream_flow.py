@@ -260,6 +260,7 @@ def test_bitstream_without_tools_stops_with_the_message_and_no_bit(built, tmp_pa
     assert "fpgagen: error: no Vitis HLS/Vivado found (looked in PATH" in err
     assert f"the HLS project is ready at {build / 'hls'}" in err and "; to finish: " in err
     assert "docker: a docker client but no engine" in err
+    assert "installer.bin" not in err and "full-product .tar.gz" in err  # the web installer cannot be used
     assert "[testbench] passed before on these sources" in err
     assert (build / "vivado" / "block_design.tcl").is_file() and (build / "hls" / "run_hls.tcl").is_file()
     assert not list(build.rglob("*.bit")) and not (build / "deploy").exists()
@@ -396,3 +397,110 @@ def test_hls_tcl_frame_count_matches_the_testbench_vectors(built):
 def test_hls_tcl_refuses_reduced_cosim_without_a_copy(project):
     proc = tcl(HLS_STUBS, project / "hls", FPGAGEN_COSIM="reduced", **HLS_ENV)
     assert proc.returncode != 0 and "no reduced-resolution copy at ../cosim/hls" in proc.stderr
+
+
+def test_missing_anchors_hint_names_no_anchors_the_model_was_not_trained_with(built, tmp_path):
+    from fpgagen.runtime.model import load_face_detector
+
+    with pytest.raises(fpgagen.FpgagenError, match="--anchors") as err:
+        load_face_detector(built.build_dir, "reference")
+    assert "10,14" not in str(err.value) and "paper" not in str(err.value)
+
+
+def test_make_bitstream_of_the_face_detector_deploys_its_anchors(built, tmp_path, monkeypatch, capsys):
+    """`make bitstream` (no MODEL) takes the one verified build of the shipped face detector (the one `fpgagen
+    detect` caches; a stand-in here), copied, not built again: its build and deploy/ carry detector.json with the
+    checkpoint's anchors, so `fpgagen detect --accelerator build/...` decodes the boxes it was trained for."""
+    from fpgagen.runtime import model as runtime_model
+    from fpgagen.runtime.backends import write_runtime_spec
+    from fpgagen.synth import cli as synth_cli
+
+    anchors = [[16.0, 19.0], [40.0, 47.0], [100.0, 118.0]]
+    cached = tmp_path / "cache" / "lpyolo_w4a4_face-0123"
+    shutil.copytree(built.build_dir, cached)
+    runtime_model.write_detector_json(cached, anchors, 416)
+    write_runtime_spec(fpgagen.load(cached, log=lambda m: None))
+    runtime_model.write_manifest(cached)
+    monkeypatch.setattr(runtime_model, "shipped_face_build", lambda board, log, camera=None: cached)
+    monkeypatch.setattr(fpgagen, "build", lambda *a, **k: pytest.fail("the detector was built again"))
+    bin_dir = no_tools(monkeypatch, tmp_path)
+    for name, stubs in (("vitis_hls", HLS_STUBS), ("vivado", VIVADO_STUBS)):
+        exe = bin_dir / name
+        exe.write_text(f"#!/bin/sh\nexec tclsh {stubs} .\n")
+        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("XILINX_HLS", "/tools/Xilinx/Vitis_HLS/2022.1")
+    out = tmp_path / "build"
+    assert synth_cli.make_main(["--out", str(out), "--no-cosim"]) == 0, capsys.readouterr().err
+    face = out / f"{synth_cli.FACE_NAME}_640x480"  # the default: the 640x480 camera build
+    for where in (face, face / "deploy"):
+        assert json.loads((where / "detector.json").read_text())["anchors"] == anchors
+    assert synth_cli.make_main(["--out", str(out), "--no-cosim"]) == 0  # again: the copy is reused
+    assert "reusing" in capsys.readouterr().err and (face / "deploy" / "fpgagen.bit").is_file()
+    # MODEL=my_net.onnx is not a detector: no anchors are made up for it
+    shutil.copytree(built.build_dir, out / "net")
+    (out / "net.onnx").write_bytes(b"older than the build")
+    os.utime(out / "net.onnx", (0, 0))
+    assert synth_cli.make_main(["--out", str(out), "--no-cosim", "--model", str(out / "net.onnx")]) == 0
+    assert not (out / "net" / "detector.json").exists() and not (out / "net" / "deploy" / "detector.json").exists()
+
+
+def test_pynq_z1_block_design_under_the_stubs(built, project):
+    """PYNQ-Z1: the same xc7z020clg400-1, Digilent's board part (its PS7 preset comes from those board files) and
+    its own FCLK0; missing board files are named as the Z1's."""
+    z1 = load_board("pynq_z1")
+    assert z1["part"] == built.board["part"] and z1["title"] == "PYNQ-Z1"
+    top = codegen.top_name(built.net)
+    ip_repo = os.path.relpath(flow.hls_ip_dir(project / "hls", top), project / "vivado")
+    text = flow.render_block_design(project / "vivado", top, codegen.stream_geometry(built.net), z1, ip_repo) \
+        .read_text()
+    assert "PYNQ-Z2" not in text and "pynq-z2" not in text and "PYNQ-Z1 board preset" in text
+    proc = vivado_run(project)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    seq = calls(proc)
+    assert ["set_property", "board_part", "www.digilentinc.com:pynq-z1:part0:1.0"] == seq[
+        next(i for i, c in enumerate(seq) if c[:2] == ["set_property", "board_part"])][:3]
+    assert cells(proc)["/ps7"]["PCW_FPGA0_PERIPHERAL_FREQMHZ"] == str(z1["clock_mhz"])
+    assert f"DONE part={z1['part']}" in proc.stdout
+    proc = vivado_run(project, STUB_NO_BOARD_FILES="1")
+    assert proc.returncode != 0 and "the PYNQ-Z1 board files (www.digilentinc.com:pynq-z1:part0:*)" in proc.stderr
+
+
+def test_pynq_z1_bitstream_deploy_and_runtime(built, tmp_path, monkeypatch, capsys):
+    """`fpgagen bitstream --board pynq_z1` with the stub tools: deploy/ says PYNQ-Z1 and where it goes on the
+    board, and the board's runtime (a stand-in pynq whose DMA feeds the C-simulation) runs it bit-exact."""
+    import sys
+
+    import numpy as np
+    from test_runtime import fake_pynq
+
+    from fpgagen.runtime.backends import PynqBackend, ReferenceBackend
+
+    onnx = built.build_dir.parent / "flownet.onnx"
+    build = tmp_path / "b"
+    assert main(["build", str(onnx), "--board", "pynq_z1", "-o", str(build)]) == 0  # C-sim verified (cached)
+    assert json.loads((build / "build.json").read_text())["board"] == "pynq_z1"
+    assert json.loads((build / "folding.json").read_text()) == json.loads((built.build_dir / "folding.json")
+                                                                          .read_text())  # the same PL as the Z2
+    stamp = built.hls_dir / ".testbench_passed"  # the g++ testbench passed on these very sources (same C++)
+    shutil.copy2(stamp, build / "hls" / stamp.name)
+    bin_dir = no_tools(monkeypatch, tmp_path)
+    for name, stubs in (("vitis_hls", HLS_STUBS), ("vivado", VIVADO_STUBS)):
+        exe = bin_dir / name
+        exe.write_text(f"#!/bin/sh\nexec tclsh {stubs} .\n")
+        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("XILINX_HLS", "/tools/Xilinx/Vitis_HLS/2022.1")
+    assert main(["bitstream", str(build), "--no-cosim"]) == 0, capsys.readouterr().err
+    assert "www.digilentinc.com:pynq-z1:part0:1.0" in (build / "logs" / "vivado.log").read_text()
+    deploy = build / "deploy"
+    readme = (deploy / "README.md").read_text()
+    assert "Copy this folder to the PYNQ-Z1" in readme and "/home/xilinx/jupyter_notebooks" in readme
+    assert (deploy / "face_detect.ipynb").is_file() and (deploy / "runtime.json").is_file()
+    import cv2
+
+    assert cv2.imread(str(deploy / "sample.jpg")).shape == (512, 512, 3)  # the notebook's frame without a camera
+    monkeypatch.setitem(sys.modules, "pynq", fake_pynq(built.lib))
+    frames = built.random_stream_input(2, seed=3)
+    board = PynqBackend(deploy)  # runtime.json and fpgagen.bit only: no IR on the board
+    x = frames.astype(np.uint8) if board.pixels_are_codes else frames
+    assert np.array_equal(board.infer(x), ReferenceBackend(built).infer(x))
+    board.close()

@@ -176,3 +176,18 @@ def test_detector_maps_boxes_back_to_the_original_image():
     float_det = Detector(Backend(lambda b: run(b).astype(np.float32) * np.float32(SCALE)), ANCHORS, 416, 0.5)
     (out2,) = float_det([image])
     assert np.array_equal(out.boxes, out2.boxes) and np.array_equal(out.scores, out2.scores)
+
+
+@pytest.mark.parametrize("box", [[180, 40, 199, 90], [0, 0, 20, 30], [150, 85, 199, 99]])
+def test_score_labels_stay_inside_the_image(box):
+    """A face at the right (or top, or bottom) edge keeps its whole score label: as many pixels of black text as
+    the same label drawn in the middle of the picture, none cut off at the border."""
+    from fpgagen.detect import Detections
+    from fpgagen.detect.draw import annotate
+
+    def text_pixels(b):
+        grey = np.full((100, 200, 3), 90, np.uint8)
+        out = annotate(grey, Detections(np.array([b], np.float64), np.array([0.87])), min_size=0)
+        return int(np.all(out < 30, axis=2).sum())
+
+    assert text_pixels(box) == text_pixels([80, 40, 120, 80]) > 20

@@ -446,3 +446,117 @@ def test_build_never_replaces_a_folder_of_user_files(tiny_onnx, tmp_path, quiet)
     empty.mkdir()
     fpgagen.build(tiny_onnx, out_dir=empty, verify=False, log=quiet)  # an empty folder is fine
     assert (empty / "build.json").is_file()
+
+
+def test_csim_input_files_are_named_for_what_they_are(small_build, tmp_path):
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "photo.png"), np.zeros((8, 8, 3), np.uint8))
+    assert_clean(main_cli("csim", small_build, "--input", tmp_path / "photo.png", "--output", tmp_path / "y.npy"),
+                 "the input is a PNG image", "fpgagen detect")
+    x = np.zeros((1, 3, 8, 8), np.float32)
+    np.savez(tmp_path / "two.npz", a=x, b=x)
+    assert_clean(main_cli("csim", small_build, "--input", tmp_path / "two.npz", "--output", tmp_path / "y.npy"),
+                 "an .npz archive of 2 arrays (a, b)")
+    np.savez(tmp_path / "one.npz", x=x)  # one array: taken
+    assert main_cli("csim", small_build, "--input", tmp_path / "one.npz", "--output", tmp_path / "y1.npy")[0] == 0
+    # integers are never silently read as floats (an int64 0..255 image would saturate): refused, with the fix
+    np.save(tmp_path / "ints.npy", np.arange(192, dtype=np.int64).reshape(1, 3, 8, 8))
+    assert_clean(main_cli("csim", small_build, "--input", tmp_path / "ints.npy", "--output", tmp_path / "y.npy"),
+                 "an integer array (int64)", "float")
+    # --output without .npy: the path printed is the file written
+    np.save(tmp_path / "x.npy", x)
+    import contextlib
+    import io
+
+    from fpgagen.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["csim", str(small_build), "--input", str(tmp_path / "x.npy"), "--output",
+                     str(tmp_path / "res" / "noext")]) == 0
+    assert f"wrote {tmp_path / 'res' / 'noext.npy'} " in out.getvalue() and (tmp_path / "res" / "noext.npy").is_file()
+
+
+def test_tampered_or_incomplete_network_npz_is_named_for_csim_and_reference(small_build, tmp_path):
+    import shutil
+
+    d = tmp_path / "swapped"
+    shutil.copytree(small_build, d)
+    arrays = dict(np.load(d / "network.npz"))
+    same = [(a, b) for a in arrays for b in arrays if a < b and arrays[a].shape == arrays[b].shape
+            and not np.array_equal(arrays[a], arrays[b])]
+    a, b = same[0]
+    arrays[a], arrays[b] = arrays[b], arrays[a]
+    np.savez_compressed(d / "network.npz", **arrays)
+    np.save(tmp_path / "x.npy", np.zeros((1, 3, 8, 8), np.float32))
+    for extra in ((), ("--reference",)):
+        assert_clean(main_cli("csim", d, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy", *extra),
+                     "network.npz changed since the build", "rebuild")
+    d = tmp_path / "lacking"
+    shutil.copytree(small_build, d)
+    arrays = dict(np.load(d / "network.npz"))
+    dropped = sorted(arrays)[-1]
+    del arrays[dropped]
+    np.savez_compressed(d / "network.npz", **arrays)
+    doc = json.loads((d / "build.json").read_text())
+    del doc["sha256"]  # an older build without digests: Network.load names what is missing
+    (d / "build.json").write_text(json.dumps(doc))
+    assert_clean(main_cli("csim", d, "--input", tmp_path / "x.npy", "--output", tmp_path / "y.npy", "--reference"),
+                 f"network.npz lacks the array '{dropped}' that network.json names")
+
+
+def test_checker_message_keeps_the_node_name(small_onnx, tmp_path):
+    """onnx.checker's message runs over several lines and names the node only on the later ones."""
+    import onnx
+
+    proto = onnx.load(str(small_onnx))
+    conv = next(n for n in proto.graph.node if n.op_type == "Conv")
+    conv.input[0] = "X_from_nowhere"
+    path = tmp_path / "unsorted.onnx"
+    onnx.save(proto, str(path))
+    assert_clean(main_cli("build", path, "-o", tmp_path / "b"), "input 'X_from_nowhere' of node", conv.name)
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--optimizer", "greedy", "--target-fps", "1e12"], ["greedy folding for --target-fps 1e+12 (unreachable",
+                                                         "lower --target-fps"]),
+    (["--ceiling", "LUT=0.01"], ["the LUT ceiling 0.01 allows 532 LUT, less than the platform shell", "LUT=0.8"])])
+def test_budget_errors_name_the_target_and_the_ceiling(small_onnx, tmp_path, args, fragments):
+    code, err = main_cli("build", small_onnx, "-o", tmp_path / "b", *args)
+    assert_clean((code, err), *fragments)
+    assert "of -" not in err  # never "at least N of -2,947 available"
+
+
+def test_folding_errors_name_the_fifo_and_a_style_value(small_onnx, tmp_path):
+    path = tmp_path / "fold.json"
+    path.write_text(json.dumps({"conv_0": {"fifo_depth": 10 ** 12}}))
+    assert_clean(main_cli("build", small_onnx, "--folding", path, "-o", tmp_path / "b"),
+                 "conv_0's output FIFO (fifo_depth 1,000,000,000,000)", "lower a fifo_depth")
+    path.write_text(json.dumps({"conv_0": {"mem_style": 1.5}}))
+    code, err = main_cli("build", small_onnx, "--folding", path, "-o", tmp_path / "b")
+    assert_clean((code, err), '"mem_style": "bram"')
+    assert '"mem_style": 2' not in err
+
+
+def test_zero_sized_dimension_is_refused_where_it_enters(small_onnx, tmp_path):
+    def zero_height(proto):
+        proto.graph.input[0].type.tensor_type.shape.dim[2].dim_value = 0
+
+    path = _mutated(small_onnx, tmp_path, zero_height)
+    assert_clean(main_cli("build", path, "-o", tmp_path / "b"), "has a zero-sized dimension [1, 3, 0,",
+                 "every axis >= 1")
+
+
+def test_version_starts_without_heavy_imports():
+    code = ("import contextlib, io, json, sys\n"
+            "from fpgagen.cli import main\n"
+            "out = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out):\n"
+            "    code = main(['--version'])\n"
+            f"print(json.dumps({{'code': code, 'out': out.getvalue(), 'heavy': sorted(m for m in {HEAVY!r} "
+            "if m in sys.modules)}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"code": 0, "out": f"fpgagen {fpgagen.__version__}\n",
+                                                                 "heavy": []}

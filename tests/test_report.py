@@ -60,3 +60,38 @@ def test_greedy_baseline_is_reported_as_such(tmp_path, quiet):
     assert doc["folding"] == {"optimizer": "greedy", "target_fps": 500}
     assert "greedy FINN-style baseline" in (acc.build_dir / "report.md").read_text()
     assert all(lay["styles"].get("dsp_pe", 0) == 0 for lay in doc["layers"])  # FINN uses no DSPs
+
+
+def test_report_on_a_build_it_cannot_write(built, tmp_path, capsys):
+    """report.md is a directory (or the build is read-only): a clean error naming the file, no traceback."""
+    import shutil
+
+    from fpgagen.cli import main
+
+    copy = tmp_path / "b"
+    shutil.copytree(built, copy)
+    (copy / "report.md").unlink()
+    (copy / "report.md").mkdir()
+    assert main(["report", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fpgagen: error: cannot write the report (Is a directory), {copy / 'report.md'}"), err
+    assert not [p.name for p in copy.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+def test_report_styles_say_where_the_code_holds_the_arrays():
+    """thr_style=bram on a binary-search threshold unit whose stages are too shallow for a BRAM: the C++ holds
+    them in LUTRAM (and registers), and the report says that, not 'thr=bram'."""
+    import numpy as np
+
+    from fpgagen.ir import MVAU
+    from fpgagen.report import _styles, memory_figures
+
+    rng = np.random.default_rng(0)
+    m = MVAU("c0", (10, 10, 36), (10, 10, 8), "UINT2", "UINT2", weights=rng.integers(-8, 8, (8, 36)),
+             thresholds=np.sort(rng.integers(-40, 40, (8, 3)), axis=1), weight_dtype="INT4", acc_dtype="INT10")
+    m.pe, m.simd, m.mem_style, m.thr_style, m.thr_mode = 2, 4, "bram", "bram", "search"
+    figures = memory_figures(m.memories())
+    held = sorted({a["storage"] for a in figures["arrays"] if a["name"].startswith("thr")})
+    assert "bram" not in held
+    text = _styles({"styles": m.styles(), "memories": figures})
+    assert f"thr={'+'.join(held)}" in text and "thr=bram" not in text and "mem=bram" in text

@@ -282,7 +282,9 @@ def test_stream_round_trip_with_token(no_leaks):
         hello, _ = protocol.read_message(good)
         assert hello == {"protocol": "fpgagen-stream", "version": 1, "model": "m", "token_required": True}
         bad = _connect(server.port, "guess")
-        assert bad.recv(100) == b""  # dropped without a hello
+        refusal, _ = protocol.read_message(bad)  # told why instead of a hello, then dropped
+        assert refusal == {"protocol": "fpgagen-stream", "version": 1, "refused": "wrong token"}
+        assert bad.recv(100) == b""
         _wait(lambda: server.viewers == 1)
         sent = [_result(i) for i in range(3)]
         for r in sent:
@@ -609,3 +611,147 @@ def test_a_general_input_quantizer_goes_through_the_float_path(tmp_path):
     got = ReferenceBackend(acc).infer(frames)
     want = acc.reference_stream(acc.quantize_input(frames.transpose(0, 3, 1, 2).astype(np.float32) / 255))
     assert np.array_equal(got, want)
+
+
+def test_detect_keeps_every_result_when_names_collide(tiny, tmp_path, capsys):
+    """dupA/img.png and dupB/img.png, x.jpg and x.png, and one file given twice: one entry and one annotated
+    PNG each, nothing overwritten."""
+    from fpgagen.cli import main
+
+    frames = moving_frames(4, size=(80, 100))
+    for sub, name, img in (("dupA", "img.png", frames[0]), ("dupB", "img.png", frames[1]), ("c", "x.jpg", frames[2]),
+                           ("c", "x.png", frames[3])):
+        (tmp_path / sub).mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / sub / name), img)
+    inputs = [str(tmp_path / p) for p in ("dupA/img.png", "dupB/img.png", "c/x.jpg", "c/x.png", "c/x.png")]
+    out = tmp_path / "out"
+    assert main(["detect", *inputs, "-o", str(out), "--accelerator", str(tiny.build_dir),
+                 "--backend", "reference"]) == 0, capsys.readouterr().err
+    found = json.loads((out / "detections.json").read_text())
+    assert list(found) == ["dupA/img.png", "dupB/img.png", "c/x.jpg", "c/x.png", "c/x.png#2"]
+    pngs = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert pngs == ["c/x.png", "c/x_png.png", "c/x_png_2.png", "dupA/img.png", "dupB/img.png"]
+    # unique file names stay plain file names, as before
+    assert main(["detect", inputs[0], inputs[2], "-o", str(tmp_path / "o2"), "--accelerator", str(tiny.build_dir),
+                 "--backend", "reference"]) == 0
+    assert list(json.loads((tmp_path / "o2" / "detections.json").read_text())) == ["img.png", "x.jpg"]
+
+
+def test_serve_save_keeps_only_the_newest_frames(tiny, tmp_path, capsys, no_leaks):
+    from fpgagen.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, img in enumerate(moving_frames(3, size=(80, 100))):
+        cv2.imwrite(str(folder / f"f{i}.png"), img)
+    save = tmp_path / "save"
+    assert main(["serve", str(tiny.build_dir), "--images", str(folder), "--loop", "--max-frames", "12",
+                 "--save", str(save), "--save-max", "2", "--port", "0", "--http-port", "-1", "--backend",
+                 "reference", "--metrics-every", "0"]) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in save.glob("*.png")) == ["f1.png", "f2.png"]  # the newest two of f0 f1 f2 f0 ...
+    assert list(json.loads((save / "detections.json").read_text())) == ["f1.png", "f2.png"]
+    sink = FileSink(tmp_path / "many", keep=3)
+    Pipeline(Arrays(moving_frames(10)), _detector(tiny), [sink], metrics_every=0, log=lambda m: None).run()
+    assert len(list((tmp_path / "many").glob("*.png"))) == 3 and sink.removed == 7 and len(sink.detections) == 3
+    assert main(["serve", "--images", str(folder), "--save-max", "-1"]) == 2
+    assert "--save-max" in capsys.readouterr().err
+
+
+def test_view_names_a_refused_token_and_a_missing_server(tmp_path, capsys, monkeypatch, no_leaks):
+    from fpgagen.cli import main
+
+    monkeypatch.delenv("FPGAGEN_TOKEN", raising=False)
+    server = StreamServer(port=0, token="s3cret", handshake_timeout=0.3, log=lambda m: None).start()
+    port = server.port
+    try:
+        for extra, why in ((["--token", "guess"], "wrong token"), ([], "no token came, and this server requires one")):
+            assert main(["view", f"127.0.0.1:{port}", "--save", str(tmp_path / "v"), "--give-up-after", "2",
+                         *extra]) == 2
+            err = capsys.readouterr().err
+            assert f"fpgagen: error: the server at 127.0.0.1:{port} refused this viewer ({why})" in err
+            assert "--token" in err and "giving up" not in err and "Traceback" not in err
+    finally:
+        server.close()
+    # closed now: nobody answers there
+    assert main(["view", f"127.0.0.1:{port}", "--save", str(tmp_path / "v"), "--give-up-after", "0.3"]) == 2
+    assert f"fpgagen: error: no 'fpgagen serve' answered at 127.0.0.1:{port} for 0.3 s" in capsys.readouterr().err
+
+
+def test_port_in_use_and_missing_dma_messages_name_the_real_options(tiny, tmp_path, monkeypatch):
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        with pytest.raises(FpgagenError) as err:
+            WebServer("127.0.0.1", taken.getsockname()[1], log=lambda m: None).start()
+    finally:
+        taken.close()
+    assert "0 for any free one, or -1 to turn the page off" in str(err.value)
+
+    (tmp_path / "design.bit").write_bytes(b"bit")
+    pynq = fake_pynq(tiny.lib)
+
+    class NoDma(pynq.Overlay):
+        def __init__(self, path):
+            super().__init__(path)
+            self.ip_dict = {"accel_0": {"type": "xilinx.com:hls:top:1.0"}}
+
+    pynq.Overlay = NoDma
+    monkeypatch.setitem(sys.modules, "pynq", pynq)
+    with pytest.raises(FpgagenError, match=r"no AXI DMA in the overlay \(its IPs: accel_0\)") as err:
+        PynqBackend(tiny, bitstream=tmp_path / "design.bit")
+    assert "--dma" not in str(err.value) and "fpgagen.hwh" in str(err.value)
+    with pytest.raises(FpgagenError, match="no IP named 'dma_x'"):
+        PynqBackend(tiny, bitstream=tmp_path / "design.bit", dma="dma_x")
+
+
+@pytest.mark.parametrize("args", [["--conf", "5"], ["--conf", "-1"], ["--conf", "0"], ["--nms-iou", "2"],
+                                  ["--nms-iou", "nan"], ["--conf", "high"]])
+def test_detect_refuses_scores_outside_zero_one(tmp_path, capsys, args):
+    from fpgagen.cli import main
+
+    assert main(["detect", str(tmp_path / "x.jpg"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fpgagen: error: argument --") and "is not a number in (0, 1" in err
+
+
+def test_face_detector_refuses_scores_outside_zero_one(tiny):
+    backend = ReferenceBackend(tiny)
+    for conf, iou in ((-1, 0.3), (5, 0.3), (0.5, 2)):
+        with pytest.raises(FpgagenError, match="use 0 < conf < 1"):
+            FaceDetector(backend, TINY_ANCHORS, conf=conf, nms_iou=iou)
+
+
+def test_detect_names_a_non_detector_and_a_missing_deploy_folder(tiny, tmp_path, capsys):
+    from fpgagen.cli import main
+
+    class Odd:
+        name, input_shape, output_shape, output_quant = "x", (40, 40, 3), (1, 1, 6), (1.0, 0.0)
+
+    with pytest.raises(FpgagenError, match="not a face detector"):
+        FaceDetector(Odd(), TINY_ANCHORS)  # was: ValueError input_size must be a multiple of 32
+    cv2.imwrite(str(tmp_path / "x.png"), moving_frames(1)[0])
+    assert main(["detect", str(tmp_path / "x.png"), "--accelerator", str(tiny.build_dir), "--backend", "reference",
+                 "--anchors", "10,14,23,27", "-o", str(tmp_path / "o")]) == 2
+    assert "is not a face detector for 2 anchor(s)" in capsys.readouterr().err
+    # on the board there is no torch to build the shipped detector with: say what to pass instead
+    assert main(["detect", str(tmp_path / "x.png"), "--backend", "pynq", "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "the pynq backend runs a bitstream, and none was given" in err and "--accelerator deploy/" in err
+
+
+def test_detect_checks_its_inputs_before_building_anything(tmp_path, capsys, monkeypatch):
+    """A typo in a path is reported at once, not after minutes of building the shipped detector."""
+    from fpgagen.cli import main
+
+    monkeypatch.setenv("FPGAGEN_CACHE", str(tmp_path / "cache"))
+    cv2.imwrite(str(tmp_path / "ok.png"), moving_frames(1)[0])
+    start = time.perf_counter()
+    assert main(["detect", str(tmp_path / "ok.png"), str(tmp_path / "typo.jpg"), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert f"fpgagen: error: no such image file: {tmp_path / 'typo.jpg'}" in err and "nothing was run" in err
+    assert not (tmp_path / "cache").exists() and time.perf_counter() - start < 10  # no build was started
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    assert main(["detect", str(tmp_path / "ok.png"), "-o", str(blocker / "out")]) == 2
+    assert "cannot create the output directory" in capsys.readouterr().err and not (tmp_path / "cache").exists()

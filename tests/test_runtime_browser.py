@@ -29,6 +29,17 @@ def _astronaut_pan(n):
     return [np.ascontiguousarray(photo[40:360, 8 * i % 160:8 * i % 160 + 320]) for i in range(n)]
 
 
+def _contrast(css_a: str, css_b: str) -> float:
+    """WCAG contrast ratio of two CSS rgb() colours (4.5 is the minimum for body text)."""
+    def luminance(css):
+        rgb = [int(v) / 255 for v in css[css.index("(") + 1:css.index(")")].split(",")[:3]]
+        lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    hi, lo = sorted((luminance(css_a), luminance(css_b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
 def test_browser_page_streams_frames_and_metrics(tmp_path):
     pytest.importorskip("playwright", reason="pip install playwright (the dev extra)")
     if not Path(CHROMIUM).exists():
@@ -52,10 +63,15 @@ def test_browser_page_streams_frames_and_metrics(tmp_path):
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page(viewport={"width": 1100, "height": 560})
-            page_errors = []
+            page_errors, requested = [], []
             # a script error would leave the page silently stale
             page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+            page.on("request", lambda req: requested.append(req.url))
             page.goto(web.url, timeout=10_000)
+            # the /detections.json link is readable on the dark page: its colour contrasts with the background
+            link, body = (page.evaluate(f"getComputedStyle(document.querySelector('{sel}')).{prop}")
+                          for sel, prop in (("a", "color"), ("body", "backgroundColor")))
+            assert _contrast(link, body) >= 4.5, (link, body)
             assert "fpgagen face detection" in page.inner_text("h1")
             page.wait_for_function("document.getElementById('status').textContent.startsWith('frame')",
                                    timeout=10_000)
@@ -85,6 +101,7 @@ def test_browser_page_streams_frames_and_metrics(tmp_path):
     finally:
         pipe.stop()
     assert not page_errors, page_errors
+    assert not [u for u in requested if "favicon" in u], requested  # no request for a missing favicon
     assert f2 > f1 and n2 > n1, (f1, f2, n1, n2)  # frames advance, metrics update
     assert px1.size > 1000 and not np.array_equal(px1, px2)  # the picture itself changes
     assert (ARTIFACTS / "browser.png").stat().st_size > 10_000

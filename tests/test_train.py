@@ -218,3 +218,70 @@ def test_eval_command_on_a_wider_fixture(tmp_path, capsys):
     assert main_eval(["--data", str(tmp_path / "nowhere")]) == 2
     assert main_train(["--size", "100", "-o", str(tmp_path / "t")]) == 2
     assert "not a multiple of 32" in capsys.readouterr().err
+
+
+def test_train_and_eval_name_bad_checkpoints_states_and_data(tmp_path, capsys):
+    """Each of these was a traceback: a checkpoint of the other kind or garbage, --init-float missing or equal to
+    the output, a damaged resume state, an empty training split, and eval on a ground truth with no face."""
+    from fpgagen.data import WiderRecord, write_wider_gt
+    from fpgagen.train.cli import main_eval, main_train
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all" * 10)
+    quant, flt = shipped_checkpoint("w4a4"), shipped_checkpoint("float")
+    out = tmp_path / "t"
+    cases = [
+        (main_eval, ["--quant", str(flt)], "a float checkpoint where a quant one is needed, --quant"),
+        (main_eval, ["--float", str(garbage)], "cannot read the checkpoint"),
+        (main_train, ["--init-float", str(quant), "-o", str(out)],
+         "a quant checkpoint where a float one is needed, --init-float"),
+        (main_train, ["--init-float", str(tmp_path / "missing.pt"), "-o", str(out)], "cannot read the checkpoint"),
+        (main_train, ["--init-float", str(out / "float.pt"), "-o", str(out)], "--init-float is this run's own output"),
+    ]
+    for main, args, fragment in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("fpgagen: error: ") and fragment in err, err
+    out.mkdir(exist_ok=True)
+    (out / "state.pt").write_bytes(b"garbage")
+    assert main_train(["--resume", "-o", str(out)]) == 2
+    assert "cannot resume: the training state is damaged" in capsys.readouterr().err
+    torch.save({"config": {"nope": 1}, "phase": "qat"}, out / "state.pt")
+    assert main_train(["--resume", "-o", str(out)]) == 2
+    assert "delete it to start over" in capsys.readouterr().err
+
+    root = tmp_path / "wider"  # ground truths with images but no face, and none at all
+    write_wider_gt([], root / "wider_face_split" / "wider_face_train_bbx_gt.txt")
+    write_wider_gt([WiderRecord("0--x/a.jpg")], root / "wider_face_split" / "wider_face_val_bbx_gt.txt")
+    assert main_train(["--data", str(root), "-o", str(tmp_path / "t2"), "--no-eval"]) == 2
+    assert "the train split holds no images" in capsys.readouterr().err
+    assert main_eval(["--data", str(root), "-o", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert "lists 1 image(s) and no face, so AP is undefined" in err and "nan" not in err
+
+
+def test_train_and_eval_help_is_wrapped_and_every_option_explained():
+    import os
+    import subprocess
+    import sys
+
+    from fpgagen.cli import _parser
+
+    sub = next(a for a in _parser()._actions if a.dest == "command").choices
+    for name in ("train", "eval", "csim", "report"):
+        bare = [a.option_strings or a.dest for a in sub[name]._actions if not a.help]
+        assert not bare, (name, bare)
+    for name in ("train", "eval"):
+        text = subprocess.run([sys.executable, "-m", "fpgagen.cli", name, "--help"], capture_output=True, text=True,
+                              env={**os.environ, "COLUMNS": "80"}).stdout
+        assert text and max(len(line) for line in text.splitlines()) <= 80, text
+
+
+def test_demo_runs_the_csimulation_in_chunks_with_progress():
+    from fpgagen.train.demo import run_in_chunks
+
+    batch = np.arange(70 * 3).reshape(70, 3)
+    lines = []
+    out = run_in_chunks(lambda b: b * 2, batch, lines.append, chunk=32)
+    assert np.array_equal(out, batch * 2)
+    assert [line.split(",")[0] for line in lines] == ["32/70 frames", "64/70 frames", "70/70 frames"]

@@ -27,9 +27,11 @@ def annotate(image: np.ndarray, det: Detections, truth: np.ndarray | None = None
         label = f"{s:.2f}"
         scale = 0.4 * thick
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        y = max(p1[1], th + 4)
-        cv2.rectangle(out, (p1[0], y - th - 4), (p1[0] + tw + 4, y), GREEN, -1)
-        cv2.putText(out, label, (p1[0] + 2, y - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
+        # the label sits on the box's top-left corner, moved inside the image where the box touches an edge
+        x = max(0, min(p1[0], out.shape[1] - tw - 5))
+        y = min(max(p1[1], th + 4), out.shape[0] - 1)
+        cv2.rectangle(out, (x, y - th - 4), (x + tw + 4, y), GREEN, -1)
+        cv2.putText(out, label, (x + 2, y - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
     return out
 
 

@@ -340,6 +340,9 @@ class Network:
             net.check_graph()
             for layer in layers:
                 layer.validate()
+        except _MissingArray as exc:
+            raise FpgagenError(f"the build directory is damaged (network.npz lacks the array '{exc.args[0]}' that "
+                               "network.json names)", str(directory), rebuild) from None
         except Exception as exc:  # any inconsistency between the two files, or a field of the wrong kind
             raise FpgagenError(f"the build directory is damaged (network.json does not describe a network: "
                                f"{type(exc).__name__} {str(exc)[:80]})", str(directory), rebuild) from None
@@ -354,6 +357,8 @@ def layer_to_doc(layer: Layer, prefix: str, arrays: dict) -> dict:
 def layer_from_doc(doc: dict, prefix: str, arrays: dict) -> Layer:
     doc = dict(doc)
     return _from_doc(KINDS[doc.pop("kind")], doc, prefix, arrays)
+class _MissingArray(KeyError):
+    """network.json names an array that network.npz does not hold."""
 
 
 def _to_doc(obj, prefix: str, arrays: dict) -> dict:
@@ -387,6 +392,8 @@ def _decode(value, hint, arrays: dict):
     if origin in (typing.Union, types.UnionType):
         return None if value is None else _decode(value, next(a for a in args if a is not type(None)), arrays)
     if isinstance(value, dict) and "array" in value:
+        if value["array"] not in arrays:
+            raise _MissingArray(str(value["array"]))
         return arrays[value["array"]]
     if hint is DataType:
         if not isinstance(value, str):

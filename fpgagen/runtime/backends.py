@@ -282,12 +282,19 @@ def find_bitstream(build_dir: Path) -> Path:
 
 
 def _find_dma(overlay, name: str | None):
+    ips = getattr(overlay, "ip_dict", {})
     if name:
-        return getattr(overlay, name)
-    for ip, info in getattr(overlay, "ip_dict", {}).items():
+        if name in ips or hasattr(overlay, name):
+            return getattr(overlay, name)
+        raise FpgagenError(f"no IP named '{name}' in the overlay (it has: {', '.join(ips) or 'none'})",
+                           "PynqBackend(dma=...)", "pass the AXI DMA's name as the .hwh lists it")
+    for ip, info in ips.items():
         if "axi_dma" in str(info.get("type", "")):
             return getattr(overlay, ip)
-    raise FpgagenError("no AXI DMA in the overlay", "pynq.Overlay.ip_dict", "pass --dma NAME (the DMA's name)")
+    raise FpgagenError(f"no AXI DMA in the overlay (its IPs: {', '.join(ips) or 'none'})",
+                       str(getattr(overlay, "path", "the bitstream")),
+                       "load the fpgagen.bit made by 'fpgagen bitstream' with its fpgagen.hwh beside it (the .hwh "
+                       "tells pynq which IPs exist); another design's .bit has no fpgagen DMA")
 
 
 def make_backend(kind: str, accelerator, **options) -> Backend:

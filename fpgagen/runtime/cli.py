@@ -42,14 +42,39 @@ def _anchors(text: str) -> list:
     return [values[i:i + 2] for i in range(0, len(values), 2)]
 
 
+def _fraction(upper_closed: bool):
+    """An argparse type: a number in (0, 1), or (0, 1] with ``upper_closed``; a score is a probability."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (0 < value < 1 or (upper_closed and value == 1)):
+            raise argparse.ArgumentTypeError(f"'{text}' is not a number in (0, {'1]' if upper_closed else '1)'}")
+        return value
+    return parse
+
+
+def _positive_int_or_zero(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number >= 0")
+    return value
+
+
 def _model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("csim", "reference", "pynq"),
                    help="pynq (the bitstream, on the board), csim (the generated C++), reference (numpy); default: "
                    "pynq on a PYNQ board, csim elsewhere")
     p.add_argument("--anchors", type=_anchors, help="w,h pairs the head was trained with (default: the build's "
                    "detector.json)")
-    p.add_argument("--conf", type=float, default=0.5, help="objectness threshold (default 0.5)")
-    p.add_argument("--nms-iou", type=float, default=0.3, help="NMS overlap threshold (default 0.3)")
+    p.add_argument("--conf", type=_fraction(upper_closed=False), default=0.5,
+                   help="objectness threshold, 0 < conf < 1 (default 0.5)")
+    p.add_argument("--nms-iou", type=_fraction(upper_closed=True), default=0.3,
+                   help="NMS overlap threshold, 0 < iou <= 1 (default 0.3; 1 keeps every box)")
     p.add_argument("--bitstream", help="pynq backend: the .bit (default: the first .bit under the build dir)")
     p.add_argument("--plain", action="store_true", help="the shipped detector's plain build (the host letterboxes "
                    "to 416x416) instead of the default one with a 640x480 camera's letterbox in the fabric")
@@ -81,13 +106,24 @@ def add_detect_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_detect(args) -> int:
+    from ..errors import FpgagenError
     from .pipeline import Pipeline
     from .sinks import FileSink
     from .sources import ImageFiles
 
     source = ImageFiles(args.images)
+    # before a build that may take minutes: every input is there and the output directory can be made
+    missing = [str(p) for p in source.paths if not p.is_file()]
+    if missing:
+        raise FpgagenError(f"no such image file{'s' if len(missing) > 1 else ''}: {', '.join(missing[:5])}"
+                           + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""), "fpgagen detect",
+                           "check the paths (nothing was run)")
+    try:
+        sink = FileSink(args.out, images=not args.no_images)
+    except OSError as exc:
+        raise FpgagenError(f"cannot create the output directory ({exc.strerror or exc})", f"-o {args.out}",
+                           "pass a writable directory") from None
     detector = _load(args, args.accelerator)
-    sink = FileSink(args.out, images=not args.no_images)
     start = time.perf_counter()
     pipeline = Pipeline(source, detector, [sink], batch=args.batch, metrics_every=0, log=_log)
     metrics = pipeline.run()
@@ -125,7 +161,10 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="shared token viewers must send first (default $FPGAGEN_TOKEN; none)")
     p.add_argument("--preview-fps", type=float, default=10.0, help="JPEG previews per second (default 10; "
                    "detections go out for every frame)")
-    p.add_argument("--save", help="also write annotated PNGs and detections.json here")
+    p.add_argument("--save", help="also write annotated PNGs and detections.json here (the newest --save-max frames)")
+    p.add_argument("--save-max", type=_positive_int_or_zero, default=500, metavar="N",
+                   help="--save keeps only the newest N frames, deleting older PNGs as it goes (default 500, "
+                   "about 250 MB at 640x480; 0 = no limit)")
     p.add_argument("--metrics-json", help="write the metrics here (periodically and at the end)")
     p.add_argument("--metrics-every", type=float, default=5.0, help="print metrics every N s (default 5; 0 = off)")
     p.add_argument("--queue", type=int, default=2, help="frames each queue holds (default 2)")
@@ -165,7 +204,7 @@ def run_serve(args) -> int:
             s.close()
         raise
     if args.save:
-        sinks.append(FileSink(args.save))
+        sinks.append(FileSink(args.save, keep=args.save_max or None))
     if args.metrics_json:
         sinks.append(CallbackSink(_metrics_writer(Path(args.metrics_json), args.metrics_every or 5.0),
                                   wants_image=False))
@@ -228,4 +267,9 @@ def run_view(args) -> int:
     frames = viewer.run()
     _log(f"fpgagen view: {frames} frame(s), {viewer.images} image(s), {viewer.connections} connection(s)"
          + (f"; saved in {args.save}" if args.save else ""))
+    if viewer.gave_up and not viewer.connections:
+        from ..errors import FpgagenError
+
+        raise FpgagenError(f"no 'fpgagen serve' answered at {host}:{port} for {args.give_up_after:g} s",
+                           "fpgagen view", "start 'fpgagen serve' there, or check the address and port")
     return 0

@@ -71,9 +71,19 @@ class FaceDetector:
         if h != w or c != 3:
             raise FpgagenError(f"an accelerator input of {w}x{h}x{c}", repr(backend),
                                "the face detector takes square RGB frames (LPYOLO at a multiple of 32)")
+        out_shape = tuple(getattr(backend, "output_shape", ()) or ())
+        n_anchors = len(np.asarray(anchors, np.float64).reshape(-1, 2))
+        if h % 32 or (out_shape and out_shape != (h // 32, w // 32, n_anchors * 6)):
+            raise FpgagenError(f"an accelerator of input {w}x{h}x{c} and output {list(out_shape)} is not a face "
+                               f"detector for {n_anchors} anchor(s)", repr(backend),
+                               f"the face detector is LPYOLO-shaped: input a multiple of 32, output (H/32, W/32, "
+                               f"6 x anchors) = {[h // 32, w // 32, n_anchors * 6]}; check --accelerator and --anchors")
         if backend.output_quant is None:
             raise FpgagenError("an output that is not one per-tensor quantizer", repr(backend),
                                "the detector decodes LPYOLO's QuantHardTanh codes")
+        if not (0 < conf < 1) or not (0 < nms_iou <= 1):
+            raise FpgagenError(f"conf={conf!r}, nms_iou={nms_iou!r}", "FaceDetector",
+                               "use 0 < conf < 1 (objectness) and 0 < nms_iou <= 1")
         self.backend, self.size = backend, h
         self.anchors = np.asarray(anchors, np.float64).reshape(-1, 2)
         self.detector = Detector(DetectBackend(self._run_nchw, backend.output_quant, backend.name), self.anchors,
@@ -189,8 +199,14 @@ def shipped_face_build(board: str = "pynq_z2", log=print, camera: str | None = D
     if build_dir.exists():
         log(f"fpgagen: rebuilding the cached face detector ({problem}): {build_dir}")
         shutil.rmtree(build_dir, ignore_errors=True)
-    log(f"fpgagen: building the shipped face detector for {board} once (about 30 s); cached in {build_dir}")
-    from fpgagen.train.model import load_checkpoint
+    log(f"fpgagen: building the shipped face detector for {board} once (about 1 min on 2 cores: export, fold, "
+        f"generate, compile and verify the C-simulation); cached in {build_dir}")
+    try:
+        from fpgagen.train.model import load_checkpoint
+    except ImportError as exc:  # e.g. on the board, where only the runtime is installed
+        raise FpgagenError(f"building the shipped face detector needs torch and brevitas ({exc})",
+                           "the shipped face detector", "build it on a PC (fpgagen detect there, or fpgagen "
+                           "bitstream for the board) and pass its folder with --accelerator") from None
 
     start = time.perf_counter()
     tmp = build_dir.with_name(f"{build_dir.name}.{os.getpid()}.tmp")
@@ -199,7 +215,8 @@ def shipped_face_build(board: str = "pynq_z2", log=print, camera: str | None = D
     # The model file lies beside the build, not in it: a build replaces its directory whole.
     onnx = fpgagen.export(model, tmp.with_suffix(".onnx"), input_shape=(1, 3, 416, 416))
     try:
-        fpgagen.build(onnx, board=board, out_dir=tmp, log=lambda m: None, camera=camera)  # verified C-sim == ref
+        fpgagen.build(onnx, board=board, out_dir=tmp, log=lambda m: log(f"fpgagen:   {m}"),  # verified, with progress
+                      camera=camera)
     finally:
         Path(onnx).unlink(missing_ok=True)
     write_detector_json(tmp, info["anchors"], 416, source=ckpt.name)
@@ -211,6 +228,28 @@ def shipped_face_build(board: str = "pynq_z2", log=print, camera: str | None = D
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"fpgagen: face detector built in {time.perf_counter() - start:.0f} s")
     return build_dir
+
+
+def copy_verified_build(src: Path, dst: Path, log=print) -> Path:
+    """``dst`` as a copy of the verified build ``src`` (its manifest checked), kept when it already holds that
+    build (the same manifest): 'make bitstream' and 'make demo' reuse the cached shipped detector this way
+    instead of building it again. What was added to ``dst`` since (vivado/, deploy/) stays while it is current."""
+    problem = verify_manifest(src)
+    if problem is not None:
+        raise FpgagenError(f"the build to copy is damaged ({problem})", str(src), "delete it and run again")
+    same = (dst / MANIFEST).is_file() and (dst / MANIFEST).read_bytes() == (src / MANIFEST).read_bytes()
+    if same and verify_manifest(dst) is None:
+        log(f"reusing {dst} (the verified build of {src.name})")
+        return dst
+    if dst.exists() and not (dst / "network.json").is_file() and any(dst.iterdir()):
+        raise FpgagenError("the folder holds files and is not an fpgagen build", str(dst), "move it away first")
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.rename(dst)
+    log(f"copied the verified build {src} to {dst}")
+    return dst
 
 
 def write_detector_json(build_dir: Path, anchors, input_size: int, source: str = "") -> None:
@@ -232,6 +271,10 @@ def load_face_detector(build_dir: str | Path | None = None, backend: str | None 
     """The detector on ``backend`` (default: pynq on a board, csim elsewhere). ``build_dir`` None: the shipped
     face detector, built with ``camera``'s letterbox in the fabric (None: the plain build). Anchors: ``anchors``,
     else the build's detector.json, else an error (never a silent default)."""
+    if build_dir is None and backend == "pynq":  # on the board: no torch to build with, and no bitstream to find
+        raise FpgagenError("the pynq backend runs a bitstream, and none was given", "--backend pynq",
+                           "pass the deploy folder 'fpgagen bitstream' wrote (build/<net>/deploy/, copied to the "
+                           "board), e.g. 'fpgagen detect photo.jpg --accelerator deploy/ --backend pynq'")
     build_dir = shipped_face_build(log=log, camera=camera) if build_dir is None else Path(build_dir)
     if not (build_dir / "network.json").is_file() and read_runtime_spec(build_dir) is None:
         raise FpgagenError("not an fpgagen build directory (no network.json)", str(build_dir),
@@ -240,6 +283,8 @@ def load_face_detector(build_dir: str | Path | None = None, backend: str | None 
     anchors = anchors if anchors is not None else read_anchors(build_dir)
     if anchors is None:
         raise FpgagenError("the anchors the head was trained with are unknown", str(build_dir / DETECTOR_JSON),
-                           "pass --anchors w,h,w,h,w,h (for the paper's WIDER model: 10,14,23,27,37,58)")
+                           "pass --anchors w,h,w,h,w,h, the ones the head was trained with (a checkpoint of "
+                           "'fpgagen train' stores them), or rebuild with 'make bitstream' / 'fpgagen detect' that "
+                           "write detector.json")
     return FaceDetector(make_backend(backend or default_backend(), build_dir, **backend_options), anchors,
                         conf=conf, nms_iou=nms_iou)

@@ -143,9 +143,11 @@ class StreamServer:
             try:
                 meta, _ = protocol.read_message(v.sock, max_json=4096, max_jpeg=0)
             except (protocol.ProtocolError, OSError) as exc:
+                self._refuse(v, "no token came, and this server requires one")
                 self._drop(v, f"no token message ({exc})")
                 return False
             if not hmac.compare_digest(str(meta.get("token", "")).encode(), self.token.encode()):
+                self._refuse(v, "wrong token")
                 self._drop(v, "wrong token")
                 return False
         v.sock.settimeout(self.send_timeout)
@@ -201,6 +203,14 @@ class StreamServer:
                     continue
                 self._drop(v, "disconnected" if not data else
                            f"sent {len(data)} bytes (protocol v{protocol.VERSION} viewers only listen)")
+
+    def _refuse(self, v: _Viewer, why: str) -> None:
+        """Tell a refused viewer why (one message, the hello's protocol and version plus "refused"), so it can
+        say so instead of retrying as if no server were there."""
+        try:
+            v.sock.sendall(protocol.encode(protocol.hello(refused=why)))
+        except OSError:
+            pass
 
     def _drop(self, v: _Viewer, why: str | None) -> None:
         with v.cond:

@@ -7,6 +7,7 @@ with OpenCV, which turns greyscale and 16-bit images into 8-bit RGB.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -54,12 +55,30 @@ def expand_paths(paths) -> list[Path]:
     return out
 
 
+def unique_names(paths: list[Path]) -> list[str]:
+    """What each image is called in detections.json and the annotated file names: its file name, or, when two
+    inputs share one (dupA/img.png and dupB/img.png), its path relative to the inputs' common folder; the same
+    file given twice gets '#2', '#3', ... So no result ever overwrites another."""
+    names = [p.name for p in paths]
+    if len(set(names)) < len(names):
+        resolved = [p.resolve() for p in paths]
+        root = Path(os.path.commonpath([str(r.parent) for r in resolved]))
+        names = [r.relative_to(root).as_posix() for r in resolved]
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return out
+
+
 class ImageFiles:
     """Image files (or folders of them), read one at a time. Not live unless paced at ``fps`` (then, like a
     camera, the oldest waiting frame is dropped when the pipeline falls behind); ``loop`` replays them."""
 
     def __init__(self, paths, fps: float | None = None, loop: bool = False, max_frames: int | None = None):
         self.paths = expand_paths(paths)
+        self.names = unique_names(self.paths)
         self.fps, self.loop, self.max_frames = fps, loop, max_frames
         self.live = bool(fps)
 
@@ -68,7 +87,7 @@ class ImageFiles:
         next_t = time.perf_counter()
         i = 0
         while self.max_frames is None or i < self.max_frames:
-            path = self.paths[i % len(self.paths)]
+            path, name = self.paths[i % len(self.paths)], self.names[i % len(self.paths)]
             if stop.is_set() or (i >= len(self.paths) and not self.loop):
                 return
             if period:
@@ -78,9 +97,9 @@ class ImageFiles:
                 next_t = max(next_t + period, time.perf_counter() - period)
             start = time.perf_counter()
             try:
-                yield Frame(i, path.name, read_image(path), start)
+                yield Frame(i, name, read_image(path), start)
             except FpgagenError as exc:
-                yield Frame(i, path.name, None, start, error=str(exc))
+                yield Frame(i, name, None, start, error=str(exc))
             i += 1
 
 

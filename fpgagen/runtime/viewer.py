@@ -46,7 +46,7 @@ class Viewer:
         if self.save:
             self.save.mkdir(parents=True, exist_ok=True)
         self.frames = self.images = self.connections = 0
-        self.stopped = False
+        self.stopped = self.gave_up = False
 
     def _connect(self) -> socket.socket:
         sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
@@ -54,6 +54,11 @@ class Viewer:
             sock.sendall(protocol.encode({"token": self.token}))
         meta, _ = protocol.read_message(sock)
         protocol.check_hello(meta)
+        if meta.get("refused"):
+            sock.close()
+            raise FpgagenError(f"the server at {self.host}:{self.port} refused this viewer ({meta['refused']})",
+                               "fpgagen view --token", "pass the token 'fpgagen serve' was started with (--token "
+                               "or $FPGAGEN_TOKEN)")
         self.connections += 1
         self.log(f"fpgagen view: connected to {self.host}:{self.port} ({json.dumps(meta)})")
         return sock
@@ -69,6 +74,7 @@ class Viewer:
                     if self.give_up_after is not None and time.monotonic() - lost_since > self.give_up_after:
                         self.log(f"fpgagen view: no server at {self.host}:{self.port} for {self.give_up_after:g} s "
                                  f"({exc}); giving up")
+                        self.gave_up = True
                         break
                     time.sleep(self.retry)
                     continue

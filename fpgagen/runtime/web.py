@@ -18,6 +18,7 @@ BOUNDARY = "fpgagenframe"
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>fpgagen face detection</title>
+<link rel="icon" href="data:,">
 <style>
  body { font-family: system-ui, sans-serif; margin: 16px; background: #111; color: #ddd; }
  h1 { font-size: 18px; margin: 0 0 8px; } #wrap { display: flex; gap: 20px; flex-wrap: wrap; }
@@ -25,6 +26,7 @@ PAGE = """<!doctype html>
  table { border-collapse: collapse; font-size: 13px; } td, th { padding: 2px 10px; text-align: right; }
  th { color: #9c9; } td:first-child, th:first-child { text-align: left; } #status { color: #9c9; }
  pre { font-size: 12px; background: #1a1a1a; padding: 6px; max-height: 240px; overflow: auto; }
+ a { color: #8cf; } a:visited { color: #c9f; }
 </style></head><body>
 <h1>fpgagen face detection: __TITLE__</h1>
 <div id="wrap">
@@ -168,7 +170,8 @@ class WebServer:
             self._httpd = _Server((self.host, self.requested_port), self.state, self.title, self.send_timeout)
         except OSError as exc:
             raise FpgagenError(f"cannot listen on {self.host}:{self.requested_port} ({exc.strerror})",
-                               "fpgagen serve --http-port", "pick another port, or 0 to turn the page off") from None
+                               "fpgagen serve --http-port",
+                               "pick another port, 0 for any free one, or -1 to turn the page off") from None
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="fpgagen-http", daemon=True)
         self._thread.start()

@@ -54,17 +54,25 @@ def make_main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     camera = None if args.camera.lower() in ("", "none", "plain") or args.model else args.camera
     try:
-        model = Path(args.model) if args.model else _export_face_detector(Path(args.out))
-        build_dir = Path(args.out) / (model.stem + (f"_{camera.replace(':', '_')}" if camera else ""))
-        if (build_dir / "network.json").is_file() and (build_dir / "network.json").stat().st_mtime >= \
-                model.stat().st_mtime:
-            print(f"[make bitstream] reusing the build in {build_dir} (newer than {model})", file=sys.stderr)
-        else:
-            import fpgagen
+        if args.model:
+            model = Path(args.model)
+            build_dir = Path(args.out) / model.stem
+            if (build_dir / "network.json").is_file() and model.is_file() and \
+                    (build_dir / "network.json").stat().st_mtime >= model.stat().st_mtime:
+                print(f"[make bitstream] reusing the build in {build_dir} (newer than {model})", file=sys.stderr)
+            else:
+                import fpgagen
 
-            if not model.is_file():
-                raise FpgagenError("model file not found", str(model), "pass MODEL=path/to/model.onnx")
-            fpgagen.build(model, board=args.board, out_dir=build_dir, camera=camera)
+                if not model.is_file():
+                    raise FpgagenError("model file not found", str(model), "pass MODEL=path/to/model.onnx")
+                fpgagen.build(model, board=args.board, out_dir=build_dir)
+        else:  # the shipped face detector: one verified build (the one 'fpgagen detect' caches), copied here
+            from ..runtime.model import copy_verified_build, shipped_face_build
+
+            log = lambda m: print(f"[make bitstream] {m}", file=sys.stderr)  # noqa: E731
+            name = FACE_NAME + (f"_{camera.replace(':', '_')}" if camera else "")
+            build_dir = copy_verified_build(shipped_face_build(board=args.board, log=log, camera=camera),
+                                            Path(args.out) / name, log)
         ns = argparse.Namespace(build_dir=str(build_dir), board=args.board, docker=args.docker, cosim=args.cosim)
         return bitstream_command(ns)
     except FpgagenError as exc:
@@ -72,20 +80,7 @@ def make_main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _export_face_detector(out: Path):
-    """The shipped W4A4 LPYOLO face detector as QONNX at 416x416 (as `make demo` builds it); kept if present."""
-    from ..train.model import load_checkpoint, shipped_checkpoint
-
-    ckpt = shipped_checkpoint("w4a4")
-    model, info = load_checkpoint(ckpt)
-    name = f"lpyolo_w{info['weight_bits']}a{info['act_bits']}_face"
-    onnx = out / f"{name}.onnx"
-    if onnx.is_file() and onnx.stat().st_mtime >= ckpt.stat().st_mtime:
-        return onnx
-    import fpgagen
-
-    out.mkdir(parents=True, exist_ok=True)
-    return Path(fpgagen.export(model, onnx, input_shape=(1, 3, 416, 416)))
+FACE_NAME = "lpyolo_w4a4_face"  # build/<this>: the shipped detector's build, with detector.json (its anchors)
 
 
 if __name__ == "__main__":

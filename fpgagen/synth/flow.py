@@ -27,8 +27,12 @@ from ..packing import StreamGeometry
 from ..runtime.dma import transfer_bytes
 
 DOCKER_IMAGE = os.environ.get("FPGAGEN_DOCKER_IMAGE", "fpgagen-xilinx:2022.1")
-# PYNQ-Z2 board files as Vivado names them (TUL's board files, also in Xilinx's board store).
-BOARD_PARTS = {"pynq_z2": "tul.com.tw:pynq-z2:part0:*"}
+# Board files as Vivado names them, for a board.yaml without a vivado.board_part (both shipped boards have one).
+BOARD_PARTS = {"pynq_z2": "tul.com.tw:pynq-z2:part0:*", "pynq_z1": "www.digilentinc.com:pynq-z1:part0:*"}
+
+
+def board_part_pattern(board: dict) -> str | None:
+    return (board.get("vivado") or {}).get("board_part") or BOARD_PARTS.get(board["name"])
 HLS_INSTALL_GLOBS = ["/tools/Xilinx/Vitis_HLS/*/bin", "/opt/Xilinx/Vitis_HLS/*/bin", "/tools/Xilinx/Vitis/*/bin",
                      "/opt/Xilinx/Vitis/*/bin"]
 VIVADO_INSTALL_GLOBS = ["/tools/Xilinx/Vivado/*/bin", "/opt/Xilinx/Vivado/*/bin"]
@@ -47,9 +51,10 @@ def dma_length_width(frame_bytes: int) -> int:
 
 def render_block_design(out_dir: Path, top: str, io: StreamGeometry, board: dict, ip_repo: str) -> Path:
     """Write out_dir/block_design.tcl for the board (PS7, AXI DMA on HP0, the HLS IP, status FIFO)."""
-    if board["name"] not in BOARD_PARTS:
-        raise FpgagenError(f"no block design for board '{board['name']}'", "fpgagen bitstream",
-                           f"supported: {', '.join(BOARD_PARTS)}")
+    pattern = board_part_pattern(board)
+    if pattern is None:
+        raise FpgagenError(f"no block design for board '{board['name']}' (its board.yaml names no vivado.board_part)",
+                           "fpgagen bitstream", f"supported: {', '.join(BOARD_PARTS)}")
     from ..codegen import TEMPLATE_DIR  # templates/hls; the Vivado templates sit beside it
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR.parent / "vivado")),
@@ -58,7 +63,9 @@ def render_block_design(out_dir: Path, top: str, io: StreamGeometry, board: dict
     available = {"LUT": board["resources"]["LUT"], "FF": board["resources"]["FF"],
                  "BRAM36": board["resources"]["BRAM18"] // 2, "DSP": board["resources"]["DSP"]}
     text = env.get_template("block_design.tcl.j2").render(
-        net_name=top.removesuffix("_top"), top=top, io=io, board=board, board_part_pattern=BOARD_PARTS[board["name"]],
+        net_name=top.removesuffix("_top"), top=top, io=io, board=board, board_part_pattern=pattern,
+        board_title=board.get("title", board["name"]),
+        board_files=(board.get("vivado") or {}).get("board_files", f"the {board['name']} board files"),
         ip_repo=ip_repo, length_width=length_width, hp_port="HP0", available=available)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "block_design.tcl"
@@ -367,7 +374,9 @@ def next_steps(ctx: dict) -> str:
     return (f"with Vitis HLS and Vivado 2022.1+ on PATH (source <Xilinx>/Vivado/2022.1/settings64.sh), run "
             f"'fpgagen bitstream {b}', or by hand: 'cd {h} && {cosim}vitis_hls -f run_hls.tcl' then "
             f"'cd {v} && vivado -mode batch -notrace -source block_design.tcl'; or in Docker: "
-            f"'make docker-image XILINX_INSTALLER=/path/to/installer.bin' then 'fpgagen bitstream {b} --docker'")
+            f"'make docker-image XILINX_INSTALLER=/path/to/FPGAs_AdaptiveSoCs_Unified_2022.1_....tar.gz' (the "
+            f"full-product .tar.gz or its extracted folder, not the web installer; see docker/README.md) then "
+            f"'fpgagen bitstream {b} --docker'")
 
 
 def bitstream(build_dir: str | Path, board: str | None = None, use_docker: bool = False, cosim: bool | None = None,
@@ -440,8 +449,10 @@ def _docker_runner(build_dir: Path, env: dict):
 
 DEPLOY_README = """# fpgagen deploy folder for {net} on {board}
 
-Copy this folder to the PYNQ-Z2 (a PYNQ 3.0.x SD image; PYNQ 4 dropped the Z2, and its own `pynq` must be used:
-never `pip install pynq` there), e.g. `scp -r deploy xilinx@pynq:/home/xilinx/jupyter_notebooks/fpgagen`.
+Copy this folder to the {title} (a PYNQ 3.0.x SD image; PYNQ 4 dropped the Z1 and Z2, and the image's own `pynq`
+must be used: never `pip install pynq` there) under the image's Jupyter root, `/home/xilinx/jupyter_notebooks`, e.g.
+`scp -r deploy xilinx@pynq:/home/xilinx/jupyter_notebooks/fpgagen` (password `xilinx`; or drag the folder into
+Jupyter's file browser at http://pynq:9090). The notebook then shows up in Jupyter under `fpgagen/`.
 
 Install the runtime, once, on the board (in a Jupyter terminal, or as root with the image's `pynq-venv` active):
 
@@ -465,7 +476,21 @@ OpenCV (`cv2`); on an image without one: `pip3 install opencv-python-headless`. 
   instead of the IR (see the README's "Host runtime").
 - `report.md`: fpgagen's estimates beside the Vitis HLS and Vivado figures.
 - `{wheel}`: the runtime wheel above (`make runtime-wheel` writes the same on the PC).
+- `face_detect.ipynb` and `sample.jpg`: the notebook and the photo it detects faces in when there is no camera.
 """
+
+
+SAMPLE_PHOTO = "sample.jpg"
+
+
+def write_sample_photo(path: Path) -> Path:
+    """scikit-image's astronaut (NASA's portrait of Eileen Collins, public domain), never trained or tuned on, as
+    the notebook's sample frame: the board image has neither scikit-image nor, often, a camera."""
+    import cv2
+    import skimage.data
+
+    cv2.imwrite(str(path), cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return path
 
 
 def write_deploy(ctx: dict) -> Path:
@@ -481,8 +506,11 @@ def write_deploy(ctx: dict) -> Path:
     from ..board import BOARDS_DIR
 
     notebook = BOARDS_DIR / ctx["board"]["name"] / "notebooks" / "face_detect.ipynb"
+    if not notebook.is_file():  # one notebook serves every PYNQ board: it reads runtime.json, not the board
+        notebook = BOARDS_DIR / "pynq_z2" / "notebooks" / "face_detect.ipynb"
     if notebook.is_file():
         shutil.copy2(notebook, deploy / notebook.name)
+    write_sample_photo(deploy / SAMPLE_PHOTO)  # the notebook's first frame where the board has no camera
     estimates = (build_dir / "report.md").read_text() if (build_dir / "report.md").is_file() else ""
     synth = (build_dir / "synth_report.md").read_text()
     (deploy / "report.md").write_text(estimates + "\n" + synth)
@@ -490,8 +518,8 @@ def write_deploy(ctx: dict) -> Path:
 
     wheel = build_runtime_wheel(deploy, log=lambda msg: None)
     (deploy / "README.md").write_text(DEPLOY_README.format(net=ctx["acc"].net.name, board=ctx["board"]["name"],
-                                                           wheel=wheel.name,
-                                                           notebook_name=notebook.name))
+                                                           wheel=wheel.name, notebook_name=notebook.name,
+                                                           title=ctx["board"].get("title", ctx["board"]["name"])))
     (deploy / "deploy.json").write_text(json.dumps({"top": ctx["top"], "geometry": ctx["io"].to_dict()}, indent=1))
     from ..runtime.backends import write_deploy_files
 

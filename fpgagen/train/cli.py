@@ -87,18 +87,23 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"{BIT_RANGE[0]}..{BIT_RANGE[1]} (default {d['act_bits']})")
     p.add_argument("--size", type=_int_in(32, 4096, multiple=32), default=d["size"],
                    help=f"training input size, a multiple of 32 (default {d['size']})")
-    p.add_argument("--batch", type=_int_in(1), default=d["batch"])
+    p.add_argument("--batch", type=_int_in(1), default=d["batch"], help=f"images per step (default {d['batch']})")
     p.add_argument("--float-iters", type=_int_in(0), default=d["float_iters"],
-                   help="iterations of float pre-training")
+                   help=f"iterations of float pre-training (default {d['float_iters']})")
     p.add_argument("--qat-iters", type=_int_in(0), default=d["qat_iters"],
-                   help="iterations of quantization-aware training")
-    p.add_argument("--lr-float", type=positive_float, default=d["lr_float"])
-    p.add_argument("--lr-qat", type=positive_float, default=d["lr_qat"])
+                   help=f"iterations of quantization-aware training (default {d['qat_iters']})")
+    p.add_argument("--lr-float", type=positive_float, default=d["lr_float"],
+                   help=f"peak learning rate of the float phase (default {d['lr_float']:g})")
+    p.add_argument("--lr-qat", type=positive_float, default=d["lr_qat"],
+                   help=f"peak learning rate of quantization-aware training (default {d['lr_qat']:g})")
     p.add_argument("--anchors", type=_anchors, help="w,h pairs in pixels at the deployed size (default: "
                    "16,19,40,47,100,118 for the synthetic set, LPYOLO's 10,14,23,27,37,58 for WIDER)")
-    p.add_argument("--train-images", type=_int_in(1), default=d["train_images"], help="synthetic training images")
-    p.add_argument("--seed", type=_int_in(0), default=d["seed"])
-    p.add_argument("--threads", type=_int_in(1, 1024), default=d["threads"], help="torch CPU threads")
+    p.add_argument("--train-images", type=_int_in(1), default=d["train_images"],
+                   help=f"synthetic training images (default {d['train_images']})")
+    p.add_argument("--seed", type=_int_in(0), default=d["seed"],
+                   help=f"seed of the weights, batches and augmentation (default {d['seed']})")
+    p.add_argument("--threads", type=_int_in(1, 1024), default=d["threads"],
+                   help=f"torch CPU threads (default {d['threads']})")
     p.add_argument("--init-float", help="skip the float phase: start QAT from this float checkpoint")
     p.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
     p.add_argument("--no-eval", action="store_true", help="skip the AP evaluation at the end")
@@ -168,12 +173,19 @@ def eval_command(args) -> int:
 
     quant = Path(args.quant_ckpt) if args.quant_ckpt else shipped_checkpoint("w4a4")
     flt = Path(args.float_ckpt) if args.float_ckpt else shipped_checkpoint("float")
-    _, info = load_checkpoint(quant)
+    _, info = load_checkpoint(quant, kind="quant", where="--quant")
+    load_checkpoint(flt, kind="float", where="--float")  # a wrong or damaged one is named before the long part
     quant_label = f"W{info['weight_bits']}A{info['act_bits']}"
     root = Path(args.data) if args.data else synthetic.ensure(
         SyntheticConfig(**info["meta"].get("synthetic", {})), splits=("val",),
         log=lambda m: print(m, file=sys.stderr))
     ds = WiderFace(root, args.split, limit=args.limit)
+    if not sum(len(rec.boxes) for rec in ds.records):  # AP is undefined (0/0), never a "+nan ... NOT met"
+        from ..data.wider import gt_file
+        from ..errors import FpgagenError
+
+        raise FpgagenError(f"the ground truth lists {len(ds)} image(s) and no face, so AP is undefined",
+                           str(gt_file(root, args.split)), "evaluate on a split whose ground truth holds faces")
     results = evaluate_checkpoints({"float": flt, quant_label: quant}, ds, args.size,
                                    log=lambda m: print(m, file=sys.stderr))
     out = Path(args.out)

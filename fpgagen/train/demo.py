@@ -29,6 +29,16 @@ SIZE = 416
 DRAW_CONF = 0.5  # fixed a priori (objectness above one half); not tuned on any image
 
 
+def run_in_chunks(run, batch: np.ndarray, log, chunk: int = 32) -> np.ndarray:
+    """``run(batch)`` a chunk at a time, logging frames done and seconds so far (the demo's C-simulation of 302
+    frames takes minutes); the result equals one call's."""
+    t0, parts = time.perf_counter(), []
+    for start in range(0, len(batch), chunk):
+        parts.append(run(batch[start:start + chunk]))
+        log(f"{start + len(parts[-1])}/{len(batch)} frames, {time.perf_counter() - t0:.0f} s")
+    return np.concatenate(parts)
+
+
 def _filter(det: Detections, conf: float) -> Detections:
     keep = det.scores > conf
     return Detections(det.boxes[keep], det.scores[keep])
@@ -49,8 +59,16 @@ def run_demo(board: str = "pynq_z2", out: str | Path = "build/demo", eval_images
     label = f"W{info['weight_bits']}A{info['act_bits']}"
     name = f"lpyolo_{label.lower()}_face"
     log(f"[demo] checkpoint {ckpt} ({label}, trained on {info['meta'].get('data', '?')})")
-    onnx = fpgagen.export(model, out / f"{name}.onnx", input_shape=(1, 3, SIZE, SIZE))
-    acc = fpgagen.build(onnx, board=board, out_dir=out / name)
+    from ..runtime.model import copy_verified_build, shipped_face_build, write_detector_json
+
+    if checkpoint is None:  # the shipped detector: the one verified build 'fpgagen detect' caches, copied here
+        build_dir = copy_verified_build(shipped_face_build(board=board, log=log), out / name,
+                                        lambda m: log(f"[demo] {m}"))
+        acc = fpgagen.load(build_dir, log=lambda m: None)
+    else:
+        onnx = fpgagen.export(model, out / f"{name}.onnx", input_shape=(1, 3, SIZE, SIZE))
+        acc = fpgagen.build(onnx, board=board, out_dir=out / name)
+        write_detector_json(acc.build_dir, anchors, SIZE, source=str(ckpt))  # `fpgagen detect --accelerator` reads it
     backend = accelerator_backend(acc, "C-sim")
     detector = Detector(backend, anchors, SIZE, conf=AP_CONF, nms_iou=NMS_IOU)
 
@@ -66,7 +84,7 @@ def run_demo(board: str = "pynq_z2", out: str | Path = "build/demo", eval_images
         f"through the C-simulation")
     batch, letterboxes = detector.preprocess(images)
     t0 = time.perf_counter()
-    codes = backend.run(batch)
+    codes = run_in_chunks(backend.run, batch, lambda m: log(f"[demo]   C-simulation: {m}"))
     csim_s = time.perf_counter() - t0
     brevitas = torch_backend(model).run(batch)
     dets = detector.detections(images, letterboxes, codes)

@@ -138,20 +138,33 @@ def save_checkpoint(path: str | Path, model: nn.Module, kind: str, weight_bits: 
     return path
 
 
-def load_checkpoint(path: str | Path) -> tuple[nn.Sequential, dict]:
-    """``(model in eval mode, info)``; ``info`` holds kind, weight_bits, act_bits, anchors and meta."""
+def load_checkpoint(path: str | Path, kind: str | None = None, where: str | None = None) -> tuple[nn.Sequential, dict]:
+    """``(model in eval mode, info)``; ``info`` holds kind, weight_bits, act_bits, anchors and meta. ``kind``
+    ("float" or "quant"): refuse a checkpoint of the other kind; ``where`` names the option it came from."""
     from ..errors import FpgagenError
 
     path = Path(path)
+    where = f"{where} {path}" if where else str(path)
+    fix = "pass a .pt written by 'fpgagen train'" + (f" (its {'float.pt' if kind == 'float' else 'w*a*.pt'})"
+                                                     if kind else "")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        raise FpgagenError(f"cannot read the checkpoint ({exc})", str(path),
-                           "pass a .pt written by 'fpgagen train'") from None
+        raise FpgagenError(f"cannot read the checkpoint ({' '.join(str(exc).split())[:200]})", where, fix) from None
+    except Exception as exc:  # torch's unpickler raises others (e.g. on truncated zip members) for garbage
+        raise FpgagenError(f"cannot read the checkpoint ({type(exc).__name__})", where, fix) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise FpgagenError("not an fpgagen LPYOLO checkpoint", str(path), "pass a .pt written by 'fpgagen train'")
-    model = build_model(ckpt["kind"], ckpt.get("weight_bits") or 4, ckpt.get("act_bits") or 4)
-    model.load_state_dict(ckpt["state_dict"])
+        raise FpgagenError("not an fpgagen LPYOLO checkpoint", where, fix)
+    if ckpt.get("kind") not in ("float", "quant"):
+        raise FpgagenError(f"an LPYOLO checkpoint of unknown kind {ckpt.get('kind')!r}", where, fix)
+    if kind is not None and ckpt["kind"] != kind:
+        raise FpgagenError(f"a {ckpt['kind']} checkpoint where a {kind} one is needed", where, fix)
+    try:
+        model = build_model(ckpt["kind"], ckpt.get("weight_bits") or 4, ckpt.get("act_bits") or 4)
+        model.load_state_dict(ckpt["state_dict"])
+    except Exception as exc:  # wrong bit widths for the weights, missing or extra tensors, a damaged state_dict
+        raise FpgagenError(f"the checkpoint's weights do not fit an LPYOLO {ckpt['kind']} model "
+                           f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]})", where, fix) from None
     freeze_head_scale(model)
     info = {k: v for k, v in ckpt.items() if k != "state_dict"}
     return model.eval(), info

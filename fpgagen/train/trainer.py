@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..data import SyntheticConfig, WiderFace, augment, synthetic
+from ..errors import FpgagenError
 from .loss import LossWeights, yolo_loss
 from .model import build_model, float_lpyolo, freeze_head_scale, quantize_from_float, save_checkpoint
 
@@ -220,14 +221,23 @@ def train(config: TrainConfig, resume: bool = False, log=print, command: str | N
     state_path = out / "state.pt"
     state = None
     if resume and state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        saved = TrainConfig.from_json(state["config"])
+        state, saved = _read_state(state_path)
         saved.out, saved.threads = config.out, config.threads
         config = saved
         log(f"resuming phase {state['phase']} at iteration {state['iter']} from {state_path}")
+    if state is None and config.init_float:  # checked before any data is generated or anything trained
+        from .model import load_checkpoint
+
+        if Path(config.init_float).resolve() == (out / "float.pt").resolve():
+            raise FpgagenError("--init-float is this run's own output (OUT/float.pt, which training rewrites)",
+                               f"--init-float {config.init_float}", "copy it elsewhere first, or pick another -o")
+        load_checkpoint(config.init_float, kind="float", where="--init-float")
     root = data_root(config, log=log)
     train_split = "train"
     dataset = WiderFace(root, train_split)
+    if len(dataset) == 0:
+        raise FpgagenError(f"the {train_split} split holds no images", str(root),
+                           "point --data at a WIDER FACE root whose train ground truth lists images")
     batches = Batches(dataset, config)
     record_path = out / "record.json"
     record = json.loads(record_path.read_text()) if (state and record_path.is_file()) else {
@@ -289,6 +299,21 @@ def train(config: TrainConfig, resume: bool = False, log=print, command: str | N
     record_path.write_text(json.dumps(record, indent=1))
     state_path.unlink(missing_ok=True)
     return record
+
+
+def _read_state(path: Path) -> tuple[dict, TrainConfig]:
+    """OUT/state.pt for --resume, or an error naming it (a damaged one is never half-read)."""
+    fix = "delete it to start over, or run without --resume"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        saved = TrainConfig.from_json(state["config"])
+        if state["phase"] not in ("float", "qat") or not isinstance(state["iter"], int) or \
+                not isinstance(state["model"], dict) or not isinstance(state["opt"], dict):
+            raise ValueError("phase, iter, model or opt is not what training writes")
+    except Exception as exc:  # unpickling errors, a dict lacking keys, a config of the wrong shape
+        raise FpgagenError(f"cannot resume: the training state is damaged ({type(exc).__name__}: "
+                           f"{' '.join(str(exc).split())[:120]})", str(path), fix) from None
+    return state, saved
 
 
 def _meta(config: TrainConfig, phase: str) -> dict:

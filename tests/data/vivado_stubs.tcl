@@ -3,7 +3,7 @@
 # STUB files (.bit/.hwh placeholders, reports in Vivado's text layout) inside the directory the test runs in.
 # Usage: tclsh vivado_stubs.tcl VIVADO_DIR
 #   env STUB_VIVADO_VERSION (default 2022.1), STUB_WNS (ns, default 1.250), STUB_LUT (default 20000),
-#   STUB_NO_BOARD_FILES=1 (the PYNQ-Z2 board files are missing)
+#   STUB_NO_BOARD_FILES=1 (the PYNQ-Z2 and PYNQ-Z1 board files are missing)
 set ::stub_tool "Vivado"
 set ::stub_dir [file normalize [file dirname [info script]]]
 source [file join [file dirname [info script]] stub_common.tcl]
@@ -31,7 +31,7 @@ array set ::ipdefs {
         params {NUM_SI NUM_MI}}
 }
 set ::version [env_or STUB_VIVADO_VERSION 2022.1]
-set ::board_files [expr {[env_or STUB_NO_BOARD_FILES 0] ? {} : {tul.com.tw:pynq-z2:part0:1.0}}]
+set ::board_files [expr {[env_or STUB_NO_BOARD_FILES 0] ? {} : {tul.com.tw:pynq-z2:part0:1.0 www.digilentinc.com:pynq-z1:part0:1.0}}]
 
 proc version {args} { need {$args in {{} -short}} "version takes only -short"; log_call version {*}$args; return $::version }
 proc get_board_parts {args} {
