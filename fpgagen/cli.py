@@ -111,10 +111,11 @@ _MAGIC = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "
           b"PK\x03\x04": "a zip archive", b"\x80": "a Python pickle"}
 
 
-def _load_input(path: str):
+def _load_input(path: str, camera_frames: bool = False):
     """The .npy input of 'fpgagen csim' (an .npz holding exactly one array is taken too). What else it is (an image,
     a pickle, an .npz of several arrays, text) is named, and an integer array is refused: the input is the float
-    the torch model takes, and guessing what integers mean (pixels? codes?) would be silent."""
+    the torch model takes, and guessing what integers mean (pixels? codes?) would be silent. A --camera build
+    (``camera_frames``) takes uint8 camera frames instead; the accelerator checks their shape and type."""
     import numpy as np
 
     where, fix = path, "pass a .npy file written by numpy.save (the float32 array the torch model takes)"
@@ -147,6 +148,8 @@ def _load_input(path: str):
         except (OSError, ValueError, EOFError) as exc:
             raise FpgagenError(f"cannot read input array ({' '.join(str(exc).split())[:160]})", where, fix) \
                 from None
+    if camera_frames:
+        return arr
     if arr.dtype.kind in "iub":
         raise FpgagenError(f"an integer array ({arr.dtype}) as input", where,
                            "'fpgagen csim' takes the float input the torch model takes: convert it, e.g. "
@@ -192,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             from .accelerator import load
 
             acc = load(args.build_dir)
-            x = _load_input(args.input)
+            x = _load_input(args.input, camera_frames=acc.camera is not None)
             y = (acc.reference if args.reference else acc.run)(x, codes=args.codes)
             out = _save_output(args.output, y)
             for k, v in enumerate(y if isinstance(y, tuple) else (y,)):

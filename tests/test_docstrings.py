@@ -22,7 +22,8 @@ CITED = re.compile(r"``([A-Za-z_][\w.]*)(?:\(\))?``")
 MATH = re.compile(r"[A-Za-z]|[A-Za-z]+_[A-Za-z0-9]")
 # Other libraries' names the docstrings cite bare: name -> the module that has it (checked where installed)
 EXTERNAL = {"flock": "fcntl", "allocate": "pynq", "Conv2d": "torch.nn", "BatchNorm2d": "torch.nn",
-            "ReLU": "torch.nn", "Hardtanh": "torch.nn", "lfw_subset": "skimage.data"}
+            "ReLU": "torch.nn", "Hardtanh": "torch.nn", "lfw_subset": "skimage.data",
+            "sendchannel": "pynq.lib.dma", "recvchannel": "pynq.lib.dma"}
 
 
 @functools.cache
@@ -54,6 +55,8 @@ def defined_in_fpgagen() -> set[str]:
                 names.add(node.value)  # a dict key, a JSON field, an attribute read by name
     for template in TEMPLATES.rglob("*.j2"):
         names |= set(re.findall(r"{%-?\s*macro\s+(\w+)", template.read_text()))
+    for header in TEMPLATES.rglob("*.h"):  # the kernels' loop labels, which the cycle models cite
+        names |= set(re.findall(r"^\s*(\w+):\s*$", header.read_text(), re.M))
     return names
 
 
