@@ -250,6 +250,17 @@ def no_tools(monkeypatch, tmp_path):
     return bin_dir
 
 
+
+def stub_tools(monkeypatch, tmp_path):
+    """vitis_hls and vivado on PATH as the tclsh stubs (and no other Xilinx tool), as an installed 2022.1."""
+    bin_dir = no_tools(monkeypatch, tmp_path)
+    for name, stubs in (("vitis_hls", HLS_STUBS), ("vivado", VIVADO_STUBS)):
+        exe = bin_dir / name
+        exe.write_text(f"#!/bin/sh\nexec tclsh {stubs} .\n")
+        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("XILINX_HLS", "/tools/Xilinx/Vitis_HLS/2022.1")
+    return bin_dir
+
 def test_bitstream_without_tools_stops_with_the_message_and_no_bit(built, tmp_path, monkeypatch, capsys):
     build = tmp_path / "b"
     shutil.copytree(built.build_dir, build)
@@ -280,12 +291,7 @@ def test_bitstream_driver_end_to_end_with_stub_tools(built, tmp_path, monkeypatc
     (with the stubs' placeholder .bit inside this temp dir), and a second run reuses the HLS export."""
     build = tmp_path / "b"
     shutil.copytree(built.build_dir, build)
-    bin_dir = no_tools(monkeypatch, tmp_path)
-    for name, stubs in (("vitis_hls", HLS_STUBS), ("vivado", VIVADO_STUBS)):
-        exe = bin_dir / name
-        exe.write_text(f"#!/bin/sh\nexec tclsh {stubs} .\n")
-        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("XILINX_HLS", "/tools/Xilinx/Vitis_HLS/2022.1")
+    stub_tools(monkeypatch, tmp_path)
     assert main(["bitstream", str(build), "--no-cosim"]) == 0, capsys.readouterr().err
     err = capsys.readouterr().err
     assert "csynth_design" in err and "collecting fpgagen.bit" in err  # the tools' phase lines are shown
@@ -305,12 +311,7 @@ def test_bitstream_driver_end_to_end_with_stub_tools(built, tmp_path, monkeypatc
 def test_bitstream_driver_refuses_failed_timing(built, tmp_path, monkeypatch, capsys):
     build = tmp_path / "b"
     shutil.copytree(built.build_dir, build)
-    bin_dir = no_tools(monkeypatch, tmp_path)
-    for name, stubs in (("vitis_hls", HLS_STUBS), ("vivado", VIVADO_STUBS)):
-        exe = bin_dir / name
-        exe.write_text(f"#!/bin/sh\nexec tclsh {stubs} .\n")
-        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("XILINX_HLS", "/tools/Xilinx/Vitis_HLS/2022.1")
+    stub_tools(monkeypatch, tmp_path)
     monkeypatch.setenv("STUB_WNS", "-0.2")
     assert main(["bitstream", str(build), "--no-cosim"]) == 2
     err = capsys.readouterr().err
@@ -321,12 +322,7 @@ def test_bitstream_driver_refuses_a_loop_above_the_assumed_ii(built, tmp_path, m
     """csynth scheduled a layer's loop at II 2: the driver stops before Vivado, naming the loop."""
     build = tmp_path / "b"
     shutil.copytree(built.build_dir, build)
-    bin_dir = no_tools(monkeypatch, tmp_path)
-    for name, stubs in (("vitis_hls", HLS_STUBS), ("vivado", VIVADO_STUBS)):
-        exe = bin_dir / name
-        exe.write_text(f"#!/bin/sh\nexec tclsh {stubs} .\n")
-        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("XILINX_HLS", "/tools/Xilinx/Vitis_HLS/2022.1")
+    stub_tools(monkeypatch, tmp_path)
     layer = built.net.layers[1].name
     monkeypatch.setenv("STUB_II", f"{layer}=2")
     assert main(["bitstream", str(build), "--no-cosim"]) == 2
@@ -344,12 +340,7 @@ def test_cosim_runs_on_a_reduced_resolution_copy(built, tmp_path, monkeypatch, c
     design without co-simulating it; --no-cosim skips it. Checked through the driver with the stub tools."""
     build = tmp_path / "b"
     shutil.copytree(built.build_dir, build)
-    bin_dir = no_tools(monkeypatch, tmp_path)
-    for name, stubs in (("vitis_hls", HLS_STUBS), ("vivado", VIVADO_STUBS)):
-        exe = bin_dir / name
-        exe.write_text(f"#!/bin/sh\nexec tclsh {stubs} .\n")
-        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("XILINX_HLS", "/tools/Xilinx/Vitis_HLS/2022.1")
+    stub_tools(monkeypatch, tmp_path)
     cycles = built.net.bottleneck().cycles()
     monkeypatch.setattr(codegen, "COSIM_CYCLE_LIMIT", cycles * codegen.TESTBENCH_CALLS - 1)
     assert main(["bitstream", str(build)]) == 0, capsys.readouterr().err
@@ -423,12 +414,7 @@ def test_make_bitstream_of_the_face_detector_deploys_its_anchors(built, tmp_path
     runtime_model.write_manifest(cached)
     monkeypatch.setattr(runtime_model, "shipped_face_build", lambda board, log, camera=None: cached)
     monkeypatch.setattr(fpgagen, "build", lambda *a, **k: pytest.fail("the detector was built again"))
-    bin_dir = no_tools(monkeypatch, tmp_path)
-    for name, stubs in (("vitis_hls", HLS_STUBS), ("vivado", VIVADO_STUBS)):
-        exe = bin_dir / name
-        exe.write_text(f"#!/bin/sh\nexec tclsh {stubs} .\n")
-        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("XILINX_HLS", "/tools/Xilinx/Vitis_HLS/2022.1")
+    stub_tools(monkeypatch, tmp_path)
     out = tmp_path / "build"
     assert synth_cli.make_main(["--out", str(out), "--no-cosim"]) == 0, capsys.readouterr().err
     face = out / f"{synth_cli.FACE_NAME}_640x480"  # the default: the 640x480 camera build
@@ -483,12 +469,7 @@ def test_pynq_z1_bitstream_deploy_and_runtime(built, tmp_path, monkeypatch, caps
                                                                           .read_text())  # the same PL as the Z2
     stamp = built.hls_dir / ".testbench_passed"  # the g++ testbench passed on these very sources (same C++)
     shutil.copy2(stamp, build / "hls" / stamp.name)
-    bin_dir = no_tools(monkeypatch, tmp_path)
-    for name, stubs in (("vitis_hls", HLS_STUBS), ("vivado", VIVADO_STUBS)):
-        exe = bin_dir / name
-        exe.write_text(f"#!/bin/sh\nexec tclsh {stubs} .\n")
-        exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("XILINX_HLS", "/tools/Xilinx/Vitis_HLS/2022.1")
+    stub_tools(monkeypatch, tmp_path)
     assert main(["bitstream", str(build), "--no-cosim"]) == 0, capsys.readouterr().err
     assert "www.digilentinc.com:pynq-z1:part0:1.0" in (build / "logs" / "vivado.log").read_text()
     deploy = build / "deploy"
