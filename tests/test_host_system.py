@@ -66,6 +66,17 @@ def test_two_processes_beat_one_and_frames_per_transfer_amortize_the_driver():
     assert dma[1] < dma[0]
 
 
+def test_one_frame_in_flight_adds_the_latency_to_every_frame():
+    # the runtime before frames in flight: send, wait for the result, then send the next frame
+    plan = dict(camera=(640, 480), size=416, letterbox_in_fabric=False, processes=1, preview_fps=0.0)
+    ring = estimate(1e9, 5.0, HostPlan(**plan))
+    serial = estimate(1e9, 5.0, HostPlan(**plan, frames_in_flight=1))
+    for end in (0, 1):
+        host_ms = 1e3 / ring.end_to_end_fps[end]  # the inference core's own ms per frame at that end
+        assert abs(1e3 / serial.end_to_end_fps[end] - (host_ms + 5.0)) < 1e-6
+    assert serial.end_to_end_fps[1] < 1e3 / 5.0
+
+
 def test_the_preview_rate_costs_the_capture_core_only():
     quiet, busy = (estimate(1e9, 1.0, HostPlan((640, 480), 416, True, preview_fps=f)) for f in (0.0, 30.0))
     assert busy.end_to_end_fps[0] <= quiet.end_to_end_fps[0]

@@ -127,6 +127,9 @@ class HostPlan:
     color_passes: int = 2  # YUYV -> BGR in OpenCV's capture, then BGR -> RGB unless the build takes BGR
     processes: int = 2  # 2: capture and inference in their own processes (both A9 cores); 1: threads of one
     frames_per_transfer: int = 4
+    # 1: the inference thread sends a frame and waits for its result before the next (the runtime before issue
+    # 18), so the accelerator's latency adds to that core's time per frame; 2+: a ring of transfers in flight
+    frames_in_flight: int = 2
     preview_fps: float = 10.0
     preview_side: int = 640
     out_frame_bytes: int = 3042
@@ -205,6 +208,7 @@ class SystemEstimate:
                 "host_ms_per_frame": list(self.host_ms_per_frame), "end_to_end_fps": list(self.end_to_end_fps),
                 "bound_by": self.bound_by, "camera": list(self.plan.camera), "input_size": self.plan.size,
                 "letterbox_in_fabric": self.plan.letterbox_in_fabric, "processes": self.plan.processes,
+                "frames_in_flight": self.plan.frames_in_flight,
                 "preview_fps": self.plan.preview_fps, "stages": self.stages,
                 "note": "ESTIMATED, not measured: accelerator from the cycle model, host from counted work priced "
                         "with Cortex-A9 figures (fpgagen/runtime/host_model.py A9_FIGURES, sources there)"}
@@ -231,6 +235,8 @@ def estimate(accelerator_fps: float, latency_ms: float, plan: HostPlan,
                 host[end] += r["ms"][end]
             else:
                 fixed[r["core"]] = fixed.get(r["core"], 0.0) + r["ms"][end] * plan.preview_fps
+        if plan.frames_in_flight <= 1:  # the inference core blocks for the whole latency of every frame
+            load["inference"] = load.get("inference", 0.0) + latency_ms
         rates = {c: max(0.0, 1e3 - fixed.get(c, 0.0)) / ms for c, ms in load.items() if ms > 0}
         fps.append(min(accelerator_fps, min(rates.values())))
     lo_fps, hi_fps = fps[1], fps[0]  # the expensive end of every price gives the low FPS
@@ -280,8 +286,10 @@ def format_system(doc: dict) -> str:
     hlo, hhi = doc["host_ms_per_frame"]
     w, h = doc["camera"]
     where = "in the fabric" if doc["letterbox_in_fabric"] else "on the ARM"
+    flight = doc.get("frames_in_flight", 2)
     lines = [f"system (ESTIMATED, not measured): {w}x{h} camera, letterbox {where}, {doc['processes']} host "
-             f"process(es), preview {doc['preview_fps']:g}/s",
+             f"process(es), {'frames in flight' if flight > 1 else 'one frame in flight (the host waits)'}, "
+             f"preview {doc['preview_fps']:g}/s",
              f"  accelerator {doc['accelerator_fps']:.1f} FPS pipelined (cycle model), one frame's latency "
              f"{doc['latency_ms']:.2f} ms",
              f"  host {hlo:.2f}-{hhi:.2f} ms of ARM work per frame; end to end {lo:.0f}-{hi:.0f} FPS; bound by "
