@@ -467,10 +467,10 @@ def optimize(net: Network, board: dict, ceilings: dict | None = None, target_fps
         lo = 0
         if known and all(reserve.get(r, 0) >= known[1].get(r, 0) for r in RESOURCES):
             lo = bisect.bisect_left(cands, known[0])
-            if solve(cands[lo], "lp") is None:
-                lo += 1
-            else:
-                hi = lo
+            i, step = lo, 1
+            while i < hi and solve(cands[i], "lp") is None:  # gallop up from it: the new bound is usually near
+                lo, i, step = i + 1, min(i + step, hi), step * 2
+            hi = i
         # The LP relaxation is feasible wherever the program is, and solves in a fraction of the time: bisect it
         # for a lower bound, then gallop up from there with exact solves and bisect the last step (feasibility
         # only: the least resources are solved for at the bound found).

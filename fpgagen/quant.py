@@ -7,6 +7,7 @@ the output code of ``Quant(rounding_mode=ROUND)`` (round half to even, as numpy 
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -41,7 +42,11 @@ def as_dtype(value: DataType | str) -> DataType:
 
 def smallest_dtype(lo: int, hi: int) -> DataType:
     """Smallest UINTn/INTn DataType holding [lo, hi] (qonnx's helper only looks at one value)."""
-    lo, hi = int(lo), int(hi)
+    return _smallest_dtype(int(lo), int(hi))
+
+
+@functools.lru_cache(maxsize=4096)  # the folder asks for the same few ranges thousands of times
+def _smallest_dtype(lo: int, hi: int) -> DataType:
     if lo >= 0:
         return DataType[f"UINT{max(1, int(hi).bit_length())}"]
     bits = max((-lo - 1).bit_length(), max(hi, 0).bit_length()) + 1

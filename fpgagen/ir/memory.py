@@ -16,6 +16,7 @@ bit per 32 words, counted as LUTRAM) or ``bram``. Arrays never use ``srl``; FIFO
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -116,22 +117,27 @@ class Memory:
     def resources(self) -> dict[str, int]:
         """BRAM18 / LUT / LUTRAM / FF of all banks (``bram18``, ``rom_luts`` and ``ram_luts`` are the per-bank
         models; a 1-deep ROM is a set of constants HLS folds into logic)."""
-        if self.fifo and self.storage == "srl":
-            srl = self.banks * self.width * math.ceil(self.depth / SRL_DEPTH)
-            return resources(LUT=srl, LUTRAM=srl)
-        if self.storage == "registers" or (self.depth <= 1 and not self.writable):
-            return resources(FF=self.banks * self.depth * self.width if self.writable else 0)
-        if self.storage == "bram":
-            return resources(BRAM18=self.banks * bram18(self.depth, self.width))
-        per_bank = ram_luts(self.depth, self.width) if self.writable else rom_luts(self.depth, self.width)
-        copies = max(1, self.reads) if self.bind_type == "rom_np" else 1
-        luts = self.banks * per_bank * copies
-        return resources(LUT=luts, LUTRAM=luts)
+        return dict(_priced(self))  # a copy: callers may add to it
+
+
+@functools.lru_cache(maxsize=65536)  # Memory is frozen; the folder prices the same few thousand many times
+def _priced(mem: Memory) -> dict[str, int]:
+    if mem.fifo and mem.storage == "srl":
+        srl = mem.banks * mem.width * math.ceil(mem.depth / SRL_DEPTH)
+        return resources(LUT=srl, LUTRAM=srl)
+    if mem.storage == "registers" or (mem.depth <= 1 and not mem.writable):
+        return resources(FF=mem.banks * mem.depth * mem.width if mem.writable else 0)
+    if mem.storage == "bram":
+        return resources(BRAM18=mem.banks * bram18(mem.depth, mem.width))
+    per_bank = ram_luts(mem.depth, mem.width) if mem.writable else rom_luts(mem.depth, mem.width)
+    copies = max(1, mem.reads) if mem.bind_type == "rom_np" else 1
+    luts = mem.banks * per_bank * copies
+    return resources(LUT=luts, LUTRAM=luts)
 
 
 def memory_resources(memories: list[Memory]) -> dict[str, int]:
     total = resources()
     for m in memories:
-        for r, v in m.resources().items():
+        for r, v in _priced(m).items():
             total[r] += v
     return total

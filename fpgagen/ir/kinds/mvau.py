@@ -132,8 +132,18 @@ class MVAU(OnePortLayer):
         mode the padding value (``search_tables``) too."""
         if not self.nt:
             return 0
-        top = max(int(self.thresholds.max()), self.search_pad if self.thr_mode == "search" else 0)
-        return smallest_dtype(min(int(self.thresholds.min()), -1), top).bitwidth()
+        low, high = self._threshold_range()
+        top = max(high, self.search_pad if self.thr_mode == "search" else 0)
+        return smallest_dtype(min(low, -1), top).bitwidth()
+
+    def _threshold_range(self) -> tuple[int, int]:
+        """(min, max) of the thresholds, computed once per array: the folder prices thousands of probes (shallow
+        copies sharing the array), and each asks for ``thr_bits`` several times."""
+        cached = self.__dict__.get("_thr_range")
+        if cached is None or cached[0] is not self.thresholds:
+            cached = (self.thresholds, int(self.thresholds.min()), int(self.thresholds.max()))
+            self.__dict__["_thr_range"] = cached
+        return cached[1], cached[2]
 
     @property
     def search_pad(self) -> int:
