@@ -252,7 +252,9 @@ def _build_locked(model: Path, board: str, board_cfg: dict, out_dir: Path, foldi
         (tmp / "folding.json").write_text(json.dumps(fold.folding_of(net), indent=1))
         # the model's absolute path: `fpgagen bitstream` rebuilds it at a lower resolution for RTL co-simulation
         (tmp / "build.json").write_text(json.dumps({"board": board, "model": str(model.resolve()),
-                                                    "sha256": _ir_digests(tmp)}, indent=1))
+                                                    "sha256": _ir_digests(tmp),
+                                                    # the generated sources, so `fpgagen debug` tells hand edits
+                                                    "hls_sha256": hls_digests(tmp / "hls")}, indent=1))
         doc = write_reports(net, board_cfg, tmp, fold_info, ceilings)
         acc = Accelerator(net, tmp, board_cfg, log=log)
         if verify:
@@ -293,6 +295,13 @@ def _sha256_file(path: Path) -> str:
 
 def _ir_digests(build_dir: Path) -> dict[str, str]:
     return {name: _sha256_file(build_dir / name) for name in IR_FILES}
+
+
+def hls_digests(hls_dir: Path) -> dict[str, str]:
+    """SHA-256 of every C++ source of an HLS project (what the C-sim compiles), by path inside hls/."""
+    from .csim import _sources
+
+    return {src.relative_to(hls_dir).as_posix(): _sha256_file(src) for src in _sources(Path(hls_dir))}
 
 
 def load(build_dir: str | Path, log=log_stderr) -> Accelerator:
