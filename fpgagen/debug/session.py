@@ -79,6 +79,7 @@ class Trace:
         self.preprocess_checks: list[dict] = []
         self.postprocess_checks: list[dict] = []
         self.images: dict[str, str] = {}
+        self.deployed_effect: dict | None = None  # the deployed frame's output against the reference frame's
         self._codes: list[np.ndarray] = []
         self._floats: list[np.ndarray] = []
         self.hls_edited, note = hls_changes(acc.build_dir)
@@ -235,7 +236,7 @@ class Trace:
                "float32_boundary_cases": boundary,
                "hls_edited": self.hls_edited, "warnings": self.warnings, "problems": self.problems,
                "quant_flags": flagged, "layers": layers, "preprocess_checks": self.preprocess_checks,
-               "postprocess_checks": self.postprocess_checks,
+               "postprocess_checks": self.postprocess_checks, "deployed_effect": self.deployed_effect,
                "ok": first is None and not self.problems and not failed_pre}
         return doc
 
