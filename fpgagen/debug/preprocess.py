@@ -97,8 +97,25 @@ def diagnose(image: np.ndarray, deployed: np.ndarray, acc) -> tuple[list[dict], 
     if np.array_equal(d, ref):
         return [{"check": c, "ok": True, "detail": "the deployed frame equals fpgagen's reference pre-processing"}
                 for c in ("channel_order", "scale", "resize", "letterbox")], {}
-    # scale and channel order together: the channel order whose affine fit leaves less residual
-    fits = {False: _fit(d, ref), True: _fit(d, ref[..., ::-1])}
+    letterboxed = (g["nw"], g["nh"]) != (w, h)
+    # where the picture sits: the pad is the border's commonest value, the picture what differs from it (on the
+    # deployed frame's own scale: a 0-1 frame pads with 114/255)
+    dx, dy, pad_raw = g["dx"], g["dy"], None
+    if letterboxed:
+        border = np.concatenate([d[0], d[-1], d[:, 0], d[:, -1]]).mean(axis=1)
+        values, counts = np.unique(np.round(border, 4), return_counts=True)
+        pad_raw = float(values[np.argmax(counts)])
+        span = max(float(d.max() - d.min()), 1e-9)
+        box = _content_box(d, pad_raw, tol=1.5 * span / 255)
+        if box is not None:
+            dx = box[0] if box[2] - box[0] < w else g["dx"]
+            dy = box[1] if box[3] - box[1] < h else g["dy"]
+    # scale and channel order together, on the picture where the deployed frame has it: the channel order whose
+    # affine fit against the reference resize (at that offset) leaves less residual
+    aligned = make_frame(image, g, dx=dx, dy=dy).astype(np.float64)
+    y0, y1, x0, x1 = max(dy, 0), min(dy + g["nh"], h), max(dx, 0), min(dx + g["nw"], w)
+    pic_d, pic_r = d[y0:y1, x0:x1], aligned[y0:y1, x0:x1]
+    fits = {False: _fit(pic_d, pic_r), True: _fit(pic_d, pic_r[..., ::-1])}
     swapped = fits[True][2] < 0.7 * fits[False][2]
     a, b, _ = fits[swapped]
     checks.append({"check": "channel_order", "ok": not swapped,
@@ -115,18 +132,12 @@ def diagnose(image: np.ndarray, deployed: np.ndarray, acc) -> tuple[list[dict], 
                               "0-255" if scaled else f"same scale (fit {a:.3f} x + {b:.2f})")})
     if scaled:
         faults["scale"] = np.clip(np.rint(a * ref.astype(np.float64) + b), 0, 255).astype(np.uint8)
-        d = np.clip((d - b) / a, 0, 255) if a else d
-    # letterbox: where the picture sits and what pads it
+    if scaled and a:
+        d = np.clip((d - b) / a, 0, 255)
     letter = {"check": "letterbox", "ok": True, "detail": "no padding at this aspect ratio (nothing to check)"}
-    dx, dy = g["dx"], g["dy"]
-    if (g["nw"], g["nh"]) != (w, h):
-        border = np.concatenate([d[0], d[-1], d[:, 0], d[:, -1]]).mean(axis=1)  # pad: the border's commonest
-        values, counts = np.unique(np.rint(border), return_counts=True)
-        pad = float(values[np.argmax(counts)])
-        box = _content_box(d, pad)
+    if letterboxed:
+        pad = (pad_raw - b) / a if scaled and a else pad_raw
         pad_ok = abs(pad - g["pad"]) <= 1.5
-        if box is not None:
-            dx, dy = box[0], box[1]
         shift = (dx - g["dx"], dy - g["dy"])
         ok = pad_ok and shift == (0, 0)
         parts = []
@@ -139,9 +150,8 @@ def diagnose(image: np.ndarray, deployed: np.ndarray, acc) -> tuple[list[dict], 
                   "pad": round(pad, 1), "reference_pad": g["pad"],
                   "detail": "; ".join(parts) if parts else f"same offset ({g['dx']}, {g['dy']}) and pad {g['pad']}"}
         if not ok:
-            faults["letterbox"] = make_frame(image, g, dx=dx, dy=dy, pad=int(round(pad)))
+            faults["letterbox"] = make_frame(image, g, dx=dx, dy=dy, pad=int(np.clip(np.rint(pad), 0, 255)))
     # resize method: the candidates at the deployed geometry, compared on the picture
-    y0, y1, x0, x1 = max(dy, 0), min(dy + g["nh"], h), max(dx, 0), min(dx + g["nw"], w)
     dist = {}
     for method in RESIZE_METHODS:
         cand = make_frame(image, g, method, dx=dx, dy=dy).astype(np.float64)
