@@ -1,0 +1,156 @@
+"""`fpgagen debug` / fpgagen.trace (issue 19): each injected fault is named by the report.
+
+- a changed constant in one layer's generated header: that layer is the first divergence (the C-sim taps of the
+  edited sources against the numpy reference, QONNX and Brevitas), upstream layers agree, the edit is warned about;
+- a layer whose activation range clips most codes is flagged;
+- swapped channels, pixels scaled to 0-1, a different resize method and a shifted letterbox: each is named in
+  preprocess_checks, with its effect measured on the tiny detector's C-sim.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import cv2
+import matplotlib.cbook
+import nets
+import numpy as np
+import pytest
+import torch
+from brevitas.nn import QuantIdentity
+from torch import nn
+
+import fpgagen
+from fpgagen.cli import main
+from fpgagen.debug import preprocess as P
+from fpgagen.debug.compare import compare_codes, health
+from fpgagen.models import PixelQuant
+
+
+def clipping_net(seed=0, size=16):
+    """conv -> BN -> 4-bit ReLU -> conv -> BN -> 4-bit ReLU whose range (max 0.05) clips most codes."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(QuantIdentity(act_quant=PixelQuant), nets._conv(3, 4, 4), nn.BatchNorm2d(4),
+                          nets._relu(4), nets._conv(4, 4, 4), nn.BatchNorm2d(4), nets._relu(4, max_val=0.05))
+    return nets.randomize_bn(nets._finish(model, (1, 3, size, size)), seed)
+
+
+def change_first_weight(header) -> None:
+    """Change one constant of a layer's generated header: the first weight of its ROM."""
+    text = header.read_text()
+    match = re.search(r"weights\[[^=]*= \{+(-?\d+)", text)
+    old = int(match.group(1))
+    new = 7 if old <= 0 else -7
+    header.write_text(text[:match.start(1)] + str(new) + text[match.end(1):])
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory):
+    """The clipping net's build with conv_1's header edited by hand, traced against every source."""
+    d = tmp_path_factory.mktemp("debug_net")
+    model = clipping_net()
+    acc = fpgagen.build(fpgagen.export(model, d / "net.onnx"), out_dir=d / "build", log=lambda m: None,
+                        verify=False)
+    change_first_weight(acc.hls_dir / "layers" / "conv_1.h")
+    x = nets.net_input(model, 1, shape=(2, 3, 16, 16))
+    with fpgagen.trace(acc) as t:
+        acc.run(x)
+    t.compare("reference").compare("qonnx").compare("brevitas", model=model)
+    return acc, model, x, t, t.report(d / "debug", plots=False)
+
+
+def test_an_edited_header_is_the_first_divergence(faulty):
+    acc, _, _, t, doc = faulty
+    first = doc["first_divergence"]
+    assert first is not None and first["layer"] == "conv_1" and first["b"] == "csim", first
+    assert first["differing"] > 0 and len(first["index"]) == 4
+    by_name = {e["name"]: e for e in doc["layers"]}
+    for name in ("input", "conv_0", "conv_1_window"):  # upstream of the edit every source agrees, bit for bit
+        assert by_name[name]["differing"] == 0, name
+    assert {c["b"] for c in by_name["conv_0"]["comparisons"]} == {"csim", "qonnx", "brevitas"}
+    # only the C-sim runs the edited header: QONNX and Brevitas still agree with the reference there
+    assert {c["b"]: c["differing"] for c in by_name["conv_1"]["comparisons"]}["qonnx"] == 0
+    assert any("conv_1.h" in w for w in doc["warnings"]) and doc["hls_edited"] == ["layers/conv_1.h"]
+    # the sliding window's im2col stream has no ONNX tensor: said so, not guessed
+    assert "qonnx" in by_name["conv_0_window"]["no_counterpart"]
+    assert not doc["ok"]
+    on_disk = json.loads((acc.build_dir.parent / "debug" / "debug.json").read_text())
+    assert on_disk["first_divergence"]["layer"] == "conv_1"
+    assert "First divergence: layer `conv_1`" in (acc.build_dir.parent / "debug" / "debug.md").read_text()
+
+
+def test_a_clipping_layer_is_flagged(faulty):
+    doc = faulty[4]
+    flagged = {f["layer"]: f["flags"] for f in doc["quant_flags"]}
+    assert "conv_1" in flagged and "clips" in flagged["conv_1"][0]
+    assert "conv_0" not in flagged
+    by_name = {e["name"]: e for e in doc["layers"]}
+    assert by_name["conv_1"]["clip_high"] > 0.25 > by_name["conv_0"]["clip_high"]
+    assert by_name["conv_1"]["sqnr_db"] < by_name["conv_0"]["sqnr_db"]  # against Brevitas' float activation
+
+
+def test_compare_and_health_rules():
+    a = np.zeros((1, 2, 3, 4), np.int64)
+    b = a.copy()
+    b[0, 1, 2, 3] = 1
+    t = np.full(a.shape, 0.2, np.float32)
+    doc = compare_codes(a, b, 0, 15, t)
+    assert (doc["differing"], doc["max_abs_diff"], doc["first_index"]) == (1, 1, [0, 3, 1, 2])
+    assert doc["boundary"] == 0
+    t[0, 1, 2, 3] = 0.5004  # within 1e-3 of the 0/1 boundary: a float32 rounding case, not a divergence
+    assert compare_codes(a, b, 0, 15, t)["all_boundary"]
+    h = health(np.array([[0, 15, 15, 15]]).reshape(1, 1, 4, 1), 0, 15)
+    assert h["clip_high"] == 0.75 and h["unused_codes"] == 14 and h["flags"]
+
+
+# --- pre-processing (the tiny detector shared with the runtime tests: no extra build) ------------------------
+@pytest.fixture(scope="module")
+def photo():
+    img = cv2.imread(str(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    return cv2.resize(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), (120, 90), interpolation=cv2.INTER_AREA)
+
+
+def _faults(photo, acc):
+    ref, g = P.reference_frame(photo, acc)
+    return ref, {"channel_order": ref[..., ::-1], "scale": ref.astype(np.float32) / 255,
+                 "resize": P.make_frame(photo, g, "INTER_AREA"), "letterbox": P.make_frame(photo, g, dy=g["dy"] + 4)}
+
+
+def test_each_preprocessing_fault_is_named(tiny_detector, photo):
+    ref, faults = _faults(photo, tiny_detector)
+    checks, _ = P.diagnose(photo, ref[None], tiny_detector)
+    assert all(c["ok"] for c in checks) and len(checks) == 4
+    for name, frame in faults.items():
+        checks, _ = P.diagnose(photo, frame[None], tiny_detector)
+        failed = [c["check"] for c in checks if not c["ok"]]
+        assert failed == [name], (name, [c["detail"] for c in checks])
+    checks, _ = P.diagnose(photo, faults["scale"][None], tiny_detector)
+    assert "0-1" in next(c["detail"] for c in checks if c["check"] == "scale")
+    checks, _ = P.diagnose(photo, faults["resize"][None], tiny_detector)
+    assert "INTER_AREA" in next(c["detail"] for c in checks if c["check"] == "resize")
+
+
+def test_debug_command_measures_a_channel_swap(tiny_detector, photo, tmp_path, capsys):
+    ref, faults = _faults(photo, tiny_detector)
+    cv2.imwrite(str(tmp_path / "photo.png"), photo[..., ::-1])
+    np.save(tmp_path / "got.npy", faults["channel_order"][None])
+    rc = main(["debug", str(tiny_detector.build_dir), "--image", str(tmp_path / "photo.png"), "--deployed-input",
+               str(tmp_path / "got.npy"), "--no-qonnx", "--nms-iou", "0.9", "-o", str(tmp_path / "d"),
+               "--no-plots"])
+    assert rc == 1
+    doc = json.loads((tmp_path / "d" / "debug.json").read_text())
+    check = next(c for c in doc["preprocess_checks"] if c["check"] == "channel_order")
+    assert not check["ok"] and check["effect"]["differing_codes"] > 0
+    assert {"detections_gained", "detections_lost"} <= set(check["effect"])
+    post = {c["check"]: c for c in doc["postprocess_checks"]}
+    assert not post["nms_iou"]["ok"] and post["conf"]["ok"] and post["anchors"]["ok"]
+    assert doc["first_divergence"] is None  # the C-sim itself agrees with the reference
+    assert "check channel_order failed" in capsys.readouterr().out
+
+
+def test_bad_input_exits_2(tiny_detector, tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.zeros((1, 5, 5, 3), np.uint8))
+    assert main(["debug", str(tiny_detector.build_dir), "--input", str(tmp_path / "x.npy"), "-o",
+                 str(tmp_path / "d")]) == 2
+    assert capsys.readouterr().err.startswith("fpgagen: error: uint8 frames of shape")
