@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
                    "INTER_LINEAR_EXACT) into the network's square input; :bgr swaps the channels for an RGB-trained "
                    "net. Needs an input quantizer whose code is the uint8 pixel")
     b.add_argument("--no-verify", action="store_true", help="skip the C-sim vs reference check")
+    b.add_argument("--debug-outputs", metavar="LAYER[,LAYER]", help="a debug build: these layers' output streams "
+                   "also go to the host as extra outputs (compare the board's inner streams, 'fpgagen debug')")
     c = sub.add_parser("csim", help="run inputs through a built accelerator's C-simulation",
                        description="Run a float input (.npy, as the torch model takes it) through the C-simulated "
                        "accelerator and save what the torch model would return.")
@@ -196,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
             build(args.model, board=args.board, out_dir=args.out, folding=args.folding,
                   target_fps=args.target_fps, verify=not args.no_verify, optimizer=args.optimizer,
-                  ceilings=args.ceiling, camera=args.camera)
+                  ceilings=args.ceiling, camera=args.camera, debug_outputs=args.debug_outputs)
         elif args.command == "csim":
             from .accelerator import load
 

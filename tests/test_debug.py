@@ -154,3 +154,35 @@ def test_bad_input_exits_2(tiny_detector, tmp_path, capsys):
     assert main(["debug", str(tiny_detector.build_dir), "--input", str(tmp_path / "x.npy"), "-o",
                  str(tmp_path / "d")]) == 2
     assert capsys.readouterr().err.startswith("fpgagen: error: uint8 frames of shape")
+
+
+# --- on the board: a --debug-outputs build through the stand-in DMA -----------------------------------------
+@pytest.mark.slow
+def test_board_streams_name_an_edited_header(tmp_path, monkeypatch):
+    """A debug build sends conv_0 and conv_1's streams as extra outputs (one DMA transfer, the multi-output
+    framing); with conv_1's header edited, the board's (stand-in DMA over the edited C-sim) conv_1 stream is the
+    first divergence from the reference, conv_0's agrees."""
+    import sys
+
+    from runtime_nets import fake_pynq
+
+    from fpgagen.debug.board import board_taps, tapped_outputs
+    from fpgagen.debug.session import Trace
+    from fpgagen.runtime.backends import PynqBackend
+
+    model = clipping_net(seed=1, size=8)
+    acc = fpgagen.build(fpgagen.export(model, tmp_path / "net.onnx"), out_dir=tmp_path / "build",
+                        log=lambda m: None, verify=False, debug_outputs="conv_0,conv_1")
+    assert len(acc.net.outputs) == 3 and set(tapped_outputs(acc.net).values()) == {"conv_0:0", "conv_1:0"}
+    change_first_weight(acc.hls_dir / "layers" / "conv_1.h")
+    monkeypatch.setitem(sys.modules, "pynq", fake_pynq(acc.lib))
+    board = PynqBackend(acc, bitstream=tmp_path / "design.bit")
+    codes = acc.random_stream_input(2, seed=3).astype(np.uint8)
+    outs = board.infer(codes)
+    assert isinstance(outs, tuple) and len(outs) == 3
+    t = Trace(acc).use_input(codes).compare("reference").compare("board", model=board_taps(acc.net, outs))
+    doc = t.summary()
+    first = doc["first_divergence"]
+    assert first is not None and (first["layer"], first["a"], first["b"]) == ("conv_1", "reference", "board")
+    conv_0 = next(e for e in doc["layers"] if e["name"] == "conv_0")
+    assert [(c["b"], c["differing"]) for c in conv_0["comparisons"]] == [("board", 0)]

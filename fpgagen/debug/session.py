@@ -123,6 +123,11 @@ class Trace:
         self.sources["csim"], problems = T.csim_taps(self.taps, recorded, self.codes.shape[0])
         self.problems += problems
 
+    def use_input(self, codes: np.ndarray) -> Trace:
+        """Trace without the C-sim: the stream codes (N, H, W, C) another source (the board) ran on."""
+        self.codes = np.asarray(codes)
+        return self
+
     # --- the float input the torch model and QONNX take -------------------------------------------------------
     def float_input(self) -> np.ndarray:
         """The float input the model takes (torch layout), as recorded, or made from the codes when the input code
