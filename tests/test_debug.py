@@ -186,3 +186,13 @@ def test_board_streams_name_an_edited_header(tmp_path, monkeypatch):
     assert first is not None and (first["layer"], first["a"], first["b"]) == ("conv_1", "reference", "board")
     conv_0 = next(e for e in doc["layers"] if e["name"] == "conv_0")
     assert [(c["b"], c["differing"]) for c in conv_0["comparisons"]] == [("board", 0)]
+
+
+def test_the_runtime_saves_what_the_backend_received(tiny_detector, tmp_path):
+    from fpgagen.runtime.backends import ReferenceBackend, save_inputs
+
+    backend = save_inputs(ReferenceBackend(tiny_detector), tmp_path / "got.npy")
+    frames = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    backend.infer(frames[:1])
+    backend.infer(frames[1:])
+    assert np.array_equal(np.load(tmp_path / "got.npy"), frames)
