@@ -54,7 +54,8 @@ def main() -> int:
     base = [sys.executable, "-m", "fpgagen.cli", "debug", str(build), "--image", str(photo)]
     runs = [("cold or warm (first)", base + ["-o", str(work / "debug_first")]),
             ("warm", base + ["-o", str(work / "debug")]),
-            ("warm, + Brevitas hooks", base + ["--model", f"{work / 'model.py'}:make", "-o", str(work / "debug_brevitas")]),
+            ("warm, + Brevitas hooks", base + ["--model", f"{work / 'model.py'}:make", "-o",
+                                               str(work / "debug_brevitas")]),
             ("train vs deploy letterbox", base + ["--deployed-input", str(work / "train_letterbox.npy"), "-o",
                                                   str(work / "debug_letterbox")])]
     times = {}
@@ -77,8 +78,10 @@ def main() -> int:
     print(f"  deployed frame's effect on the output: {lb['deployed_effect']}")
     print(f"  report: {work / 'debug_letterbox' / 'debug.md'}")
     warm = times["warm"]
-    print(f"fpgagen debug on the face detector + a real photo: {warm:.1f} s warm, {times['warm, + Brevitas hooks']:.1f} s "
-          f"with Brevitas (goal < {GOAL_S:.0f} s): {'met' if warm < GOAL_S else 'NOT met'}")
+    brevitas = times["warm, + Brevitas hooks"]
+    print(f"fpgagen debug on the face detector + a real photo: {warm:.1f} s warm (goal < {GOAL_S:.0f} s): "
+          f"{'met' if warm < GOAL_S else 'NOT met'}; with Brevitas hooks {brevitas:.1f} s: "
+          f"{'met' if brevitas < GOAL_S else 'NOT met'}")
     return 0
 
 

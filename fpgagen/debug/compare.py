@@ -2,9 +2,9 @@
 
 A difference between an integer source (csim, reference, board) and a float32 one (qonnx, brevitas) is a float32
 rounding case when it is one code and the float32 pre-rounding value t = y/s + z lies within ``BOUNDARY_TOL`` code
-units of a boundary k - 1/2 inside the code range: the rule tests/support/nets.py ``near_boundary`` and
-``float32_boundary_flips`` apply to every bit-exactness test (only there can float32 and exact arithmetic
-legitimately disagree). Every other difference is a divergence.
+units of a boundary k - 1/2 inside the code range: the rule tests/support/nets.py applies to every
+bit-exactness test (its near_boundary and float32 boundary-flip checks; only there can float32 and exact
+arithmetic legitimately disagree). Every other difference is a divergence.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import FpgagenError
 from . import taps as T
-from .compare import compare_codes, health
+from .compare import SQNR_FLAG_DB, compare_codes, health
 
 SOURCES = ("csim", "reference", "qonnx", "brevitas", "board")
 FLOAT_SOURCES = ("qonnx", "brevitas")
@@ -149,6 +149,9 @@ class Trace:
     def onnx_model(self, model=None):
         from ..frontend import load_qonnx
 
+        key = str(model) if model is not None and str(model).endswith(".onnx") else None
+        if key in getattr(self, "_onnx", {}):  # cleanup and shape inference take seconds on a large model
+            return self._onnx[key]
         if model is None or not str(model).endswith(".onnx"):
             try:
                 model = json.loads((Path(self.acc.build_dir) / "build.json").read_text())["model"]
@@ -158,7 +161,8 @@ class Trace:
             raise FpgagenError(f"the QONNX model the build was made from is not at {model}",
                                str(self.acc.build_dir), "pass its path: t.compare('qonnx', model='net.onnx') or "
                                "fpgagen debug --onnx net.onnx")
-        return load_qonnx(Path(model))
+        self._onnx = {key: load_qonnx(Path(model))}
+        return self._onnx[key]
 
     # --- comparing --------------------------------------------------------------------------------------------
     def compare(self, source: str = "reference", model=None) -> Trace:
@@ -216,6 +220,10 @@ class Trace:
                     entry["flags"] = []
             if tap.key in self.sqnr:
                 entry["sqnr_db"] = round(self.sqnr[tap.key], 3)
+                if self.sqnr[tap.key] < SQNR_FLAG_DB:
+                    entry.setdefault("flags", []).append(
+                        f"SQNR {self.sqnr[tap.key]:.1f} dB against the float activation it quantizes (the range or "
+                        "bit width loses much of the signal)")
             out.append(entry)
         return out
 
