@@ -143,10 +143,9 @@ def write_plots(trace, doc: dict, out_dir: Path) -> dict[str, str]:
         for ax, tap in zip(axes.flat, shown, strict=False):
             codes = base[tap.key].reshape(-1)
             lo, hi = int(codes.min()), int(codes.max())
-            if hi - lo <= 512:
-                ax.hist(codes, bins=np.arange(lo, hi + 2) - 0.5, color="tab:blue")
-            else:
-                ax.hist(codes, bins=64, color="tab:blue")
+            edges = np.arange(lo, hi + 2) - 0.5 if hi - lo <= 512 else np.linspace(lo, hi, 65)
+            counts, edges = np.histogram(codes, bins=edges)
+            ax.stairs(counts, edges, fill=True, color="tab:blue")  # one patch, not one per bin
             ax.axvline(tap.lo, color="tab:red", lw=0.8)
             ax.axvline(tap.hi, color="tab:red", lw=0.8)
             ax.set_title(f"{tap.name} [{tap.lo}, {tap.hi}]", fontsize=8)
