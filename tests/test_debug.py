@@ -131,22 +131,36 @@ def test_each_preprocessing_fault_is_named(tiny_detector, photo):
     assert "INTER_AREA" in next(c["detail"] for c in checks if c["check"] == "resize")
 
 
-def test_debug_command_measures_a_channel_swap(tiny_detector, photo, tmp_path, capsys):
-    ref, faults = _faults(photo, tiny_detector)
+def test_debug_command_names_the_divergence_and_a_channel_swap(faulty, photo, tmp_path, capsys):
+    """The command on the edited build (its tap library is already compiled): exit 1, the first divergence, and
+    a deployed frame with reversed channels named with its effect on the output codes."""
+    acc = faulty[0]
+    ref, faults = _faults(photo, acc)
     cv2.imwrite(str(tmp_path / "photo.png"), photo[..., ::-1])
     np.save(tmp_path / "got.npy", faults["channel_order"][None])
-    rc = main(["debug", str(tiny_detector.build_dir), "--image", str(tmp_path / "photo.png"), "--deployed-input",
-               str(tmp_path / "got.npy"), "--no-qonnx", "--nms-iou", "0.9", "-o", str(tmp_path / "d"),
-               "--no-plots"])
+    rc = main(["debug", str(acc.build_dir), "--image", str(tmp_path / "photo.png"), "--deployed-input",
+               str(tmp_path / "got.npy"), "-o", str(tmp_path / "d"), "--no-plots"])
     assert rc == 1
     doc = json.loads((tmp_path / "d" / "debug.json").read_text())
+    assert doc["first_divergence"]["layer"] == "conv_1" and doc["sources"] == ["csim", "reference", "qonnx"]
     check = next(c for c in doc["preprocess_checks"] if c["check"] == "channel_order")
     assert not check["ok"] and check["effect"]["differing_codes"] > 0
-    assert {"detections_gained", "detections_lost"} <= set(check["effect"])
-    post = {c["check"]: c for c in doc["postprocess_checks"]}
-    assert not post["nms_iou"]["ok"] and post["conf"]["ok"] and post["anchors"]["ok"]
-    assert doc["first_divergence"] is None  # the C-sim itself agrees with the reference
-    assert "check channel_order failed" in capsys.readouterr().out
+    assert [c["check"] for c in doc["preprocess_checks"] if not c["ok"]] == ["channel_order"]
+    out = capsys.readouterr().out
+    assert "first divergence: layer conv_1" in out and "check channel_order failed" in out
+
+
+def test_effects_in_detections_and_postprocessing_settings(tiny_detector, photo):
+    ref, faults = _faults(photo, tiny_detector)
+    pre, post, deployed, _ = P.run_checks(photo, faults["scale"][None], tiny_detector, nms_iou=0.9)
+    check = next(c for c in pre if c["check"] == "scale")
+    assert not check["ok"] and check["effect"]["differing_codes"] > 0
+    assert check["effect"]["detections_reference"] > 0  # the tiny detector finds boxes on the photo
+    assert check["effect"]["detections_gained"] + check["effect"]["detections_lost"] > 0
+    assert deployed["differing_codes"] == check["effect"]["differing_codes"]
+    by_check = {c["check"]: c for c in post}
+    assert not by_check["nms_iou"]["ok"] and by_check["conf"]["ok"] and by_check["anchors"]["ok"]
+    assert {"detections_gained", "detections_lost"} <= set(by_check["nms_iou"]["effect"])
 
 
 def test_bad_input_exits_2(tiny_detector, tmp_path, capsys):

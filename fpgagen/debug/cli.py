@@ -118,6 +118,8 @@ def run_debug(args) -> int:
             acc.run_stream(codes)
         else:
             acc.run(x)
+    # the tap build runs the same sources: the effect runs below reuse it (one g++ run for edited sources, not two)
+    acc._lib = t.tap_library
     t.compare("reference")
     if not args.no_qonnx:
         try:

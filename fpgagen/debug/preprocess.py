@@ -219,6 +219,10 @@ class Effects:
 
     def outputs(self, frames: np.ndarray):
         out = self.acc.run_stream(frames_to_codes(self.acc, frames))
+        if getattr(self.acc.lib, "has_taps", False):  # the trace's library, reused: drop what it recorded
+            from .taps import clear_taps
+
+            clear_taps(self.acc.lib)
         return out[0] if isinstance(out, tuple) else out
 
     def boxes(self, codes: np.ndarray, which: str = "trained") -> list[np.ndarray]:

@@ -110,6 +110,11 @@ class Trace:
         acc.run_stream, acc.quantize_input = recording_run_stream, recording_quantize_input
         return self
 
+    @property
+    def tap_library(self):
+        """The C-sim library with the recording streams (its outputs are the project's own)."""
+        return self._lib
+
     def __exit__(self, *exc) -> None:
         acc = self.acc
         del acc.run_stream, acc.quantize_input  # the instance attributes: the class's methods again
@@ -122,6 +127,7 @@ class Trace:
         recorded = T.read_taps(self._lib)
         self.sources["csim"], problems = T.csim_taps(self.taps, recorded, self.codes.shape[0])
         self.problems += problems
+        T.clear_taps(self._lib)  # copied out: free the recording
 
     def use_input(self, codes: np.ndarray) -> Trace:
         """Trace without the C-sim: the stream codes (N, H, W, C) another source (the board) ran on."""
