@@ -200,6 +200,15 @@ def test_board_streams_name_an_edited_header(tmp_path, monkeypatch):
     assert first is not None and (first["layer"], first["a"], first["b"]) == ("conv_1", "reference", "board")
     conv_0 = next(e for e in doc["layers"] if e["name"] == "conv_0")
     assert [(c["b"], c["differing"]) for c in conv_0["comparisons"]] == [("board", 0)]
+    # the command, from the saved frames and board outputs: both the C-sim (edited) and the board diverge at conv_1
+    np.save(tmp_path / "frames.npy", codes)
+    np.savez(tmp_path / "outs.npz", *outs)
+    rc = main(["debug", str(acc.build_dir), "--input", str(tmp_path / "frames.npy"), "--board-outputs",
+               str(tmp_path / "outs.npz"), "--no-qonnx", "--no-plots", "-o", str(tmp_path / "d")])
+    doc = json.loads((tmp_path / "d" / "debug.json").read_text())
+    assert rc == 1 and doc["first_divergence"]["layer"] == "conv_1"
+    conv_1 = next(e for e in doc["layers"] if e["name"] == "conv_1")
+    assert {c["b"] for c in conv_1["comparisons"] if c["differing"]} == {"csim", "board"}
 
 
 def test_the_runtime_saves_what_the_backend_received(tiny_detector, tmp_path):

@@ -38,6 +38,9 @@ def add_debug_arguments(p: argparse.ArgumentParser) -> None:
                    "its codes per layer and each quantizer's SQNR")
     p.add_argument("--onnx", help="the QONNX model (default: the one build.json names)")
     p.add_argument("--no-qonnx", action="store_true", help="skip the QONNX execution")
+    p.add_argument("--board-outputs", metavar="OUTS.npz", help="what the board returned for --input's frames from "
+                   "a --debug-outputs build (numpy.savez(OUTS, *backend.infer(frames))): its inner streams are "
+                   "compared with the reference")
     p.add_argument("--conf", type=_fraction(upper_closed=False), help="the objectness threshold the deployment "
                    "uses (checked against the detector's)")
     p.add_argument("--nms-iou", type=_fraction(upper_closed=True), help="the NMS IoU the deployment uses")
@@ -69,6 +72,23 @@ def _read_array(path: str, what: str):
     except (OSError, ValueError, EOFError) as exc:
         raise FpgagenError(f"cannot read the {what} ({' '.join(str(exc).split())[:120]})", path,
                            "pass a .npy file written by numpy.save") from None
+
+
+def _board_outputs(acc, path: str) -> dict:
+    """--board-outputs: an .npz of every output the backend returned, in order (arr_0, arr_1, ... or output0, ...)."""
+    import numpy as np
+
+    from ..errors import FpgagenError
+    from .board import board_taps
+
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            names = sorted(npz.files, key=lambda n: int("".join(c for c in n if c.isdigit()) or 0))
+            outs = tuple(npz[n] for n in names)
+    except (OSError, ValueError, EOFError) as exc:
+        raise FpgagenError(f"cannot read the board's outputs ({' '.join(str(exc).split())[:120]})", path,
+                           "pass numpy.savez(PATH, *backend.infer(frames))") from None
+    return board_taps(acc.net, outs)
 
 
 def input_frames(acc, x):
@@ -130,6 +150,8 @@ def run_debug(args) -> int:
             t.warnings.append(f"QONNX not compared: {exc.what}")
     if args.model:
         t.compare("brevitas", model=args.model)
+    if args.board_outputs:
+        t.compare("board", model=_board_outputs(acc, args.board_outputs))
     if image is not None:
         t.preprocess_checks, t.postprocess_checks, effect, _ = run_checks(
             image, deployed, acc, conf=args.conf, nms_iou=args.nms_iou, anchors=args.anchors)

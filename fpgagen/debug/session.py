@@ -193,7 +193,14 @@ class Trace:
             self.sources["brevitas"], self.pre["brevitas"] = codes, pre
             self.sqnr.update(sqnr)
         else:
-            self.sources["board"] = dict(model)
+            board = dict(model)
+            for key, codes in board.items():
+                want = next((t.shape for t in self.taps if t.key == key), None)
+                if want is None or codes.shape != (self.codes.shape[0], *want):
+                    raise FpgagenError(f"the board's stream {key} has shape {list(codes.shape)}, the trace ran "
+                                       f"{self.codes.shape[0]} frame(s) of {list(want or [])}", "board outputs",
+                                       "pass the outputs of the same frames, from the same --debug-outputs build")
+            self.sources["board"] = board
         return self
 
     def _pairs(self) -> list[tuple[str, str]]:
