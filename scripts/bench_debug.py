@@ -31,6 +31,34 @@ def make():
 '''
 
 
+def letterbox_cost(acc, hopper: np.ndarray, composites: int = 10) -> dict:
+    """fpgagen's train letterbox against its deploy letterbox, summed over real and synthetic photos: what the
+    resize check of `fpgagen debug` measures, per image (fpgagen.debug.preprocess.run_checks)."""
+    from fpgagen.data import synthetic
+    from fpgagen.data.sources import demo_photos
+    from fpgagen.data.transforms import letterbox
+    from fpgagen.debug.preprocess import run_checks
+
+    images = [p.image for p in demo_photos()]
+    rng = np.random.default_rng(0)
+    split = synthetic.face_split()
+    for _ in range(composites):  # square composites of 640, cropped to a 640x480 camera frame
+        img, _, _ = synthetic.compose(rng, 640, split["eval"], split["eval_nonfaces"])
+        images.append(np.ascontiguousarray(img[80:560]))
+    total = {"images": len(images), "differing": 0, "of": 0, "max_abs_diff": 0, "detections": 0, "gained": 0,
+             "lost": 0}
+    for img in images:
+        trained, _ = letterbox(img, 416)
+        _, _, effect, _ = run_checks(img, trained[None], acc)
+        total["differing"] += effect["differing_codes"]
+        total["of"] += effect["of"]
+        total["max_abs_diff"] = max(total["max_abs_diff"], effect["max_abs_diff"])
+        total["detections"] += effect.get("detections_reference", 0)
+        total["gained"] += effect.get("detections_gained", 0)
+        total["lost"] += effect.get("detections_lost", 0)
+    return total
+
+
 def main() -> int:
     import fpgagen
     from fpgagen.data.transforms import letterbox
@@ -77,6 +105,12 @@ def main() -> int:
               + (f" -> effect {c['effect']}" if c.get("effect") else ""))
     print(f"  deployed frame's effect on the output: {lb['deployed_effect']}")
     print(f"  report: {work / 'debug_letterbox' / 'debug.md'}")
+    cost = letterbox_cost(fpgagen.load(build, log=lambda m: None), image)
+    print(f"  over {cost['images']} photos (the 2 held-out demo photos + {cost['images'] - 2} synthetic 640x480 "
+          f"composites): {cost['differing']:,} of {cost['of']:,} output codes differ "
+          f"({cost['differing'] / cost['of']:.1%}), max |Δ| {cost['max_abs_diff']}; detections at the deploy "
+          f"letterbox {cost['detections']}, with the train letterbox +{cost['gained']} / -{cost['lost']} "
+          "(IoU >= 0.5)")
     warm = times["warm"]
     brevitas = times["warm, + Brevitas hooks"]
     print(f"fpgagen debug on the face detector + a real photo: {warm:.1f} s warm (goal < {GOAL_S:.0f} s): "

@@ -232,7 +232,8 @@ class Effects:
         return [det.detector.postprocess(c.transpose(2, 0, 1)).boxes for c in codes]
 
     def effect(self, ref_codes, codes, ref_boxes, boxes) -> dict:
-        doc = {"differing_codes": int((ref_codes != codes).sum())}
+        doc = {"differing_codes": int((ref_codes != codes).sum()), "of": int(ref_codes.size),
+               "max_abs_diff": int(np.abs(ref_codes.astype(np.int64) - codes).max(initial=0))}
         if self.detectors:
             doc["detections_reference"], doc["detections"] = len(ref_boxes), len(boxes)
             doc["detections_gained"], doc["detections_lost"] = gained_lost(ref_boxes, boxes)
