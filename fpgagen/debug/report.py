@@ -45,6 +45,21 @@ def _fmt_index(index) -> str:
     return "-" if index is None else "(" + ", ".join(map(str, index)) + ")"
 
 
+def _effect_text(effect: dict | None) -> str:
+    if not effect:
+        return "-"
+    text = f"{effect['differing_codes']:,}" + (f" of {effect['of']:,}" if "of" in effect else "") + \
+        " output codes differ" + (f" (max \\|Δ\\| {effect['max_abs_diff']})" if effect.get("max_abs_diff") else "")
+    if "detections_gained" in effect:
+        text += (f"; detections {effect['detections_reference']} -> {effect['detections']} "
+                 f"(+{effect['detections_gained']} −{effect['detections_lost']}, IoU ≥ 0.5)")
+    return text
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|")
+
+
 def markdown(doc: dict) -> str:
     lines = [f"# fpgagen debug: {doc['network']}", "",
              f"Build `{doc['build']}`, {doc['frames']} frame(s); sources: {', '.join(doc['sources'])}.", ""]
@@ -97,13 +112,12 @@ def markdown(doc: dict) -> str:
         if doc[key]:
             lines += [f"## {title}", "", "| check | ok | detail | effect |", "|---|---|---|---|"]
             for c in doc[key]:
-                effect = c.get("effect")
-                eff = "-" if not effect else (f"{effect['differing_codes']:,} output codes differ"
-                                              + (f"; detections +{effect['detections_gained']} "
-                                                 f"−{effect['detections_lost']}" if "detections_gained" in effect
-                                                 else ""))
-                lines.append(f"| {c['check']} | {'yes' if c['ok'] else '**no**'} | {c['detail']} | {eff} |")
+                lines.append(f"| {c['check']} | {'yes' if c['ok'] else '**no**'} | {_cell(c['detail'])} | "
+                             f"{_effect_text(c.get('effect'))} |")
             lines.append("")
+            if key == "preprocess_checks" and doc.get("deployed_effect"):
+                lines += ["The deployed frame itself, against the reference frame: "
+                          f"{_effect_text(doc['deployed_effect'])}.", ""]
     if doc.get("images"):
         lines += ["## Plots", ""] + [f"![{k}]({v})" for k, v in doc["images"].items()] + [""]
     return "\n".join(lines)
