@@ -90,6 +90,27 @@ def test_a_clipping_layer_is_flagged(faulty):
     assert by_name["conv_1"]["sqnr_db"] < by_name["conv_0"]["sqnr_db"]  # against Brevitas' float activation
 
 
+def test_a_float32_boundary_flip_is_not_a_divergence(faulty):
+    """A float source one code off at k - 1/2 (as Brevitas' float32 forward may be) is named as a boundary case;
+    what it changes downstream is not reported as the first divergence."""
+    from fpgagen.debug.session import Trace
+
+    acc, _, _, t, _ = faulty
+    fake = Trace(acc).use_input(t.codes).compare("reference")
+    qonnx = {k: v.copy() for k, v in fake.sources["reference"].items()}
+    pre = {"conv_0:0": qonnx["conv_0:0"].astype(np.float32) + 0.1}
+    flip = tuple(np.argwhere(qonnx["conv_0:0"] < 15)[0])
+    qonnx["conv_0:0"][flip] += 1
+    pre["conv_0:0"][flip] = qonnx["conv_0:0"][flip] - 0.5004  # float32 t just past the boundary
+    qonnx["conv_1:0"][0, 0, 0, 0] += 3  # downstream of the flip
+    fake.sources["qonnx"], fake.pre["qonnx"] = qonnx, pre
+    doc = fake.summary()
+    assert doc["first_divergence"] is None and doc["ok"]
+    assert [(b["layer"], b["b"]) for b in doc["float32_boundary_cases"]] == [("conv_0", "qonnx")]
+    conv_1 = next(e for e in doc["layers"] if e["name"] == "conv_1")
+    assert next(c for c in conv_1["comparisons"] if c["b"] == "qonnx")["after_boundary_case"]
+
+
 def test_compare_and_health_rules():
     a = np.zeros((1, 2, 3, 4), np.int64)
     b = a.copy()
