@@ -164,6 +164,7 @@ def test_debug_command_names_the_divergence_and_a_channel_swap(faulty, photo, tm
     assert rc == 1
     doc = json.loads((tmp_path / "d" / "debug.json").read_text())
     assert doc["first_divergence"]["layer"] == "conv_1" and doc["sources"] == ["csim", "reference", "qonnx"]
+    assert doc["hls_edited"] == ["layers/conv_1.h"]  # compiled as edited, and said so
     check = next(c for c in doc["preprocess_checks"] if c["check"] == "channel_order")
     assert not check["ok"] and check["effect"]["differing_codes"] > 0
     assert [c["check"] for c in doc["preprocess_checks"] if not c["ok"]] == ["channel_order"]

@@ -157,6 +157,10 @@ def run_debug(args) -> int:
             image, deployed, acc, conf=args.conf, nms_iou=args.nms_iou, anchors=args.anchors)
         if effect is not None:
             t.deployed_effect = effect
+            if not args.no_plots:
+                from .report import write_frames_plot
+
+                t.images["preprocess"] = write_frames_plot(Path(args.out), frame, deployed)
     doc = t.report(args.out, plots=not args.no_plots)
     first = doc["first_divergence"]
     if first:

@@ -186,3 +186,30 @@ def write_plots(trace, doc: dict, out_dir: Path) -> dict[str, str]:
         plt.close(fig)
         images["first_divergence"] = "first_divergence.png"
     return images
+
+
+def write_frames_plot(out_dir: Path, reference: np.ndarray, deployed: np.ndarray) -> str:
+    """preprocess.png: fpgagen's reference frame, the deployed frame (its first) and |difference| summed over the
+    channels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    got = np.asarray(deployed)
+    got = (got[0] if got.ndim == 4 else got).astype(np.float64)
+    shown = np.clip(got * (255 if got.max() <= 1.0 else 1), 0, 255).astype(np.uint8)  # a 0-1 frame, visible
+    fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
+    axes[0].imshow(reference)
+    axes[0].set_title("fpgagen's reference frame", fontsize=8)
+    axes[1].imshow(shown)
+    axes[1].set_title("deployed frame", fontsize=8)
+    im = axes[2].imshow(np.abs(got - reference.astype(np.float64)).sum(axis=2), cmap="magma")
+    axes[2].set_title("Σ_c |deployed − reference|", fontsize=8)
+    fig.colorbar(im, ax=axes[2], fraction=0.046)
+    for ax in axes:
+        ax.axis("off")
+    fig.savefig(out_dir / "preprocess.png", dpi=80)
+    plt.close(fig)
+    return "preprocess.png"

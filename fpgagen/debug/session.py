@@ -214,7 +214,7 @@ class Trace:
         pairs = self._pairs()
         for tap in self.taps:
             entry = {"name": tap.name, "kind": tap.kind, "stream": tap.stream, "shape": list(tap.shape),
-                     "onnx_tensor": tap.onnx_tensor, "comparisons": []}
+                     "onnx_tensor": tap.onnx_tensor, "onnx_node": tap.onnx_node, "comparisons": []}
             for a, b in pairs:
                 if tap.key not in self.sources[a] or tap.key not in self.sources[b]:
                     if b in tap.no_counterpart:

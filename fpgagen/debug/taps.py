@@ -42,6 +42,7 @@ class Tap:
     hi: int
     stream: str  # the C++ stream's name in top.cpp
     onnx_tensor: str | None = None
+    onnx_node: str | None = None  # the node that writes onnx_tensor (set when QONNX runs)
     no_counterpart: dict[str, str] = field(default_factory=dict)  # source -> why it has none
     quantizes: bool = False  # the producer writes new codes (the input, a thresholding layer): health flags apply
 
@@ -217,6 +218,7 @@ def qonnx_taps(taps: list[Tap], model, x: np.ndarray) -> tuple[dict, dict]:
             continue
         codes[tap.key] = got
         node = producers.get(tap.onnx_tensor)
+        tap.onnx_node = node.name if node is not None else None
         if node is quant and quant.op_type == "Quant":
             xin = np.concatenate([c[quant.input[0]] for c in contexts]).astype(np.float32)
             scale = np.asarray(model.get_initializer(quant.input[1]), np.float32)
