@@ -28,6 +28,10 @@ from fpgagen.train.model import load_checkpoint
 
 def make():
     return load_checkpoint(shipped_checkpoint("w4a4"))[0]
+
+
+def make_float():
+    return load_checkpoint(shipped_checkpoint("float"))[0]
 '''
 
 
@@ -82,7 +86,8 @@ def main() -> int:
     base = [sys.executable, "-m", "fpgagen.cli", "debug", str(build), "--image", str(photo)]
     runs = [("cold or warm (first)", base + ["-o", str(work / "debug_first")]),
             ("warm", base + ["-o", str(work / "debug")]),
-            ("warm, + Brevitas hooks", base + ["--model", f"{work / 'model.py'}:make", "-o",
+            ("warm, + Brevitas hooks", base + ["--model", f"{work / 'model.py'}:make", "--float-model",
+                                               f"{work / 'model.py'}:make_float", "-o",
                                                str(work / "debug_brevitas")]),
             ("train vs deploy letterbox", base + ["--deployed-input", str(work / "train_letterbox.npy"), "-o",
                                                   str(work / "debug_letterbox")])]

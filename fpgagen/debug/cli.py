@@ -36,6 +36,8 @@ def add_debug_arguments(p: argparse.ArgumentParser) -> None:
                    "'fpgagen detect --save-input' writes them): checked against --image's reference frame")
     p.add_argument("--model", help="FILE.py:FUNCTION returning the Brevitas model the build was exported from: adds "
                    "its codes per layer and each quantizer's SQNR")
+    p.add_argument("--float-model", help="FILE.py:FUNCTION returning the float twin of --model: adds each layer's "
+                   "SQNR against the float model")
     p.add_argument("--onnx", help="the QONNX model (default: the one build.json names)")
     p.add_argument("--no-qonnx", action="store_true", help="skip the QONNX execution")
     p.add_argument("--board-outputs", metavar="OUTS.npz", help="what the board returned for --input's frames from "
@@ -148,8 +150,11 @@ def run_debug(args) -> int:
             if args.onnx:
                 raise
             t.warnings.append(f"QONNX not compared: {exc.what}")
+    if args.float_model and not args.model:
+        raise FpgagenError("--float-model without --model", "fpgagen debug",
+                           "pass the quantized Brevitas model with --model too")
     if args.model:
-        t.compare("brevitas", model=args.model)
+        t.compare("brevitas", model=args.model, float_model=args.float_model)
     if args.board_outputs:
         t.compare("board", model=_board_outputs(acc, args.board_outputs))
     if image is not None:

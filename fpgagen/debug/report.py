@@ -82,7 +82,7 @@ def markdown(doc: dict) -> str:
         lines.append("")
     lines += ["## Layers", "",
               "| layer | kind | shape (h, w, c) | compared | differing | max \\|Δ\\| | first (n, c, h, w) | clip low | "
-              "clip high | unused codes | dead ch. | SQNR dB |",
+              "clip high | unused codes | dead ch. | SQNR dB (own float / float twin) |",
               "|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]
     for e in doc["layers"]:
         cmp = [c for c in e["comparisons"] if c["differing"]] or e["comparisons"]
@@ -94,6 +94,8 @@ def markdown(doc: dict) -> str:
         unused = f"{e['unused_codes']}/{e['codes']}" if "unused_codes" in e else "-"
         dead = len(e.get("dead_channels", []))
         sqnr = f"{e['sqnr_db']:.1f}" if "sqnr_db" in e else "-"
+        if "sqnr_float_db" in e:
+            sqnr += f" / {e['sqnr_float_db']:.1f}"
         lines.append(f"| `{e['name']}` | {e['kind']} | {'x'.join(map(str, e['shape']))} | {compared} | "
                      f"{e['differing']:,} | {e['max_abs_diff']} | {first_index} | {e.get('clip_low', 0):.3f} | "
                      f"{e.get('clip_high', 0):.3f} | {unused} | {dead} | {sqnr} |")

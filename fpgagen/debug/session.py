@@ -74,6 +74,7 @@ class Trace:
         self.sources: dict[str, dict[str, np.ndarray]] = {}
         self.pre: dict[str, dict[str, np.ndarray]] = {}  # float source -> tap -> float32 pre-rounding t
         self.sqnr: dict[str, float] = {}
+        self.sqnr_float: dict[str, float] = {}  # against the float twin (compare("brevitas", float_model=...))
         self.problems: list[str] = []  # checks that failed outside the per-layer comparison
         self.warnings: list[str] = []
         self.preprocess_checks: list[dict] = []
@@ -171,10 +172,11 @@ class Trace:
         return self._onnx[key]
 
     # --- comparing --------------------------------------------------------------------------------------------
-    def compare(self, source: str = "reference", model=None) -> Trace:
+    def compare(self, source: str = "reference", model=None, float_model=None) -> Trace:
         """Add a source to compare the C-sim's taps with: "reference" (the IR's numpy), "qonnx" (``model``: the
         .onnx, default the build's), "brevitas" (``model``: the torch model, or "file.py:make"), "board"
-        (``model``: the extra outputs of a --debug-outputs build, fpgagen.debug.board)."""
+        (``model``: the extra outputs of a --debug-outputs build, fpgagen.debug.board). With "brevitas",
+        ``float_model`` (the float twin, or "file.py:make") adds each layer's SQNR against the float model."""
         if source not in SOURCES[1:]:
             raise FpgagenError(f"unknown source '{source}'", "Trace.compare", f"choose one of {SOURCES[1:]}")
         if not hasattr(self, "codes"):
@@ -189,9 +191,16 @@ class Trace:
                 raise FpgagenError("no Brevitas model given", "Trace.compare('brevitas')",
                                    "pass model=the torch model (or 'file.py:make')")
             torch_model = load_callable(model) if isinstance(model, str | Path) else model
-            codes, pre, sqnr = T.brevitas_taps(self.taps, torch_model, self.onnx_model(), self.float_input())
+            if isinstance(float_model, str | Path):
+                float_model = load_callable(float_model, "--float-model")
+            codes, pre, sqnr, sqnr_float = T.brevitas_taps(self.taps, torch_model, self.onnx_model(),
+                                                            self.float_input(), float_model)
             self.sources["brevitas"], self.pre["brevitas"] = codes, pre
             self.sqnr.update(sqnr)
+            if "__unpaired__" in sqnr_float:
+                self.warnings.append("the float model's activations do not pair with the quantized model's "
+                                     "activation quantizers (different counts): no SQNR against it")
+            self.sqnr_float = {k: v for k, v in sqnr_float.items() if k != "__unpaired__"}
         else:
             board = dict(model)
             for key, codes in board.items():
@@ -237,6 +246,8 @@ class Trace:
                     entry.setdefault("flags", []).append(
                         f"SQNR {self.sqnr[tap.key]:.1f} dB against the float activation it quantizes (the range or "
                         "bit width loses much of the signal)")
+            if tap.key in self.sqnr_float:
+                entry["sqnr_float_db"] = round(self.sqnr_float[tap.key], 3)
             out.append(entry)
         return out
 

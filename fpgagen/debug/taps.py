@@ -264,11 +264,50 @@ def brevitas_events(model, x: np.ndarray) -> list[dict]:
     return events
 
 
-def brevitas_taps(taps: list[Tap], model, onnx_model, x: np.ndarray) -> tuple[dict, dict, dict]:
+FLOAT_ACTIVATIONS = ("Identity", "ReLU", "ReLU6", "Hardtanh", "LeakyReLU", "Sigmoid", "Tanh", "SiLU")
+
+
+def float_activations(model, x: np.ndarray) -> list[np.ndarray]:
+    """A float model's activation outputs (leaf modules named in FLOAT_ACTIVATIONS), in call order: the float
+    twin's counterparts of the quantized model's activation quantizers."""
+    import torch
+
+    outs, hooks = [], []
+    for m in model.modules():
+        if type(m).__name__ in FLOAT_ACTIVATIONS and not list(m.children()):
+            hooks.append(m.register_forward_hook(lambda mod, i, o: outs.append(o.detach().numpy().astype(
+                np.float64))))
+    try:
+        with torch.no_grad():
+            model.eval()(torch.as_tensor(np.asarray(x, np.float32)))
+    except Exception as exc:
+        raise FpgagenError(f"the float model's forward failed ({type(exc).__name__}: {str(exc)[:160]})",
+                           "--float-model", "give the float twin of the model, taking the input's shape") from None
+    finally:
+        for h in hooks:
+            h.remove()
+    return outs
+
+
+def sqnr_db(signal: np.ndarray, value: np.ndarray) -> float:
+    noise = float(((signal - value) ** 2).sum())
+    return float("inf") if noise == 0 else float(10 * np.log10(max(float((signal ** 2).sum()), 1e-300) / noise))
+
+
+def brevitas_taps(taps: list[Tap], model, onnx_model, x: np.ndarray, float_model=None):
     """The Brevitas forward's codes per tap (an activation quantizer's output, paired in call order with the
-    QONNX graph's activation Quant nodes), the float32 t per tap, and the SQNR (dB) of each quantizer against the
-    float activation it quantized."""
+    QONNX graph's activation Quant nodes), the float32 t per tap, the SQNR (dB) of each quantizer against the
+    float activation it quantized and, with ``float_model`` (the float twin), against the float twin's activation
+    at that place (paired in call order; the whole float-to-integer drift up to that layer; meaningful where the
+    quantized model keeps the float twin's channel scales, e.g. at the output when the conversion equalized
+    channels inside, as fpgagen.train.model.quantize_from_float does)."""
     events = brevitas_events(model, x)
+    twin = float_activations(float_model, x) if float_model is not None else None
+    if twin is not None and len(twin) != len(events):
+        twin = None  # no pairing: said in the report by the absence of sqnr_float_db
+        sqnr_float = {"__unpaired__": float(len(events))}
+    else:
+        sqnr_float = {}
     nodes = act_quant_nodes(onnx_model)
     producers = _producers(onnx_model)
     codes, pre, sqnr = {}, {}, {}
@@ -293,7 +332,7 @@ def brevitas_taps(taps: list[Tap], model, onnx_model, x: np.ndarray) -> tuple[di
             tap.no_counterpart["brevitas"] = f"quantizer output of shape {list(ev['codes'].shape)}"
             continue
         codes[tap.key], pre[tap.key] = got, _to_stream(ev["t"])
-        noise = float(((ev["float"] - ev["value"]) ** 2).sum())
-        signal = float((ev["float"] ** 2).sum())
-        sqnr[tap.key] = float("inf") if noise == 0 else 10 * np.log10(max(signal, 1e-300) / noise)
-    return codes, pre, sqnr
+        sqnr[tap.key] = sqnr_db(ev["float"], ev["value"])
+        if twin is not None and twin[index[node.name]].shape == ev["value"].shape:
+            sqnr_float[tap.key] = sqnr_db(twin[index[node.name]], ev["value"])
+    return codes, pre, sqnr, sqnr_float
