@@ -36,6 +36,23 @@ def clipping_net(seed=0, size=16):
     return nets.randomize_bn(nets._finish(model, (1, 3, size, size)), seed)
 
 
+def float_twin(model):
+    """The clipping net in float: the same weights and BatchNorm, plain activations (its SQNR reference)."""
+    import copy
+
+    layers = [nn.Identity()]
+    for m in list(model)[1:]:
+        if isinstance(m, nn.Conv2d):  # QuantConv2d is one: its float weights
+            conv = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, bias=False)
+            conv.weight.data = m.weight.data.clone()
+            layers.append(conv)
+        elif isinstance(m, nn.BatchNorm2d):
+            layers.append(copy.deepcopy(m))
+        else:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers).eval()
+
+
 def change_first_weight(header) -> None:
     """Change one constant of a layer's generated header: the first weight of its ROM."""
     text = header.read_text()
@@ -56,7 +73,7 @@ def faulty(tmp_path_factory):
     x = nets.net_input(model, 1, shape=(2, 3, 16, 16))
     with fpgagen.trace(acc) as t:
         acc.run(x)
-    t.compare("reference").compare("qonnx").compare("brevitas", model=model)
+    t.compare("reference").compare("qonnx").compare("brevitas", model=model, float_model=float_twin(model))
     return acc, model, x, t, t.report(d / "debug", plots=False)
 
 
@@ -88,6 +105,8 @@ def test_a_clipping_layer_is_flagged(faulty):
     by_name = {e["name"]: e for e in doc["layers"]}
     assert by_name["conv_1"]["clip_high"] > 0.25 > by_name["conv_0"]["clip_high"]
     assert by_name["conv_1"]["sqnr_db"] < by_name["conv_0"]["sqnr_db"]  # against Brevitas' float activation
+    assert by_name["conv_1"]["sqnr_float_db"] < 10 < by_name["conv_0"]["sqnr_float_db"]  # and the float twin's
+    assert any("SQNR" in f for f in flagged["conv_1"])
 
 
 def test_a_float32_boundary_flip_is_not_a_divergence(faulty):
