@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+MAX_FRAMES = 16
 HELP = "where does a deployment go wrong? every layer's stream from C-sim, reference, QONNX, Brevitas compared"
 DESCRIPTION = """Tap every stream of a built accelerator's C-simulation (the hls/ sources as they are now, hand
 edits included) and compare it, layer by layer, with the numpy reference, the QONNX model executed node by node and,
@@ -135,6 +136,10 @@ def run_debug(args) -> int:
             deployed = _read_array(args.deployed_input, "deployed input")
     else:
         x, codes = input_frames(acc, _read_array(args.input, "input"))
+    frames = len(codes if codes is not None else x)
+    if frames > MAX_FRAMES:  # every stream of every frame is kept in memory (LPYOLO: about 100 MB a frame)
+        _log(f"fpgagen debug: tapping the first {MAX_FRAMES} of {frames} frames")
+        x, codes = (x[:MAX_FRAMES] if x is not None else None), (codes[:MAX_FRAMES] if codes is not None else None)
     with trace(acc, log=_log) as t:
         if codes is not None:
             acc.run_stream(codes)
