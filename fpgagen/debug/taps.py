@@ -241,7 +241,8 @@ def brevitas_events(model, x: np.ndarray) -> list[dict]:
         if not isinstance(output, QuantTensor):
             return
         pre = inputs[0].value if isinstance(inputs[0], QuantTensor) else inputs[0]
-        act = module.fused_activation_quant_proxy.activation_impl(pre)
+        fused = getattr(module, "fused_activation_quant_proxy", None)  # None: no activation before the quantizer
+        act = fused.activation_impl(pre) if fused is not None else pre
         scale, zero = output.scale, output.zero_point
         codes = torch.round(output.value / scale + zero)
         events.append({"codes": codes.detach().numpy().astype(np.int64),
@@ -249,8 +250,8 @@ def brevitas_events(model, x: np.ndarray) -> list[dict]:
                        "float": act.detach().numpy().astype(np.float64),
                        "value": output.value.detach().numpy().astype(np.float64)})
 
-    for m in model.modules():
-        if isinstance(m, ActQuantProxyFromInjector):
+    for m in model.modules():  # a layer's disabled input/output proxy passes a QuantTensor through: not a quantizer
+        if isinstance(m, ActQuantProxyFromInjector) and getattr(m, "is_quant_enabled", True):
             hooks.append(m.register_forward_hook(hook))
     try:
         with torch.no_grad():
