@@ -260,3 +260,23 @@ def test_the_runtime_saves_what_the_backend_received(tiny_detector, tmp_path):
     backend.infer(frames[:1])
     backend.infer(frames[1:])
     assert np.array_equal(np.load(tmp_path / "got.npy"), frames)
+
+
+@pytest.mark.slow
+def test_a_camera_build_taps_every_source(tmp_path):
+    """With the letterbox in the fabric the camera frame has no ONNX counterpart, the letterbox's output is the
+    ONNX graph's input codes, and C-sim, reference, QONNX and Brevitas agree on every stream."""
+    from runtime_nets import tiny_detector_net
+
+    model = tiny_detector_net(0)
+    acc = fpgagen.build(fpgagen.export(model, tmp_path / "net.onnx"), out_dir=tmp_path / "build",
+                        log=lambda m: None, verify=False, camera="96x72")
+    frames = np.random.default_rng(0).integers(0, 256, (2, 72, 96, 3), dtype=np.uint8)
+    with fpgagen.trace(acc) as t:
+        acc.run_stream(frames)
+    doc = t.compare("reference").compare("qonnx").compare("brevitas", model=model).summary()
+    assert doc["first_divergence"] is None and not doc["problems"]
+    by_name = {e["name"]: e for e in doc["layers"]}
+    assert "qonnx" in by_name["input"]["no_counterpart"]
+    assert {c["b"] for c in by_name["letterbox"]["comparisons"]} == {"csim", "qonnx", "brevitas"}
+    assert all(c["differing"] == 0 for e in doc["layers"] for c in e["comparisons"])
