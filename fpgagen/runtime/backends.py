@@ -261,15 +261,15 @@ class PynqBackend(Backend):
                 buf.freebuffer()
 
 
-def save_inputs(backend: Backend, path: str | Path, limit: int = 1000) -> Backend:
-    """Record what ``backend`` receives: after every ``infer``, the uint8 frames so far (up to ``limit``) are
-    written to ``path`` (.npy, atomically), for ``fpgagen debug --deployed-input``."""
+def save_inputs(backend: Backend, path: str | Path, limit: int = 100) -> Backend:
+    """Record what ``backend`` receives: after every ``infer`` that adds frames, the uint8 frames so far (the first
+    ``limit``) are written to ``path`` (.npy, atomically), for ``fpgagen debug --deployed-input``."""
     path, frames, infer = Path(path), [], backend.infer
 
     def recording_infer(batch):
-        checked = backend.check_frames(batch)
-        frames.extend(checked[: max(0, limit - len(frames))])
-        if frames:
+        room = max(0, limit - len(frames))
+        if room:
+            frames.extend(backend.check_frames(batch)[:room])
             tmp = path.with_name(f".{path.name}.tmp.npy")
             np.save(tmp, np.stack(frames))
             tmp.replace(path)

@@ -79,8 +79,8 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plain", action="store_true", help="the shipped detector's plain build (the host letterboxes "
                    "to 416x416) instead of the default one with a 640x480 camera's letterbox in the fabric")
     p.add_argument("--batch", type=int, default=1, help="frames per backend call when several wait (default 1)")
-    p.add_argument("--save-input", metavar="FILE.npy", help="save the uint8 frames the backend received (for "
-                   "'fpgagen debug --deployed-input')")
+    p.add_argument("--save-input", metavar="FILE.npy", help="save the uint8 frames the backend received (the "
+                   "first 100), for 'fpgagen debug --deployed-input'")
 
 
 def _load(args, build_dir):
