@@ -7,7 +7,7 @@ from .errors import FpgagenError
 
 __version__ = "0.1.0"
 
-_LAZY = {"Accelerator": "accelerator", "build": "accelerator", "load": "accelerator"}
+_LAZY = {"Accelerator": "accelerator", "build": "accelerator", "load": "accelerator", "trace": "debug"}
 
 
 def __getattr__(name: str):
@@ -27,4 +27,4 @@ def export(model, path, input_shape=None, dynamo=False):
     return _export(model, path, input_shape=input_shape, dynamo=dynamo)
 
 
-__all__ = ["Accelerator", "FpgagenError", "build", "export", "load", "__version__"]
+__all__ = ["Accelerator", "FpgagenError", "build", "export", "load", "trace", "__version__"]

@@ -180,7 +180,7 @@ class Accelerator:
 def build(model: str | Path, board: str = "pynq_z2", out_dir: str | Path | None = None,
           folding: dict | str | Path | None = None, target_fps: float | None = None, verify: bool = True,
           log=log_stderr, optimizer: str = "ilp", ceilings: dict | None = None,
-          camera: str | None = None) -> Accelerator:
+          camera: str | None = None, debug_outputs=None) -> Accelerator:
     """QONNX file -> integer dataflow IR -> folded -> HLS C++ -> C-sim library, verified bit-exact against the
     numpy reference. Returns the :class:`Accelerator`.
 
@@ -190,7 +190,10 @@ def build(model: str | Path, board: str = "pynq_z2", out_dir: str | Path | None 
 
     ``camera="640x480"`` (``WxH[:rgb|bgr]``): the camera frame's letterbox runs in the fabric, bit-exact with the
     host's ``letterbox_exact`` (cv2.INTER_LINEAR_EXACT); the accelerator then takes uint8 (N, H, W, 3) camera
-    frames. Needs an input quantizer whose code is the uint8 pixel."""
+    frames. Needs an input quantizer whose code is the uint8 pixel.
+
+    ``debug_outputs`` (layer names): a debug build that also sends those layers' output streams to the host as
+    extra outputs (fpgagen/debug/board.py), for comparing the board's inner streams with the reference."""
     model = Path(model)
     camera_spec = validate.check_camera(camera)
     validate.check_target_fps(target_fps)
@@ -212,11 +215,11 @@ def build(model: str | Path, board: str = "pynq_z2", out_dir: str | Path | None 
     # The previous build in out_dir stays untouched until the new one is complete and checked (see builddir).
     with builddir.BuildLock(out_dir):
         return _build_locked(model, board, board_cfg, out_dir, folding, target_fps, verify, log, optimizer,
-                             ceilings, step, camera_spec)
+                             ceilings, step, camera_spec, debug_outputs)
 
 
 def _build_locked(model: Path, board: str, board_cfg: dict, out_dir: Path, folding, target_fps, verify: bool, log,
-                  optimizer: str, ceilings, step, camera=None) -> Accelerator:
+                  optimizer: str, ceilings, step, camera=None, debug_outputs=None) -> Accelerator:
     step(f"loading {model}")
     qmodel = frontend.load_qonnx(model)
     step("streamlining to integer layers")
@@ -224,6 +227,10 @@ def _build_locked(model: Path, board: str, board_cfg: dict, out_dir: Path, foldi
     if camera is not None:
         step(f"putting the {camera[0]}x{camera[1]} camera's letterbox in front of the network")
         add_camera(net, camera, str(model))
+    if debug_outputs:
+        from .debug.board import expose_streams
+
+        step(f"debug build: {', '.join(expose_streams(net, debug_outputs))} also stream to the host")
     if folding is not None:
         step("applying the given folding")
         folding = fold.load_folding(folding) if isinstance(folding, str | Path) else folding
@@ -252,7 +259,9 @@ def _build_locked(model: Path, board: str, board_cfg: dict, out_dir: Path, foldi
         (tmp / "folding.json").write_text(json.dumps(fold.folding_of(net), indent=1))
         # the model's absolute path: `fpgagen bitstream` rebuilds it at a lower resolution for RTL co-simulation
         (tmp / "build.json").write_text(json.dumps({"board": board, "model": str(model.resolve()),
-                                                    "sha256": _ir_digests(tmp)}, indent=1))
+                                                    "sha256": _ir_digests(tmp),
+                                                    # the generated sources, so `fpgagen debug` tells hand edits
+                                                    "hls_sha256": hls_digests(tmp / "hls")}, indent=1))
         doc = write_reports(net, board_cfg, tmp, fold_info, ceilings)
         acc = Accelerator(net, tmp, board_cfg, log=log)
         if verify:
@@ -293,6 +302,13 @@ def _sha256_file(path: Path) -> str:
 
 def _ir_digests(build_dir: Path) -> dict[str, str]:
     return {name: _sha256_file(build_dir / name) for name in IR_FILES}
+
+
+def hls_digests(hls_dir: Path) -> dict[str, str]:
+    """SHA-256 of every C++ source of an HLS project (what the C-sim compiles), by path inside hls/."""
+    from .csim import _sources
+
+    return {src.relative_to(hls_dir).as_posix(): _sha256_file(src) for src in _sources(Path(hls_dir))}
 
 
 def load(build_dir: str | Path, log=log_stderr) -> Accelerator:

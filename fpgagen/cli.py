@@ -21,6 +21,7 @@ EPILOG = """examples:
   fpgagen bitstream build/my_net --board pynq_z2   # Vitis HLS + Vivado -> build/my_net/deploy/
   fpgagen eval                      # AP of the shipped float and W4A4 face detectors
   fpgagen detect photo.jpg -o out/  # faces in your photos (the shipped detector, C-sim)
+  fpgagen debug build/face --image photo.jpg -o debug/   # which layer / pre-processing step goes wrong
   fpgagen serve --video clip.mp4    # stream detections (TCP :9000, browser :8080); fpgagen view 127.0.0.1:9000
 """
 
@@ -62,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
                    "INTER_LINEAR_EXACT) into the network's square input; :bgr swaps the channels for an RGB-trained "
                    "net. Needs an input quantizer whose code is the uint8 pixel")
     b.add_argument("--no-verify", action="store_true", help="skip the C-sim vs reference check")
+    b.add_argument("--debug-outputs", metavar="LAYER[,LAYER]", help="a debug build: these layers' output streams "
+                   "also go to the host as extra outputs (compare the board's inner streams, 'fpgagen debug')")
     c = sub.add_parser("csim", help="run inputs through a built accelerator's C-simulation",
                        description="Run a float input (.npy, as the torch model takes it) through the C-simulated "
                        "accelerator and save what the torch model would return.")
@@ -90,6 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     bs = sub.add_parser("bitstream", help="verified HLS project -> Vitis HLS IP -> Vivado bitstream (deploy/)",
                         description=BITSTREAM_DESCRIPTION)
     add_bitstream_arguments(bs)
+    from .debug.cli import DESCRIPTION as DEBUG_DESCRIPTION
+    from .debug.cli import HELP as DEBUG_HELP
+    from .debug.cli import add_debug_arguments
+
+    add_debug_arguments(sub.add_parser("debug", help=DEBUG_HELP, description=DEBUG_DESCRIPTION))
     from .runtime import cli as runtime_cli  # the host runtime: detect, serve, view (imports nothing heavy)
 
     for name, help_, description in (("detect", runtime_cli.DETECT_HELP, runtime_cli.DETECT_DESCRIPTION),
@@ -190,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
             build(args.model, board=args.board, out_dir=args.out, folding=args.folding,
                   target_fps=args.target_fps, verify=not args.no_verify, optimizer=args.optimizer,
-                  ceilings=args.ceiling, camera=args.camera)
+                  ceilings=args.ceiling, camera=args.camera, debug_outputs=args.debug_outputs)
         elif args.command == "csim":
             from .accelerator import load
 
@@ -212,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
             from .train.cli import eval_command
 
             return eval_command(args)
+        elif args.command == "debug":
+            from .debug.cli import run_debug
+
+            return run_debug(args)
         elif args.command in ("detect", "serve", "view"):
             from .runtime import cli as runtime_cli
 

@@ -48,7 +48,15 @@ def _sources(hls_dir: Path) -> list[Path]:
 BOUNDED_FLAGS = ["-DFG_SIM_BOUNDED_FIFOS", "-pthread"]
 
 
-def compile_library(hls_dir: Path, log=print, bounded_fifos: bool = False) -> Path:
+# `fpgagen debug`: the project's own sources with every inter-layer stream recorded (templates/hls/debug_taps.h,
+# force-included; the synthesized top is not touched)
+def _debug_taps_header() -> Path:
+    from .resources import resource_dir
+
+    return resource_dir("templates") / "hls" / "debug_taps.h"
+
+
+def compile_library(hls_dir: Path, log=print, bounded_fifos: bool = False, debug_taps: bool = False) -> Path:
     """Build ``csim_bridge.cpp`` into a shared library; an unchanged project is a cache hit (no g++ run).
 
     ``bounded_fifos`` builds the variant that runs every DATAFLOW process on its own thread with each stream
@@ -60,6 +68,8 @@ def compile_library(hls_dir: Path, log=print, bounded_fifos: bool = False) -> Pa
     rebuilt (loading one would crash the process: SIGBUS on a truncated file)."""
     hls_dir = Path(hls_dir)
     flags = CXXFLAGS + (BOUNDED_FLAGS if bounded_fifos else [])
+    if debug_taps:
+        flags = flags + ["-DFG_DEBUG_TAPS", "-include", str(_debug_taps_header())]
     cxx = shutil.which(os.environ.get("CXX", "g++"))
     if cxx is None:
         raise FpgagenError("no C++ compiler found", "C-simulation", "install g++ (apt-get install g++)")
@@ -68,6 +78,8 @@ def compile_library(hls_dir: Path, log=print, bounded_fifos: bool = False) -> Pa
     header = include / "ap_int.h"
     for part in (cxx, " ".join(flags), str(include), _compiler_version(cxx), f"{header.stat().st_size}"):
         digest.update(part.encode() + b"\0")
+    if debug_taps:
+        digest.update(_debug_taps_header().read_bytes())
     sources = _sources(hls_dir)
     if not (hls_dir / "csim_bridge.cpp").is_file():
         raise FpgagenError("the HLS project has no csim_bridge.cpp", str(hls_dir),
@@ -167,6 +179,7 @@ class CSimLibrary:
         self.in_words, self.in_bytes, self.out_words, self.out_bytes = list(geometry)
         self._lib.fg_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p,
                                      ctypes.c_int]
+        self.has_taps = hasattr(self._lib, "fg_tap_count")  # built with debug_taps (fpgagen/debug)
 
     @property
     def in_frame_bytes(self) -> int:
@@ -185,7 +198,7 @@ class CSimLibrary:
                             f"expected (frames, {self.in_frame_bytes}) bytes")
         n = frames.shape[0]
         out = np.zeros((n, self.out_frame_bytes), np.uint8)
-        threads = 1 if self.bounded_fifos else max(1, min(threads or os.cpu_count() or 1, n))
+        threads = 1 if self.bounded_fifos or self.has_taps else max(1, min(threads or os.cpu_count() or 1, n))
         bounds = np.linspace(0, n, threads + 1).astype(int)
 
         def work(lo: int, hi: int) -> str | None:

@@ -157,6 +157,7 @@ class _Lowering:
         self.graph_input = model.graph.input[0].name
         self.pre_name = self.graph_input  # the float tensor before the input quantizer
         self.pre_steps: list[dict] = []
+        self.onnx_tensors: dict[str, str] = {}  # "layer:port" -> the ONNX tensor whose codes that stream carries
 
     # --- helpers ------------------------------------------------------------------------------------------
     def const(self, name: str):
@@ -230,6 +231,8 @@ class _Lowering:
     def publish(self, name: str, s: _Stream, end: tuple[str, int], where: str) -> None:
         """Tensor ``name`` now has view ``s`` and streams from ``end``; several consumers get a fork."""
         s.where = where
+        if s.quant is not None and s.pending is None and s.clamp is None:  # for `fpgagen debug`: codes = Quant's
+            self.onnx_tensors.setdefault(f"{end[0]}:{end[1]}", name)  # first (a reshape keeps the stream's)
         n = self.n_consumers(name)
         if n > 1:
             if s.pending_pad is not None:
@@ -372,7 +375,7 @@ class _Lowering:
                                    "return a tensor computed by the network")
             self.edges.append(Edge(*self.ends[out_name].pop(0), "output", k))
             specs.append(self.output_spec(out_name))
-        net = Network(self.name, self.input_spec, specs, self.layers, self.edges)
+        net = Network(self.name, self.input_spec, specs, self.layers, self.edges, onnx_tensors=self.onnx_tensors)
         if all(isinstance(lay, OnePortLayer) for lay in self.layers) and \
                 net.stream_edges() == Network(self.name, None, None, self.layers).stream_edges():
             net.edges = []  # a chain: stored as one

@@ -172,6 +172,9 @@ class Network:
     outputs: list[OutputSpec]  # in torch's output order; a single OutputSpec is taken as [it]
     layers: list[Layer]
     edges: list[Edge] = field(default_factory=list)  # empty: a chain
+    # Recorded at lowering, for `fpgagen debug`: "layer:port" (or "input:0") -> the ONNX tensor whose quantized
+    # codes that stream carries; streams absent here (forks' copies, windows, converters) have no ONNX counterpart
+    onnx_tensors: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         if isinstance(self.outputs, OutputSpec) or self.outputs is None:
@@ -302,6 +305,8 @@ class Network:
         doc["layers"] = [layer_to_doc(lay, f"layer{i}", arrays) for i, lay in enumerate(self.layers)]
         if self.edges:
             doc["edges"] = [dataclasses.asdict(e) for e in self.edges]
+        if self.onnx_tensors:
+            doc["onnx_tensors"] = dict(self.onnx_tensors)
         (directory / "network.json").write_text(json.dumps(doc, indent=1))
         np.savez_compressed(directory / "network.npz", **arrays)
 
@@ -334,7 +339,8 @@ class Network:
                 outputs = [_from_doc(OutputSpec, doc["output"], "output", arrays)]
             if not outputs:
                 raise ValueError("no outputs")
-            net = Network(doc["name"], _from_doc(InputSpec, doc["input"], "input", arrays), outputs, layers, edges)
+            net = Network(doc["name"], _from_doc(InputSpec, doc["input"], "input", arrays), outputs, layers, edges,
+                          onnx_tensors={str(k): str(v) for k, v in doc.get("onnx_tensors", {}).items()})
             if not layers or not isinstance(net.name, str):
                 raise ValueError("no layers")
             net.check_graph()

@@ -261,6 +261,24 @@ class PynqBackend(Backend):
                 buf.freebuffer()
 
 
+def save_inputs(backend: Backend, path: str | Path, limit: int = 100) -> Backend:
+    """Record what ``backend`` receives: after every ``infer`` that adds frames, the uint8 frames so far (the first
+    ``limit``) are written to ``path`` (.npy, atomically), for ``fpgagen debug --deployed-input``."""
+    path, frames, infer = Path(path), [], backend.infer
+
+    def recording_infer(batch):
+        room = max(0, limit - len(frames))
+        if room:
+            frames.extend(backend.check_frames(batch)[:room])
+            tmp = path.with_name(f".{path.name}.tmp.npy")
+            np.save(tmp, np.stack(frames))
+            tmp.replace(path)
+        return infer(batch)
+
+    backend.infer = recording_infer
+    return backend
+
+
 def output_codes(out: np.ndarray, geometry, shape, signed: bool) -> np.ndarray:
     """One output's bytes (N, out_frame_bytes) -> codes (N, *shape) int64: packing.bytes_to_frames, with the
     per-frame fast path of 8-bit codes (the bytes reinterpreted, one widening pass)."""

@@ -79,6 +79,8 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plain", action="store_true", help="the shipped detector's plain build (the host letterboxes "
                    "to 416x416) instead of the default one with a 640x480 camera's letterbox in the fabric")
     p.add_argument("--batch", type=int, default=1, help="frames per backend call when several wait (default 1)")
+    p.add_argument("--save-input", metavar="FILE.npy", help="save the uint8 frames the backend received (the "
+                   "first 100), for 'fpgagen debug --deployed-input'")
 
 
 def _load(args, build_dir):
@@ -87,8 +89,13 @@ def _load(args, build_dir):
     options = {}
     if args.backend == "pynq" and args.bitstream:
         options["bitstream"] = args.bitstream
-    return load_face_detector(build_dir, args.backend, args.anchors, args.conf, args.nms_iou,
-                              log=_log, camera=None if args.plain else DEFAULT_CAMERA, **options)
+    detector = load_face_detector(build_dir, args.backend, args.anchors, args.conf, args.nms_iou,
+                                  log=_log, camera=None if args.plain else DEFAULT_CAMERA, **options)
+    if getattr(args, "save_input", None):
+        from .backends import save_inputs
+
+        save_inputs(detector.backend, args.save_input)
+    return detector
 
 
 def _log(msg: str) -> None:
