@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 BOARD ?= pynq_z2
+# Test workers (pytest-xdist, one test file per worker at a time): the machine's cores, at most 4 (each worker
+# holds torch and compiles C-sims; more would cost memory for little gain).
+TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 
 .PHONY: setup test test-all demo bench lint bitstream runtime-wheel docker-image clean
 
@@ -18,10 +21,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile
 
 test-all: setup
-	$(BIN)/python -m pytest -q -m "slow or not slow"
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist loadfile -m "slow or not slow"
 
 demo: setup
 	$(BIN)/python -m fpgagen.train.demo --board $(BOARD)
