@@ -215,7 +215,6 @@ def test_bad_input_exits_2(tiny_detector, tmp_path, capsys):
 
 
 # --- on the board: a --debug-outputs build through the stand-in DMA -----------------------------------------
-@pytest.mark.slow
 def test_board_streams_name_an_edited_header(tmp_path, monkeypatch):
     """A debug build sends conv_0 and conv_1's streams as extra outputs (one DMA transfer, the multi-output
     framing); with conv_1's header edited, the board's (stand-in DMA over the edited C-sim) conv_1 stream is the
