@@ -29,40 +29,9 @@ from qonnx.core.datatype import BaseDataType, DataType
 
 from ..errors import FpgagenError
 from ..quant import IntRange, quantize
+from .host_steps import apply_float_steps
 from .kinds import KINDS
 from .layers import Layer, datatypes_from_names
-
-# Float pre/post-processing on the host: ONNX elementwise ops with a constant, computed in float32 exactly as the
-# graph computes them (numpy float32 arithmetic is IEEE, as onnxruntime's and torch's elementwise kernels).
-ELEMENTWISE = {"Mul": np.multiply, "Add": np.add, "Sub": np.subtract, "Div": np.divide}
-
-
-def elementwise_step(op: str, const: np.ndarray, const_first: bool = False) -> dict:
-    """A host step ``x op c`` (or ``c op x``); JSON-serializable (float32 values round-trip exactly)."""
-    const = np.asarray(const, np.float32)
-    return {"op": op, "value": const.tolist(), "value_shape": list(const.shape), "const_first": bool(const_first)}
-
-
-def apply_float_steps(x: np.ndarray, steps) -> np.ndarray:
-    """Run host steps (``elementwise_step``, ``{"op": "Reshape", "shape": [...]}`` without the batch axis, or
-    ``{"op": "BatchNormalization", ...}`` with the ONNX formula) on a float32 batch in the graph's layout."""
-    x = np.asarray(x, np.float32)
-    for step in steps:
-        op = step["op"]
-        if op == "Reshape":
-            x = x.reshape(x.shape[0], *step["shape"])
-        elif op in ELEMENTWISE:
-            c = np.asarray(step["value"], np.float32).reshape(step["value_shape"])
-            x = ELEMENTWISE[op](c, x) if step["const_first"] else ELEMENTWISE[op](x, c)
-        elif op == "BatchNormalization":  # ONNX: (x - mean) / sqrt(var + eps) * scale + B, channels on axis 1
-            shape = (1, -1) + (1,) * (x.ndim - 2)
-            mean, var, scale, bias = (np.asarray(step[k], np.float32).reshape(shape)
-                                      for k in ("mean", "var", "scale", "bias"))
-            x = (x - mean) / np.sqrt(var + np.float32(step["epsilon"])) * scale + bias
-        else:
-            raise ValueError(f"unknown host step {op}")
-        x = x.astype(np.float32, copy=False)
-    return x
 
 
 @dataclass(eq=False)
