@@ -39,13 +39,13 @@ from .ir.kinds import (
     Lowering,
     LoweringContext,
     PendingMVAU,
-    QuantSpec,
     StreamView,
     apply_rewrites,
     lower_fork,
     lowering_for,
     per_channel,
     quant_params,
+    quant_spec,
     quantized_const,
 )
 from .ir.network import out_ports
@@ -171,13 +171,7 @@ class _Walk:
             h, w, c = shapes[0]
             shapes[0] = (h - top - bottom, w - left - right, c)
         quant_node = self.fusable_quant(node) if lowering.fuses_quant else None
-        out_quant = None
-        if quant_node is not None:
-            scale, zero, rng, _ = quant_params(quant_node, self.const)
-            grid = [per_channel(v, max(np.size(scale), np.size(zero)), quant_node) for v in (scale, zero)]
-            if not np.ptp(grid[0]) and not np.ptp(grid[1]):  # per tensor: one value
-                grid = [g[:1] for g in grid]
-            out_quant = QuantSpec(grid[0], grid[1], rng)
+        out_quant = quant_spec(quant_node, self.const) if quant_node is not None else None
         ctx = LoweringContext(self.uname(node.name), self.const, out_quant, pre_pad, self.consts.get, tuple(names),
                               self.model.get_tensor_shape, self.uname)
         done = lowering.rule(node, streams if lowering.exact else [st.view() for st in streams], shapes, ctx)
@@ -195,29 +189,11 @@ class _Walk:
             if done.pending is not None:
                 out = replace(out, pending=self.reserve(done.pending))
         else:
-            out = self.graph_view(done, streams, out_quant)
+            out = StreamView.of_plain(tuple(out_ports(done.layer)[0][0]), done, streams, out_quant)
             if out_quant is not None:
                 self.fused.add(quant_node.name)
                 out_name = quant_node.output[0]
         self.publish(out_name, out, self.tail, f"node '{node.name}'")
-
-    @staticmethod
-    def graph_view(done, streams: list[StreamView], out_quant: QuantSpec | None) -> StreamView:
-        """The walk's view of a plain rule's output (``Lowered.view``, an AffineView)."""
-        shape, view = tuple(out_ports(done.layer)[0][0]), done.view
-        c = view.channels
-        if out_quant is not None:
-            q_scale, q_zero = (np.broadcast_to(v, (c,)).copy() for v in (out_quant.scale, out_quant.zero))
-            return StreamView(shape, q_scale, np.zeros(c), view.lo, view.hi, center=q_zero, quant=(q_scale, q_zero))
-        if done.passthrough is not None:  # codes pass through: each channel keeps its exact view
-            def pick(values):
-                return np.array([values(streams[p])[ch] for p, ch in done.passthrough])
-            quant = None
-            if all(st.quant is not None for st in streams):
-                quant = (pick(lambda st: st.quant[0]), pick(lambda st: st.quant[1]))
-            return StreamView(shape, pick(lambda st: st.alpha), pick(lambda st: st.beta), view.lo, view.hi,
-                              center=pick(lambda st: st.center), quant=quant, clamp=view.clamp)
-        return StreamView(shape, view.scale, view.offset, view.lo, view.hi, clamp=view.clamp)  # new codes
 
     # --- the walk -----------------------------------------------------------------------------------------
     def run(self) -> Network:

@@ -30,7 +30,7 @@ from .maxpool import MaxPool
 from .maxpool_general import MaxPoolGeneral, lower_maxpool, pad_of_node
 from .mvau import MVAU
 from .sliding_window import SlidingWindow
-from .threshold import QuantizedConst, Threshold, quant_params, quantized_const
+from .threshold import QuantizedConst, Threshold, quant_params, quant_spec, quantized_const
 from .upsample import Upsample, lower_resize
 from .width_converter import WidthConverter
 from .xnor import XnorMVAU, xnor_from_mvau, xnor_rewrite
@@ -72,5 +72,5 @@ __all__ = ["AffineView", "QuantSpec", "Requant", "requantize", "GraphLayer", "Sh
            "Upsample", "AddStreams", "MaxPoolGeneral", "lower_fork", "lower_concat", "lower_resize", "lower_add",
            "lower_maxpool", "pad_of_node", "XnorMVAU", "xnor_from_mvau", "xnor_rewrite", "KINDS", "LOWERINGS",
            "REWRITES", "apply_rewrites", "lowering_for", "RULES", "KIND_MODULES", "StreamView", "PendingMVAU",
-           "per_channel", "QuantizedConst", "quant_params", "quantized_const", "MVAU", "SlidingWindow", "MaxPool",
-           "Threshold", "WidthConverter", "Lowered", "Lowering", "LoweringContext"]
+           "per_channel", "QuantizedConst", "quant_params", "quant_spec", "quantized_const", "MVAU", "SlidingWindow",
+           "MaxPool", "Threshold", "WidthConverter", "Lowered", "Lowering", "LoweringContext"]

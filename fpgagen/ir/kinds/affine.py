@@ -229,3 +229,24 @@ class StreamView:
     def offset(self) -> np.ndarray:
         """beta' of the plain affine view real = alpha * q + beta' (float64, for host-side dequantization)."""
         return self.beta - self.alpha * self.center
+
+    @classmethod
+    def of_plain(cls, shape: tuple[int, int, int], done, streams: list[StreamView],
+                 out_quant: QuantSpec | None) -> StreamView:
+        """The exact view of a plain rule's output (``done``: its ``Lowered``, whose view is an AffineView) on the
+        input views ``streams``: the fused Quant's grid, the inputs' exact views of the channels passed through, or
+        the new codes' view."""
+        view = done.view
+        c = view.channels
+        if out_quant is not None:
+            q_scale, q_zero = (np.broadcast_to(v, (c,)).copy() for v in (out_quant.scale, out_quant.zero))
+            return cls(shape, q_scale, np.zeros(c), view.lo, view.hi, center=q_zero, quant=(q_scale, q_zero))
+        if done.passthrough is not None:  # codes pass through: each channel keeps its exact view
+            def pick(values):
+                return np.array([values(streams[p])[ch] for p, ch in done.passthrough])
+            quant = None
+            if all(st.quant is not None for st in streams):
+                quant = (pick(lambda st: st.quant[0]), pick(lambda st: st.quant[1]))
+            return cls(shape, pick(lambda st: st.alpha), pick(lambda st: st.beta), view.lo, view.hi,
+                       center=pick(lambda st: st.center), quant=quant, clamp=view.clamp)
+        return cls(shape, view.scale, view.offset, view.lo, view.hi, clamp=view.clamp)  # new codes

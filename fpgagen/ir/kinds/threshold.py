@@ -30,7 +30,7 @@ from ..layers import (
     memory_resources,
     resources,
 )
-from .affine import StreamView, per_channel
+from .affine import QuantSpec, StreamView, per_channel
 from .base import Lowered, Lowering
 
 
@@ -152,6 +152,15 @@ def quant_params(node, const) -> tuple[np.ndarray, np.ndarray, IntRange, bool]:
         raise node_error(node, f"bit width {bits_f} is not a positive integer", "use integer bit widths")
     rng = IntRange.of(int(bits_f), bool(attr["signed"]), bool(attr["narrow"]))
     return np.asarray(scale, np.float32), np.asarray(zero, np.float32), rng, False
+
+
+def quant_spec(node, const) -> QuantSpec:
+    """The grid of a Quant that a kind's layer fuses (per tensor: one value)."""
+    scale, zero, rng, _ = quant_params(node, const)
+    grid = [per_channel(v, max(np.size(scale), np.size(zero)), node) for v in (scale, zero)]
+    if not np.ptp(grid[0]) and not np.ptp(grid[1]):  # per tensor: one value
+        grid = [g[:1] for g in grid]
+    return QuantSpec(grid[0], grid[1], rng)
 
 
 @dataclass
