@@ -31,7 +31,7 @@ import numpy as np
 from qonnx.core.modelwrapper import ModelWrapper
 
 from .errors import FpgagenError
-from .ir import MVAU, Edge, InputSpec, Network, OnePortLayer, OutputSpec
+from .ir import MVAU, Edge, InputSpec, Network, OutputSpec
 from .ir.host_steps import ELEMENTWISE, pre_step
 from .ir.kinds import (
     LOWERINGS,
@@ -243,11 +243,7 @@ class _Walk:
             self.edges.append(Edge(*self.ends[out_name].pop(0), "output", k))
             specs.append(self.output_spec(out_name))
         net = Network(self.name, self.input_spec, specs, self.layers, self.edges)
-        if all(isinstance(lay, OnePortLayer) for lay in self.layers) and \
-                net.stream_edges() == Network(self.name, None, None, self.layers).stream_edges():
-            net.edges = []  # a chain: stored as one
-        else:
-            net.check_graph()
+        net.check_graph()
         return net
 
     def output_spec(self, out_name: str) -> OutputSpec:

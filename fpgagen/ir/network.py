@@ -6,8 +6,8 @@ port) with its FIFO depth and storage; the stream's datatype and word width are 
 (``edge_dtype``/``edge_word``), so they are never stored twice. ``"input"`` is the host's input stream and
 ``"output"`` the stream(s) to the host: a network with several outputs (the torch model returns a tuple, in
 QONNX ``graph.output`` order) has one edge to ``("output", k)`` per output k, and ``outputs[k]`` says how its
-integers map back to torch's k-th value. A chain is the special case ``edges == []``: each layer feeds the next (its
-own ``fifo_depth``/``fifo_style`` is its output stream), which is how every single-path network is stored.
+integers map back to torch's k-th value. Every network stores its edges, a chain (each layer feeding the next)
+too; a Network made without edges (a file written before, or a list of layers) gets that single path.
 Every layer has ports (base class fpgagen.ir.layers.Layer; the kinds are one module each in fpgagen.ir.kinds);
 ``in_ports``/``out_ports`` read them.
 Every datatype in the IR (a layer's, a port's, the input's and outputs') is a qonnx ``DataType`` object;
@@ -140,12 +140,15 @@ class Network:
     input: InputSpec
     outputs: list[OutputSpec]  # in torch's output order; a single OutputSpec is taken as [it]
     layers: list[Layer]
-    edges: list[Edge] = field(default_factory=list)  # empty: a chain
+    edges: list[Edge] = field(default_factory=list)  # none given: the single path through ``layers``
 
     def __post_init__(self):
         if isinstance(self.outputs, OutputSpec) or self.outputs is None:
             self.outputs = [self.outputs]
         self.outputs = list(self.outputs)
+        if not self.edges and self.layers:
+            names = ["input", *(lay.name for lay in self.layers), "output"]
+            self.edges = [Edge(a, 0, b, 0) for a, b in zip(names[:-1], names[1:], strict=False)]
 
     @property
     def output(self) -> OutputSpec:
@@ -154,18 +157,9 @@ class Network:
             raise ValueError(f"network {self.name} has {len(self.outputs)} outputs: use .outputs")
         return self.outputs[0]
 
-    @property
-    def is_chain(self) -> bool:
-        return not self.edges
-
     def stream_edges(self) -> list[Edge]:
-        """Every stream, the chain's implicit ones included (input -> first, each -> next, last -> output)."""
-        if self.edges:
-            return list(self.edges)
-        names = ["input", *(lay.name for lay in self.layers), "output"]
-        depths = [2, *(lay.fifo_depth for lay in self.layers)]
-        styles = ["srl", *(lay.fifo_style for lay in self.layers)]
-        return [Edge(a, 0, b, 0, d, st) for a, b, d, st in zip(names[:-1], names[1:], depths, styles, strict=True)]
+        """Every stream (``edges``, as a list a caller may reorder)."""
+        return list(self.edges)
 
     def producer_of(self, edge: Edge):
         return None if edge.src == "input" else self.layer(edge.src)
