@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import jinja2
@@ -139,6 +139,33 @@ class PEWords:
         return {"pe": self.pe}
 
 
+@dataclass(eq=False)
+class Requantizing:
+    """The thresholds of a Quant fused into a kind's output (AddStreams, Concat, GlobalAveragePool): output code
+    ``out_base + #{k : x' >= thresholds[c, k]}`` with ``x' = -x`` where ``negate[c]``; no thresholds: the values
+    themselves are the output. Read one row of ``pe`` channels per cycle from ``thr_style`` memory
+    (``threshold_memories``). Mixed in before GraphLayer, after PEWords."""
+
+    thresholds: np.ndarray | None = field(default=None, repr=False)  # (C, NT), non-decreasing per row, or None
+    negate: np.ndarray | None = field(default=None, repr=False)  # (C,) bool: compare -x (a negative scale)
+    out_base: int = 0
+    thr_style: str = "lutram"
+
+    @property
+    def requantizes(self) -> bool:
+        return self.thresholds is not None
+
+    @property
+    def nt(self) -> int:
+        return 0 if self.thresholds is None else self.thresholds.shape[1]
+
+    def threshold_tiles(self) -> np.ndarray:
+        return threshold_tiles(self.thresholds, self.pe)
+
+    def negate_tiles(self) -> np.ndarray:
+        return threshold_tiles(np.asarray(self.negate, np.int64)[:, None], self.pe)
+
+
 def same_channels(views) -> list[tuple[int, int]]:
     """The passthrough of a layer whose output channels are its inputs' channels, in port order."""
     return [(p, c) for p, v in enumerate(views) for c in range(len(v.scale))]
@@ -196,6 +223,6 @@ def compare_luts(lanes: int, nt: int, value_bits: int, thr_bits: int) -> int:
     return math.ceil(1.1 * lanes * (nt * max(value_bits, thr_bits) + nt.bit_length() * 2))
 
 
-__all__ = ["Shape", "GraphLayer", "Lowering", "LoweringContext", "Lowered", "same_channels",
+__all__ = ["Shape", "GraphLayer", "Lowering", "LoweringContext", "Lowered", "same_channels", "Requantizing",
            "Cpp", "PEWords", "MEM_STYLES", "CONTROL_LUT", "CONTROL_FF", "divisors", "render_instance",
            "environment", "threshold_dtype", "threshold_memories", "threshold_tiles", "compare_luts", "resources"]
