@@ -45,10 +45,10 @@ def check_budget(net: Network, board: dict, ceilings: dict | None = None) -> dic
     total, ceil = usage(net, board), ceilings_of(board, ceilings)
     over = []
     parts = [(lay.name, lay.resources()) for lay in net.layers]
-    if net.is_chain:  # a chain layer's output FIFO is its own (a folding file may set its depth): name it too
-        parts += [(f"{lay.name}'s output FIFO (fifo_depth {lay.fifo_depth:,})",
-                   fifo.fifo_resources(lay.fifo_depth, lay.out_word * lay.out_bits, lay.fifo_style))
-                  for lay in net.layers]
+    # every stream's FIFO too, named by its producer (a folding file may set a layer's fifo_depth)
+    parts += [(f"{e.src}'s output FIFO (fifo_depth {e.depth:,})",
+               fifo.fifo_resources(e.depth, fifo.edge_width(net, e), e.storage))
+              for e in net.stream_edges() if e.src != "input"]
     for r in RESOURCES:
         cap = ceil[r] * board["resources"][r]
         if total[r] > cap:

@@ -1,31 +1,32 @@
-"""FIFO depths between layers, sized from each kernel's stream pattern, and a stream-level check.
+"""FIFO depths of every stream, sized from each kernel's stream pattern, and a stream-level check.
 
 Every kernel is one flat pipelined loop at II=1, entered once per frame; ``io_pattern()`` says, per iteration and
-per port, whether it pops and pushes (``fpgagen.ir.layers.pipelined_pattern``). A chain's depths come from a
-schedule S in which the bottleneck runs back to back, upstream layers as late and downstream ones as early as
-their neighbours allow (``schedule``); a graph's from an ASAP-then-ALAP schedule over its edges
-(``graph_schedule``), which gives a reconvergent branch the depth it needs; the output adapter of several outputs
-is one more process (``output_adapter_pattern``). Each FIFO is sized to the most words S holds in it, so S is an
-execution of the bounded system, and the hardware's (least) times are no later than S's: no deadlock, no stall.
-The model, the proofs and the several-outputs case are in docs/fifo_sizing.md. ``check_schedule`` re-verifies S
-against the chosen depths, ``simulate`` runs a chain's bounded FIFOs cycle by cycle (small networks), and the
-bounded-FIFO C-simulation runs the generated processes on streams bounded to these depths.
+per port, whether it pops and pushes (``fpgagen.ir.layers.pipelined_pattern``). A network is a graph of processes
+(the DMA source, every layer, the output adapter, whose pattern is ``output_adapter_pattern``) joined by its
+edges. ``schedule`` builds a schedule S over ``FRAMES`` frames in which the bottleneck runs back to back,
+every process downstream of it as early and every other one as late as its neighbours allow, each then moved
+within that window to need the fewest FIFO bits; where that is no valid execution holding less than a frame per
+FIFO (a reconvergent branch can make it so), the ASAP-then-ALAP schedule instead. Each FIFO is sized to the most
+words S holds in it, so S is an execution of the bounded system, and the hardware's (least) times are no later
+than S's: no deadlock, and where S runs the bottleneck back to back, no stall. The model and the proofs
+are in docs/fifo_sizing.md. ``check_schedule`` re-verifies S against the chosen depths, ``simulate`` runs the
+bounded FIFOs cycle by cycle (small networks), and the bounded-FIFO C-simulation runs the generated processes on
+streams bounded to these depths.
 
-Memories. Each layer's output FIFO is declared by ``fifo_memory`` (a ``fpgagen.ir.memory.Memory`` with
-``fifo=True``) and priced from that declaration by ``fifo_resources``; top.cpp emits it with ``#pragma HLS STREAM
-depth=`` and ``BIND_STORAGE type=fifo impl=``, and report.json lists it per layer under ``fifo``. FIFOs are not in
-a layer's ``memories()``, so nothing is counted twice.
+Memories. Each stream's FIFO is declared by ``fifo_memory`` (a ``fpgagen.ir.memory.Memory`` with ``fifo=True``)
+and priced from that declaration by ``fifo_resources``; top.cpp emits it with ``#pragma HLS STREAM depth=`` and
+``BIND_STORAGE type=fifo impl=``, and report.json lists it per layer under ``fifo``. FIFOs are not in a layer's
+``memories()``, so nothing is counted twice.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from .geometry import stream_geometry
-from .ir import Layer, Network, in_ports
+from .ir import Edge, Network, in_ports
 from .ir.memory import SRL_DEPTH, Memory, add_resources, bram18, resources
 
 FRAMES = 3
@@ -39,30 +40,6 @@ class FifoModelError(RuntimeError):
 def _check(ok: bool, what: str) -> None:
     if not ok:
         raise FifoModelError(what)
-
-
-@dataclass
-class Process:
-    name: str
-    reads: np.ndarray  # per iteration of one frame: pops its input
-    writes: np.ndarray  # per iteration of one frame: pushes its output
-    width: int = 0  # bits per word of its output stream
-
-
-def processes(net: Network) -> list[Process]:
-    """The DMA source, every layer, the DMA sink, with their per-frame stream patterns."""
-    first, last = net.layers[0], net.layers[-1]
-    n_in = math.prod(first.in_shape) // first.in_word
-    n_out = math.prod(last.out_shape) // last.out_word
-    out = [Process("input", np.zeros(n_in, bool), np.ones(n_in, bool), first.in_word * first.in_bits)]
-    for layer in net.layers:
-        (reads,), (writes,) = layer.io_pattern()
-        _check(len(reads) == len(writes) == layer.cycles(), f"{layer.name}: stream pattern does not match cycles()")
-        out.append(Process(layer.name, reads, writes, layer.out_word * layer.out_bits))
-    out.append(Process("output", np.ones(n_out, bool), np.zeros(n_out, bool)))
-    for prod, cons in zip(out, out[1:], strict=False):
-        _check(prod.writes.sum() == cons.reads.sum(), f"{prod.name} -> {cons.name}: words per frame differ")
-    return out
 
 
 def _asap(lower: np.ndarray) -> np.ndarray:
@@ -85,103 +62,173 @@ def _alap(upper: np.ndarray) -> np.ndarray:
     return t
 
 
-def _edges(procs: list[Process], times: list[np.ndarray], frames: int, j: int) -> tuple[np.ndarray, np.ndarray]:
-    """(push times, pop times) of the FIFO between process j and j + 1."""
-    return times[j][np.tile(procs[j].writes, frames)], times[j + 1][np.tile(procs[j + 1].reads, frames)]
-
-
-def schedule(procs: list[Process], frames: int = FRAMES, improve: bool = True) -> tuple[list[np.ndarray], int]:
-    """The schedule S (module docstring) over ``frames`` frames: iteration times per process, and B's index.
-
-    B runs back to back; upstream ALAP, downstream ASAP. ``improve``: then each other kernel, in turn, moves
-    within the window its neighbours leave it (between its earliest and its latest feasible times) to the blend
-    that needs the fewest FIFO bits on its two streams; any such move keeps S feasible, as the constraints are
-    differences of times (their feasible set is convex and closed under rounding down). Finally S is made exactly
-    periodic by repeating its middle frame every T cycles."""
-    reads = [np.tile(p.reads, frames) for p in procs]
-    writes = [np.tile(p.writes, frames) for p in procs]
-    b = max(range(len(procs)), key=lambda i: (len(procs[i].reads), -i))
-    period = len(procs[b].reads)
-    times: list[np.ndarray] = [np.empty(0)] * len(procs)
-    times[b] = np.arange(len(reads[b]), dtype=float)
-    for j in range(b + 1, len(procs)):  # downstream: as soon as the word is there
-        lower = np.full(len(reads[j]), -np.inf)
-        lower[reads[j]] = times[j - 1][writes[j - 1]] + 1
-        times[j] = _asap(lower)
-    for j in range(b - 1, -1, -1):  # upstream: as late as the consumer allows
-        upper = np.full(len(writes[j]), np.inf)
-        upper[writes[j]] = times[j + 1][reads[j + 1]] - 1
-        times[j] = _alap(upper)
-    base = _periodic(procs, times, frames, period)
-    if not improve:
-        return base, b
-    for j in range(1, len(procs) - 1):
-        if j == b:
-            continue
-        lower = np.full(len(reads[j]), -np.inf)
-        lower[reads[j]] = times[j - 1][writes[j - 1]] + 1
-        upper = np.full(len(writes[j]), np.inf)
-        upper[writes[j]] = times[j + 1][reads[j + 1]] - 1
-        early, late = _asap(lower), _alap(upper)
-        best = None
-        for lam in (0.0, 0.5, 1.0):
-            times[j] = np.floor(lam * early + (1 - lam) * late)
-            bits = (_needed_depth(*_edges(procs, times, frames, j - 1)) * procs[j - 1].width +
-                    _needed_depth(*_edges(procs, times, frames, j)) * procs[j].width)
-            if best is None or bits < best[0]:
-                best = (bits, times[j])
-        times[j] = best[1]
-    improved = _periodic(procs, times, frames, period)
-    return (improved if _valid(procs, improved, frames) else base), b
-
-
-def _periodic(procs: list[Process], times: list[np.ndarray], frames: int, period: int) -> list[np.ndarray]:
-    """Every process repeats the times of its middle frame with period T."""
-    out = []
-    for p, t in zip(procs, times, strict=True):
-        n, mid = len(p.reads), frames // 2
-        template = t[mid * n:(mid + 1) * n] - mid * period
-        out.append(np.concatenate([template + f * period for f in range(frames)]))
-    return out
-
-
-def _valid(procs: list[Process], times: list[np.ndarray], frames: int, depths: list[int] | None = None) -> bool:
-    """One iteration per cycle per kernel, every pop after its push, and (with ``depths``) every push into a free
-    slot of its FIFO."""
-    if not all(np.all(np.diff(t) >= 1) for t in times):
-        return False
-    for j in range(len(procs) - 1):
-        w, r = _edges(procs, times, frames, j)
-        if not np.all(r >= w + 1):
-            return False
-        if depths is not None and not np.all(w[depths[j]:] >= r[:-depths[j]] + 1):
-            return False
-    return True
-
-
 def _needed_depth(w: np.ndarray, r: np.ndarray) -> int:
     """Most words held at once: before push k, pops strictly earlier than it have freed their slots."""
     k = np.arange(len(w))
     return int(np.max(k + 1 - np.searchsorted(r, w, side="left"))) if len(w) else 0
 
 
+def stream_patterns(net: Network, frames: int = FRAMES) -> dict[str, tuple[list[np.ndarray], list[np.ndarray]]]:
+    """Per process (the DMA source "input", every layer, the output adapter "output"): per-port (reads, writes)
+    over ``frames`` frames."""
+    first, fp = net.input_port()
+    shape, _, word = in_ports(first)[fp]
+    n_in = math.prod(shape) // word
+    pats = {"input": ([], [np.ones(n_in, bool)]), "output": (output_adapter_pattern(stream_geometry(net)), [])}
+    for layer in net.layers:
+        reads, writes = layer.io_pattern()
+        _check(all(len(x) == layer.cycles() for x in (*reads, *writes)),
+               f"{layer.name}: stream pattern does not match cycles()")
+        pats[layer.name] = (list(reads), list(writes))
+    return {k: ([np.tile(r, frames) for r in rs], [np.tile(w, frames) for w in ws]) for k, (rs, ws) in pats.items()}
+
+
+class _Graph:
+    """The processes in topological order, their patterns and streams, and the times of a schedule."""
+
+    def __init__(self, net: Network, frames: int):
+        self.net, self.frames = net, frames
+        self.pats = stream_patterns(net, frames)
+        self.edges = net.stream_edges()
+        self.order = ["input", *(lay.name for lay in net.layers), "output"]
+        self.into: dict[str, list[Edge]] = {n: [] for n in self.order}
+        self.out_of: dict[str, list[Edge]] = {n: [] for n in self.order}
+        for e in self.edges:
+            self.into[e.dst].append(e)
+            self.out_of[e.src].append(e)
+        for e in self.edges:
+            _check(self.pats[e.src][1][e.src_port].sum() == self.pats[e.dst][0][e.dst_port].sum(),
+                   f"{e.src} -> {e.dst}: words per frame differ")
+
+    def length(self, name: str) -> int:
+        reads, writes = self.pats[name]
+        return len((reads or writes)[0]) // self.frames
+
+    def pushes(self, e: Edge, times: dict) -> np.ndarray:
+        return times[e.src][self.pats[e.src][1][e.src_port]]
+
+    def pops(self, e: Edge, times: dict) -> np.ndarray:
+        return times[e.dst][self.pats[e.dst][0][e.dst_port]]
+
+    def earliest(self, name: str, times: dict, from_zero: bool = False) -> np.ndarray:
+        """As early as every word it pops allows (one iteration per cycle)."""
+        reads = self.pats[name][0]
+        lower = np.full(len(reads[0]) if reads else len(self.pats[name][1][0]), -np.inf)
+        for e in self.into[name]:
+            r = reads[e.dst_port]
+            lower[r] = np.maximum(lower[r], self.pushes(e, times) + 1)
+        if from_zero:
+            lower[0] = max(lower[0], 0.0)
+        return _asap(lower)
+
+    def latest(self, name: str, times: dict) -> np.ndarray:
+        """As late as every word it pushes allows (one iteration per cycle)."""
+        writes = self.pats[name][1]
+        upper = np.full(len(writes[0]) if writes else len(self.pats[name][0][0]), np.inf)
+        for e in self.out_of[name]:
+            w = writes[e.src_port]
+            upper[w] = np.minimum(upper[w], self.pops(e, times) - 1)
+        return _alap(upper)
+
+    def asap(self) -> dict[str, np.ndarray]:
+        times = {"input": np.arange(len(self.pats["input"][1][0]), dtype=float)}
+        for name in self.order[1:]:
+            times[name] = self.earliest(name, times, from_zero=True)
+        return times
+
+    def periodic(self, times: dict, period: int) -> dict[str, np.ndarray]:
+        """Every process repeats the times of its middle frame with period T."""
+        out = {}
+        for name, t in times.items():
+            n, mid = len(t) // self.frames, self.frames // 2
+            template = t[mid * n:(mid + 1) * n] - mid * period
+            out[name] = np.concatenate([template + f * period for f in range(self.frames)])
+        return out
+
+    def valid(self, times: dict, depths: dict | None = None) -> bool:
+        """One iteration per cycle per kernel, every pop after its push, and (with ``depths``: edge -> depth)
+        every push into a free slot of its FIFO."""
+        if not all(np.all(np.diff(t) >= 1) for t in times.values()):
+            return False
+        for e in self.edges:
+            w, r = self.pushes(e, times), self.pops(e, times)
+            if not np.all(r >= w + 1):
+                return False
+            d = None if depths is None else depths[id(e)]
+            if d is not None and not np.all(w[d:] >= r[:-d] + 1):
+                return False
+        return True
+
+    def within_frames(self, times: dict) -> bool:
+        """No FIFO holds more than a frame's words (with S periodic, ``frames`` frames then cover every frame
+        boundary)."""
+        return all(_needed_depth(self.pushes(e, times), self.pops(e, times)) <
+                   self.pats[e.src][1][e.src_port].sum() // self.frames * (self.frames - 1) for e in self.edges)
+
+    def bits(self, times: dict, edges) -> int:
+        return sum(_needed_depth(self.pushes(e, times), self.pops(e, times)) * edge_width(self.net, e) for e in edges)
+
+
+def schedule(net: Network, frames: int = FRAMES, improve: bool = True) -> tuple[dict[str, np.ndarray], str, bool]:
+    """Schedule S (module docstring): iteration times per process, the bottleneck B, and whether S runs B back to
+    back (which proves full throughput; else S is the ASAP-then-ALAP schedule, which proves no deadlock).
+
+    Anchored at B: B runs back to back; B's descendants, in topological order, as early as their inputs allow;
+    every other process, in reverse order, as late as its consumers allow (every constraint is a difference of two
+    times, so each process's window stays feasible). ``improve``: then each other kernel, in turn, moves within the
+    window its neighbours leave it to the blend of its earliest and latest times that needs the fewest FIFO bits
+    on its streams. Finally S is made exactly periodic by repeating its middle frame every T cycles."""
+    g = _Graph(net, frames)
+    bi = max(range(len(g.order)), key=lambda i: (g.length(g.order[i]), -i))
+    b, period = g.order[bi], g.length(g.order[bi])
+    below: set[str] = set()  # B's descendants
+    for name in g.order[bi + 1:]:
+        if any(e.src == b or e.src in below for e in g.into[name]):
+            below.add(name)
+    fallback = g.asap()  # also the anchor's start: B no earlier than its inputs' earliest words
+    times = dict(fallback)
+    steps = np.arange(len(times[b]), dtype=float)
+    times[b] = steps + np.max(times[b] - steps)
+    for name in g.order[bi + 1:]:
+        if name in below:
+            times[name] = g.earliest(name, times)
+    for name in reversed(g.order):
+        if name != b and name not in below:
+            times[name] = g.latest(name, times)
+    base = g.periodic(times, period)
+    anchored = base
+    if improve:
+        for name in g.order[1:-1]:
+            if name == b:
+                continue
+            early, late = g.earliest(name, times), g.latest(name, times)
+            best = None
+            for lam in (0.0, 0.5, 1.0):
+                times[name] = np.floor(lam * early + (1 - lam) * late)
+                bits = g.bits(times, g.into[name] + g.out_of[name])
+                if best is None or bits < best[0]:
+                    best = (bits, times[name])
+            times[name] = best[1]
+        improved = g.periodic(times, period)
+        anchored = improved if g.valid(improved) else base
+    if g.valid(anchored) and g.within_frames(anchored):
+        return anchored, b, True
+    for name in reversed(g.order[:-1]):  # else the ASAP-then-ALAP schedule, the sink kept at its earliest times
+        fallback[name] = g.latest(name, fallback)
+    return fallback, b, False
+
+
 def required_depths(net: Network, frames: int = FRAMES) -> list[int]:
-    """Per stream (the network input, then each layer's output): the occupancy bound of schedule S. With S
-    periodic, three frames cover every frame boundary as long as no FIFO holds more than a frame's words."""
-    procs = processes(net)
-    times, _ = schedule(procs, frames)
-    out = []
-    for j in range(len(procs) - 1):
-        depth = _needed_depth(*_edges(procs, times, frames, j))
-        _check(depth < procs[j].writes.sum() * (frames - 1), f"{procs[j].name}: a FIFO would hold more than a frame")
-        out.append(depth)
-    return out
+    """Per stream (``net.stream_edges()``'s order): the occupancy bound of schedule S."""
+    g = _Graph(net, frames)
+    times, _, _ = schedule(net, frames)
+    return [_needed_depth(g.pushes(e, times), g.pops(e, times)) for e in g.edges]
 
 
-def fifo_memory(layer: Layer) -> Memory:
-    """The declaration of ``layer``'s output FIFO (the stream ``<layer>_out`` in top.cpp)."""
-    return Memory(f"{layer.name}_out", 1, layer.fifo_depth, layer.out_word, layer.out_bits, layer.fifo_style,
-                  reads=1, writes=1, fifo=True)
+def fifo_memory(net: Network, edge: Edge) -> Memory:
+    """The declaration of a stream's FIFO (its producer's ``<layer>_out`` stream in top.cpp)."""
+    return Memory(f"{edge.src}_out", 1, edge.depth, net.edge_word(edge), net.edge_dtype(edge).bitwidth(),
+                  edge.storage, reads=1, writes=1, fifo=True)
 
 
 def fifo_resources(depth: int, width: int, style: str) -> dict[str, int]:
@@ -201,85 +248,85 @@ def fifo_style(depth: int, width: int) -> str:
     return "bram" if depth > 2 * SRL_DEPTH and srl > 170 * bram18(depth, width) else "srl"
 
 
-def size_fifos(net: Network, frames: int = FRAMES) -> dict[str, int]:
-    """Set every layer's output ``fifo_depth`` (at least 2) and ``fifo_style``; returns the FIFOs' resources."""
-    depths = required_depths(net, frames)
-    total = resources()
-    _check(depths[0] <= 2, "the DMA input stream needs more than the default depth of 2")
-    for layer, depth in zip(net.layers, depths[1:], strict=True):
-        layer.fifo_depth = max(2, depth)
-        width = layer.out_word * layer.out_bits
-        layer.fifo_style = fifo_style(layer.fifo_depth, width)
-        part = fifo_resources(layer.fifo_depth, width, layer.fifo_style)
-        total = {r: total[r] + part[r] for r in total}
-    return total
+def size_fifos(net: Network, frames: int = FRAMES, fixed: dict | None = None) -> dict[str, int]:
+    """Set every stream's ``depth`` (at least 2) and ``storage`` from schedule S; returns the FIFOs' resources.
+    ``fixed``: layer name -> the depth its output streams keep (a folding file's ``fifo_depth``)."""
+    fixed = fixed or {}
+    for e, depth in zip(net.stream_edges(), required_depths(net, frames), strict=True):
+        e.depth = fixed.get(e.src, max(2, depth))
+        e.storage = fifo_style(e.depth, edge_width(net, e))
+    return fifos_resources(net)
 
 
 def fifos_resources(net: Network) -> dict[str, int]:
-    if not net.is_chain:
-        return graph_fifos_resources(net)
     total = resources()
-    for layer in net.layers:
-        part = fifo_resources(layer.fifo_depth, layer.out_word * layer.out_bits, layer.fifo_style)
+    for e in net.stream_edges():
+        if e.src == "input":  # the DMA input stream is the adapter's register, counted nowhere
+            continue
+        part = fifo_resources(e.depth, edge_width(net, e), e.storage)
         total = {r: total[r] + part[r] for r in total}
     return total
 
 
 def check_schedule(net: Network, frames: int = FRAMES) -> int:
-    """Verify that schedule S is a valid bounded-FIFO execution with the layers' ``fifo_depth`` (input: 2): one
-    iteration per cycle per kernel, every pop after its push, every push into a free slot, the bottleneck back to
-    back, S periodic. Returns S's frame period (the bottleneck's cycles); raises FifoModelError otherwise."""
-    procs = processes(net)
-    times, b = schedule(procs, frames)
-    _check(_valid(procs, times, frames, [2] + [layer.fifo_depth for layer in net.layers]), "S violates a bound")
-    period = len(procs[b].reads)
-    _check(np.array_equal(np.diff(times[b]), np.ones(len(times[b]) - 1)), "the bottleneck stalls")
-    for p, t in zip(procs, times, strict=True):
-        n = len(p.reads)
-        _check(np.array_equal(t[n:] - t[:-n], np.full(len(t) - n, period)), f"{p.name} is not periodic")
+    """Verify that schedule S is a valid bounded-FIFO execution with the streams' ``depth``: one iteration per
+    cycle per kernel, every pop after its push, every push into a free slot, and where S is anchored at the
+    bottleneck, the bottleneck back to back and S periodic. Returns the bottleneck's cycles per frame; raises
+    FifoModelError otherwise."""
+    g = _Graph(net, frames)
+    times, b, anchored = schedule(net, frames)
+    _check(g.valid(times, {id(e): e.depth for e in g.edges}), "S violates a bound")
+    period = g.length(b)
+    if anchored:
+        _check(np.array_equal(np.diff(times[b]), np.ones(len(times[b]) - 1)), "the bottleneck stalls")
+        for name, t in times.items():
+            n = len(t) // frames
+            _check(np.array_equal(t[n:] - t[:-n], np.full(len(t) - n, period)), f"{name} is not periodic")
     return period
 
 
 def simulate(net: Network, frames: int = FRAMES, depths: list[int] | None = None) -> dict:
-    """Cycle-by-cycle run of the bounded FIFOs (pure Python: small networks only). ``depths``: per stream (input
-    first); default: 2 for the input and each layer's ``fifo_depth``. Returns the cycle each frame left the sink,
-    the steady-state period, and the largest occupancy of each FIFO."""
-    procs = processes(net)
-    depths = depths or [2] + [layer.fifo_depth for layer in net.layers]
-    n = len(procs)
-    pats = [(p.reads.tolist(), p.writes.tolist(), len(p.reads)) for p in procs]
-    it = [0] * n  # iteration within the frame
-    frame = [0] * n
-    count = [0] * (n - 1)  # words in FIFO j (between process j and j + 1)
-    peak = [0] * (n - 1)
+    """Cycle-by-cycle run of the bounded FIFOs (pure Python: small networks only): an iteration fires when every
+    port it pops has a word and every port it pushes has room. ``depths``: per stream, in ``net.stream_edges()``'s
+    order (default: each stream's ``depth``). Returns the cycle each frame left the sink, the steady-state period,
+    and the largest occupancy of each FIFO."""
+    g = _Graph(net, 1)
+    depths = depths or [e.depth for e in g.edges]
+    index = {id(e): k for k, e in enumerate(g.edges)}
+    procs = []
+    for name in g.order:
+        reads, writes = g.pats[name]
+        n = len((reads or writes)[0])
+        ins = [(index[id(e)], reads[e.dst_port].tolist()) for e in g.into[name]]
+        outs = [(index[id(e)], writes[e.src_port].tolist()) for e in g.out_of[name]]
+        procs.append((n, ins, outs))
+    it, frame = [0] * len(procs), [0] * len(procs)
+    count, peak = [0] * len(g.edges), [0] * len(g.edges)
     done: list[int] = []
     cycle = 0
-    limit = (frames + 2) * sum(len(p.reads) for p in procs)  # a deadlock shows up as running past this
+    limit = (frames + 2) * sum(p[0] for p in procs)  # a deadlock shows up as running past this
     while len(done) < frames:
         fire = []
-        for j in range(n):
-            if frame[j] >= frames:
-                continue
-            r, w, _ = pats[j]
+        for j, (_, ins, outs) in enumerate(procs):
             i = it[j]
-            if r[i] and count[j - 1] == 0:
-                continue
-            if w[i] and count[j] >= depths[j]:
+            if frame[j] >= frames or any(r[i] and count[k] == 0 for k, r in ins) or \
+                    any(w[i] and count[k] >= depths[k] for k, w in outs):
                 continue
             fire.append(j)
         for j in fire:
-            r, w, length = pats[j]
+            n, ins, outs = procs[j]
             i = it[j]
-            if r[i]:
-                count[j - 1] -= 1
-            if w[i]:
-                count[j] += 1
-                peak[j] = max(peak[j], count[j])
+            for k, r in ins:
+                count[k] -= r[i]
+            for k, w in outs:
+                if w[i]:
+                    count[k] += 1
+                    peak[k] = max(peak[k], count[k])
             it[j] = i + 1
-            if it[j] == length:
+            if it[j] == n:
                 it[j] = 0
                 frame[j] += 1
-                if j == n - 1:
+                if j == len(procs) - 1:
                     done.append(cycle)
         cycle += 1
         if cycle > limit:
@@ -288,36 +335,12 @@ def simulate(net: Network, frames: int = FRAMES, depths: list[int] | None = None
 
 
 def latency_cycles(net: Network) -> int:
-    """One frame through an empty pipeline: cycles from the first input word to the last output word, every
-    kernel as early as its input allows (the DMA pushing one word per cycle)."""
-    if not net.is_chain:
-        return graph_latency_cycles(net)
-    procs = processes(net)
-    t = np.arange(len(procs[0].writes), dtype=float)
-    for prod, cons in zip(procs, procs[1:], strict=False):
-        lower = np.full(len(cons.reads), -np.inf)
-        lower[cons.reads] = t[prod.writes] + 1
-        lower[0] = max(lower[0], 0.0)
-        t = _asap(lower)
-    return int(t[-1]) + 1
+    """One frame through an empty pipeline, every kernel as early as its inputs allow (ASAP; the DMA pushing one
+    word per cycle): cycles from the first input word to the last output word."""
+    return int(_Graph(net, 1).asap()["output"][-1]) + 1
 
 
-# --- graphs ---------------------------------------------------------------------------------------------------
-
-
-def graph_patterns(net: Network, frames: int = FRAMES) -> dict[str, tuple[list[np.ndarray], list[np.ndarray]]]:
-    """Per process (the DMA source "input", every layer, the DMA sink "output"): per-port (reads, writes) over
-    ``frames`` frames."""
-    first, fp = net.input_port()
-    shape, _, word = in_ports(first)[fp]
-    n_in = math.prod(shape) // word
-    pats = {"input": ([], [np.ones(n_in, bool)]), "output": (output_adapter_pattern(stream_geometry(net)), [])}
-    for layer in net.layers:
-        reads, writes = layer.io_pattern()
-        _check(all(len(x) == layer.cycles() for x in (*reads, *writes)),
-               f"{layer.name}: stream pattern does not match cycles()")
-        pats[layer.name] = (list(reads), list(writes))
-    return {k: ([np.tile(r, frames) for r in rs], [np.tile(w, frames) for w in ws]) for k, (rs, ws) in pats.items()}
+# --- the output adapter -----------------------------------------------------------------------------------
 
 
 def output_adapter_pattern(io) -> list[np.ndarray]:
@@ -350,77 +373,5 @@ def output_adapter_pattern(io) -> list[np.ndarray]:
     return reads
 
 
-def graph_schedule(net: Network, frames: int = FRAMES) -> tuple[dict[str, np.ndarray], list]:
-    """Schedule S of the module docstring's graph part (ASAP, then ALAP with the sink fixed): iteration times
-    per process, and per edge its (push times, pop times)."""
-    pats = graph_patterns(net, frames)
-    edges = net.stream_edges()
-    order = ["input", *(lay.name for lay in net.layers), "output"]
-    into = {(e.dst, e.dst_port): e for e in edges}
-    out_of = {(e.src, e.src_port): e for e in edges}
-    times: dict[str, np.ndarray] = {}
-    for name in order:  # ASAP
-        reads, _ = pats[name]
-        if name == "input":
-            times[name] = np.arange(len(pats[name][1][0]), dtype=float)
-            continue
-        lower = np.full(len(reads[0]), -np.inf)
-        for p, r in enumerate(reads):
-            e = into[(name, p)]
-            pushed = times[e.src][pats[e.src][1][e.src_port]]
-            _check(len(pushed) == r.sum(), f"{e.src} -> {name}: words per frame differ")
-            lower[r] = np.maximum(lower[r], pushed + 1)
-        lower[0] = max(lower[0], 0.0)
-        times[name] = _asap(lower)
-    for name in reversed(order[:-1]):  # ALAP
-        _, writes = pats[name]
-        upper = np.full(len(writes[0]), np.inf)
-        for q, w in enumerate(writes):
-            e = out_of[(name, q)]
-            popped = times[e.dst][pats[e.dst][0][e.dst_port]]
-            upper[w] = np.minimum(upper[w], popped - 1)
-        times[name] = _alap(upper)
-    pairs = [(e, times[e.src][pats[e.src][1][e.src_port]], times[e.dst][pats[e.dst][0][e.dst_port]])
-             for e in edges]
-    for e, w, r in pairs:
-        _check(bool(np.all(r >= w + 1)), f"S pops {e.src} -> {e.dst} before the push")
-    return times, pairs
-
-
 def edge_width(net: Network, edge) -> int:
     return net.edge_word(edge) * net.edge_dtype(edge).bitwidth()
-
-
-def size_graph_fifos(net: Network, frames: int = FRAMES) -> dict[str, int]:
-    """Set every edge's ``depth`` (at least 2) and ``storage`` from schedule S; returns the FIFOs' resources."""
-    _, pairs = graph_schedule(net, frames)
-    for e, w, r in pairs:
-        e.depth = max(2, _needed_depth(w, r))
-        e.storage = fifo_style(e.depth, edge_width(net, e))
-    return graph_fifos_resources(net)
-
-
-def graph_fifos_resources(net: Network) -> dict[str, int]:
-    total = resources()
-    for e in net.stream_edges():
-        if e.src == "input":  # the chain counts the DMA input stream nowhere (the adapter's register): same here
-            continue
-        part = fifo_resources(e.depth, edge_width(net, e), e.storage)
-        total = {r: total[r] + part[r] for r in total}
-    return total
-
-
-def graph_latency_cycles(net: Network) -> int:
-    """One frame through an empty pipeline, every kernel as early as its inputs allow (ASAP)."""
-    pats = graph_patterns(net, 1)
-    into = {(e.dst, e.dst_port): e for e in net.stream_edges()}
-    times = {"input": np.arange(len(pats["input"][1][0]), dtype=float)}
-    for name in [*(lay.name for lay in net.layers), "output"]:
-        reads = pats[name][0]
-        lower = np.full(len(reads[0]), -np.inf)
-        for p, r in enumerate(reads):
-            e = into[(name, p)]
-            lower[r] = np.maximum(lower[r], times[e.src][pats[e.src][1][e.src_port]] + 1)
-        lower[0] = max(lower[0], 0.0)
-        times[name] = _asap(lower)
-    return int(times["output"][-1]) + 1

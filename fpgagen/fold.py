@@ -8,8 +8,8 @@ resource model), kept as the baseline the optimizer is compared with.
 
 from __future__ import annotations
 
-import copy
 import json
+import math
 from pathlib import Path
 
 from . import fifo, optimize
@@ -34,27 +34,10 @@ def strip_converters(net: Network) -> None:
 
 
 def link_streams(net: Network) -> None:
-    """Match each consumer's input word to its producer, inserting WidthConverters where they differ (a sliding
-    window takes its producer's word when that divides its channels, whole pixels from the host)."""
+    """Match each consumer's input word to its producer, inserting a WidthConverter on every stream whose words
+    differ (a sliding window takes its producer's word when that divides its channels, whole pixels from the
+    host)."""
     strip_converters(net)
-    if not net.is_chain:
-        _link_graph_streams(net)
-        return
-    linked: list[Layer] = []
-    for layer in net.layers:
-        prev = linked[-1] if linked else None
-        layer.follow_producer(prev.out_word if prev is not None else None)  # a window takes a word dividing C
-        if prev is not None and prev.out_word != layer.in_word:
-            linked.append(WidthConverter(f"{layer.name}_dwc", prev.out_shape, prev.out_shape, prev.out_dtype,
-                                         prev.out_dtype, in_elems=prev.out_word, out_elems=layer.in_word))
-        linked.append(layer)
-    net.layers = linked
-    for layer in net.layers:
-        layer.validate()
-
-
-def _link_graph_streams(net: Network) -> None:
-    """``link_streams`` on a stream graph: a converter on every edge between layers whose words differ."""
     feeds = {(e.dst, e.dst_port): e for e in net.edges}
     for layer in net.layers:  # a window takes its producer's word when that divides its channels
         src = feeds[(layer.name, 0)]
@@ -64,26 +47,31 @@ def _link_graph_streams(net: Network) -> None:
         if e.src == "input" or e.dst == "output":
             continue
         shape, dt, u = out_ports(net.layer(e.src))[e.src_port]
-        v = in_ports(net.layer(e.dst))[e.dst_port][2]
+        consumer = net.layer(e.dst)
+        v = in_ports(consumer)[e.dst_port][2]
         if u != v:
-            dwc = WidthConverter(f"{e.dst}_dwc{e.dst_port}", shape, shape, dt, dt, in_elems=u, out_elems=v)
+            name = f"{e.dst}_dwc" if len(in_ports(consumer)) == 1 else f"{e.dst}_dwc{e.dst_port}"
+            dwc = WidthConverter(name, shape, shape, dt, dt, in_elems=u, out_elems=v)
             dwc.validate()
             net.layers.insert([lay.name for lay in net.layers].index(e.dst), dwc)
-            net.edges.append(Edge(dwc.name, 0, e.dst, e.dst_port))
+            net.edges.insert(net.edges.index(e) + 1, Edge(dwc.name, 0, e.dst, e.dst_port))
             e.dst, e.dst_port = dwc.name, 0
     net.check_graph()
 
 
 def greedy_fold(net: Network, target_cycles: float) -> None:
-    """Per layer, the least parallelism that meets ``target_cycles`` (SIMD first, then PE)."""
+    """Per layer, the least parallelism that meets ``target_cycles``: an MVAU with the sliding window that feeds it
+    (SIMD first, then PE), any other kind its own ``greedy_fold``; then a width converter on every stream whose
+    producer and consumer words differ."""
     strip_converters(net)
-    window: Layer | None = None
-    prev_word = net.layers[0].in_shape[2]
+    feeds = {(e.dst, e.dst_port): e for e in net.edges}
     for layer in net.layers:
-        if layer.TAKES_CONSUMER_SIMD:
-            window = layer
+        if layer.TAKES_CONSUMER_SIMD:  # its consumer sets its SIMD
             continue
+        src = feeds[(layer.name, 0)].src
+        producer = net.layer(src) if src != "input" else None
         if layer.MATRIX_UNIT:
+            window = producer if producer is not None and producer.TAKES_CONSUMER_SIMD else None
             mh, mw, pixels = layer.mh, layer.mw, layer.pixels
             simd_options = [s for s in (window.simd_options() if window is not None else divisors(mw))
                             if s in layer.simd_options()]  # the MVAU's own (channel runs of one input scale)
@@ -93,82 +81,9 @@ def greedy_fold(net: Network, target_cycles: float) -> None:
             if window is not None:
                 window.simd = layer.simd
         else:
+            prev_word = net.edge_word(feeds[(layer.name, 0)]) if producer is not None else layer.in_shapes[0][2]
             layer.greedy_fold(target_cycles, prev_word)
-        window = None
-        prev_word = layer.out_word
     link_streams(net)
-
-
-def fold_graph(net: Network, target_cycles: float) -> None:
-    """A stream graph: per layer the least parallelism that meets ``target_cycles`` (an MVAU with the sliding
-    window that feeds it, SIMD first, then PE; any other kind its first fold core fast enough), then a width
-    converter on every edge whose producer and consumer words differ."""
-    strip_converters(net)
-    feeds = {(e.dst, e.dst_port): e for e in net.edges}
-    for layer in net.layers:
-        if layer.TAKES_CONSUMER_SIMD:
-            continue
-        if layer.MATRIX_UNIT:  # its window takes its SIMD
-            src = feeds[(layer.name, 0)].src
-            window = net.layer(src) if src != "input" and net.layer(src).TAKES_CONSUMER_SIMD else None
-            mh, mw, pixels = layer.mh, layer.mw, layer.pixels
-            simd_options = [s for s in (window.simd_options() if window is not None else divisors(mw))
-                            if s in layer.simd_options()]  # the MVAU's own (channel runs of one input scale)
-            layer.simd = next((s for s in simd_options if mh * (mw // s) * pixels <= target_cycles), simd_options[-1])
-            layer.pe = next((p for p in divisors(mh) if (mh // p) * (mw // layer.simd) * pixels <= target_cycles), mh)
-            if window is not None:
-                window.simd = layer.simd
-            continue
-        cores = layer.fold_cores()
-        for core in cores:
-            probe = copy.copy(layer)
-            probe.__dict__.update(core)
-            if probe.cycles() <= target_cycles:
-                break
-        layer.__dict__.update(core)
-    link_streams(net)
-
-
-def fold_graph_within(net: Network, board: dict, ceilings: dict | None, target_fps: float | None) -> int:
-    """Fold a stream graph: at ``target_fps``, or else at the shortest frame period whose greedy fold fits the
-    budget (bisection on the period: throughput is the slowest node's cycles, resources the sum over every node
-    and every edge's sized FIFO, as ``check_budget`` counts them). Returns the period folded for."""
-
-    def fits(cycles: float) -> bool:
-        fold_graph(net, cycles)
-        fifo.size_graph_fifos(net)
-        try:
-            check_budget(net, board, ceilings)
-        except FpgagenError:
-            return False
-        return True
-
-    if target_fps:
-        cycles = target_cycles_for(target_fps, board["clock_mhz"])
-        fits(cycles)
-        return int(cycles)
-    fits(float("inf"))  # the least parallel design: its period bounds the search
-    hi = max(lay.cycles() for lay in net.layers)
-    if not fits(hi):  # narrow memories pack poorly at SIMD 1 (a BRAM18 is 4K deep up to 4 bits): try faster ones
-        period = hi // 2
-        while period >= 1 and not fits(period):
-            period //= 2
-        if period < 1:
-            fits(hi)
-            check_budget(net, board, ceilings)  # raises, naming what does not fit
-        hi = max(lay.cycles() for lay in net.layers)
-    lo = 0  # infeasible by definition
-    while hi - lo > max(1, hi // 100):  # within 1% of the best period
-        mid = (lo + hi) // 2
-        if fits(mid):
-            got = max(lay.cycles() for lay in net.layers)
-            if got >= hi:  # no folding is faster than this: the fastest design fits
-                break
-            hi = got
-        else:
-            lo = mid
-    fits(hi)
-    return hi
 
 
 def apply_folding(net: Network, folding: dict) -> None:
@@ -187,8 +102,24 @@ def apply_folding(net: Network, folding: dict) -> None:
         if not isinstance(attrs, dict):
             raise FpgagenError(f"folding entry for '{name}' is not an object", "folding JSON",
                                'write {"pe": 2, "simd": 3}')
-        net.layer(name).set_folding(**attrs)
+        fifo_depths({name: attrs})  # a layer's output FIFO depth is its streams', checked here, set by fold_network
+        net.layer(name).set_folding(**{key: value for key, value in attrs.items() if key != "fifo_depth"})
     link_streams(net)
+
+
+def fifo_depths(entries: dict) -> dict[str, int]:
+    """Layer name -> the ``fifo_depth`` its folding entry gives its output streams (a whole number >= 1)."""
+    out = {}
+    for name, attrs in entries.items():
+        depth = attrs.get("fifo_depth") if isinstance(attrs, dict) else None
+        if depth is None:
+            continue
+        if isinstance(depth, bool) or not isinstance(depth, int | float) or not math.isfinite(depth) or \
+                int(depth) != depth or depth < 1:
+            raise FpgagenError(f"fifo_depth={depth!r} is not a valid count", f"layer {name}",
+                               'write fifo_depth as a whole number, e.g. "fifo_depth": 2')
+        out[name] = int(depth)
+    return out
 
 
 def load_folding(path: str | Path) -> dict:
@@ -201,13 +132,11 @@ def load_folding(path: str | Path) -> dict:
 
 
 def folding_of(net: Network) -> dict:
-    """Everything settable per layer (folding, styles, FIFO depth), as ``apply_folding`` reads it back."""
-    if not net.is_chain:  # FIFO depths live on the edges
-        return {"layers": {lay.name: {**lay.folding(), **lay.styles()} for lay in net.layers
-                           if not lay.INSERTED_BY_FOLD},
-                "edges": [{"src": e.src, "dst": e.dst, "depth": e.depth} for e in net.edges]}
-    return {"layers": {lay.name: {**lay.folding(), **lay.styles(), "fifo_depth": lay.fifo_depth}
-                       for lay in net.layers if not lay.INSERTED_BY_FOLD}}
+    """Everything settable per layer (folding, styles), as ``apply_folding`` reads it back, and every stream's
+    FIFO depth (for the record: the build sizes them again unless a layer's entry sets ``fifo_depth``)."""
+    return {"layers": {lay.name: {**lay.folding(), **lay.styles()} for lay in net.layers
+                       if not lay.INSERTED_BY_FOLD},
+            "edges": [{"src": e.src, "dst": e.dst, "depth": e.depth} for e in net.edges]}
 
 
 def target_cycles_for(fps: float, clock_mhz: float) -> float:
@@ -261,46 +190,20 @@ def greedy_within(net: Network, board: dict, ceilings: dict | None = None) -> tu
 def fold_network(net: Network, board: dict, folding: dict | None = None, target_fps: float | None = None,
                  optimizer: str = "ilp", ceilings: dict | None = None, log=lambda msg: None,
                  solver_log: str | Path | None = None) -> dict:
-    """Fold ``net`` (a chain or a stream graph) for ``board`` and size its FIFOs; never returns a design over the
-    budget.
+    """Fold ``net`` for ``board`` and size its FIFOs; never returns a design over the budget.
 
-    ``folding``: a user's folding (validated; FIFOs it does not set are sized; on a graph, all). Otherwise
-    ``optimizer="ilp"``: the fastest design within the budget, or the cheapest reaching ``target_fps`` (one program
-    for chains and graphs); ``"greedy"``: the FINN-style baseline at ``target_fps`` (default 30; on a graph, the
-    greedy per node at the fastest period that fits, ``fold_graph_within``). The FIFOs are sized after the folding
-    (on a graph, reconvergent branches need depth); if they push the design over the budget, the optimizer runs
+    ``folding``: a user's folding (validated; the FIFOs of the layers whose entry sets no ``fifo_depth`` are
+    sized). Otherwise ``optimizer="ilp"``: the fastest design within the budget, or the cheapest reaching
+    ``target_fps``; ``"greedy"``: the FINN-style baseline at ``target_fps`` (default 30). The FIFOs are sized after
+    the folding (reconvergent branches need depth); if they push the design over the budget, the optimizer runs
     again with their resources reserved. Returns what was done, for the report; for the optimizer, the reported
     resources are ``model_resources`` (the plan) + ``fifo_excess`` (sized FIFOs beyond 2 deep) + the shell, and
     ``milp`` says what the solver did (``optimize.work_done``); HiGHS' log is appended to ``solver_log``."""
     info: dict = {"optimizer": "user folding" if folding is not None else optimizer}
-    if not net.is_chain and folding is not None:  # a graph's FIFOs are per stream, sized from the schedules
-        entries = folding.get("layers", folding) if isinstance(folding, dict) else {}
-        fixed = sorted(name for name, attrs in (entries.items() if isinstance(entries, dict) else ())
-                       if isinstance(attrs, dict) and ({"fifo_depth", "fifo_style"} & set(attrs)))
-        if fixed:
-            raise FpgagenError(f"the folding file sets FIFO depths ({', '.join(fixed)}) on a network with branches",
-                               "--folding", "leave fifo_depth/fifo_style out: on a graph every stream's FIFO is "
-                               "sized from the kernels' schedules")
-        apply_folding(net, folding)
-        fifo.size_graph_fifos(net)
-        info["resources"] = check_budget(net, board, ceilings)
-        return info
-    if not net.is_chain and optimizer == "greedy":  # the baseline on a graph: greedy per node, within the budget
-        cycles = fold_graph_within(net, board, ceilings, target_fps)
-        info.update(optimizer="greedy per node, bisected on the frame period (graph)", target_fps=target_fps,
-                    period_cycles=cycles)
-        info["resources"] = check_budget(net, board, ceilings)
-        return info
-    size_fifos = fifo.size_fifos if net.is_chain else fifo.size_graph_fifos
     if folding is not None:
         apply_folding(net, folding)
-        given = {name for name, attrs in folding.get("layers", folding).items() if "fifo_depth" in attrs}
-        keep = {lay.name: lay.fifo_depth for lay in net.layers if lay.name in given}
-        fifo.size_fifos(net)
-        for lay in net.layers:
-            if lay.name in keep:
-                lay.fifo_depth = keep[lay.name]
-                lay.fifo_style = fifo.fifo_style(lay.fifo_depth, lay.out_word * lay.out_bits)
+        entries = folding.get("layers", folding)
+        fifo.size_fifos(net, fixed=fifo_depths(entries))  # what the file does not set is sized
     elif optimizer == "greedy":
         fps = target_fps or DEFAULT_TARGET_FPS
         greedy_fold(net, target_cycles_for(fps, board["clock_mhz"]))
@@ -330,7 +233,7 @@ def fold_network(net: Network, board: dict, folding: dict | None = None, target_
             if kernels != plan.totals:  # an internal inconsistency, not a user error; fails the same under -O
                 raise FpgagenError("the optimizer's accounting differs from the layers' cost models", "folding",
                                    "this is an fpgagen bug; please report it with the model")
-            fifos = size_fifos(net)
+            fifos = fifo.size_fifos(net)
             beyond = {r: fifos[r] - sum(optimize.base_fifo(lay)[r] for lay in net.layers) for r in RESOURCES}
             proof = "proven optimal" if plan.optimal else f"NOT proven optimal, gap {plan.gap}"
             log(f"  optimizer: {board['clock_mhz'] * 1e6 / plan.cycles:.1f} FPS in {plan.solve_s:.1f} s "

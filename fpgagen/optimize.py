@@ -25,8 +25,8 @@ Program for a cycle bound T (width converters on the streams are part of the mod
   the host takes whole pixels. Streams from the host and to the host carry the node's own word (no converter).
 * Budget: for every resource r, ``sum res_r <= ceiling_r * board_r - shell_r - reserve_r``. Every stream but the
   host's input is charged a 2-deep FIFO of its width (each output port of a node's core, and each converter's
-  output); ``reserve`` is what the FIFOs sized after the folding (``fifo.size_fifos``, ``fifo.size_graph_fifos``
-  on a graph: a reconvergent branch needs depth) need beyond that, fed back by ``fold.fold_network``.
+  output); ``reserve`` is what the FIFOs sized after the folding (``fifo.size_fifos``: a reconvergent branch needs
+  depth) need beyond that, fed back by ``fold.fold_network``.
 * Objective: the resources, as the sum of each one's share of its cap.
 
 The report's totals are then exactly the plan's ``totals`` (kernels and converters as their cost models price

@@ -18,8 +18,9 @@ from qonnx.core.datatype import DataType
 from fpgagen.errors import FpgagenError
 from fpgagen.ir.kinds import KINDS, AffineView, LoweringContext, lowering_for
 from fpgagen.ir.kinds.base import render_instance
+from fpgagen.ir.kinds.mvau import lower_conv
 from fpgagen.ir.kinds.sliding_window import SlidingWindow
-from fpgagen.ir.kinds.vvu import VVU
+from fpgagen.ir.kinds.vvu import VVU, lower_depthwise
 
 
 def vvu(name, c, k, out_hw, in_dt, w_dt, acc_dt, pe, simd, rng, extreme=False, mem_style="lutram"):
@@ -133,7 +134,7 @@ def context(weight_codes, scale, bias=None):
 def test_depthwise_lowering():
     """Only grouped Convs are the VVU's; a padded strided depthwise conv lowers to a window and a VVU whose view
     is the exact affine map of the accumulator (checked against the real-valued conv in float64)."""
-    assert lowering_for(conv(1)) is None and lowering_for(conv(4)) is not None  # group 1 stays the walk's
+    assert lowering_for(conv(1)).rule is lower_conv and lowering_for(conv(4)).rule is lower_depthwise  # group 1: MVAU
     rng = np.random.default_rng(4)
     w = rng.integers(-4, 4, (4, 1, 3, 3))
     scale = np.array([0.5, 0.25, 0.125, 1.0])

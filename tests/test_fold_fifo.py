@@ -34,8 +34,9 @@ def bursty_net() -> Network:
 
 def test_patterns_match_the_cycle_models():
     net = bursty_net()
-    for proc, layer in zip(fifo.processes(net)[1:-1], net.layers, strict=True):
-        assert len(proc.reads) == layer.cycles()
+    pats = fifo.stream_patterns(net, frames=1)
+    for layer in net.layers:
+        assert len(pats[layer.name][0][0]) == layer.cycles()
     assert any(lay.kind == "WidthConverter" for lay in net.layers)
 
 
@@ -46,7 +47,7 @@ def test_sized_fifos_reach_the_bottleneck_rate_in_a_bounded_run():
     assert fifo.check_schedule(net) == period
     run = fifo.simulate(net, frames=4)
     assert run["period"] == period
-    depths = [2] + [lay.fifo_depth for lay in net.layers]
+    depths = [e.depth for e in net.stream_edges()]
     assert all(peak <= depth for peak, depth in zip(run["peak"], depths, strict=True))
 
 
@@ -54,10 +55,10 @@ def test_too_shallow_fifos_stall_but_never_deadlock():
     net = bursty_net()
     fifo.size_fifos(net)
     period = net.bottleneck().cycles()
-    default = fifo.simulate(net, frames=4, depths=[2] * (len(net.layers) + 1))
+    default = fifo.simulate(net, frames=4, depths=[2] * len(net.edges))
     assert default["period"] > period  # HLS's default depth 2 stalls the bottleneck here
     for depth in (1, 2):  # a chain cannot deadlock: every frame comes out, whatever the depths
-        assert len(fifo.simulate(net, frames=4, depths=[depth] * (len(net.layers) + 1))["frame_done"]) == 4
+        assert len(fifo.simulate(net, frames=4, depths=[depth] * len(net.edges))["frame_done"]) == 4
 
 
 def test_optimizer_build_sets_fifo_depths(tmp_path, quiet):
@@ -65,8 +66,8 @@ def test_optimizer_build_sets_fifo_depths(tmp_path, quiet):
     acc = fpgagen.build(path, out_dir=tmp_path / "b", verify=False, log=quiet, ceilings={"LUT": 0.2})
     assert fifo.check_schedule(acc.net) == acc.net.bottleneck().cycles()
     top = (acc.hls_dir / "top.cpp").read_text()
-    for layer in acc.net.layers:
-        assert f"variable={layer.name}_out depth={layer.fifo_depth}" in top
+    for e in acc.net.edges[1:]:
+        assert f"variable={e.src}_out depth={e.depth}" in top
     run = fifo.simulate(acc.net, frames=3)
     assert run["period"] == acc.net.bottleneck().cycles()
 
@@ -77,7 +78,7 @@ def test_bounded_fifo_csim_passes_with_sized_depths(tmp_path, quiet):
     model = nets.conv_net(4, 4, seed=5)
     path = fpgagen.export(model, tmp_path / "m.onnx")
     acc = fpgagen.build(path, out_dir=tmp_path / "b", verify=False, log=quiet, ceilings={"LUT": 0.12})
-    assert max(lay.fifo_depth for lay in acc.net.layers) > 2
+    assert max(e.depth for e in acc.net.edges) > 2
     acc.verify(frames=2, bounded_fifos=True)
     x = nets.net_input(model, 2, shape=(2, 3, 32, 32))
     assert np.array_equal(acc.run(x, codes=True), nets.exact_codes(model, x))
@@ -96,10 +97,10 @@ def test_bounded_fifo_csim_at_depth_one_completes_and_the_model_says_it_stalls(t
                         log=quiet, ceilings={"LUT": 0.12})
     sized = fifo.simulate(acc.net, frames=3)
     assert sized["period"] == acc.net.bottleneck().cycles()
-    starved = fifo.simulate(acc.net, frames=3, depths=[1] * (len(acc.net.layers) + 1))
+    starved = fifo.simulate(acc.net, frames=3, depths=[1] * len(acc.net.edges))
     assert len(starved["frame_done"]) == 3 and starved["period"] > sized["period"]
-    for layer in acc.net.layers:
-        layer.fifo_depth, layer.fifo_style = 1, "srl"
+    for e in acc.net.edges:
+        e.depth, e.storage = 1, "srl"
     codegen.generate(acc.net, tmp_path / "small" / "hls", acc.board)
     assert "depth=1\n" in (tmp_path / "small" / "hls" / "top.cpp").read_text()
     small = Accelerator(acc.net, tmp_path / "small", acc.board, log=quiet)
@@ -121,8 +122,8 @@ def test_optimizer_says_why_it_plans_again(monkeypatch):
         plans.append(real_optimize(*args, **kwargs))
         return plans[-1]
 
-    def first_too_big(net):
-        got = real_size(net)
+    def first_too_big(net, **kwargs):
+        got = real_size(net, **kwargs)
         calls.append(1)
         if len(calls) == 1:  # FIFOs that take the LUTs the plan left free, and one more
             got = {**got, "LUT": got["LUT"] + int(caps["LUT"] - plans[-1].totals["LUT"]) + 1}

@@ -4,6 +4,8 @@ Network.save/load."""
 
 from __future__ import annotations
 
+import copy
+
 import graph_nets as G
 import nets
 import numpy as np
@@ -12,9 +14,9 @@ import torch
 from checks import check_memories_against_report
 
 import fpgagen
-from fpgagen import fifo, frontend, lint, streamline
+from fpgagen import fifo, fold, frontend, lint, streamline
 from fpgagen.accelerator import Accelerator
-from fpgagen.ir import Network
+from fpgagen.ir import Network, out_ports
 
 EXPECTED_KINDS = {"residual": {"StreamFork", "AddStreams"}, "concat": {"StreamFork", "Concat"},
                   "upsample": {"Upsample"}, "pad_pool": {"MaxPoolGeneral"},
@@ -33,7 +35,7 @@ def lower_net(name, tmp_path, dynamo, seed=3):
 def test_graph_reference_bitexact(name, dynamo, tmp_path):
     model, net = lower_net(name, tmp_path, dynamo)
     assert EXPECTED_KINDS[name] <= {lay.kind for lay in net.layers}
-    assert net.edges and not net.is_chain
+    assert net.edges
     net.check_graph()
     x = nets.net_input(model, 1, shape=(3, *model.input_shape[1:]))
     ref = Accelerator(net, tmp_path, {"clock_mhz": 100}).reference(x, codes=True)
@@ -60,12 +62,12 @@ def test_fork_gives_each_branch_its_own_quantizer(tmp_path):
     assert {e.dst for e in users} == {"add_0", "conv_1_window"}
 
 
-def test_a_chain_stays_a_chain(tmp_path):
-    """A single-path network is stored as before: no edge list, each layer's own output FIFO."""
+def test_a_chain_is_a_graph_whose_edges_join_each_layer_to_the_next(tmp_path):
+    """A single-path network is stored like any graph: its edges, each layer feeding the next."""
     model = nets.conv_net(4, 4, seed=1)
     net = streamline.lower(frontend.load_qonnx(fpgagen.export(model, tmp_path / "c.onnx")), name="c")
-    assert net.is_chain and net.edges == []
-    assert [e.dst for e in net.stream_edges()] == [lay.name for lay in net.layers] + ["output"]
+    names = [lay.name for lay in net.layers]
+    assert [(e.src, e.dst) for e in net.edges] == list(zip(["input", *names], [*names, "output"], strict=True))
 
 
 def test_graph_file_is_checked(tmp_path):
@@ -104,7 +106,7 @@ def test_graph_csim_bitexact(name, dynamo, tmp_path, quiet):
     # throughput is the slowest node; resources are every node plus every edge's FIFO, within the budget
     assert doc["fps_estimated"] == 100e6 / max(lay.cycles() for lay in acc.net.layers)
     assert doc["fits"]
-    fifos, shell = fifo.graph_fifos_resources(acc.net), acc.board.get("shell", {}).get("LUT", 0)
+    fifos, shell = fifo.fifos_resources(acc.net), acc.board.get("shell", {}).get("LUT", 0)
     assert doc["budget"]["LUT"]["used"] == sum(lay.resources()["LUT"] for lay in acc.net.layers) + fifos["LUT"] + shell
 
 
@@ -123,9 +125,9 @@ def test_reconvergent_fifo_sized_completes_too_small_deadlocks(tmp_path, quiet):
     acc.verify(frames=2, bounded_fifos=True)
     x = nets.net_input(model, 2, shape=(2, *model.input_shape[1:]))
     assert np.array_equal(acc.run(x, codes=True), G.graph_exact_codes(model, x)[0])
-    # the schedule the depths come from is a valid bounded execution: every pop after its push
-    _, pairs = fifo.graph_schedule(net)
-    assert all(np.all(r > w) for _, w, r in pairs)
+    # the schedule the depths come from is a valid bounded execution: every pop after its push, every push into
+    # a free slot
+    fifo.check_schedule(net)
     skip.depth, skip.storage = 2, "srl"
     codegen.generate(net, tmp_path / "small" / "hls", acc.board)
     small = Accelerator(net, tmp_path / "small", acc.board, log=quiet)
@@ -187,7 +189,7 @@ def test_per_channel_activation_scales_before_a_conv(dynamo, tmp_path, quiet):
 
 def test_folding_file_on_a_graph(tmp_path, quiet):
     """A graph takes a user's folding file (the folding.json a build wrote reproduces its folding; every stream's
-    FIFO is sized again); FIFO depths in the file are refused on a graph, by name."""
+    FIFO is sized again, but for a layer whose entry sets ``fifo_depth``: its output streams keep that depth)."""
     import json
 
     model, first = build_graph_net("residual", tmp_path / "a", quiet, verify=False)
@@ -201,5 +203,7 @@ def test_folding_file_on_a_graph(tmp_path, quiet):
     assert np.array_equal(again.run(x, codes=True), G.graph_exact_codes(model, x)[0])
     name = next(iter(written["layers"]))
     written["layers"][name]["fifo_depth"] = 64
-    with pytest.raises(fpgagen.errors.FpgagenError, match=f"FIFO depths \\({name}\\)"):
-        fpgagen.build(path, board="pynq_z2", out_dir=tmp_path / "c", folding=written, log=quiet)
+    net = copy.deepcopy(first.net)
+    fold.fold_network(net, first.board, folding=written)
+    assert [e.depth for e in net.edges if e.src == name] == [64] * len(out_ports(net.layer(name)))
+    assert [e.depth for e in net.edges if e.src != name] == [e.depth for e in first.net.edges if e.src != name]

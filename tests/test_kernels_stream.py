@@ -226,11 +226,14 @@ def test_memories_are_emitted_as_declared_and_priced_from_the_declaration(layer)
 def test_fifo_declaration_prices_the_reported_fifo():
     """A layer's output FIFO is declared once (fifo.fifo_memory) and fifo_resources prices that declaration."""
     from fpgagen import fifo
+    from fpgagen.ir import Network
 
     layer = converter("c", (2, 3, 4), 1, 4)
+    net = Network("n", None, None, [layer])
+    out = net.edges[-1]
     for depth, style in ((2, "srl"), (100, "srl"), (2048, "bram")):
-        layer.fifo_depth, layer.fifo_style = depth, style
-        m = fifo.fifo_memory(layer)
+        out.depth, out.storage = depth, style
+        m = fifo.fifo_memory(net, out)
         assert (m.depth, m.width, m.storage, m.bind_type) == (depth, 4 * layer.out_bits, style, "fifo")
         priced = fifo.fifo_resources(depth, m.width, style)
         assert all(priced[r] == m.resources()[r] for r in ("BRAM18", "LUTRAM"))

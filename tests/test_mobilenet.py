@@ -46,7 +46,7 @@ def test_mobilenet_folds_and_is_bitexact(tmp_path, quiet):
     doc, checked = check_memories_against_report(acc)
     assert checked == len(acc.net.layers)
     assert doc["fits"] and doc["fps_estimated"] == 100e6 / max(lay.cycles() for lay in acc.net.layers)
-    fifos, shell = fifo.graph_fifos_resources(acc.net), acc.board.get("shell", {}).get("LUT", 0)
+    fifos, shell = fifo.fifos_resources(acc.net), acc.board.get("shell", {}).get("LUT", 0)
     assert doc["budget"]["LUT"]["used"] == sum(lay.resources()["LUT"] for lay in acc.net.layers) + fifos["LUT"] + shell
     # the optimizer parallelised the depthwise units beyond one channel and one tap per cycle, and the build reads
     # back as the same network

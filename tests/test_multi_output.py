@@ -63,7 +63,7 @@ def _check_code_against_report(acc):
         assert (s.depth, s.impl) == (e.depth, e.storage)
         from_code = {r: from_code[r] + v for r, v in lint.price_stream(s).items()}
     reported = {r: sum(lay["fifo"]["resources"][r] for lay in doc["layers"]) for r in from_code}
-    assert reported == from_code == {r: fifo.graph_fifos_resources(acc.net)[r] for r in from_code}
+    assert reported == from_code == {r: fifo.fifos_resources(acc.net)[r] for r in from_code}
     return doc
 
 

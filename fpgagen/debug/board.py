@@ -26,8 +26,6 @@ def expose_streams(net, names, where: str = "--debug-outputs") -> list[str]:
     if not names:
         raise FpgagenError("no layer names", where, "pass layer names, e.g. --debug-outputs conv_0,conv_3 (see "
                            "network.json or report.md for the names)")
-    if net.is_chain:
-        net.edges = net.stream_edges()
     for name in names:
         layer = net.layer(name)  # FpgagenError naming the layers when there is none
         if any(e.src == f"{name}{TAP_SUFFIX}" for e in net.edges):

@@ -5,6 +5,7 @@ of these hooks."""
 
 from __future__ import annotations
 
+import copy
 from typing import ClassVar
 
 from .cpp import EmitsCode
@@ -38,5 +39,12 @@ class KindHooks(EmitsCode):
         """FINN's default styles, for the greedy baseline (fpgagen.fold.greedy_within); no-op without styles."""
 
     def greedy_fold(self, target_cycles: float, prev_word: int) -> None:
-        """The FINN-style greedy folding of a kind folded on its own (no matrix unit, no window) in a chain: the
-        least parallelism meeting ``target_cycles``; ``prev_word`` is the producer's word. Default: unfolded."""
+        """The FINN-style greedy folding of a kind folded on its own (no matrix unit, no window): the least
+        parallelism meeting ``target_cycles``; ``prev_word`` is the producer's word. Default: the first of
+        ``fold_cores()`` fast enough (else the last)."""
+        for core in self.fold_cores():
+            probe = copy.copy(self)
+            probe.__dict__.update(core)
+            if probe.cycles() <= target_cycles:
+                break
+        self.__dict__.update(core)

@@ -179,10 +179,6 @@ class OnePortLayer(Layer):
     out_shape: Shape
     in_dtype: DataType  # qonnx DataType objects; names only in network.json (fpgagen.ir.network)
     out_dtype: DataType
-    fifo_depth: int = 2  # depth of this layer's output stream (fpgagen.fifo sizes it)
-    fifo_style: str = "srl"  # srl | bram
-
-    SETTABLE: ClassVar[tuple[str, ...]] = ("fifo_depth",)
     CPP = Cpp  # the g.* helpers of the templates (KERNEL_HEADER, CONFIG_TEMPLATE: fpgagen.ir.cpp)
 
     def __post_init__(self):

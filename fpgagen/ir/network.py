@@ -6,8 +6,8 @@ port) with its FIFO depth and storage; the stream's datatype and word width are 
 (``edge_dtype``/``edge_word``), so they are never stored twice. ``"input"`` is the host's input stream and
 ``"output"`` the stream(s) to the host: a network with several outputs (the torch model returns a tuple, in
 QONNX ``graph.output`` order) has one edge to ``("output", k)`` per output k, and ``outputs[k]`` says how its
-integers map back to torch's k-th value. A chain is the special case ``edges == []``: each layer feeds the next (its
-own ``fifo_depth``/``fifo_style`` is its output stream), which is how every single-path network is stored.
+integers map back to torch's k-th value. Every network stores its edges, a chain (each layer feeding the next)
+too; a Network made without edges (a file written before, or a list of layers) gets that single path.
 Every layer has ports (base class fpgagen.ir.layers.Layer; the kinds are one module each in fpgagen.ir.kinds);
 ``in_ports``/``out_ports`` read them.
 Every datatype in the IR (a layer's, a port's, the input's and outputs') is a qonnx ``DataType`` object;
@@ -29,40 +29,9 @@ from qonnx.core.datatype import BaseDataType, DataType
 
 from ..errors import FpgagenError
 from ..quant import IntRange, quantize
+from .host_steps import apply_float_steps
 from .kinds import KINDS
 from .layers import Layer, datatypes_from_names
-
-# Float pre/post-processing on the host: ONNX elementwise ops with a constant, computed in float32 exactly as the
-# graph computes them (numpy float32 arithmetic is IEEE, as onnxruntime's and torch's elementwise kernels).
-ELEMENTWISE = {"Mul": np.multiply, "Add": np.add, "Sub": np.subtract, "Div": np.divide}
-
-
-def elementwise_step(op: str, const: np.ndarray, const_first: bool = False) -> dict:
-    """A host step ``x op c`` (or ``c op x``); JSON-serializable (float32 values round-trip exactly)."""
-    const = np.asarray(const, np.float32)
-    return {"op": op, "value": const.tolist(), "value_shape": list(const.shape), "const_first": bool(const_first)}
-
-
-def apply_float_steps(x: np.ndarray, steps) -> np.ndarray:
-    """Run host steps (``elementwise_step``, ``{"op": "Reshape", "shape": [...]}`` without the batch axis, or
-    ``{"op": "BatchNormalization", ...}`` with the ONNX formula) on a float32 batch in the graph's layout."""
-    x = np.asarray(x, np.float32)
-    for step in steps:
-        op = step["op"]
-        if op == "Reshape":
-            x = x.reshape(x.shape[0], *step["shape"])
-        elif op in ELEMENTWISE:
-            c = np.asarray(step["value"], np.float32).reshape(step["value_shape"])
-            x = ELEMENTWISE[op](c, x) if step["const_first"] else ELEMENTWISE[op](x, c)
-        elif op == "BatchNormalization":  # ONNX: (x - mean) / sqrt(var + eps) * scale + B, channels on axis 1
-            shape = (1, -1) + (1,) * (x.ndim - 2)
-            mean, var, scale, bias = (np.asarray(step[k], np.float32).reshape(shape)
-                                      for k in ("mean", "var", "scale", "bias"))
-            x = (x - mean) / np.sqrt(var + np.float32(step["epsilon"])) * scale + bias
-        else:
-            raise ValueError(f"unknown host step {op}")
-        x = x.astype(np.float32, copy=False)
-    return x
 
 
 @dataclass(eq=False)
@@ -171,7 +140,7 @@ class Network:
     input: InputSpec
     outputs: list[OutputSpec]  # in torch's output order; a single OutputSpec is taken as [it]
     layers: list[Layer]
-    edges: list[Edge] = field(default_factory=list)  # empty: a chain
+    edges: list[Edge] = field(default_factory=list)  # none given: the single path through ``layers``
     # Recorded at lowering, for `fpgagen debug`: "layer:port" (or "input:0") -> the ONNX tensor whose quantized
     # codes that stream carries; streams absent here (forks' copies, windows, converters) have no ONNX counterpart
     onnx_tensors: dict[str, str] = field(default_factory=dict)
@@ -180,6 +149,9 @@ class Network:
         if isinstance(self.outputs, OutputSpec) or self.outputs is None:
             self.outputs = [self.outputs]
         self.outputs = list(self.outputs)
+        if not self.edges and self.layers:
+            names = ["input", *(lay.name for lay in self.layers), "output"]
+            self.edges = [Edge(a, 0, b, 0) for a, b in zip(names[:-1], names[1:], strict=False)]
 
     @property
     def output(self) -> OutputSpec:
@@ -188,18 +160,9 @@ class Network:
             raise ValueError(f"network {self.name} has {len(self.outputs)} outputs: use .outputs")
         return self.outputs[0]
 
-    @property
-    def is_chain(self) -> bool:
-        return not self.edges
-
     def stream_edges(self) -> list[Edge]:
-        """Every stream, the chain's implicit ones included (input -> first, each -> next, last -> output)."""
-        if self.edges:
-            return list(self.edges)
-        names = ["input", *(lay.name for lay in self.layers), "output"]
-        depths = [2, *(lay.fifo_depth for lay in self.layers)]
-        styles = ["srl", *(lay.fifo_style for lay in self.layers)]
-        return [Edge(a, 0, b, 0, d, st) for a, b, d, st in zip(names[:-1], names[1:], depths, styles, strict=True)]
+        """Every stream (``edges``, as a list a caller may reorder)."""
+        return list(self.edges)
 
     def producer_of(self, edge: Edge):
         return None if edge.src == "input" else self.layer(edge.src)

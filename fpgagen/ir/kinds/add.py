@@ -15,7 +15,7 @@ H*W*C/PE iterations; each pops one word from each input and pushes one word.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from qonnx.core.datatype import DataType
@@ -32,38 +32,26 @@ from .base import (
     Lowered,
     Lowering,
     PEWords,
+    Requantizing,
     Shape,
     compare_luts,
     divisors,
     resources,
     threshold_dtype,
     threshold_memories,
-    threshold_tiles,
 )
 
 
 @dataclass(eq=False)
-class AddStreams(PEWords, GraphLayer):
+class AddStreams(PEWords, Requantizing, GraphLayer):
     factors: tuple[int, int] = (1, 1)  # (MA, MB): acc = MA*a + MB*b
     acc_dtype: DataType = DataType["INT32"]
-    thresholds: np.ndarray | None = field(default=None, repr=False)  # (C, NT) on acc, or None: output acc
-    negate: np.ndarray | None = field(default=None, repr=False)
-    out_base: int = 0
     pe: int = 1
-    thr_style: str = "lutram"
 
     kind = "AddStreams"
     KERNEL_HEADER = "fg_add.h"
     CONFIG_TEMPLATE = "add.h.j2"
     STYLES = {"thr_style": MEM_STYLES}
-
-    @property
-    def requantizes(self) -> bool:
-        return self.thresholds is not None
-
-    @property
-    def nt(self) -> int:
-        return 0 if self.thresholds is None else self.thresholds.shape[1]
 
     @property
     def channels(self) -> int:
@@ -129,11 +117,6 @@ class AddStreams(PEWords, GraphLayer):
             return [acc]
         return [apply_thresholds(acc, self.thresholds, self.out_base, self.negate)]
 
-    def threshold_tiles(self) -> np.ndarray:
-        return threshold_tiles(self.thresholds, self.pe)
-
-    def negate_tiles(self) -> np.ndarray:
-        return threshold_tiles(self.negate.astype(np.int64)[:, None], self.pe)
 
 
 def lower_add(node, views: list[AffineView], shapes: list[Shape], name: str,

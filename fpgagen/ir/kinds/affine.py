@@ -7,13 +7,19 @@ views; the graph walk (fpgagen.streamline) keeps one per tensor.
 
 ``requantize`` is the exact rule of a QONNX Quant (ROUND, half to even) on such a view, written once here as
 integer thresholds on ``q`` through fpgagen.quant.requant_thresholds (see shared/facts.md, "Quantizer semantics
-and thresholds"); it is the same rule as streamline's ``on_quant``, which the graph walk can call instead.
+and thresholds"); it is the same rule as threshold.py's ``lower_quant`` on the walk's exact view.
+
+``StreamView`` is that exact view as the graph walk keeps it per tensor: the offset split into a float part and an
+exact dyadic ``center``, the Quant grid the codes sit on, and the accumulators of an MVAU not yet emitted
+(``PendingMVAU``). The rules that need it (``Lowering.exact``: linear layers, Quant, the view-only ops) take and
+return it; the others get its ``view()``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 from qonnx.core.datatype import DataType
@@ -161,3 +167,86 @@ def integer_ratio(a: np.ndarray, b: np.ndarray, max_bits: int = 32) -> tuple[int
 
 def dtype_of(lo: np.ndarray, hi: np.ndarray) -> DataType:
     return smallest_dtype(int(np.min(lo)), int(np.max(hi)))
+
+
+def per_channel(value, channels: int, node) -> np.ndarray:
+    """A constant that broadcasts over the channel axis only, as a (C,) float64 vector."""
+    v = np.asarray(value, np.float64)
+    squeezed = v.reshape(-1) if v.size in (1, channels) else None
+    if squeezed is None or (v.ndim > 1 and sorted(d for d in v.shape if d != 1) not in ([], [channels])):
+        raise FpgagenError(f"constant of shape {list(v.shape)} varies along more than the channel axis",
+                           f"node '{node.name}' ({node.op_type})",
+                           "only scalar or per-channel constants can be folded into thresholds")
+    return np.broadcast_to(squeezed, (channels,)).copy()
+
+
+@dataclass
+class PendingMVAU:
+    """An MVAU whose output is still its raw accumulators. The walk reserves its place in the layer list and its
+    input stream when the linear op is reached; the layer itself is created once, when the walk knows its output:
+    the Quant that thresholds it (``Lowered.finish``), or anything else (the accumulators are then its output)."""
+
+    slot: int  # index in the walk's layer list
+    fields: dict  # the MVAU's fields known at the linear op
+    emitted: bool = False
+
+
+@dataclass
+class StreamView:
+    """The exact affine view of the integer tensor flowing between layers, as the walk keeps it."""
+
+    shape: tuple[int, int, int]  # (H, W, C) of the integer stream
+    alpha: np.ndarray  # (C,) float64: real = alpha * (q - center) + beta
+    beta: np.ndarray
+    lo: np.ndarray  # (C,) int64: range of the integer values
+    hi: np.ndarray
+    center: np.ndarray = None  # (C,) float64, exact dyadic; None: zeros
+    quant: tuple[np.ndarray, np.ndarray] | None = None  # (scale, zero) when q are the codes of a Quant
+    pending: PendingMVAU | None = None  # the raw accumulators of an MVAU not yet emitted (its Quant may come)
+    clamp: tuple[float, float] | None = None  # pending monotone clamp of the real value
+    flat_from: tuple[int, int, int] | None = None  # stream (H, W, C) flattened in torch (C, H, W) order
+    where: str = "graph input"
+    # Float ops since the last integer layer or quantizer, as host steps (see OutputSpec.post), and the stream as
+    # it was before them: if the graph ends here they run on the host in float32; otherwise (alpha, beta) already
+    # holds them and the next quantizer folds them into thresholds.
+    post: tuple = ()
+    before_post: Any = None  # a StreamView
+    pending_pad: tuple | None = None  # ((top, left, bottom, right), value) of a Pad the next MaxPool fuses
+
+    def view(self) -> AffineView:
+        """The plain form of this view (what the rules that are not ``exact`` take)."""
+        return AffineView(self.alpha, self.offset, self.dtype, self.lo, self.hi, self.clamp)
+
+    def __post_init__(self):
+        if self.center is None:
+            self.center = np.zeros(self.shape[2])
+
+    @property
+    def dtype(self) -> DataType:
+        return smallest_dtype(self.lo.min(), self.hi.max())
+
+    @property
+    def offset(self) -> np.ndarray:
+        """beta' of the plain affine view real = alpha * q + beta' (float64, for host-side dequantization)."""
+        return self.beta - self.alpha * self.center
+
+    @classmethod
+    def of_plain(cls, shape: tuple[int, int, int], done, streams: list[StreamView],
+                 out_quant: QuantSpec | None) -> StreamView:
+        """The exact view of a plain rule's output (``done``: its ``Lowered``, whose view is an AffineView) on the
+        input views ``streams``: the fused Quant's grid, the inputs' exact views of the channels passed through, or
+        the new codes' view."""
+        view = done.view
+        c = view.channels
+        if out_quant is not None:
+            q_scale, q_zero = (np.broadcast_to(v, (c,)).copy() for v in (out_quant.scale, out_quant.zero))
+            return cls(shape, q_scale, np.zeros(c), view.lo, view.hi, center=q_zero, quant=(q_scale, q_zero))
+        if done.passthrough is not None:  # codes pass through: each channel keeps its exact view
+            def pick(values):
+                return np.array([values(streams[p])[ch] for p, ch in done.passthrough])
+            quant = None
+            if all(st.quant is not None for st in streams):
+                quant = (pick(lambda st: st.quant[0]), pick(lambda st: st.quant[1]))
+            return cls(shape, pick(lambda st: st.alpha), pick(lambda st: st.beta), view.lo, view.hi,
+                       center=pick(lambda st: st.center), quant=quant, clamp=view.clamp)
+        return cls(shape, view.scale, view.offset, view.lo, view.hi, clamp=view.clamp)  # new codes

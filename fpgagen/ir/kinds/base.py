@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import jinja2
@@ -72,30 +72,42 @@ class LoweringContext:
     # quantized(tensor name) -> the walk's integer form of a quantized constant (``codes`` minus the zero point,
     # float ``scale``, stored ``dtype``: a weight behind its Quant), or None
     quantized: typing.Callable = lambda name: None
+    inputs: tuple[str, ...] = ()  # the node's streamed input tensors, in port order
+    shape_of: typing.Callable = lambda name: None  # shape_of(tensor name) -> the graph's shape of it, or None
+    uname: typing.Callable = lambda base: base  # uname(base) -> a layer name no other layer has (a rule's 2nd layer)
 
 
 @dataclass
 class Lowered:
-    """A rule's result: the layer (reading the node's streamed inputs in order, port p from input p) and its
-    output view. ``passthrough``: per output channel, the (input port, channel) whose codes it carries unchanged
-    (the walk then keeps that channel's exact view); None: ``view`` describes new codes. ``feeders``: layers in
-    front of ``layer`` on a one-input rule, a chain (a Conv's sliding window): the first reads the node's input,
-    the last feeds ``layer``."""
+    """A rule's result: the layer (reading the node's streamed inputs in order, port p from input p; None for an op
+    that only changes the view) and its output view. ``passthrough``: per output channel, the (input port, channel)
+    whose codes it carries unchanged (the walk then keeps that channel's exact view); None: ``view`` describes new
+    codes. ``feeders``: layers in front of ``layer`` on a one-input rule, a chain (a Conv's sliding window): the
+    first reads the node's input, the last feeds ``layer``.
+
+    An ``exact`` rule's view is a ``StreamView`` (affine.py), and it may leave the output's layer pending:
+    ``pending``, the fields of an MVAU whose output is still its accumulators (the walk reserves its place, after
+    the feeders, and creates it once the Quant or the output is reached), and ``finish``, the final fields of the
+    input's pending MVAU (the Quant that thresholds it)."""
 
     layer: typing.Any
     view: typing.Any
     passthrough: list[tuple[int, int]] | None = None
     feeders: tuple = ()
+    pending: dict | None = None
+    finish: dict | None = None
 
 
 @dataclass(frozen=True)
 class Lowering:
     """A kind's lowering rule for one ONNX op type: ``rule(node, views, shapes, ctx) -> Lowered`` with the
-    streamed inputs' affine views and (H, W, C) shapes. ``min_streams``: with fewer streamed inputs the op is not
-    this kind's (an Add of a constant is an affine update of the walk). ``fuses_quant`` / ``fuses_pad``: the rule
-    takes ``ctx.out_quant`` (and the walk drops that Quant node) / ``ctx.pre_pad``. ``doc``: the supported form
-    of the op, as the unsupported-op error lists it. ``applies(node)``: whether the rule takes this node (a
-    depthwise Conv, not every Conv); None: every node of the op."""
+    streamed inputs' affine views and (H, W, C) shapes. ``min_streams`` / ``max_streams``: the number of streamed
+    inputs the rule takes (an Add of a constant is the view's update, an Add of two streams a layer).
+    ``fuses_quant`` / ``fuses_pad``: the rule takes ``ctx.out_quant`` (and the walk drops that Quant node) /
+    ``ctx.pre_pad``. ``doc``: the supported form of the op, as the unsupported-op error lists it.
+    ``applies(node)``: whether the rule takes this node (a depthwise Conv, not every Conv); None: every node of the
+    op. ``exact``: the rule takes the walk's ``StreamView`` of each input as it is (a pending accumulator
+    included) instead of its plain ``AffineView``, and returns one (see ``Lowered``)."""
 
     rule: typing.Callable
     min_streams: int = 1
@@ -103,6 +115,8 @@ class Lowering:
     fuses_pad: bool = False
     doc: str = ""  # what the op may be, for the list of supported ops
     applies: typing.Callable | None = None
+    max_streams: int | None = None
+    exact: bool = False
 
 
 class PEWords:
@@ -123,6 +137,33 @@ class PEWords:
 
     def folding(self) -> dict:
         return {"pe": self.pe}
+
+
+@dataclass(eq=False)
+class Requantizing:
+    """The thresholds of a Quant fused into a kind's output (AddStreams, Concat, GlobalAveragePool): output code
+    ``out_base + #{k : x' >= thresholds[c, k]}`` with ``x' = -x`` where ``negate[c]``; no thresholds: the values
+    themselves are the output. Read one row of ``pe`` channels per cycle from ``thr_style`` memory
+    (``threshold_memories``). Mixed in before GraphLayer, after PEWords."""
+
+    thresholds: np.ndarray | None = field(default=None, repr=False)  # (C, NT), non-decreasing per row, or None
+    negate: np.ndarray | None = field(default=None, repr=False)  # (C,) bool: compare -x (a negative scale)
+    out_base: int = 0
+    thr_style: str = "lutram"
+
+    @property
+    def requantizes(self) -> bool:
+        return self.thresholds is not None
+
+    @property
+    def nt(self) -> int:
+        return 0 if self.thresholds is None else self.thresholds.shape[1]
+
+    def threshold_tiles(self) -> np.ndarray:
+        return threshold_tiles(self.thresholds, self.pe)
+
+    def negate_tiles(self) -> np.ndarray:
+        return threshold_tiles(np.asarray(self.negate, np.int64)[:, None], self.pe)
 
 
 def same_channels(views) -> list[tuple[int, int]]:
@@ -182,6 +223,6 @@ def compare_luts(lanes: int, nt: int, value_bits: int, thr_bits: int) -> int:
     return math.ceil(1.1 * lanes * (nt * max(value_bits, thr_bits) + nt.bit_length() * 2))
 
 
-__all__ = ["Shape", "GraphLayer", "Lowering", "LoweringContext", "Lowered", "same_channels",
+__all__ = ["Shape", "GraphLayer", "Lowering", "LoweringContext", "Lowered", "same_channels", "Requantizing",
            "Cpp", "PEWords", "MEM_STYLES", "CONTROL_LUT", "CONTROL_FF", "divisors", "render_instance",
            "environment", "threshold_dtype", "threshold_memories", "threshold_tiles", "compare_luts", "resources"]

@@ -17,7 +17,7 @@ PIXELS * sum(C_b)/PE iterations; each pops one word from the branch a counter se
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from qonnx.core.datatype import DataType
@@ -34,6 +34,7 @@ from .base import (
     Lowered,
     Lowering,
     PEWords,
+    Requantizing,
     Shape,
     compare_luts,
     divisors,
@@ -41,17 +42,12 @@ from .base import (
     same_channels,
     threshold_dtype,
     threshold_memories,
-    threshold_tiles,
 )
 
 
 @dataclass(eq=False)
-class Concat(PEWords, GraphLayer):
-    thresholds: np.ndarray | None = field(default=None, repr=False)  # (sum C_b, NT), or None: no requantization
-    negate: np.ndarray | None = field(default=None, repr=False)  # (sum C_b,) bool
-    out_base: int = 0
+class Concat(PEWords, Requantizing, GraphLayer):
     pe: int = 1
-    thr_style: str = "lutram"
 
     kind = "Concat"
     KERNEL_HEADER = "fg_concat.h"
@@ -65,14 +61,6 @@ class Concat(PEWords, GraphLayer):
     @property
     def branch_channels(self) -> list[int]:
         return [s[2] for s in self.in_shapes]
-
-    @property
-    def requantizes(self) -> bool:
-        return self.thresholds is not None
-
-    @property
-    def nt(self) -> int:
-        return 0 if self.thresholds is None else self.thresholds.shape[1]
 
     @property
     def pixels(self) -> int:
@@ -141,11 +129,6 @@ class Concat(PEWords, GraphLayer):
             return [x]
         return [apply_thresholds(x, self.thresholds, self.out_base, self.negate)]
 
-    def threshold_tiles(self) -> np.ndarray:
-        return threshold_tiles(self.thresholds, self.pe)
-
-    def negate_tiles(self) -> np.ndarray:
-        return threshold_tiles(self.negate.astype(np.int64)[:, None], self.pe)
 
     def branch_words(self) -> list[int]:
         return [ch // self.pe for ch in self.branch_channels]

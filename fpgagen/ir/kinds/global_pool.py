@@ -22,7 +22,7 @@ negate flags (fpgagen.ir.kinds.base.threshold_memories).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from qonnx.core.datatype import DataType
@@ -39,22 +39,18 @@ from .base import (
     Lowered,
     Lowering,
     PEWords,
+    Requantizing,
     compare_luts,
     divisors,
     resources,
     threshold_dtype,
     threshold_memories,
-    threshold_tiles,
 )
 
 
 @dataclass(eq=False)
-class GlobalAveragePool(PEWords, GraphLayer):
-    thresholds: np.ndarray | None = field(default=None, repr=False)  # (C, NT) on the sums, or None: the sums out
-    negate: np.ndarray | None = field(default=None, repr=False)  # (C,) bool: compare -S (a negative scale)
-    out_base: int = 0
+class GlobalAveragePool(PEWords, Requantizing, GraphLayer):
     pe: int = 1
-    thr_style: str = "lutram"
 
     kind = "GlobalAveragePool"
     KERNEL_HEADER = "fg_global_pool.h"
@@ -64,14 +60,6 @@ class GlobalAveragePool(PEWords, GraphLayer):
     @property
     def pixels(self) -> int:
         return self.in_shapes[0][0] * self.in_shapes[0][1]
-
-    @property
-    def requantizes(self) -> bool:
-        return self.thresholds is not None
-
-    @property
-    def nt(self) -> int:
-        return 0 if self.thresholds is None else self.thresholds.shape[1]
 
     @property
     def sum_dtype(self) -> DataType:
@@ -137,11 +125,6 @@ class GlobalAveragePool(PEWords, GraphLayer):
             return [sums]
         return [apply_thresholds(sums, self.thresholds, self.out_base, self.negate)]
 
-    def threshold_tiles(self) -> np.ndarray:
-        return threshold_tiles(self.thresholds, self.pe)
-
-    def negate_tiles(self) -> np.ndarray:
-        return threshold_tiles(np.asarray(self.negate, np.int64)[:, None], self.pe)
 
 
 # --- lowering ----------------------------------------------------------------------------------------------------

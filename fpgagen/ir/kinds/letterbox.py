@@ -236,10 +236,9 @@ def put_camera_in_front(net, camera: tuple[int, int], swap_rb: bool, pad: int) -
         raise FpgagenError(f"a network input of {w}x{h}x{c}", "--camera",
                            "the letterbox feeds square RGB inputs (S x S x 3); build without --camera")
     layer = camera_letterbox("letterbox", camera, h, pad, swap_rb)
-    if not net.is_chain:
-        feed = next(e for e in net.edges if e.src == "input")
-        feed.src, feed.src_port = layer.name, 0
-        net.edges.insert(0, Edge("input", 0, layer.name, 0))
+    feed = next(e for e in net.edges if e.src == "input")
+    feed.src, feed.src_port = layer.name, 0
+    net.edges.insert(0, Edge("input", 0, layer.name, 0))
     net.layers.insert(0, layer)
     net.input.preprocess = layer.preprocess_record()
     return layer

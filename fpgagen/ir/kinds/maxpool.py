@@ -1,6 +1,6 @@
 """Non-overlapping max pooling, a chain kind: its IR class (cost and cycle model, numpy reference ``reference``,
 folding options, greedy baseline hooks), its kernel (``KERNEL_HEADER``) and config template (``CONFIG_TEMPLATE``).
-Chain kinds are lowered by fpgagen.streamline's chain rules, so ``LOWERINGS`` is empty.
+``LOWERINGS`` is empty: maxpool_general.py's MaxPool rule picks this kernel for k = s without padding.
 """
 
 from __future__ import annotations

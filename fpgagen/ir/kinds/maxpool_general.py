@@ -17,13 +17,13 @@ memory and II=1 needs no dependence pragma. Counters replace every div and mod.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ...errors import FpgagenError
 from ..memory import Memory
-from .affine import AffineView, dtype_of
+from .affine import AffineView, StreamView, dtype_of
 from .base import (
     CONTROL_FF,
     CONTROL_LUT,
@@ -212,6 +212,18 @@ def _lower(node, views, shapes, ctx) -> Lowered:
     return Lowered(pool, view, same_channels(views))
 
 
+def lower_pad(node, views: list[StreamView], shapes, ctx) -> Lowered:
+    """A Pad is no layer: the view records it, and the MaxPool after it fuses it (the walk refuses any other
+    consumer of a padded tensor)."""
+    (s,) = views
+    if s.pending_pad is not None:
+        raise FpgagenError("two Pads in a row", f"node '{node.name}' ({node.op_type})", "pad once")
+    pads, value = pad_of_node(node, ctx.const)
+    h, w, c = s.shape
+    return Lowered(None, replace(s, pending_pad=(pads, value), shape=(h + pads[0] + pads[2], w + pads[1] + pads[3], c)))
+
+
 KINDS = (MaxPoolGeneral,)
 LOWERINGS = {"MaxPool": Lowering(_lower, fuses_pad=True,
-                                  doc="MaxPool (any kernel, stride, pads; a Pad before it is fused)")}
+                                  doc="MaxPool (any kernel, stride, pads; a Pad before it is fused)"),
+             "Pad": Lowering(lower_pad, max_streams=1, exact=True, doc="Pad (before a MaxPool)")}

@@ -1,17 +1,19 @@
-"""The matrix-vector-threshold unit, a chain kind: its IR class (cost and cycle model, numpy reference ``reference``,
-folding options, greedy baseline hooks), its kernel (``KERNEL_HEADER``) and config template (``CONFIG_TEMPLATE``).
-Chain kinds are lowered by fpgagen.streamline's chain rules, so ``LOWERINGS`` is empty.
+"""The matrix-vector-threshold unit: its IR class (cost and cycle model, numpy reference ``reference``, folding
+options, greedy baseline hooks), its kernel (``KERNEL_HEADER``) and config template (``CONFIG_TEMPLATE``), and its
+lowering rules (``LOWERINGS``): a Conv (group 1, behind a sliding window unless 1x1, stride 1, unpadded) or a
+Gemm/MatMul becomes an MVAU whose output is its raw accumulators, left pending (``Lowered.pending``) until the walk
+knows whether a Quant thresholds it.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from qonnx.core.datatype import DataType
 
-from ...quant import apply_thresholds, smallest_dtype
+from ...quant import apply_thresholds, common_grid, smallest_dtype
 from ..layers import (
     CONTROL_FF,
     MEM_STYLES,
@@ -26,6 +28,15 @@ from ..layers import (
     pipelined_pattern,
     resources,
 )
+from .affine import StreamView, per_channel
+from .base import Lowered, Lowering
+from .sliding_window import SlidingWindow
+from .threshold import QuantizedConst, node_error
+
+# An MVAU on input channels at several scales (``input_scales``' k): the widest exact accumulator, sign excluded. The
+# thresholds on it are solved in float64 (exact rationals where float64 cannot decide, quant.requant_thresholds), so
+# each must be an integer float64 holds exactly; the C model and the kernel then hold it in 64 bits with room.
+MAX_SCALED_ACC_BITS = 52
 
 
 @dataclass(eq=False)
@@ -440,5 +451,148 @@ class MVAU(OnePortLayer):
         return fold_channels(self.thresholds, self.pe)
 
 
+def _group(node) -> int:
+    return next((a.i for a in node.attribute if a.name == "group"), 1)
+
+
+def _weight(node, ctx) -> QuantizedConst:
+    w = ctx.quantized(node.input[1])
+    if w is None:
+        raise node_error(node, "the layer has float (unquantized) weights",
+                         "use brevitas QuantConv2d/QuantLinear so weights are exported through a Quant node")
+    return w
+
+
+def _bias(node, ctx, name: str | None, mh: int) -> np.ndarray:
+    if not name:
+        return np.zeros(mh)
+    q = ctx.quantized(name)
+    if q is not None:
+        return per_channel(q.codes * q.scale.astype(np.float64), mh, node)
+    value = ctx.const(name)
+    if value is None:
+        raise node_error(node, "bias is not a constant", "export in inference mode")
+    return per_channel(value, mh, node)
+
+
+def input_scales(node, s: StreamView) -> tuple[float, np.ndarray | None]:
+    """(g, k): the input's real value is g * k_c * (q_c - center_c), k None when every channel shares one
+    scale (k = 1). Channels on different grids (a Concat of branches at different scales, a per-channel
+    quantizer) get the coarsest common grid g and integer multipliers k_c (quant.common_grid), exactly."""
+    if s.quant is None or s.clamp is not None:
+        raise node_error(node, f"the input is not quantized (a float activation reaches it from {s.where})",
+                         "put a brevitas quantized activation (QuantReLU, QuantIdentity) before this layer")
+    alpha = s.alpha[0]
+    if np.all(s.alpha == alpha) and alpha > 0:
+        return float(alpha), None
+    if np.any(s.alpha <= 0):
+        raise node_error(node, "an input scale that is not positive cannot be folded into integer weights",
+                         "use an activation quantizer with a positive scale before this layer")
+    return common_grid(s.alpha, f"node '{node.name}' ({node.op_type})")
+
+
+def _pending_mvau(node, ctx, s: StreamView, w: QuantizedConst, wmat: np.ndarray, center_cols: np.ndarray,
+                  cols_lo: np.ndarray, cols_hi: np.ndarray, bias: np.ndarray, alpha: float,
+                  in_shape: tuple[int, int, int], k_cols: np.ndarray | None = None, feeders: tuple = ()) -> Lowered:
+    """The MVAU's fields and its accumulators' view. ``k_cols``: per column the integer multiplier of the input's
+    channel (input_scales), None when all 1."""
+    mh = wmat.shape[0]
+    w_scale = per_channel(w.scale, mh, node)
+    if k_cols is not None:  # the exact accumulator, and every threshold on it, must be float64-exact integers
+        bound = (np.abs(wmat) * k_cols.astype(np.float64) * np.maximum(np.abs(cols_lo), np.abs(cols_hi))).sum(1)
+        if bound.max() >= 2.0**MAX_SCALED_ACC_BITS:
+            raise node_error(node, f"the input's channels sit on scales {s.alpha.min():.3g} to {s.alpha.max():.3g} "
+                             f"whose common integer grid needs a {int(bound.max()).bit_length() + 1}-bit "
+                             f"accumulator (at most {MAX_SCALED_ACC_BITS + 1})", "add a QuantIdentity after the "
+                             "Concat, or share one quantizer between the branches")
+    scaled = wmat if k_cols is None else wmat * k_cols  # the exact integer weights acc is the dot product with
+    acc_lo = np.minimum(scaled * cols_lo, scaled * cols_hi).sum(axis=1)
+    acc_hi = np.maximum(scaled * cols_lo, scaled * cols_hi).sum(axis=1)
+    acc_dt = smallest_dtype(min(acc_lo.min(), -acc_hi.max()), max(acc_hi.max(), -acc_lo.min()))
+    out_shape = (*in_shape[:2], mh)
+    fields = dict(name=ctx.name, in_shape=in_shape, out_shape=out_shape,
+                  in_dtype=smallest_dtype(cols_lo.min(), cols_hi.max()), out_dtype=acc_dt, weights=wmat,
+                  weight_dtype=w.dtype, acc_dtype=acc_dt,
+                  in_scale=None if k_cols is None else np.asarray(k_cols, np.int64))
+    # real = alpha * w_scale * (acc - W' @ center_in) + bias, W' = W * k: the input is quantized (beta 0), and
+    # W' @ center_in is exact (integers times small dyadic zero points)
+    center = scaled.astype(np.float64) @ center_cols
+    out = StreamView(out_shape, alpha * w_scale, bias.astype(np.float64), acc_lo, acc_hi, center=center)
+    return Lowered(None, out, feeders=feeders, pending=fields)
+
+
+def lower_conv(node, views: list[StreamView], shapes, ctx) -> Lowered:
+    """A Conv with group 1 and dilation 1: a sliding window (unless 1x1, stride 1, unpadded) feeding an MVAU."""
+    (s,) = views
+    attrs = {a.name: list(a.ints) if a.ints else a.i for a in node.attribute}
+    if attrs.get("group", 1) != 1:
+        raise node_error(node, f"grouped/depthwise convolution (group={attrs['group']})", "use group=1 convs")
+    if any(d != 1 for d in attrs.get("dilations", [1, 1])):
+        raise node_error(node, "dilated convolution", "use dilation 1")
+    w = _weight(node, ctx)
+    mh, c, kh, kw = w.codes.shape
+    if c != s.shape[2]:
+        raise node_error(node, f"weight expects {c} input channels, the stream has {s.shape[2]}", "check the model")
+    alpha, k = input_scales(node, s)
+    stride = tuple(attrs.get("strides", [1, 1]))
+    pads = attrs.get("pads", [0, 0, 0, 0])
+    pads = (pads[0], pads[1], pads[2], pads[3])  # ONNX: top, left, bottom, right
+    h, wd, _ = s.shape
+    oh = (h + pads[0] + pads[2] - kh) // stride[0] + 1
+    ow = (wd + pads[1] + pads[3] - kw) // stride[1] + 1
+    wmat = w.codes.transpose(0, 2, 3, 1).reshape(mh, -1)  # columns in (ky, kx, c) window order
+    taps = kh * kw
+    lo, hi = s.lo, s.hi
+    if any(pads):
+        pad_code = s.center  # the code whose real value is 0 (beta is 0 on a quantized stream)
+        if not np.all(pad_code == pad_code[0]) or pad_code[0] != np.rint(pad_code[0]):
+            raise node_error(node, "zero padding needs an integer zero point shared by all channels",
+                             "use a per-tensor integer zero point before padded convolutions")
+        pad = int(pad_code[0])
+        lo, hi = np.minimum(lo, pad), np.maximum(hi, pad)
+    else:
+        pad = 0
+    feeders = ()
+    if (kh, kw) != (1, 1) or stride != (1, 1) or any(pads):
+        feeders = (SlidingWindow(ctx.uname(node.name + "_window"), s.shape, (oh, ow, taps * c), s.dtype, s.dtype,
+                                 kernel=(kh, kw), stride=stride, pads=pads, pad_value=pad),)
+    in_shape = (oh, ow, taps * c)
+    bias = _bias(node, ctx, node.input[2] if len(node.input) > 2 else None, mh)
+    return _pending_mvau(node, ctx, s, w, wmat, np.tile(s.center, taps), np.tile(lo, taps), np.tile(hi, taps), bias,
+                         alpha, in_shape, None if k is None else np.tile(k, taps), feeders)
+
+
+def lower_linear(node, views: list[StreamView], shapes, ctx) -> Lowered:
+    """A Gemm (alpha = beta = 1, no transA) or a MatMul by a rank-2 weight on a flattened stream: an MVAU."""
+    (s,) = views
+    if node.op_type == "Gemm":
+        attrs = {a.name: (a.f if a.type == 1 else a.i) for a in node.attribute}
+        if attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0 or attrs.get("transA", 0):
+            raise node_error(node, "Gemm with alpha/beta != 1 or transA", "export a plain QuantLinear")
+        w = _weight(node, ctx)
+        wmat = w.codes if attrs.get("transB", 0) else w.codes.T
+        scale = w.scale.reshape(-1) if attrs.get("transB", 0) else w.scale.T.reshape(-1)
+        bias_name = node.input[2] if len(node.input) > 2 else None
+    else:
+        w = _weight(node, ctx)
+        if w.codes.ndim != 2:
+            raise node_error(node, "MatMul with a weight of rank != 2", "use QuantLinear on a flattened input")
+        wmat, scale, bias_name = w.codes.T, w.scale.T.reshape(-1), None
+    w = replace(w, scale=scale)
+    mh, mw = wmat.shape
+    if s.shape[:2] != (1, 1) or s.shape[2] != mw:
+        raise node_error(node, f"fully connected layer on a stream of shape {s.shape}",
+                         "flatten the input (MW must equal all stream elements)")
+    alpha, k = input_scales(node, s)
+    if s.flat_from is not None:  # torch flattened (C, H, W); the stream carries (H, W, C)
+        h, wd, c = s.flat_from
+        wmat = wmat.reshape(mh, c, h, wd).transpose(0, 2, 3, 1).reshape(mh, mw)
+    bias = _bias(node, ctx, bias_name, mh)
+    return _pending_mvau(node, ctx, s, w, np.ascontiguousarray(wmat), s.center, s.lo, s.hi, bias, alpha, s.shape, k)
+
+
 KINDS = (MVAU,)
-LOWERINGS: dict = {}
+_LINEAR = Lowering(lower_linear, max_streams=1, exact=True)
+LOWERINGS = {"Conv": Lowering(lower_conv, max_streams=1, exact=True, doc="Conv (group=1, dilation=1)",
+                              applies=lambda node: _group(node) <= 1),  # grouped: the VVU's (vvu.py)
+             "Gemm": _LINEAR, "MatMul": _LINEAR}

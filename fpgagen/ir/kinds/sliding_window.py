@@ -1,7 +1,7 @@
 """The sliding-window generator (im2col on a stream), a chain kind: its IR class (cost and cycle model, numpy
 reference ``reference``, folding options, greedy baseline hooks), its kernel (``KERNEL_HEADER``) and config
-template (``CONFIG_TEMPLATE``). Chain kinds are lowered by fpgagen.streamline's chain rules, so ``LOWERINGS`` is
-empty.
+template (``CONFIG_TEMPLATE``). ``LOWERINGS`` is empty: no ONNX op is a window of its own; the Conv rules (mvau.py,
+vvu.py) put one in front of their unit.
 """
 
 from __future__ import annotations

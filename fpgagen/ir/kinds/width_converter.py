@@ -1,7 +1,6 @@
 """The stream width converter the fold step inserts, a chain kind: its IR class (cost and cycle model, numpy
 reference ``reference``, folding options, greedy baseline hooks), its kernel (``KERNEL_HEADER``) and config
-template (``CONFIG_TEMPLATE``). Chain kinds are lowered by fpgagen.streamline's chain rules, so ``LOWERINGS`` is
-empty.
+template (``CONFIG_TEMPLATE``). ``LOWERINGS`` is empty: no ONNX op becomes one; the fold step inserts it.
 """
 
 from __future__ import annotations
