@@ -42,7 +42,8 @@ def main() -> int:
     print((Path(args.out) / "pareto.md").read_text())
     base = next((p for p in doc["points"] if "baseline" in p["role"]), None)
     winners = [p for p in doc["points"] if base is not None and dominates(p, base)]
-    print(f"wall time {doc['wall_s']:.0f} s on {doc['engine']['workers']} workers; phases {json.dumps(doc['timing_s'])}")
+    print(f"wall time {doc['wall_s']:.0f} s on {doc['engine']['workers']} workers; "
+          f"phases {json.dumps(doc['timing_s'])}")
     print(f"goal: a verified point dominates 4W4A: {'met' if winners else 'NOT met'}"
           + (f" ({', '.join(str(p['weight_bits']) + '/' + str(p['act_bits']) for p in winners)})" if winners else ""))
     rho = doc["predictor"]["spearman"]

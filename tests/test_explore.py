@@ -129,8 +129,10 @@ def test_program_figures_are_the_layers_own(tiny_run, tmp_path):
     out, doc, _ = tiny_run
     nets = {cfg: Network.load(out / "ir" / point_id("ir", *program.config_bits(cfg, 3, 2)))
             for cfg in program.cost_configs([2, 4], [4])}
+    tables = {cfg: program.unit_tables(net, 3, 2) for cfg, net in nets.items()}
+    units = program.units_of(next(iter(nets.values())), 3, 2, "test")
     sens_w = [{2: 1.0, 4: 0.0}, {2: 0.0, 4: 0.0}, {2: 0.0, 4: 0.0}]  # only layer 0 at 2 bits costs loss
-    prog = program.joint_program(nets, [2, 4], [4], 3, 2, load_board("pynq_z2"), sens_w, [{4: 0.0}] * 2)
+    prog = program.joint_program(tables, units, [2, 4], [4], 3, 2, load_board("pynq_z2"), sens_w, [{4: 0.0}] * 2)
     for budget in (0.0, float("inf")):
         choice = prog.solve(budget)
         assert choice is not None and (budget or choice.weight_bits[0] == 4)

@@ -153,7 +153,8 @@ class _stderr_to:  # noqa: N801 - a context manager: the trainer's progress bar 
 
 def evaluate(model) -> float:
     from ..data import WiderFace
-    from ..detect import Detector, evaluate as ap_of, torch_backend
+    from ..detect import Detector, torch_backend
+    from ..detect import evaluate as ap_of
     from ..train.evaluation import AP_CONF, NMS_IOU, detect_dataset
     from ..train.trainer import SYNTH_ANCHORS
 

@@ -21,6 +21,7 @@ the width converters between units whose words differ, and FIFO depths beyond tw
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import time
@@ -37,6 +38,7 @@ from ..ir import Network
 from ..ir.layers import RESOURCES, add_resources
 
 IN, OUT = "in", "out"  # the fixed ends: the network's input and output quantizers
+SLOWEST = 8.0  # designs this many times slower than the fastest any could be are not priced (``core_window``)
 
 
 def cost_configs(w_grid: list[int], a_grid: list[int]) -> list[tuple[int, int, int]]:
@@ -107,11 +109,15 @@ def _expand(core: optimize.Core) -> list[tuple[dict, dict[str, int]]]:
     return [(a, r) if not ds else ({**a, "dsp_pe": ds}, r) for a, r, ds in out]
 
 
-def _front(items: list[Option]) -> list[Option]:
-    """The options no other beats on cycles and every resource."""
+PRUNE_ON = ("LUT", "BRAM18", "DSP")  # FF seldom binds on these boards, LUTRAM is inside LUT
+
+
+def _front(items: list[Option], floor: float = 0) -> list[Option]:
+    """The options no other beats on cycles (any at or below ``floor`` counts as ``floor``: no design is faster
+    than that) and on LUT, BRAM18 and DSP."""
     if not items:
         return items
-    keys = np.array([[o.cycles, *(o.res[r] for r in RESOURCES)] for o in items], float)
+    keys = np.array([[max(o.cycles, floor), *(o.res[r] for r in PRUNE_ON)] for o in items], float)
     order = np.lexsort(keys.T[::-1])
     kept: list[int] = []
     for i in order:
@@ -121,25 +127,82 @@ def _front(items: list[Option]) -> list[Option]:
     return [items[i] for i in sorted(kept)]
 
 
-def unit_options(net: Network, unit: Unit, first: bool) -> list[Option]:
+def _restricted(layer, cores: list[dict]):
+    """``layer`` whose ``fold_cores()`` offers only ``cores`` (so ``optimize.layer_cores`` prices just those)."""
+    probe = copy.copy(layer)
+    probe.fold_cores = lambda: [dict(c) for c in cores]
+    return probe
+
+
+def _cycles_of(layer, core: dict) -> int:
+    probe = copy.copy(layer)
+    probe.__dict__.update(core)
+    return probe.cycles()
+
+
+def core_window(net: Network, units: list[Unit], slowest: float = SLOWEST) -> tuple[float, float, float]:
+    """The cycle range worth pricing: from a quarter of the bound no design can beat (the slowest unit at its
+    fastest core) to ``slowest`` times it. A core much faster than the slowest unit must be is never needed (a
+    less parallel one is as fast as the design and cheaper), and designs ``slowest`` times slower than the
+    fastest possible are not worth a front point. The third figure is that bound."""
+    bound = 0
+    for unit in units:
+        lay = net.layer(unit.names[-1])
+        bound = max(bound, min(_cycles_of(lay, c) for c in lay.fold_cores()))
+    return bound / 4, bound * slowest, bound
+
+
+def _pick(layer, low: float, high: float) -> list[dict]:
+    """The cores whose cycles lie in [low, high]; the slowest one if none does (a small layer)."""
+    cores = [(c, _cycles_of(layer, c)) for c in layer.fold_cores()]
+    inside = [c for c, cyc in cores if low <= cyc <= high]
+    return inside or [max(cores, key=lambda cc: cc[1])[0]]
+
+
+def unit_options(net: Network, unit: Unit, first: bool, window: tuple[float, float, float] = (0, math.inf, 0)
+                 ) -> list[Option]:
+    """A unit's options: its cores within ``window`` (``core_window``), each with every combination of its style
+    alternatives (DSP PEs none or all), priced by ``optimize.layer_cores``; dominated ones dropped."""
     layers = [net.layer(n) for n in unit.names]
+    low, high, floor = window
     if len(layers) == 1:
         lay = layers[0]
+        lay = _restricted(lay, _pick(lay, low, high))
         return _front([Option(c.cycles, res, {lay.name: attrs}) for c in optimize.layer_cores(lay, first)
-                       for attrs, res in _expand(c)])
-    window, mvau = layers
+                       for attrs, res in _expand(c)], floor)
+    window_layer, mvau = layers
+    mvau = _restricted(mvau, _pick(mvau, low, high))
+    simds = {c["simd"] for c in mvau.fold_cores()}
+    window_layer = _restricted(window_layer, [c for c in window_layer.fold_cores() if c["simd"] in simds])
     by_simd: dict[int, list[Option]] = {}
-    for c in optimize.layer_cores(window, first):
+    for c in optimize.layer_cores(window_layer, first):
         for attrs, res in _expand(c):
-            by_simd.setdefault(attrs["simd"], []).append(Option(c.cycles, res, {window.name: attrs}))
-    by_simd = {s: _front(v) for s, v in by_simd.items()}
+            by_simd.setdefault(attrs["simd"], []).append(Option(c.cycles, res, {window_layer.name: attrs}))
+    by_simd = {s: _front(v, floor) for s, v in by_simd.items()}
     out = []
     for c in optimize.layer_cores(mvau, False):
-        mine = _front([Option(c.cycles, res, {mvau.name: attrs}) for attrs, res in _expand(c)])
+        mine = _front([Option(c.cycles, res, {mvau.name: attrs}) for attrs, res in _expand(c)], floor)
         for w in by_simd.get(c.attrs["simd"], []):
             for m in mine:
                 out.append(Option(max(w.cycles, m.cycles), add_resources(w.res, m.res), {**w.attrs, **m.attrs}))
-    return _front(out)
+    return _front(out, floor)
+
+
+def unit_tables(net: Network, n_weight: int, n_act: int, slowest: float = SLOWEST) -> list[list[Option]]:
+    """Every unit's options in one lowered network (what a lowering task returns)."""
+    units = units_of(net, n_weight, n_act, "FACTORY")
+    window = core_window(net, units, slowest)
+    return [unit_options(net, unit, i == 0, window) for i, unit in enumerate(units)]
+
+
+def options_to_json(tables: list[list[Option]]) -> list[list[dict]]:
+    return [[{"cycles": int(o.cycles), "res": {r: int(v) for r, v in o.res.items()},
+              "attrs": {n: {k: v if isinstance(v, str) else int(v) for k, v in a.items()} for n, a in o.attrs.items()}}
+             for o in opts] for opts in tables]
+
+
+def options_from_json(doc: list[list[dict]]) -> list[list[Option]]:
+    return [[Option(o["cycles"], o["res"], o["attrs"]) for o in opts] for opts in doc]
 
 
 # --- the program -------------------------------------------------------------------------------------------
@@ -240,8 +303,10 @@ class JointProgram:
         self.columns = n
         self._bits = bits
 
-    def solve(self, loss_budget: float = math.inf, time_limit: float = 60.0) -> Choice | None:
-        """The fastest choice whose predicted loss is within ``loss_budget`` (None: nothing fits)."""
+    def solve(self, loss_budget: float = math.inf, time_limit: float = 60.0,
+              fixed: tuple[list[int], list[int]] | None = None) -> Choice | None:
+        """The fastest choice whose predicted loss is within ``loss_budget`` (None: nothing fits); ``fixed``
+        (weight widths, activation widths): only the folding is free (a point's planned FPS and resources)."""
         if not self._built:
             self.build()
         b = self._built
@@ -255,6 +320,10 @@ class JointProgram:
         integrality[t_col] = 0
         upper = np.ones(n)
         upper[t_col] = np.inf
+        if fixed is not None:
+            want = {("w", i, b) for i, b in enumerate(fixed[0])} | {("a", k, b) for k, b in enumerate(fixed[1])}
+            for j, v in enumerate(self._bits):
+                upper[j] = 1.0 if v in want else 0.0
         start = time.perf_counter()
         res = milp(cost, integrality=integrality, bounds=(np.zeros(n), upper),
                    constraints=LinearConstraint(b["a"], b["lo"], hi),
@@ -291,35 +360,27 @@ def _dependence(table: dict[tuple, list[Option]]) -> list[int]:
     return [0, 1, 2]
 
 
-def joint_program(nets: dict[tuple, Network], w_grid: list[int], a_grid: list[int], n_weight: int, n_act: int,
-                  board: dict, sens_weight, sens_act, ceilings: dict | None = None) -> JointProgram:
-    """The program from lowered networks ``nets[(w, a_even, a_odd)]`` (``cost_configs``)."""
-    first_net = next(iter(nets.values()))
-    units = units_of(first_net, n_weight, n_act, "FACTORY")
-    names = [[lay.name for lay in net.layers] for net in nets.values()]
-    if any(n != names[0] for n in names):
-        raise FpgagenError("the network lowers to different layers at different bit widths", "FACTORY",
-                           "keep the topology independent of the widths")
-    tables: list[dict[tuple, list[Option]]] = [{} for _ in units]
-    for cfg, net in nets.items():
+def joint_program(tables: dict[tuple, list[list[Option]]], units: list[Unit], w_grid: list[int], a_grid: list[int],
+                  n_weight: int, n_act: int, board: dict, sens_weight, sens_act, ceilings: dict | None = None
+                  ) -> JointProgram:
+    """The program from each width pattern's unit tables (``cost_configs`` -> ``unit_tables``)."""
+    by_unit: list[dict[tuple, list[Option]]] = [{} for _ in units]
+    for cfg, table in tables.items():
+        if len(table) != len(units):
+            raise FpgagenError("the network lowers to different layers at different bit widths", "FACTORY",
+                               "keep the topology independent of the widths")
         wb, ab = config_bits(cfg, n_weight, n_act)
         for u, unit in enumerate(units):
-            key = segment_key(unit.segment, wb, ab)
-            if key not in tables[u]:
-                tables[u][key] = unit_options(net, unit, u == 0)
+            by_unit[u].setdefault(segment_key(unit.segment, wb, ab), table[u])
     options, depends = [], []
-    for unit, table in zip(units, tables, strict=True):
+    for unit, table in zip(units, by_unit, strict=True):
         keep = _dependence(table)
         seg = unit.segment
         var = [("a", seg - 1), ("w", seg), ("a", seg)]
+        keep = [p for p in keep if next(iter(table))[p] not in (IN, OUT)]  # a fixed end is no variable
         reduced: dict[tuple, list[Option]] = {}
         for key, opts in table.items():
             reduced.setdefault(tuple(key[p] for p in keep), opts)
-        fixed = [p for p in keep if key[p] in (IN, OUT)]
-        if fixed:  # a fixed end is no variable: drop it from the key
-            keep2 = [p for p in keep if p not in fixed]
-            reduced = {tuple(k[keep.index(p)] for p in keep2): v for k, v in reduced.items()}
-            keep = keep2
         options.append(reduced)
         depends.append([var[p] for p in keep])
     return JointProgram(units, options, depends, list(w_grid), list(a_grid), n_weight, n_act,

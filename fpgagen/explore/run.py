@@ -46,7 +46,8 @@ class ExploreConfig:
     workers: int = 2
     address: str | None = None
     seed: int = 0
-    baseline: dict | None = None  # {"name", "weight_bits", "act_bits"}; default: the factory module's BASELINE
+    baseline: dict | bool | None = None  # {"name", "weight_bits", "act_bits"}; None: the module's BASELINE; False: none
+    holdout_points: int = 0  # extra random fine-tunes, never fitted on: only for the predictor's quality
     time_limit: float = 60.0
 
 
@@ -76,7 +77,7 @@ def identity(cfg: ExploreConfig, specs: dict) -> dict:
     """What makes two explores the same one (workers, verify count and budgets may change on a resume)."""
     return {"specs": specs, "files": {k: _file_digest(v) for k, v in specs.items()},
             "weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits, "board": cfg.board, "ceilings": cfg.ceilings,
-            "fit_points": cfg.fit_points, "seed": cfg.seed}
+            "fit_points": cfg.fit_points, "holdout_points": cfg.holdout_points, "seed": cfg.seed}
 
 
 def open_run_folder(out: Path, ident: dict) -> None:
@@ -240,17 +241,19 @@ def point_id(kind: str, wb: list[int], ab: list[int]) -> str:
 
 
 def fit_configs(cfg: ExploreConfig, n_weight: int, n_act: int) -> list[tuple[list[int], list[int]]]:
-    """The points fine-tuned to fit the predictor: the widest, the narrowest, then seeded random mixes."""
+    """The points fine-tuned to fit the predictor (the widest, the narrowest, then seeded random mixes), followed
+    by ``holdout_points`` more random mixes that the fit never sees."""
     rng = random.Random(cfg.seed)
     points = [([max(cfg.weight_bits)] * n_weight, [max(cfg.act_bits)] * n_act),
-              ([min(cfg.weight_bits)] * n_weight, [min(cfg.act_bits)] * n_act)]
+              ([min(cfg.weight_bits)] * n_weight, [min(cfg.act_bits)] * n_act)][:max(cfg.fit_points, 0)]
+    want = max(cfg.fit_points, 0) + max(cfg.holdout_points, 0)
     tries = 0
-    while len(points) < cfg.fit_points and tries < 1000:
+    while len(points) < want and tries < 1000:
         tries += 1
         p = ([rng.choice(cfg.weight_bits) for _ in range(n_weight)], [rng.choice(cfg.act_bits) for _ in range(n_act)])
         if p not in points:
             points.append(p)
-    return points[:max(cfg.fit_points, 0)]
+    return points
 
 
 def mark_pareto(points: list[dict]) -> None:
@@ -289,11 +292,11 @@ def explore(cfg: ExploreConfig, log=lambda m: print(m, file=sys.stderr)) -> dict
     out = Path(cfg.out)
     open_run_folder(out, identity(cfg, specs))
     x = contract_mod.calibration_data(c)
-    shape = contract_mod.discover(c, x, (min(w_grid), min(a_grid)) if max(w_grid) > min(w_grid) else (w_grid[0], a_grid[0]))
+    shape = contract_mod.discover(c, x, (min(w_grid), min(a_grid)))
     n_w, n_a = len(shape.weight_layers), len(shape.act_quants)
     log(f"[explore] {c.factory_spec}: {n_w} weight layers, {n_a} explored activation quantizers "
         f"({len(shape.excluded)} input/output quantizers kept as built)")
-    baseline = cfg.baseline or c.baseline
+    baseline = None if cfg.baseline is False else (cfg.baseline or c.baseline)
     if baseline is not None:
         contract_mod.check_point(baseline["weight_bits"], baseline["act_bits"], shape, "baseline")
     probe = contract_mod.make_model(c, w_grid[0], a_grid[0])
@@ -321,14 +324,17 @@ def explore(cfg: ExploreConfig, log=lambda m: print(m, file=sys.stderr)) -> dict
             jobs.append((tid, "lower_task", {"specs": specs, "weight_bits": wb, "act_bits": ab,
                                              "input_shape": input_shape, "out_dir": str((out / "ir" / tid).resolve())}))
         res = run_tasks(out, "lower", jobs)
-        nets = {cfg3: Network.load(Path(res[tid]["ir"])) for cfg3, (tid, _, _) in zip(configs, jobs, strict=True)}
+        tables = {cfg3: prog_mod.options_from_json(res[tid]["options"])
+                  for cfg3, (tid, _, _) in zip(configs, jobs, strict=True)}
+        units = prog_mod.units_of(Network.load(Path(res[jobs[0][0]]["ir"])), n_w, n_a, c.factory_spec)
         timing["lower_s"] = time.perf_counter() - t0
         # 3. fit fine-tunes
         t0 = time.perf_counter()
         fits = fit_configs(cfg, n_w, n_a)
-        ft_jobs = {point_id("ft", wb, ab): (wb, ab) for wb, ab in fits}
+        all_ft = {point_id("ft", wb, ab): (wb, ab) for wb, ab in fits}
+        ft_jobs = {point_id("ft", wb, ab): (wb, ab) for wb, ab in fits[:max(cfg.fit_points, 0)]}
         res = run_tasks(out, "finetune", [(tid, "finetune_task", {"specs": specs, "weight_bits": wb, "act_bits": ab})
-                                          for tid, (wb, ab) in ft_jobs.items()])
+                                          for tid, (wb, ab) in all_ft.items()])
         fitted = [(sens.score(wb, ab), res[tid]["accuracy"]) for tid, (wb, ab) in ft_jobs.items()
                   if "accuracy" in res[tid]]
         predictor = fit([s for s, _ in fitted], [a for _, a in fitted])
@@ -338,7 +344,8 @@ def explore(cfg: ExploreConfig, log=lambda m: print(m, file=sys.stderr)) -> dict
             f"(fitted on {predictor.fitted_on} fine-tunes)")
         # 4. the joint program and its sweep
         t0 = time.perf_counter()
-        program = prog_mod.joint_program(nets, w_grid, a_grid, n_w, n_a, board, sens.weight, sens.act, cfg.ceilings)
+        program = prog_mod.joint_program(tables, units, w_grid, a_grid, n_w, n_a, board, sens.weight, sens.act,
+                                         cfg.ceilings)
         choices = prog_mod.sweep(program, cfg.budgets, cfg.time_limit,
                                  log=lambda m: log(f"[explore program]{m}"))
         timing["program_s"] = time.perf_counter() - t0
@@ -348,11 +355,16 @@ def explore(cfg: ExploreConfig, log=lambda m: print(m, file=sys.stderr)) -> dict
         for ch in choices:
             points.append(_point(ch.weight_bits, ch.act_bits, "front", predictor.accuracy(ch.score), ch.score,
                                  clock / ch.cycles, ch.resources, ch.optimal))
-        for tid, (wb, ab) in ft_jobs.items():
+        for tid, (wb, ab) in all_ft.items():
             r = finetunes[tid]
-            points.append(_point(wb, ab, "fit", predictor.accuracy(sens.score(wb, ab)), sens.score(wb, ab), None,
-                                 None, None, measured=r.get("accuracy"), timing=r,
-                                 status=None if "accuracy" in r else r.get("status")))
+            role = "fit" if tid in ft_jobs else "held out"
+            plan = program.solve(math.inf, cfg.time_limit, fixed=(wb, ab))  # its folding: FPS and resources
+            points.append(_point(wb, ab, role, predictor.accuracy(sens.score(wb, ab)), sens.score(wb, ab),
+                                 None if plan is None else clock / plan.cycles,
+                                 None if plan is None else plan.resources,
+                                 None if plan is None else plan.optimal, measured=r.get("accuracy"), timing=r,
+                                 status=("does not fit" if plan is None else None) if "accuracy" in r
+                                 else r.get("status")))
         mark_pareto([p for p in points if p["role"] == "front"])
         # 5. verification: the best K of the predicted front (spread over it), and the baseline
         front = sorted([p for p in points if p["role"] == "front" and p["pareto"]], key=lambda p: -p["fps"])
@@ -366,8 +378,10 @@ def explore(cfg: ExploreConfig, log=lambda m: print(m, file=sys.stderr)) -> dict
                 verify.append(p)
         if baseline is not None:
             s = sens.score(baseline["weight_bits"], baseline["act_bits"])
+            plan = program.solve(math.inf, cfg.time_limit, fixed=(baseline["weight_bits"], baseline["act_bits"]))
             base = _point(list(baseline["weight_bits"]), list(baseline["act_bits"]), "baseline",
-                          predictor.accuracy(s), s, None, None, None)
+                          predictor.accuracy(s), s, None if plan is None else clock / plan.cycles,
+                          None if plan is None else plan.resources, None if plan is None else plan.optimal)
             base["name"] = baseline.get("name", "baseline")
             points.append(base)
             verify.append(base)
@@ -394,7 +408,7 @@ def explore(cfg: ExploreConfig, log=lambda m: print(m, file=sys.stderr)) -> dict
         for bid, _, _ in b_jobs:
             p = v_jobs[bid.replace("build-", "ft-", 1)]
             r = res_b[bid]
-            if p["role"] == "front":  # keep the program's figures beside the build's
+            if p["fps"] is not None:  # keep the program's figures beside the build's
                 p["planned"] = {"fps": p["fps"], "lut": p["lut"], "bram18": p["bram18"], "dsp": p["dsp"]}
             p["cost_s"]["build_s"] = r.get("build_s")
             p["status"] = r["status"]
@@ -411,6 +425,9 @@ def explore(cfg: ExploreConfig, log=lambda m: print(m, file=sys.stderr)) -> dict
             ray.shutdown()
     held = [(p["accuracy_predicted"], p["accuracy_measured"]) for p in verify
             if p["accuracy_measured"] is not None and point_id("ft", p["weight_bits"], p["act_bits"]) not in ft_jobs]
+    held += [(p["accuracy_predicted"], p["accuracy_measured"]) for p in points if p["role"] == "held out"
+             and p["accuracy_measured"] is not None and all(p["weight_bits"] != v["weight_bits"] or
+                                                            p["act_bits"] != v["act_bits"] for v in verify)]
     q = quality([a for a, _ in held], [b for _, b in held])
     points = merge_points(points)
     mark_pareto(points)
@@ -442,7 +459,7 @@ def _point(wb, ab, role, acc_pred, score, fps, res, optimal, measured=None, timi
 def merge_points(points: list[dict]) -> list[dict]:
     """One point per width choice: a verified one first, then the baseline, the front, a fit point; the roles are
     joined and the others' measured accuracy and costs kept."""
-    rank = {"baseline": 1, "front": 2, "fit": 3}
+    rank = {"baseline": 1, "front": 2, "fit": 3, "held out": 4}
     groups: dict[tuple, list[dict]] = {}
     for p in points:
         groups.setdefault((tuple(p["weight_bits"]), tuple(p["act_bits"])), []).append(p)
@@ -455,7 +472,7 @@ def merge_points(points: list[dict]) -> list[dict]:
                 head["accuracy_measured"] = other["accuracy_measured"]
             for k, v in other["cost_s"].items():
                 head["cost_s"].setdefault(k, v)
-            if "planned" not in head and other["role"] == "front" and other["fps"] is not None:
+            if "planned" not in head and other["status"] != "verified" and other["fps"] is not None:
                 head["planned"] = {k: other[k] for k in ("fps", "lut", "bram18", "dsp")}
             if "name" in other:
                 head.setdefault("name", other["name"])
@@ -497,9 +514,9 @@ def pareto_markdown(doc: dict) -> str:
               f"held-out fine-tunes (fitted on {q['fitted_on']}).", ""]
     costs = [p["cost_s"] for p in doc["points"] if p.get("cost_s")]
     if costs:
+        means = {k: [c[k] for c in costs if c.get(k) is not None] for k in ("finetune_s", "evaluate_s", "build_s")}
         lines.append("Per-point cost (s, mean over the points that ran it): " + ", ".join(
-            f"{k} {sum(c[k] for c in costs if c.get(k) is not None) / max(1, sum(c.get(k) is not None for c in costs)):.1f}"
-            for k in ("finetune_s", "evaluate_s", "build_s") if any(c.get(k) is not None for c in costs)) + ".")
+            f"{k} {sum(v) / len(v):.1f} (n={len(v)})" for k, v in means.items() if v) + ".")
     return "\n".join(lines) + "\n"
 
 

@@ -58,10 +58,12 @@ def sensitivity_task(specs: dict, kind: str, index: int, grid: list[int], widest
 
 def lower_task(specs: dict, weight_bits: list[int], act_bits: list[int], input_shape: tuple, out_dir: str,
                threads: int = 1) -> dict:
-    """The factory's network at these widths, exported to QONNX and lowered to fpgagen's IR (saved in out_dir)."""
+    """The factory's network at these widths, exported to QONNX and lowered to fpgagen's IR (saved in out_dir),
+    with every unit's options priced by the layers' own models (``program.unit_tables``)."""
     import tempfile
 
     from .. import export, frontend, streamline
+    from . import program
 
     _threads(threads)
     try:
@@ -72,7 +74,8 @@ def lower_task(specs: dict, weight_bits: list[int], act_bits: list[int], input_s
             net = streamline.lower(frontend.load_qonnx(onnx), name="explore")
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         net.save(Path(out_dir))
-        return {"ir": out_dir, "layers": len(net.layers)}
+        tables = program.unit_tables(net, len(weight_bits), len(act_bits))
+        return {"ir": out_dir, "layers": len(net.layers), "options": program.options_to_json(tables)}
     except FpgagenError as exc:
         return _fatal(exc)
 
@@ -127,4 +130,5 @@ def build_task(specs: dict, weight_bits: list[int], act_bits: list[int], state: 
     used = {r: report["budget"][r]["used"] for r in ("LUT", "BRAM18", "DSP", "FF")}
     return {"status": "verified", "fps": report["fps_estimated"], "lut": used["LUT"], "bram18": used["BRAM18"],
             "dsp": used["DSP"], "ff": used["FF"], "bottleneck": report["bottleneck"], "build": str(out),
-            "csim": "bit-exact (C-sim == numpy reference, np.array_equal)", "build_s": round(time.perf_counter() - t0, 1)}
+            "csim": "bit-exact (C-sim == numpy reference, np.array_equal)",
+            "build_s": round(time.perf_counter() - t0, 1)}
