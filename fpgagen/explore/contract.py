@@ -47,7 +47,7 @@ def _split(spec: str, option: str) -> tuple[str, str]:
 
 
 def load_module(module: str, option: str):
-    """A file path (``x.py``, relative or absolute) or an importable module name."""
+    """A file path (a .py file, relative or absolute) or an importable module name."""
     path = Path(module)
     if module.endswith(".py") or path.suffix == ".py" or "/" in module:
         if not path.is_file():

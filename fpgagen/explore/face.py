@@ -8,7 +8,7 @@
 * ``calibration()``: synthetic training images at 160x160;
 * ``BASELINE``: LPYOLO's hand-picked 4W4A (first layer's weights 8-bit, as the paper's).
 
-``FPGAGEN_EXPLORE_FACE_ITERS``, ``..._EVAL_IMAGES`` and ``..._TRAIN_IMAGES`` shrink it (tests, benches)."""
+The environment variables FPGAGEN_EXPLORE_FACE_ITERS, _EVAL_IMAGES and _TRAIN_IMAGES shrink it (tests, benches)."""
 
 from __future__ import annotations
 
