@@ -32,7 +32,7 @@ def main() -> int:
     ap.add_argument("--budgets", type=int, default=6)
     ap.add_argument("--weight-bits", default="2,3,4,8")
     ap.add_argument("--act-bits", default="2,3,4")
-    ap.add_argument("--time-limit", type=float, default=30.0)
+    ap.add_argument("--time-limit", type=float, default=20.0)
     args = ap.parse_args()
     cfg = ExploreConfig(factory="face", out=args.out, workers=args.workers, verify=args.verify,
                         fit_points=args.fit_points, budgets=args.budgets, time_limit=args.time_limit,

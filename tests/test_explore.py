@@ -31,7 +31,7 @@ def tiny_config(out, **kw):
     from fpgagen.explore.run import ExploreConfig
 
     base = {"factory": f"{TINY}:factory", "out": str(out), "finetune": f"{TINY}:finetune", "weight_bits": [2, 4],
-            "act_bits": [4], "verify": 0, "fit_points": 2, "budgets": 3, "workers": 2}
+            "act_bits": [4], "verify": 0, "fit_points": 2, "budgets": 3, "workers": 2, "baseline": False}
     base.update(kw)
     return ExploreConfig(**base)
 
@@ -46,7 +46,7 @@ def tiny_run(ray_session, tmp_path_factory):
     return out, doc, time.perf_counter() - t0
 
 
-def test_tiny_explore_writes_the_front_and_verifies_the_baseline(tiny_run):
+def test_tiny_explore_writes_the_front(tiny_run):
     out, doc, _ = tiny_run
     on_disk = json.loads((out / "pareto.json").read_text())
     assert on_disk["points"] == json.loads(json.dumps(doc["points"]))
@@ -57,16 +57,37 @@ def test_tiny_explore_writes_the_front_and_verifies_the_baseline(tiny_run):
         assert len(p["weight_bits"]) == 3 and len(p["act_bits"]) == 2
         assert set(p) >= {"fps", "lut", "bram18", "dsp", "accuracy_predicted", "accuracy_measured", "pareto",
                           "build", "status"}
+        assert p["status"] == "predicted" and p["build"] is None  # nothing verified: no builds here
+    front = [p for p in doc["points"] if "front" in p["role"]]
+    assert front and all(p["fps"] > 0 and p["lut"] > 0 for p in front)
+    fits = [p for p in doc["points"] if "fit" in p["role"]]
+    assert len(fits) == 2 and all(p["accuracy_measured"] is not None and p["cost_s"]["finetune_s"] >= 0
+                                  for p in fits)
+    pred = doc["predictor"]
+    assert pred["fitted_on"] == 2 and set(pred) >= {"spearman", "mae", "held_out"}
+    sens = doc["sensitivity"]
+    assert all(s["4"] == 0.0 and s["2"] > 0 for s in sens["weight"])  # widest = the reference; narrower hurts
+    _check_marking(doc["points"])
+
+
+@pytest.mark.slow
+def test_tiny_verification_builds_the_baseline(ray_session, tiny_run, tmp_path):
+    """The same explore resumed with verification on (a copy of the run folder): only the builds run, and the
+    verified points carry the build report's own figures."""
+    import shutil
+
+    from fpgagen.explore.run import explore
+
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run[0], out)
+    doc = explore(tiny_config(out, verify=1, baseline=None), log=lambda m: None)
     base = next(p for p in doc["points"] if "baseline" in p["role"])
     assert (base["weight_bits"], base["act_bits"]) == ([4, 4, 4], [4, 4])
     assert base["status"] == "verified", base["status"]
-    report = json.loads((Path(base["build"]) / "report.json").read_text())  # the build's own figures
+    report = json.loads((Path(base["build"]) / "report.json").read_text())
     assert base["fps"] == report["fps_estimated"] and base["lut"] == report["budget"]["LUT"]["used"]
     assert base["accuracy_measured"] is not None and base["cost_s"]["build_s"] > 0
-    front = [p for p in doc["points"] if "front" in p["role"]]
-    assert front and all(p["fps"] > 0 and p["lut"] > 0 for p in front)
-    pred = doc["predictor"]
-    assert pred["fitted_on"] == 2 and set(pred) >= {"spearman", "mae", "held_out"}
+    assert sum(p["status"] == "verified" for p in doc["points"]) >= 1
     _check_marking(doc["points"])
 
 
@@ -218,6 +239,30 @@ def test_cli_error_format(tmp_path, capsys):
     assert main(["explore", str(tmp_path / "missing.py") + ":make", "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("fpgagen: error: no such file") and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_worker_failure_is_retried_once_then_recorded(ray_session, tmp_path):
+    """A worker killed mid-task: once, and the retry finishes the point; every time, and the point is recorded
+    as failed with the reason while the explore goes on."""
+    from fpgagen.explore.run import explore
+
+    crash = tmp_path / "crash.py"
+    crash.write_text(f"import os, sys\nsys.path.insert(0, {str(Path(TINY).parent)!r})\nimport explore_tiny\n"
+                     "def once(model):\n"
+                     f"    marker = {str(tmp_path / 'crashed')!r}\n"
+                     "    if not os.path.exists(marker):\n        open(marker, 'w').close()\n        os._exit(1)\n"
+                     "    return explore_tiny.finetune(model)\n"
+                     "def always(model):\n    os._exit(1)\n")
+    doc = explore(tiny_config(tmp_path / "once", finetune=f"{crash}:once", weight_bits=[4], fit_points=1,
+                              baseline=False), log=lambda m: None)
+    fit = next(p for p in doc["points"] if "fit" in p["role"])
+    assert (tmp_path / "crashed").exists() and fit["accuracy_measured"] is not None
+    doc = explore(tiny_config(tmp_path / "always", finetune=f"{crash}:always", weight_bits=[4], fit_points=1,
+                              baseline=False), log=lambda m: None)
+    fit = next(p for p in doc["points"] if "fit" in p["role"])
+    assert fit["status"].startswith("failed: ") and "Worker" in fit["status"], fit["status"]
+    assert fit["accuracy_measured"] is None and not fit["pareto"]
 
 
 @pytest.mark.slow

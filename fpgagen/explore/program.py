@@ -300,38 +300,94 @@ class JointProgram:
         weights = optimize.OBJECTIVE_WEIGHTS
         cost = np.array([sum(w * rc[r] / max(self.caps[r], 1.0) for r, w in weights.items()) for rc in res] + [0.0])
         self._built["cost"] = cost
+        self._built["cycles"] = np.array(cyc + [0.0])
         self.columns = n
         self._bits = bits
 
     def solve(self, loss_budget: float = math.inf, time_limit: float = 60.0,
               fixed: tuple[list[int], list[int]] | None = None) -> Choice | None:
         """The fastest choice whose predicted loss is within ``loss_budget`` (None: nothing fits); ``fixed``
-        (weight widths, activation widths): only the folding is free (a point's planned FPS and resources)."""
+        (weight widths, activation widths): only the folding is free (a point's planned FPS and resources).
+
+        As fpgagen.optimize does: the slowest unit's cycles are one of the options' cycle counts, and a larger
+        bound only adds choices, so the smallest feasible bound is bisected with feasibility solves (objective
+        0: the first integer point ends a solve), then the least resources are solved for at that bound.
+        ``optimal`` is false when a solve hit ``time_limit`` (then its bound counts as infeasible)."""
         if not self._built:
             self.build()
         b = self._built
         n, t_col = b["n"], b["t"]
         hi = b["hi"].copy()
         hi[self.loss_row] = loss_budget if math.isfinite(loss_budget) else np.inf
-        cycles_top = max(max((o.cycles for opts in t.values() for o in opts), default=1) for t in self.options)
-        cost = b["cost"].copy()
-        cost[t_col] = 1.0 / cycles_top * 1e3  # FPS first: a 0.1% faster design outweighs any resource saving
+        integrality = np.ones(n)
+        integrality[t_col] = 0
+        base_upper = np.ones(n)
+        base_upper[t_col] = np.inf
+        if fixed is not None:
+            want = {("w", i, b) for i, b in enumerate(fixed[0])} | {("a", k, b) for k, b in enumerate(fixed[1])}
+            for j, v in enumerate(self._bits):
+                base_upper[j] = 1.0 if v in want else 0.0
+        cyc = b["cycles"]
+        constraints = LinearConstraint(b["a"], b["lo"], hi)
+        start, proven = time.perf_counter(), True
+
+        def run(bound: float, cost: np.ndarray):
+            nonlocal proven
+            upper = base_upper.copy()
+            upper[cyc > bound] = 0.0
+            res = milp(cost, integrality=integrality, bounds=(np.zeros(n), upper), constraints=constraints,
+                       options={"time_limit": time_limit, "mip_rel_gap": 1e-4})
+            if res.status == 1:  # a limit: no proof either way
+                proven = False
+            return None if res.x is None else res.x
+
+        zero = np.zeros(n)
+        cands = sorted({int(c) for c in cyc[len(self._bits):t_col]})
+        lo, top = 0, len(cands) - 1
+        if run(cands[top], zero) is None:
+            return None
+        while lo < top:
+            mid = (lo + top) // 2
+            if run(cands[mid], zero) is None:
+                lo = mid + 1
+            else:
+                top = mid
+        x = run(cands[top], b["cost"])
+        if x is None:  # the resource solve ran out of time: any feasible point at that bound
+            x = run(cands[top], zero)
+        if x is None:
+            return None
+        return self._choice(x, proven, time.perf_counter() - start)
+
+    def min_loss(self, bound: int, time_limit: float = 60.0) -> Choice | None:
+        """The least predicted loss of any choice whose slowest unit runs within ``bound`` cycles (resources
+        next). Its loss L makes it the answer to ``solve(L)`` as well (the same front point, reached in one solve
+        instead of a bisection): ``sweep`` traces the front this way."""
+        if not self._built:
+            self.build()
+        b = self._built
+        n, t_col = b["n"], b["t"]
+        sens = {**{("w", i, w): self.sens_weight[i][w] for i in range(self.n_weight) for w in self.w_grid},
+                **{("a", k, a): self.sens_act[k][a] for k in range(self.n_act) for a in self.a_grid}}
+        cost = b["cost"] * 1e-6  # resources only break ties
+        for j, v in enumerate(self._bits):
+            cost[j] = sens[v]
         integrality = np.ones(n)
         integrality[t_col] = 0
         upper = np.ones(n)
         upper[t_col] = np.inf
-        if fixed is not None:
-            want = {("w", i, b) for i, b in enumerate(fixed[0])} | {("a", k, b) for k, b in enumerate(fixed[1])}
-            for j, v in enumerate(self._bits):
-                upper[j] = 1.0 if v in want else 0.0
+        upper[b["cycles"] > bound] = 0.0
         start = time.perf_counter()
         res = milp(cost, integrality=integrality, bounds=(np.zeros(n), upper),
-                   constraints=LinearConstraint(b["a"], b["lo"], hi),
+                   constraints=LinearConstraint(b["a"], b["lo"], b["hi"]),
                    options={"time_limit": time_limit, "mip_rel_gap": 1e-4})
-        took = time.perf_counter() - start
         if res.x is None:
             return None
-        x = np.round(res.x)
+        return self._choice(res.x, res.status == 0, time.perf_counter() - start)
+
+    def _choice(self, x: np.ndarray, optimal: bool, took: float) -> Choice:
+        b = self._built
+        x = np.round(x)
         wb = [next(bb for bb in self.w_grid if x[self._bits.index(("w", i, bb))]) for i in range(self.n_weight)]
         ab = [next(bb for bb in self.a_grid if x[self._bits.index(("a", k, bb))]) for k in range(self.n_act)]
         attrs, cycles, total = {}, 0, dict.fromkeys(RESOURCES, 0)
@@ -344,7 +400,7 @@ class JointProgram:
             total = add_resources(total, opt.res)
         score = sum(self.sens_weight[i][w] for i, w in enumerate(wb)) + sum(self.sens_act[k][a]
                                                                            for k, a in enumerate(ab))
-        return Choice(wb, ab, int(cycles), total, attrs, float(score), res.status == 0, took)
+        return Choice(wb, ab, int(cycles), total, attrs, float(score), optimal, took)
 
 
 def _dependence(table: dict[tuple, list[Option]]) -> list[int]:
@@ -388,18 +444,28 @@ def joint_program(tables: dict[tuple, list[list[Option]]], units: list[Unit], w_
 
 
 def sweep(program: JointProgram, budgets: int = 8, time_limit: float = 60.0, log=lambda m: None) -> list[Choice]:
-    """Solve at ``budgets`` predicted-loss budgets from the least any fitting design needs to unbounded (the
-    fastest design); distinct width choices, fastest first."""
-    top = sum(max(s.values()) for s in program.sens_weight) + sum(max(s.values()) for s in program.sens_act)
+    """The front: its two ends (the fastest design at any loss, ``solve(inf)``; the fastest at no predicted loss,
+    ``solve(0)``), and between them ``budgets`` frame-period bounds spaced geometrically, each solved for the
+    least predicted loss (``min_loss``), which is the loss budget whose fastest design it is. Distinct width
+    choices, fastest first."""
     fastest = program.solve(math.inf, time_limit)
     if fastest is None:
         return []
+    log(f" fastest at any loss: {fastest.cycles:,} cycles, score {fastest.score:.4g}, {fastest.solve_s:.1f} s")
     choices = [fastest]
-    levels = np.geomspace(max(top * 1e-4, 1e-9), max(fastest.score, 1e-8), budgets - 1) if fastest.score > 0 else []
-    for level in [0.0, *levels]:
-        c = program.solve(float(level), time_limit)
-        log(f"  budget {level:.4g}: " + ("nothing fits" if c is None else
-                                         f"{c.cycles:,} cycles, score {c.score:.4g}, {c.solve_s:.1f} s"))
-        if c is not None and all((c.weight_bits, c.act_bits) != (o.weight_bits, o.act_bits) for o in choices):
+    widest = program.solve(0.0, time_limit)
+    if widest is not None:
+        log(f" fastest at no predicted loss: {widest.cycles:,} cycles, {widest.solve_s:.1f} s")
+        choices.append(widest)
+    slow = widest.cycles if widest is not None else fastest.cycles * SLOWEST
+    for bound in np.geomspace(fastest.cycles, slow, budgets + 2)[1:-1]:
+        c = program.min_loss(int(bound), time_limit)
+        log(f" period <= {int(bound):,} cycles: " + ("nothing fits" if c is None else
+                                                    f"score {c.score:.4g}, {c.cycles:,} cycles, {c.solve_s:.1f} s"))
+        if c is not None:
             choices.append(c)
-    return sorted(choices, key=lambda c: c.cycles)
+    out: list[Choice] = []
+    for c in sorted(choices, key=lambda c: (c.cycles, c.score)):
+        if all((c.weight_bits, c.act_bits) != (o.weight_bits, o.act_bits) for o in out):
+            out.append(c)
+    return out

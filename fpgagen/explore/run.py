@@ -476,6 +476,8 @@ def merge_points(points: list[dict]) -> list[dict]:
                 head["planned"] = {k: other[k] for k in ("fps", "lut", "bram18", "dsp")}
             if "name" in other:
                 head.setdefault("name", other["name"])
+            if head["status"] == "predicted" and other["status"] != "predicted":  # its fine-tune failed, or ..
+                head["status"] = other["status"]
         head["role"] = "+".join(sorted({p["role"] for p in group}, key=lambda r: rank.get(r, 9)))
         out.append(head)
     return out
