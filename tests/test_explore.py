@@ -113,6 +113,20 @@ def test_mark_pareto_exactly_the_non_dominated():
     assert [p["pareto"] for p in points] == [True, True, False, False, True, False, True, True]
 
 
+def test_predictor_fit_and_quality():
+    from fpgagen.explore.predictor import fit, quality
+
+    lin = fit([0.0, 1.0, 2.0], [-1.0, -2.0, -3.0])  # negative scores (e.g. -MSE): the linear form
+    assert lin.form == "linear" and abs(lin.alpha - 1) < 1e-9 and abs(lin.accuracy(3.0) + 4) < 1e-9
+    expo = fit([0.0, 0.2, 0.576], [0.76, 0.306, 0.049])  # an AP collapsing: the exponential fits better
+    assert expo.form == "exponential" and expo.alpha > 0
+    assert abs(expo.accuracy(0.576) - 0.049) < 0.01
+    assert fit([0.1, 0.3], [0.2, 0.5]).alpha == 0  # more perturbation never predicts more accuracy
+    q = quality([1.0, 2.0, 3.0, 4.0], [1.1, 2.5, 2.9, 4.2])
+    assert q == {"spearman": 1.0, "mae": 0.225, "held_out": 4} or abs(q["mae"] - 0.225) < 1e-12
+    assert quality([1.0, 2.0], [2.0, 1.0])["spearman"] is None  # too few to rank
+
+
 def test_resume_redoes_only_what_is_missing(ray_session, tiny_run):
     from fpgagen.explore.run import explore
 

@@ -3,8 +3,10 @@
 Sensitivity of variable v (a weight layer's or an activation quantizer's width) at b bits: the output perturbation
 when only v runs at b bits and every other at the grid's widest, relative to the model at the widest widths,
 ``mean((y_b - y_ref)^2) / mean(y_ref^2)`` on the calibration batch (HAWQ's idea, measured instead of a Hessian
-trace). A point's score is the sum over its variables; the predicted accuracy is ``a0 - alpha * score``, with
-``a0`` and ``alpha >= 0`` fitted by least squares on the points already fine-tuned and evaluated."""
+trace). A point's score is the sum over its variables; the predicted accuracy is ``a0 - alpha * score`` or, when
+every accuracy measured is positive (an AP collapses rather than falls linearly), ``a0 * exp(-alpha * score)``,
+whichever fits the fine-tuned points better, with ``alpha >= 0`` (least squares; the exponential on log accuracy).
+Either way the ranking is the score's, so the front the program traces does not depend on the fit."""
 
 from __future__ import annotations
 
@@ -51,17 +53,21 @@ def perturbation(y, y_ref) -> float:
 
 @dataclass
 class Predictor:
-    """``accuracy = a0 - alpha * score``; ``fitted_on`` how many fine-tuned points it was fitted on."""
+    """``accuracy = a0 - alpha * score`` (``form`` "linear") or ``a0 * exp(-alpha * score)`` ("exponential");
+    ``fitted_on`` how many fine-tuned points it was fitted on."""
 
     a0: float
     alpha: float
     fitted_on: int
+    form: str = "linear"
 
     def accuracy(self, score: float) -> float:
+        if self.form == "exponential":
+            return float(self.a0 * np.exp(-self.alpha * score))
         return self.a0 - self.alpha * score
 
     def to_json(self) -> dict:
-        return {"a0": self.a0, "alpha": self.alpha, "fitted_on": self.fitted_on}
+        return {"a0": self.a0, "alpha": self.alpha, "form": self.form, "fitted_on": self.fitted_on}
 
 
 def fit(scores: list[float], accuracies: list[float]) -> Predictor:
@@ -75,7 +81,18 @@ def fit(scores: list[float], accuracies: list[float]) -> Predictor:
     slope, intercept = np.polyfit(s, a, 1)
     if slope > 0:  # the data say more perturbation helps: no trend to use
         return Predictor(float(a.mean()), 0.0, len(s))
-    return Predictor(float(intercept), float(-slope), len(s))
+    best = Predictor(float(intercept), float(-slope), len(s))
+    if np.all(a > 0):
+        lslope, lintercept = np.polyfit(s, np.log(a), 1)
+        if lslope <= 0:
+            expo = Predictor(float(np.exp(lintercept)), float(-lslope), len(s), "exponential")
+            if _sse(expo, s, a) < _sse(best, s, a):
+                best = expo
+    return best
+
+
+def _sse(p: Predictor, s: np.ndarray, a: np.ndarray) -> float:
+    return float(sum((p.accuracy(float(x)) - y) ** 2 for x, y in zip(s, a, strict=True)))
 
 
 def quality(predicted: list[float], measured: list[float]) -> dict:

@@ -340,7 +340,9 @@ def explore(cfg: ExploreConfig, log=lambda m: print(m, file=sys.stderr)) -> dict
         predictor = fit([s for s, _ in fitted], [a for _, a in fitted])
         finetunes = dict(res)
         timing["fit_s"] = time.perf_counter() - t0
-        log(f"[explore] predictor: accuracy = {predictor.a0:.4g} - {predictor.alpha:.4g} x score "
+        form = "{a0:.4g} * exp(-{alpha:.4g} x score)" if predictor.form == "exponential" else \
+            "{a0:.4g} - {alpha:.4g} x score"
+        log(f"[explore] predictor: accuracy = {form.format(a0=predictor.a0, alpha=predictor.alpha)} "
             f"(fitted on {predictor.fitted_on} fine-tunes)")
         # 4. the joint program and its sweep
         t0 = time.perf_counter()
@@ -433,8 +435,8 @@ def explore(cfg: ExploreConfig, log=lambda m: print(m, file=sys.stderr)) -> dict
     mark_pareto(points)
     doc = {"points": points,
            "predictor": {"spearman": q["spearman"], "mae": q["mae"], "fitted_on": predictor.fitted_on,
-                         "held_out": q["held_out"], "model": "accuracy = a0 - alpha * sum of per-layer output "
-                         "perturbations", **predictor.to_json()},
+                         "held_out": q["held_out"], "model": "accuracy = a0 - alpha * score, or a0 * exp(-alpha * "
+                         "score) (form); score = the sum of per-layer output perturbations", **predictor.to_json()},
            "engine": engine,
            "program": {"columns": program.columns, "units": len(program.units), "budgets": cfg.budgets,
                        "note": "FPS/LUT of 'predicted' points are the program's (the layers' cost models, width "
