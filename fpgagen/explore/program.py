@@ -38,6 +38,7 @@ from ..ir import Network
 from ..ir.layers import RESOURCES, add_resources
 
 IN, OUT = "in", "out"  # the fixed ends: the network's input and output quantizers
+DSP_STEPS = 8  # a core's DSP PEs: none, an eighth, ..., all of them (``_expand``)
 SLOWEST = 8.0  # designs this many times slower than the fastest any could be are not priced (``core_window``)
 
 
@@ -93,9 +94,10 @@ class Option:
 
 
 def _expand(core: optimize.Core) -> list[tuple[dict, dict[str, int]]]:
-    """A core with one alternative from every style group, DSP PEs none or all."""
+    """A core with one alternative from every style group, and DSP PEs in ``DSP_STEPS`` steps up to the most it can
+    take (the DSP48E1s are few, so a layer may need to split its PEs between DSPs and LUTs)."""
     out = []
-    dsp_choices = [0, core.dsp_max] if core.dsp_max else [0]
+    dsp_choices = sorted({core.dsp_max * q // DSP_STEPS for q in range(DSP_STEPS + 1)})
     for combo in itertools.product(*core.groups) if core.groups else [()]:
         for d in dsp_choices:
             attrs = dict(core.attrs)
@@ -172,8 +174,6 @@ def unit_options(net: Network, unit: Unit, first: bool, window: tuple[float, flo
                        for attrs, res in _expand(c)], floor)
     window_layer, mvau = layers
     mvau = _restricted(mvau, _pick(mvau, low, high))
-    simds = {c["simd"] for c in mvau.fold_cores()}
-    window_layer = _restricted(window_layer, [c for c in window_layer.fold_cores() if c["simd"] in simds])
     by_simd: dict[int, list[Option]] = {}
     for c in optimize.layer_cores(window_layer, first):
         for attrs, res in _expand(c):
@@ -182,9 +182,17 @@ def unit_options(net: Network, unit: Unit, first: bool, window: tuple[float, flo
     out = []
     for c in optimize.layer_cores(mvau, False):
         mine = _front([Option(c.cycles, res, {mvau.name: attrs}) for attrs, res in _expand(c)], floor)
-        for w in by_simd.get(c.attrs["simd"], []):
-            for m in mine:
-                out.append(Option(max(w.cycles, m.cycles), add_resources(w.res, m.res), {**w.attrs, **m.attrs}))
+        for simd, windows in by_simd.items():
+            # the window may stream narrower or wider words than the MVAU takes: a width converter joins them
+            # (what fold.link_streams inserts), priced and timed by its own model with its 2-deep FIFO
+            extra, extra_cycles = dict.fromkeys(RESOURCES, 0), 0
+            if simd != c.attrs["simd"]:
+                dwc = optimize.converter(window_layer, simd, c.attrs["simd"])
+                extra, extra_cycles = add_resources(dwc.resources(), optimize.base_fifo(dwc)), dwc.cycles()
+            for w in windows:
+                for m in mine:
+                    out.append(Option(max(w.cycles, m.cycles, extra_cycles), add_resources(w.res, m.res, extra),
+                                      {**w.attrs, **m.attrs}))
     return _front(out, floor)
 
 
