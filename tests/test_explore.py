@@ -153,13 +153,14 @@ def test_run_folder_of_another_explore_is_refused(ray_session, tiny_run):
 
 def test_program_figures_are_the_layers_own(tiny_run, tmp_path):
     """The program's choice applied to the IR lowered at the chosen widths: every layer's cycles and resources
-    (plus its 2-deep output FIFO), as the layers' own models price them, add up to what the program counted."""
+    (plus its 2-deep output FIFO) and the width converter between a window and its MVAU where their words differ,
+    as their own models price them, add up to what the program counted."""
     from fpgagen.board import load_board
     from fpgagen.explore import program, tasks
     from fpgagen.explore.run import point_id
     from fpgagen.ir import Network
     from fpgagen.ir.layers import add_resources
-    from fpgagen.optimize import base_fifo
+    from fpgagen.optimize import base_fifo, converter
 
     out, doc, _ = tiny_run
     nets = {cfg: Network.load(out / "ir" / point_id("ir", *program.config_bits(cfg, 3, 2)))
@@ -179,9 +180,15 @@ def test_program_figures_are_the_layers_own(tiny_run, tmp_path):
             for key, value in choice.attrs[lay.name].items():
                 setattr(lay, key, value)
             lay.validate()
-        total = add_resources(*(add_resources(lay.resources(), base_fifo(lay)) for lay in net.layers))
-        assert total == choice.resources
-        assert max(lay.cycles() for lay in net.layers) == choice.cycles
+        parts = [add_resources(lay.resources(), base_fifo(lay)) for lay in net.layers]
+        cycles = [lay.cycles() for lay in net.layers]
+        for window, mvau in zip(net.layers, net.layers[1:], strict=False):  # a window feeding its MVAU
+            if window.TAKES_CONSUMER_SIMD and mvau.MATRIX_UNIT and window.simd != mvau.simd:
+                dwc = converter(window, window.simd, mvau.simd)
+                parts.append(add_resources(dwc.resources(), base_fifo(dwc)))
+                cycles.append(dwc.cycles())
+        assert add_resources(*parts) == choice.resources
+        assert max(cycles) == choice.cycles
 
 
 # --- errors ------------------------------------------------------------------------------------------------

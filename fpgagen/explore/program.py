@@ -1,8 +1,8 @@
 """One integer program for bit widths and folding together (HAO's formulation on fpgagen's cost models).
 
 The network's IR (a chain: sliding window -> MVAU [-> maxpool] ... as fpgagen.streamline lowers it) is split
-into *units*: a sliding window with the MVAU it feeds (they share SIMD: the window takes its consumer's), or any
-other node alone. A unit belongs to the segment of weight layer j (the nodes after MVAU j-1 up to MVAU j), whose
+into *units*: a sliding window with the MVAU it feeds (with the width converter between them where the window's
+word differs from the MVAU's SIMD, as the folder may choose), or any other node alone. A unit belongs to the segment of weight layer j (the nodes after MVAU j-1 up to MVAU j), whose
 costs depend only on (a_{j-1}, w_j, a_j): the widths of its input activation, its weights and its output
 activation (thresholds). Each unit's options, per width triple, are the layer's own folding cores and style
 alternatives priced by ``resources()`` and ``cycles()`` (``fpgagen.optimize.layer_cores``, which the folder
@@ -17,7 +17,9 @@ the predicted loss ``sum s[v, w] b[v, w] <= L``. Objective: ``t`` (the slowest n
 Sweeping ``L`` traces the front.
 
 Not modelled here (the verification builds price them, and fold the network again with fpgagen's own folder):
-the width converters between units whose words differ, and FIFO depths beyond two words."""
+the width converters between units whose words differ, a window's input word following its producer's (each
+window option takes the input word it is priced at), and FIFO depths beyond two words. On uniform-width LPYOLO
+the program reaches the folder's optimum (575 FPS at 4 bits)."""
 
 from __future__ import annotations
 
