@@ -5,7 +5,6 @@ Pareto marking, checkpoint and resume, and one verified build. The full face-det
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -284,17 +283,3 @@ def test_worker_failure_is_retried_once_then_recorded(ray_session, tmp_path):
     fit = next(p for p in doc["points"] if "fit" in p["role"])
     assert fit["status"].startswith("failed: ") and "Worker" in fit["status"], fit["status"]
     assert fit["accuracy_measured"] is None and not fit["pareto"]
-
-
-@pytest.mark.slow
-def test_face_explore_small(tmp_path):
-    """The shipped face detector end to end, at a small size (make bench runs the larger one)."""
-    from fpgagen.explore.run import ExploreConfig, explore
-
-    os.environ.setdefault("FPGAGEN_EXPLORE_FACE_ITERS", "5")
-    os.environ.setdefault("FPGAGEN_EXPLORE_FACE_EVAL_IMAGES", "16")
-    doc = explore(ExploreConfig(factory="face", out=str(tmp_path / "face"), weight_bits=[4, 8], act_bits=[4],
-                                verify=1, fit_points=2, budgets=3, time_limit=30), log=lambda m: None)
-    base = next(p for p in doc["points"] if "baseline" in p["role"])
-    assert base["status"] == "verified" and base["accuracy_measured"] is not None
-    _check_marking(doc["points"])

@@ -3,7 +3,7 @@
 * ``factory(weight_bits, act_bits)``: LPYOLO with per-layer widths (10 weight layers, the 9 backbone ReLUs; the
   8-bit pixel input and the 8-bit hardtanh output stay), initialised from the shipped float checkpoint: channels
   equalized, each ReLU's clip calibrated at its own width on a batch of synthetic training images;
-* ``finetune(model)``: a short QAT run (``FT_ITERS`` iterations at 160x160) on the synthetic training split;
+* ``finetune(model)``: a short QAT run (150 iterations at 160x160 by default) on the synthetic training split;
 * ``evaluate(model)``: AP (IoU 0.5, all faces) on the held-out synthetic eval split at 416x416;
 * ``calibration()``: synthetic training images at 160x160;
 * ``BASELINE``: LPYOLO's hand-picked 4W4A (first layer's weights 8-bit, as the paper's).
@@ -29,13 +29,12 @@ BASELINE = {"name": "4W4A (LPYOLO)", "weight_bits": [8] + [4] * (N_WEIGHT - 1), 
 TRAIN_SIZE = 160
 
 
-def _env_int(name: str, default: int) -> int:
-    return int(os.environ.get(f"FPGAGEN_EXPLORE_FACE_{name}", default))
+DEFAULTS = {"ITERS": 150, "EVAL_IMAGES": 300, "TRAIN_IMAGES": 800}  # QAT iterations, eval images, train images
 
 
-FT_ITERS = _env_int("ITERS", 150)
-EVAL_IMAGES = _env_int("EVAL_IMAGES", 300)
-TRAIN_IMAGES = _env_int("TRAIN_IMAGES", 800)
+def _size(name: str) -> int:
+    """Read when used (a Ray worker may import this module before the driver's settings change)."""
+    return int(os.environ.get(f"FPGAGEN_EXPLORE_FACE_{name}", DEFAULTS[name]))
 
 
 def _bits(value, n: int, what: str) -> list[int]:
@@ -72,7 +71,7 @@ def _data_base() -> str:
 def _root() -> Path:
     from ..data import SyntheticConfig, synthetic
 
-    return synthetic.ensure(SyntheticConfig(n_train=TRAIN_IMAGES), base=_data_base())
+    return synthetic.ensure(SyntheticConfig(n_train=_size("TRAIN_IMAGES")), base=_data_base())
 
 
 @cache
@@ -128,8 +127,8 @@ def finetune(model) -> nn.Sequential:
     from ..data import WiderFace
     from ..train.trainer import Batches, TrainConfig, train_phase
 
-    cfg = TrainConfig(size=TRAIN_SIZE, batch=16, qat_iters=FT_ITERS, warmup=min(20, FT_ITERS), lr_qat=1e-3,
-                      seed=0)
+    iters = _size("ITERS")
+    cfg = TrainConfig(size=TRAIN_SIZE, batch=16, qat_iters=iters, warmup=min(20, iters), lr_qat=1e-3, seed=0)
     batches = Batches(WiderFace(_root(), "train"), cfg)
     with open(os.devnull, "w") as quiet, _stderr_to(quiet):
         train_phase("qat", model, batches, cfg, log=lambda m: None)
@@ -158,6 +157,6 @@ def evaluate(model) -> float:
     from ..train.evaluation import AP_CONF, NMS_IOU, detect_dataset
     from ..train.trainer import SYNTH_ANCHORS
 
-    ds = WiderFace(_root(), "val", limit=EVAL_IMAGES)
+    ds = WiderFace(_root(), "val", limit=_size("EVAL_IMAGES"))
     det = Detector(torch_backend(model), [list(a) for a in SYNTH_ANCHORS], 416, conf=AP_CONF, nms_iou=NMS_IOU)
     return float(ap_of(*detect_dataset(det, ds))["all"].ap)
