@@ -1,13 +1,13 @@
 """One integer program for bit widths and folding together (HAO's formulation on fpgagen's cost models).
 
-The network's IR (a chain: sliding window -> MVAU [-> maxpool] ... as fpgagen.streamline lowers it) is split
-into *units*: a sliding window with the MVAU it feeds (with the width converter between them where the window's
-word differs from the MVAU's SIMD, as the folder may choose), or any other node alone. A unit belongs to the
-segment of weight layer j (the nodes after MVAU j-1 up to MVAU j), whose costs depend only on (a_{j-1}, w_j, a_j): the widths of its input activation, its weights and its output
-activation (thresholds). Each unit's options, per width triple, are the layer's own folding cores and style
-alternatives priced by ``resources()`` and ``cycles()`` (``fpgagen.optimize.layer_cores``, which the folder
-uses), with Pareto-dominated ones dropped. The IRs come from lowering the factory's network at a few width
-patterns that cover every triple (``cost_configs``).
+The network's IR (a chain: sliding window -> MVAU [-> maxpool] ... as fpgagen.streamline lowers it) is split into
+*units*: a sliding window with the MVAU it feeds (with the width converter between them where the window's word
+differs from the MVAU's SIMD, as the folder may choose), or any other node alone. A unit belongs to the segment of
+weight layer j (the nodes after MVAU j-1 up to MVAU j), whose costs depend only on (a_{j-1}, w_j, a_j): the widths
+of its input activation, its weights and its output activation (thresholds). Each unit's options, per width triple,
+are the layer's own folding cores and style alternatives priced by ``resources()`` and ``cycles()``
+(``fpgagen.optimize.layer_cores``, which the folder uses), with Pareto-dominated ones dropped. The IRs come from
+lowering the factory's network at a few width patterns that cover every triple (``cost_configs``).
 
 Variables: ``b[v, w]`` binary, variable v (a weight layer's or activation quantizer's width) takes w, one per v;
 ``x[u, key, o]`` binary, unit u takes option o at the widths ``key`` of the variables it depends on, one per
