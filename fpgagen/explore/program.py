@@ -13,8 +13,9 @@ Variables: ``b[v, w]`` binary, variable v (a weight layer's or activation quanti
 ``x[u, key, o]`` binary, unit u takes option o at the widths ``key`` of the variables it depends on, one per
 unit, with ``sum_{key[v]=w, o} x[u, key, o] = b[v, w]`` for each of them (the unit's widths are the chosen
 ones); ``t`` >= every unit's cycles. Constraints: every resource within the board's caps (``budget.caps_of``);
-the predicted loss ``sum s[v, w] b[v, w] <= L``. Objective: ``t`` (the slowest node sets FPS), then resources.
-Sweeping ``L`` traces the front.
+the predicted loss ``sum s[v, w] b[v, w] <= L``. Objective: ``t`` (the slowest node sets FPS), then resources
+(``solve``). ``sweep`` traces the front by the equivalent dual: the least predicted loss within a bound on ``t``
+(``min_loss``), at bounds spaced between the front's two ends.
 
 Not modelled here (the verification builds price them, and fold the network again with fpgagen's own folder):
 the width converters between units whose words differ, a window's input word following its producer's (each
@@ -180,21 +181,25 @@ def unit_options(net: Network, unit: Unit, first: bool, window: tuple[float, flo
     for c in optimize.layer_cores(window_layer, first):
         for attrs, res in _expand(c):
             by_simd.setdefault(attrs["simd"], []).append(Option(c.cycles, res, {window_layer.name: attrs}))
-    by_simd = {s: _front(v, floor) for s, v in by_simd.items()}
+    feeds: dict[int, list[Option]] = {}  # per MVAU SIMD: the window options with the converter they need
     out = []
     for c in optimize.layer_cores(mvau, False):
-        mine = _front([Option(c.cycles, res, {mvau.name: attrs}) for attrs, res in _expand(c)], floor)
-        for simd, windows in by_simd.items():
+        simd = c.attrs["simd"]
+        if simd not in feeds:
             # the window may stream narrower or wider words than the MVAU takes: a width converter joins them
             # (what fold.link_streams inserts), priced and timed by its own model with its 2-deep FIFO
-            extra, extra_cycles = dict.fromkeys(RESOURCES, 0), 0
-            if simd != c.attrs["simd"]:
-                dwc = optimize.converter(window_layer, simd, c.attrs["simd"])
-                extra, extra_cycles = add_resources(dwc.resources(), optimize.base_fifo(dwc)), dwc.cycles()
-            for w in windows:
-                for m in mine:
-                    out.append(Option(max(w.cycles, m.cycles, extra_cycles), add_resources(w.res, m.res, extra),
-                                      {**w.attrs, **m.attrs}))
+            combos = []
+            for s_w, windows in by_simd.items():
+                extra, extra_cycles = dict.fromkeys(RESOURCES, 0), 0
+                if s_w != simd:
+                    dwc = optimize.converter(window_layer, s_w, simd)
+                    extra, extra_cycles = add_resources(dwc.resources(), optimize.base_fifo(dwc)), dwc.cycles()
+                combos += [Option(max(w.cycles, extra_cycles), add_resources(w.res, extra), w.attrs) for w in windows]
+            feeds[simd] = _front(combos, floor)
+        mine = _front([Option(c.cycles, res, {mvau.name: attrs}) for attrs, res in _expand(c)], floor)
+        for w in feeds[simd]:
+            for m in mine:
+                out.append(Option(max(w.cycles, m.cycles), add_resources(w.res, m.res), {**w.attrs, **m.attrs}))
     return _front(out, floor)
 
 
