@@ -42,6 +42,7 @@ from ..ir.layers import RESOURCES, add_resources
 
 IN, OUT = "in", "out"  # the fixed ends: the network's input and output quantizers
 DSP_STEPS = 8  # a core's DSP PEs: none, an eighth, ..., all of them (``_expand``)
+PROGRAM_SLOWEST = 3.0  # the program's options: at most this many times slower than the fastest (``joint_program``)
 SLOWEST = 8.0  # designs this many times slower than the fastest any could be are not priced (``core_window``)
 
 
@@ -432,9 +433,11 @@ def _dependence(table: dict[tuple, list[Option]]) -> list[int]:
 
 
 def joint_program(tables: dict[tuple, list[list[Option]]], units: list[Unit], w_grid: list[int], a_grid: list[int],
-                  n_weight: int, n_act: int, board: dict, sens_weight, sens_act, ceilings: dict | None = None
-                  ) -> JointProgram:
-    """The program from each width pattern's unit tables (``cost_configs`` -> ``unit_tables``)."""
+                  n_weight: int, n_act: int, board: dict, sens_weight, sens_act, ceilings: dict | None = None,
+                  slowest: float = PROGRAM_SLOWEST) -> JointProgram:
+    """The program from each width pattern's unit tables (``cost_configs`` -> ``unit_tables``); options more than
+    ``slowest`` times slower than the fastest any design can be are left out (a smaller program: HiGHS solves
+    the sweep's programs within its time limit)."""
     by_unit: list[dict[tuple, list[Option]]] = [{} for _ in units]
     for cfg, table in tables.items():
         if len(table) != len(units):
@@ -443,6 +446,10 @@ def joint_program(tables: dict[tuple, list[list[Option]]], units: list[Unit], w_
         wb, ab = config_bits(cfg, n_weight, n_act)
         for u, unit in enumerate(units):
             by_unit[u].setdefault(segment_key(unit.segment, wb, ab), table[u])
+    bound = max(min(o.cycles for opts in table.values() for o in opts) for table in by_unit)
+    for table in by_unit:
+        for key, opts in table.items():
+            table[key] = [o for o in opts if o.cycles <= slowest * bound] or [min(opts, key=lambda o: o.cycles)]
     options, depends = [], []
     for unit, table in zip(units, by_unit, strict=True):
         keep = _dependence(table)

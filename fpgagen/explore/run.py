@@ -368,16 +368,9 @@ def explore(cfg: ExploreConfig, log=lambda m: print(m, file=sys.stderr)) -> dict
                                  status=("does not fit" if plan is None else None) if "accuracy" in r
                                  else r.get("status")))
         mark_pareto([p for p in points if p["role"] == "front"])
-        # 5. verification: the best K of the predicted front (spread over it), and the baseline
+        # 5. verification: the best K of the predicted front and the baseline (below)
         front = sorted([p for p in points if p["role"] == "front" and p["pareto"]], key=lambda p: -p["fps"])
-        k = min(cfg.verify, len(front))
-        picks = [front[round(i * (len(front) - 1) / max(k - 1, 1))] for i in range(k)] if k else []
-        seen, verify = set(), []
-        for p in picks:
-            key = (tuple(p["weight_bits"]), tuple(p["act_bits"]))
-            if key not in seen:
-                seen.add(key)
-                verify.append(p)
+        verify = pick_verify(front, cfg.verify, baseline, sens, predictor, program, cfg.time_limit, clock)
         if baseline is not None:
             s = sens.score(baseline["weight_bits"], baseline["act_bits"])
             plan = program.solve(math.inf, cfg.time_limit, fixed=(baseline["weight_bits"], baseline["act_bits"]))
@@ -456,6 +449,30 @@ def _point(wb, ab, role, acc_pred, score, fps, res, optimal, measured=None, timi
             "score": score, "pareto": False, "build": None,
             "status": status or "predicted", "program_optimal": optimal,
             "cost_s": {k: timing[k] for k in ("finetune_s", "evaluate_s") if timing and k in timing}}
+
+
+def pick_verify(front: list[dict], k: int, baseline: dict | None, sens, predictor, program, time_limit: float,
+                clock: float) -> list[dict]:
+    """The best ``k`` points of the predicted front: first those predicted to beat the baseline on both accuracy
+    and FPS (the points that would replace it; fastest first), then the rest spread evenly over the front."""
+    picks: list[dict] = []
+    if baseline is not None and k:
+        s = sens.score(baseline["weight_bits"], baseline["act_bits"])
+        plan = program.solve(math.inf, time_limit, fixed=(baseline["weight_bits"], baseline["act_bits"]))
+        if plan is not None:
+            acc, fps = predictor.accuracy(s), clock / plan.cycles
+            picks = [p for p in front if p["accuracy_predicted"] >= acc and p["fps"] >= fps][:k]
+    rest = [p for p in front if p not in picks]
+    need = k - len(picks)
+    if need > 0 and rest:
+        picks += [rest[round(i * (len(rest) - 1) / max(need - 1, 1))] for i in range(min(need, len(rest)))]
+    out, seen = [], set()
+    for p in picks:
+        key = (tuple(p["weight_bits"]), tuple(p["act_bits"]))
+        if key not in seen:
+            seen.add(key)
+            out.append(p)
+    return out
 
 
 def merge_points(points: list[dict]) -> list[dict]:
