@@ -30,12 +30,14 @@ def main() -> int:
     ap.add_argument("--verify", type=int, default=2)
     ap.add_argument("--fit-points", type=int, default=3)
     ap.add_argument("--budgets", type=int, default=6)
+    ap.add_argument("--holdout-points", type=int, default=3)
     ap.add_argument("--weight-bits", default="2,3,4,8")
     ap.add_argument("--act-bits", default="2,3,4")
     ap.add_argument("--time-limit", type=float, default=20.0)
     args = ap.parse_args()
     cfg = ExploreConfig(factory="face", out=args.out, workers=args.workers, verify=args.verify,
-                        fit_points=args.fit_points, budgets=args.budgets, time_limit=args.time_limit,
+                        fit_points=args.fit_points, holdout_points=args.holdout_points,
+                        budgets=args.budgets, time_limit=args.time_limit,
                         weight_bits=[int(v) for v in args.weight_bits.split(",")],
                         act_bits=[int(v) for v in args.act_bits.split(",")])
     doc = explore(cfg)

@@ -53,6 +53,8 @@ def add_explore_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verify", type=int, default=3, help="points of the front to fine-tune, build and C-sim "
                    "(default 3)")
     p.add_argument("--fit-points", type=int, default=4, help="fine-tunes that fit the predictor (default 4)")
+    p.add_argument("--holdout-points", type=int, default=0, help="extra random fine-tunes the predictor is not "
+                   "fitted on, only to measure its quality (default 0: the verified points only)")
     p.add_argument("--budgets", type=int, default=8, help="predicted-loss budgets the program is swept over")
     p.add_argument("--workers", type=int, default=2, help="CPUs of the local Ray (default 2)")
     p.add_argument("--address", help="join this Ray cluster (HOST:PORT or ray://HOST:PORT) instead")
@@ -64,13 +66,14 @@ def explore_command(args) -> int:
 
     cfg = ExploreConfig(factory=args.factory, out=args.out, evaluate=args.evaluate, finetune=args.finetune,
                         calibration=args.calibration, board=args.board, verify=args.verify,
-                        fit_points=args.fit_points, budgets=args.budgets, workers=args.workers,
+                        fit_points=args.fit_points, holdout_points=args.holdout_points,
+                        budgets=args.budgets, workers=args.workers,
                         address=args.address, baseline=args.baseline)
     if args.weight_bits is not None:
         cfg.weight_bits = args.weight_bits
     if args.act_bits is not None:
         cfg.act_bits = args.act_bits
-    if args.verify < 0 or args.fit_points < 0 or args.budgets < 1:
+    if args.verify < 0 or args.fit_points < 0 or args.holdout_points < 0 or args.budgets < 1:
         raise FpgagenError("--verify and --fit-points must be >= 0 and --budgets >= 1", "fpgagen explore",
                            "e.g. --verify 3 --fit-points 4 --budgets 8")
     doc = explore(cfg)

@@ -74,10 +74,11 @@ def _file_digest(spec: str | None) -> str | None:
 
 
 def identity(cfg: ExploreConfig, specs: dict) -> dict:
-    """What makes two explores the same one (workers, verify count and budgets may change on a resume)."""
+    """What makes two explores the same one (workers, verify and held-out counts and budgets may change on a
+    resume: they add work, and what is done stays valid)."""
     return {"specs": specs, "files": {k: _file_digest(v) for k, v in specs.items()},
             "weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits, "board": cfg.board, "ceilings": cfg.ceilings,
-            "fit_points": cfg.fit_points, "holdout_points": cfg.holdout_points, "seed": cfg.seed}
+            "fit_points": cfg.fit_points, "seed": cfg.seed}
 
 
 def open_run_folder(out: Path, ident: dict) -> None:
