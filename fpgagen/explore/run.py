@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..builddir import write_atomic
 from ..errors import FpgagenError
+from ..ir.layers import add_resources
 from . import contract as contract_mod
 from . import tasks
 from .predictor import Sensitivity, fit, quality
@@ -353,11 +354,11 @@ def explore(cfg: ExploreConfig, log=lambda m: print(m, file=sys.stderr)) -> dict
                                  log=lambda m: log(f"[explore program]{m}"))
         timing["program_s"] = time.perf_counter() - t0
         log(f"[explore] integer program: {program.columns:,} columns, {len(choices)} distinct designs")
-        clock = board["clock_mhz"] * 1e6
+        clock, shell = board["clock_mhz"] * 1e6, board.get("shell", {})
         points = []
         for ch in choices:
             points.append(_point(ch.weight_bits, ch.act_bits, "front", predictor.accuracy(ch.score), ch.score,
-                                 clock / ch.cycles, ch.resources, ch.optimal))
+                                 clock / ch.cycles, ch.resources, ch.optimal, shell=shell))
         for tid, (wb, ab) in all_ft.items():
             r = finetunes[tid]
             role = "fit" if tid in ft_jobs else "held out"
@@ -367,7 +368,7 @@ def explore(cfg: ExploreConfig, log=lambda m: print(m, file=sys.stderr)) -> dict
                                  None if plan is None else plan.resources,
                                  None if plan is None else plan.optimal, measured=r.get("accuracy"), timing=r,
                                  status=("does not fit" if plan is None else None) if "accuracy" in r
-                                 else r.get("status")))
+                                 else r.get("status"), shell=shell))
         mark_pareto([p for p in points if p["role"] == "front"])
         # 5. verification: the best K of the predicted front and the baseline (below)
         front = sorted([p for p in points if p["role"] == "front" and p["pareto"]], key=lambda p: -p["fps"])
@@ -377,7 +378,8 @@ def explore(cfg: ExploreConfig, log=lambda m: print(m, file=sys.stderr)) -> dict
             plan = program.solve(math.inf, cfg.time_limit, fixed=(baseline["weight_bits"], baseline["act_bits"]))
             base = _point(list(baseline["weight_bits"]), list(baseline["act_bits"]), "baseline",
                           predictor.accuracy(s), s, None if plan is None else clock / plan.cycles,
-                          None if plan is None else plan.resources, None if plan is None else plan.optimal)
+                          None if plan is None else plan.resources, None if plan is None else plan.optimal,
+                          shell=shell)
             base["name"] = baseline.get("name", "baseline")
             points.append(base)
             verify.append(base)
@@ -433,8 +435,9 @@ def explore(cfg: ExploreConfig, log=lambda m: print(m, file=sys.stderr)) -> dict
                          "score) (form); score = the sum of per-layer output perturbations", **predictor.to_json()},
            "engine": engine,
            "program": {"columns": program.columns, "units": len(program.units), "budgets": cfg.budgets,
-                       "note": "FPS/LUT of 'predicted' points are the program's (the layers' cost models, width "
-                       "converters and FIFO depths left out); 'verified' points carry the build's report figures "
+                       "note": "FPS/LUT of 'predicted' points are the program's (the layers' cost models and the "
+                       "board's shell; width converters between units and FIFO depths left out); 'verified' points "
+                       "carry the build's report figures "
                        "(estimated by fpgagen's cost model, not measured on hardware)"},
            "sensitivity": sens.to_json(),
            "shape": asdict(shape), "board": cfg.board, "timing_s": {k: round(v, 1) for k, v in timing.items()},
@@ -443,7 +446,10 @@ def explore(cfg: ExploreConfig, log=lambda m: print(m, file=sys.stderr)) -> dict
     return doc
 
 
-def _point(wb, ab, role, acc_pred, score, fps, res, optimal, measured=None, timing=None, status=None) -> dict:
+def _point(wb, ab, role, acc_pred, score, fps, res, optimal, measured=None, timing=None, status=None,
+           shell: dict | None = None) -> dict:
+    if res is not None:  # the platform shell too, as the build's report counts it
+        res = add_resources(res, shell or {})
     return {"weight_bits": list(wb), "act_bits": list(ab), "role": role,
             "fps": fps, "lut": None if res is None else res["LUT"], "bram18": None if res is None else res["BRAM18"],
             "dsp": None if res is None else res["DSP"], "accuracy_predicted": acc_pred, "accuracy_measured": measured,
