@@ -39,6 +39,7 @@ bench: setup
 	$(BIN)/python scripts/bench_graph.py
 	$(BIN)/python scripts/bench_camera.py
 	$(BIN)/python scripts/bench_debug.py
+	$(BIN)/python scripts/bench_explore.py
 
 # The PYNQ bitstream: the shipped face detector, or MODEL=my_net.onnx; USE_DOCKER=1 runs the Xilinx tools in the
 # image from `make docker-image`. Without Vitis HLS/Vivado it stops after the verified HLS project and the Tcl (exit 2).

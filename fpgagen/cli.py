@@ -19,6 +19,7 @@ EPILOG = """examples:
   fpgagen csim build/my_net --input x.npy --output y.npy
   fpgagen report build/my_net
   fpgagen bitstream build/my_net --board pynq_z2   # Vitis HLS + Vivado -> build/my_net/deploy/
+  fpgagen explore face -o explore/face  # bit widths x folding: the accuracy/FPS Pareto front (Ray)
   fpgagen eval                      # AP of the shipped float and W4A4 face detectors
   fpgagen detect photo.jpg -o out/  # faces in your photos (the shipped detector, C-sim)
   fpgagen debug build/face --image photo.jpg -o debug/   # which layer / pre-processing step goes wrong
@@ -104,6 +105,12 @@ def _parser() -> argparse.ArgumentParser:
                                      ("serve", runtime_cli.SERVE_HELP, runtime_cli.SERVE_DESCRIPTION),
                                      ("view", runtime_cli.VIEW_HELP, runtime_cli.VIEW_DESCRIPTION)):
         getattr(runtime_cli, f"add_{name}_arguments")(sub.add_parser(name, help=help_, description=description))
+    from .explore.cli import DESCRIPTION as EXPLORE_DESCRIPTION
+    from .explore.cli import HELP as EXPLORE_HELP
+    from .explore.cli import add_explore_arguments
+
+    add_explore_arguments(sub.add_parser("explore", help=EXPLORE_HELP, description=EXPLORE_DESCRIPTION,
+                                         formatter_class=argparse.RawDescriptionHelpFormatter))
     return p
 
 
@@ -216,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
             from .synth.cli import bitstream_command
 
             return bitstream_command(args)
+        elif args.command == "explore":
+            from .explore.cli import explore_command
+
+            return explore_command(args)
         elif args.command == "eval":
             from .train.cli import eval_command
 
