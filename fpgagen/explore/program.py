@@ -64,7 +64,9 @@ class Unit:
 
 
 def units_of(net: Network, n_weight: int, n_act: int, where: str) -> list[Unit]:
-    if not net.is_chain:
+    names = [lay.name for lay in net.layers]
+    path = {(a, 0, b, 0) for a, b in zip(["input", *names], [*names, "output"], strict=True)}
+    if {(e.src, e.src_port, e.dst, e.dst_port) for e in net.stream_edges()} != path:  # a fork, a join, a skip
         raise FpgagenError("explore's integer program handles chain networks (no branches) for now", where,
                            "explore a chain-shaped network, or fold a graph with 'fpgagen build'")
     matrix = [i for i, lay in enumerate(net.layers) if lay.MATRIX_UNIT]
