@@ -58,3 +58,16 @@ def test_bnn_pynq_bitexact(name, dynamo, tmp_path, quiet):
     with torch.no_grad():
         y = model(torch.from_numpy(x)).numpy()
     assert np.array_equal(acc.run(x), y)
+
+
+def test_greedy_folds_xnor_units(tmp_path):
+    """The greedy baseline folds XNOR-popcount units like MVAUs (it asks every matrix unit for its SIMD options)."""
+    from fpgagen import fold, frontend, streamline
+    from fpgagen.board import load_board
+
+    model = nets.bnn_pynq_net("tfc_1w1a", seed=1)
+    net = streamline.lower(frontend.load_qonnx(fpgagen.export(model, tmp_path / "m.onnx")), name="m")
+    fold.fold_network(net, load_board("pynq_z2"), optimizer="greedy", target_fps=100_000)
+    xnors = [lay for lay in net.layers if lay.kind == "XnorMVAU"]
+    assert xnors and all(lay.cycles() <= 1000 for lay in xnors)  # 100 MHz / 100,000 FPS
+    assert any(lay.simd > 1 for lay in xnors)

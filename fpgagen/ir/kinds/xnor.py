@@ -145,8 +145,12 @@ class XnorMVAU(GraphLayer):
         self._require(self.mh % self.pe == 0, f"PE={self.pe} does not divide MH={self.mh}",
                       f"choose PE from {divisors(self.mh)}")
 
+    def simd_options(self) -> list[int]:
+        """SIMD choices: every divisor of MW (the greedy folder asks a matrix unit for them)."""
+        return divisors(self.mw)
+
     def fold_cores(self) -> list[dict]:
-        return [{"pe": p, "simd": s} for p in divisors(self.mh) for s in divisors(self.mw)]
+        return [{"pe": p, "simd": s} for p in divisors(self.mh) for s in self.simd_options()]
 
     def style_groups(self) -> list[list[dict]]:
         return [[{"mem_style": m} for m in (MEM_STYLES if self.nf * self.sf > 1 else ("lutram",))],
