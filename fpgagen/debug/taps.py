@@ -253,16 +253,24 @@ def brevitas_events(model, x: np.ndarray) -> list[dict]:
     for m in model.modules():  # a layer's disabled input/output proxy passes a QuantTensor through: not a quantizer
         if isinstance(m, ActQuantProxyFromInjector) and getattr(m, "is_quant_enabled", True):
             hooks.append(m.register_forward_hook(hook))
+    _forward(model, x, hooks, "the Brevitas model", "--model",
+             "give the model the build was exported from, taking the input's shape")
+    return events
+
+
+def _forward(model, x: np.ndarray, hooks: list, what: str, where: str, hint: str) -> None:
+    """One no-grad forward of the user's model on the user's input with ``hooks`` registered (removed after);
+    a failure is the user's, so it is said as an fpgagen error, never a traceback."""
+    import torch
+
     try:
         with torch.no_grad():
             model.eval()(torch.as_tensor(np.asarray(x, np.float32)))
-    except Exception as exc:  # the user's model on the user's input: say so, never a traceback
-        raise FpgagenError(f"the Brevitas model's forward failed ({type(exc).__name__}: {str(exc)[:160]})",
-                           "--model", "give the model the build was exported from, taking the input's shape") from None
+    except Exception as exc:
+        raise FpgagenError(f"{what}'s forward failed ({type(exc).__name__}: {str(exc)[:160]})", where, hint) from None
     finally:
         for h in hooks:
             h.remove()
-    return events
 
 
 FLOAT_ACTIVATIONS = ("Identity", "ReLU", "ReLU6", "Hardtanh", "LeakyReLU", "Sigmoid", "Tanh", "SiLU")
@@ -271,22 +279,14 @@ FLOAT_ACTIVATIONS = ("Identity", "ReLU", "ReLU6", "Hardtanh", "LeakyReLU", "Sigm
 def float_activations(model, x: np.ndarray) -> list[np.ndarray]:
     """A float model's activation outputs (leaf modules named in FLOAT_ACTIVATIONS), in call order: the float
     twin's counterparts of the quantized model's activation quantizers."""
-    import torch
 
     outs, hooks = [], []
     for m in model.modules():
         if type(m).__name__ in FLOAT_ACTIVATIONS and not list(m.children()):
             hooks.append(m.register_forward_hook(lambda mod, i, o: outs.append(o.detach().numpy().astype(
                 np.float64))))
-    try:
-        with torch.no_grad():
-            model.eval()(torch.as_tensor(np.asarray(x, np.float32)))
-    except Exception as exc:
-        raise FpgagenError(f"the float model's forward failed ({type(exc).__name__}: {str(exc)[:160]})",
-                           "--float-model", "give the float twin of the model, taking the input's shape") from None
-    finally:
-        for h in hooks:
-            h.remove()
+    _forward(model, x, hooks, "the float model", "--float-model",
+             "give the float twin of the model, taking the input's shape")
     return outs
 
 
