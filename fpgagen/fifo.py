@@ -62,9 +62,11 @@ def _alap(upper: np.ndarray) -> np.ndarray:
     return t
 
 
-def _needed_depth(w: np.ndarray, r: np.ndarray) -> int:
-    """Most words held at once: before push k, pops strictly earlier than it have freed their slots."""
-    k = np.arange(len(w))
+def _needed_depth(w: np.ndarray, r: np.ndarray, first: int = 0, stop: int | None = None) -> int:
+    """Most words held at once: before push k, pops strictly earlier than it have freed their slots. ``first``,
+    ``stop``: only at pushes first .. stop - 1."""
+    w = w[first:stop]
+    k = np.arange(first, first + len(w))
     return int(np.max(k + 1 - np.searchsorted(r, w, side="left"))) if len(w) else 0
 
 
@@ -89,6 +91,9 @@ class _Graph:
     def __init__(self, net: Network, frames: int):
         self.net, self.frames = net, frames
         self.pats = stream_patterns(net, frames)
+        # the iterations that pop / push each port, as indices (gathering by index is far cheaper than by mask)
+        self.reads_at = {n: [np.flatnonzero(r) for r in rs] for n, (rs, _) in self.pats.items()}
+        self.writes_at = {n: [np.flatnonzero(w) for w in ws] for n, (_, ws) in self.pats.items()}
         self.edges = net.stream_edges()
         self.order = ["input", *(lay.name for lay in net.layers), "output"]
         self.into: dict[str, list[Edge]] = {n: [] for n in self.order}
@@ -105,18 +110,18 @@ class _Graph:
         return len((reads or writes)[0]) // self.frames
 
     def pushes(self, e: Edge, times: dict) -> np.ndarray:
-        return times[e.src][self.pats[e.src][1][e.src_port]]
+        return times[e.src].take(self.writes_at[e.src][e.src_port])
 
     def pops(self, e: Edge, times: dict) -> np.ndarray:
-        return times[e.dst][self.pats[e.dst][0][e.dst_port]]
+        return times[e.dst].take(self.reads_at[e.dst][e.dst_port])
 
     def earliest(self, name: str, times: dict, from_zero: bool = False) -> np.ndarray:
         """As early as every word it pops allows (one iteration per cycle)."""
         reads = self.pats[name][0]
         lower = np.full(len(reads[0]) if reads else len(self.pats[name][1][0]), -np.inf)
         for e in self.into[name]:
-            r = reads[e.dst_port]
-            lower[r] = np.maximum(lower[r], self.pushes(e, times) + 1)
+            r = self.reads_at[name][e.dst_port]
+            lower[r] = np.maximum(lower.take(r), self.pushes(e, times) + 1)
         if from_zero:
             lower[0] = max(lower[0], 0.0)
         return _asap(lower)
@@ -126,8 +131,8 @@ class _Graph:
         writes = self.pats[name][1]
         upper = np.full(len(writes[0]) if writes else len(self.pats[name][0][0]), np.inf)
         for e in self.out_of[name]:
-            w = writes[e.src_port]
-            upper[w] = np.minimum(upper[w], self.pops(e, times) - 1)
+            w = self.writes_at[name][e.src_port]
+            upper[w] = np.minimum(upper.take(w), self.pops(e, times) - 1)
         return _alap(upper)
 
     def asap(self) -> dict[str, np.ndarray]:
@@ -166,10 +171,17 @@ class _Graph:
                    self.pats[e.src][1][e.src_port].sum() // self.frames * (self.frames - 1) for e in self.edges)
 
     def bits(self, times: dict, edges) -> int:
-        return sum(_needed_depth(self.pushes(e, times), self.pops(e, times)) * edge_width(self.net, e) for e in edges)
+        """FIFO bits the streams ``edges`` need at the pushes of the middle frame: the frame ``periodic`` repeats."""
+        total, mid = 0, self.frames // 2
+        for e in edges:
+            n = len(self.writes_at[e.src][e.src_port]) // self.frames
+            held = _needed_depth(self.pushes(e, times), self.pops(e, times), mid * n, (mid + 1) * n)
+            total += held * edge_width(self.net, e)
+        return total
 
 
-def schedule(net: Network, frames: int = FRAMES, improve: bool = True) -> tuple[dict[str, np.ndarray], str, bool]:
+def schedule(net: Network, frames: int = FRAMES, improve: bool = True, graph: _Graph | None = None
+             ) -> tuple[dict[str, np.ndarray], str, bool]:
     """Schedule S (module docstring): iteration times per process, the bottleneck B, and whether S runs B back to
     back (which proves full throughput; else S is the ASAP-then-ALAP schedule, which proves no deadlock).
 
@@ -177,8 +189,9 @@ def schedule(net: Network, frames: int = FRAMES, improve: bool = True) -> tuple[
     every other process, in reverse order, as late as its consumers allow (every constraint is a difference of two
     times, so each process's window stays feasible). ``improve``: then each other kernel, in turn, moves within the
     window its neighbours leave it to the blend of its earliest and latest times that needs the fewest FIFO bits
-    on its streams. Finally S is made exactly periodic by repeating its middle frame every T cycles."""
-    g = _Graph(net, frames)
+    on its streams. Finally S is made exactly periodic by repeating its middle frame every T cycles. ``graph``: the
+    network's ``_Graph`` over ``frames`` frames, if the caller has it."""
+    g = graph or _Graph(net, frames)
     bi = max(range(len(g.order)), key=lambda i: (g.length(g.order[i]), -i))
     b, period = g.order[bi], g.length(g.order[bi])
     below: set[str] = set()  # B's descendants
@@ -202,6 +215,9 @@ def schedule(net: Network, frames: int = FRAMES, improve: bool = True) -> tuple[
             if name == b:
                 continue
             early, late = g.earliest(name, times), g.latest(name, times)
+            if np.array_equal(early, late):  # no room to move: every blend is this one
+                times[name] = early
+                continue
             best = None
             for lam in (0.0, 0.5, 1.0):
                 times[name] = np.floor(lam * early + (1 - lam) * late)
@@ -221,7 +237,7 @@ def schedule(net: Network, frames: int = FRAMES, improve: bool = True) -> tuple[
 def required_depths(net: Network, frames: int = FRAMES) -> list[int]:
     """Per stream (``net.stream_edges()``'s order): the occupancy bound of schedule S."""
     g = _Graph(net, frames)
-    times, _, _ = schedule(net, frames)
+    times, _, _ = schedule(net, frames, graph=g)
     return [_needed_depth(g.pushes(e, times), g.pops(e, times)) for e in g.edges]
 
 
@@ -274,7 +290,7 @@ def check_schedule(net: Network, frames: int = FRAMES) -> int:
     bottleneck, the bottleneck back to back and S periodic. Returns the bottleneck's cycles per frame; raises
     FifoModelError otherwise."""
     g = _Graph(net, frames)
-    times, b, anchored = schedule(net, frames)
+    times, b, anchored = schedule(net, frames, graph=g)
     _check(g.valid(times, {id(e): e.depth for e in g.edges}), "S violates a bound")
     period = g.length(b)
     if anchored:
