@@ -333,16 +333,48 @@ class _Program:
         self.least = [(np.array([c.cycles for c in cs]), np.array([[_least([c], r, math.inf) for r in RESOURCES]
                                                                     for c in cs]).reshape(len(cs), len(RESOURCES)))
                       for cs in cores]
+        # per node, per core: its resources at its cheapest styles without DSP PEs, one DSP unit's, and the most units
+        self.parts = [(np.array([[c.base[r] + sum(min(d[r] for _, d in alts) for alts in c.groups) for r in RESOURCES]
+                                 for c in cs], float).reshape(len(cs), len(RESOURCES)),
+                       np.array([[c.dsp_unit.get(r, 0) for r in RESOURCES] for c in cs], float).reshape(len(cs),
+                                                                                                      len(RESOURCES)),
+                       np.array([c.dsp_max for c in cs], float)) for cs in cores]
+        # per column, the core it belongs to (an index into the cores of all nodes in order), -1 for a stream's;
+        # a style alternative's resources beyond its group's cheapest (0 for the other columns)
+        first = np.cumsum([0] + [len(cs) for cs in cores])
+        self.owner = np.array([first[c[1]] + c[2] if c[0] in "xyd" else -1 for c in cols], np.int64)
+        self.least_of_core = np.concatenate([least for _, least in self.least])
+        self.extra = np.zeros((len(cols), len(RESOURCES)))
+        for i, c in enumerate(cols):
+            if c[0] == "y":
+                alts = cores[c[1]][c[2]].groups[c[3]]
+                self.extra[i] = [alts[c[4]][1][r] - min(d[r] for _, d in alts) for r in RESOURCES]
 
     def fits_at_all(self, t: float, reserve: dict) -> bool:
         """Necessary condition: every resource fits alone when each node takes its cheapest choice within ``t``."""
-        total = np.zeros(len(RESOURCES))
+        return self.possible(t, reserve) is not None
+
+    def possible(self, t: float, reserve: dict) -> np.ndarray | None:
+        """Which columns can be in a solution within ``t``: a core is left out when, for some resource, it needs
+        more than the budget leaves once every other node takes its cheapest core within ``t`` (converters only
+        add), so no solution of the program holds it. Exact, and HiGHS' presolve is off: a core of 8 million LUTs
+        would otherwise sit in the LUT row, scaling it badly. None if nothing fits at all."""
+        mins = []
         for cycles, least in self.least:
             within = least[cycles <= t]
             if not len(within):
-                return False
-            total += within.min(axis=0)
-        return all(total[i] <= self.caps[r] - reserve.get(r, 0) for i, r in enumerate(RESOURCES))
+                return None
+            mins.append(within.min(axis=0))
+        slack = np.array([self.caps[r] - reserve.get(r, 0) for r in RESOURCES]) - np.sum(mins, axis=0)
+        if np.any(slack < 0):
+            return None
+        core_ok = np.concatenate([_dsp_units_fit(*parts, slack + m) for parts, m in zip(self.parts, mins, strict=True)])
+        # a style alternative: its core at its least with that alternative instead of the group's cheapest
+        room = np.concatenate([np.broadcast_to(slack + m, (len(least), len(RESOURCES)))
+                               for (_, least), m in zip(self.least, mins, strict=True)])
+        owner = np.maximum(self.owner, 0)
+        alt_ok = np.all(self.least_of_core[owner] + self.extra <= room[owner], axis=1)
+        return (self.cycles <= t) & np.where(self.owner >= 0, core_ok[owner] & alt_ok, True)
 
     def candidates(self, floor: int) -> list[int]:
         """Every cycle count a bottleneck can have (a core's or a width converter's), from ``floor`` on."""
@@ -354,8 +386,11 @@ class _Program:
         choice per layer (attributes by layer name; proven optimal unless the record says otherwise); "feasible",
         any choice within the budget (the objective is 0, so the first one found is optimal); "lp", only whether
         the LP relaxation is feasible (a fast necessary condition: the attributes are then ``{}``). None if nothing
-        fits. HiGHS' presolve is off: on these programs it costs more than it saves."""
-        keep = self.cycles <= t
+        fits. HiGHS' presolve is off: on these programs it costs more than it saves; ``possible`` drops the cores
+        that cannot fit instead."""
+        keep = self.possible(t, reserve)
+        if keep is None:
+            return None, SolveRecord(kind, int(t) if math.isfinite(t) else -1, 0, 0, 0, 0, "infeasible", False, 0.0)
         a = self.a[:, keep]
         hi = self.hi.copy()
         hi[self.budget_rows:] = [self.caps[r] - reserve.get(r, 0) for r in RESOURCES]
@@ -540,6 +575,19 @@ def _plan(layers, streams, attrs: dict[str, dict], caps, solve_s, n, records, fi
     parts = plan_parts(layers, streams, attrs)
     return Plan(attrs, max(p.cycles() for p, _ in parts), add_resources(*(r for _, r in parts)), caps, solve_s, n,
                 len(records), records, final.status == "optimal", final.gap)
+
+
+def _dsp_units_fit(part: np.ndarray, unit: np.ndarray, most: np.ndarray, room: np.ndarray) -> np.ndarray:
+    """Per core: whether some whole number of DSP units d in [0, most] keeps every resource within ``room``
+    (part + d * unit <= room, each resource one interval of d)."""
+    lo, hi = np.zeros(len(most)), most.copy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = (room - part) / unit
+    up, down = unit > 0, unit < 0
+    hi = np.minimum(hi, np.where(up, np.floor(bound + 1e-9), np.inf).min(axis=1, initial=np.inf))
+    lo = np.maximum(lo, np.where(down, np.ceil(bound - 1e-9), -np.inf).max(axis=1, initial=-np.inf))
+    flat = np.all(np.where(unit == 0, part <= room, True), axis=1)
+    return flat & (lo <= hi)
 
 
 def _least(cs: list[Core], r: str, t: float) -> float:

@@ -87,6 +87,10 @@ def brute_force(net: Network, board: dict, t_max: float | None = None):
     return best
 
 
+def _totals(layers, streams, attrs):
+    return add_resources(*(r for _, r in optimize.plan_parts(layers, streams, attrs)))
+
+
 def _cost(res, caps):
     return sum(w * res[r] / max(caps[r], 1.0) for r, w in optimize.OBJECTIVE_WEIGHTS.items())
 
@@ -107,6 +111,33 @@ def test_optimizer_matches_brute_force(make, caps):
     assert net.bottleneck().cycles() == cycles
     assert add_resources(*(lay.resources() for lay in net.layers),
                          *(optimize.base_fifo(lay) for lay in net.layers)) == plan.totals
+
+
+@pytest.mark.parametrize("make", [window_net, mvau_chain], ids=["window", "chain"])
+@pytest.mark.parametrize("caps", BUDGETS, ids=[str(b) for b in BUDGETS])
+def test_pruning_cores_that_cannot_fit_keeps_the_optimum(make, caps):
+    """``_Program.possible`` leaves out the cores no solution can hold: at every bound, the least cost is the
+    same as over every column within the bound, and it does leave some out under a budget without block RAM."""
+    net, board = make(), tiny_board(**caps)
+    layers, streams = optimize.nodes_and_streams(net)
+    caps_ = optimize.caps_of(board)
+    host_fed = {s.dst for s in streams if s.src == optimize.HOST}
+    cores = [optimize.layer_cores(lay, i in host_fed, caps_["DSP"] >= 1) for i, lay in enumerate(layers)]
+    prog = optimize._Program(layers, streams, cores, caps_)
+    everything = optimize._Program(layers, streams, cores, caps_)
+    everything.possible = lambda t, reserve: everything.cycles <= t
+    pruned = 0
+    for t in prog.candidates(0):
+        keep = prog.possible(t, {})
+        pruned += 0 if keep is None else int(np.count_nonzero((prog.cycles <= t) & ~keep))
+        mine, _ = prog.solve(t, {}, "optimal", 60.0)
+        full, _ = everything.solve(t, {}, "optimal", 60.0)
+        assert (mine is None) == (full is None), t
+        if mine is not None:
+            assert _cost(_totals(layers, streams, mine), caps_) == pytest.approx(
+                _cost(_totals(layers, streams, full), caps_), rel=1e-9, abs=1e-12), t
+    if caps.get("BRAM18") == 0:  # the cores that need block RAM or more DSPs than there are cannot be held
+        assert pruned > 0
 
 
 @pytest.mark.parametrize("make", [window_net, mvau_chain], ids=["window", "chain"])
