@@ -17,6 +17,7 @@ from .budget import caps_of, check_budget
 from .errors import FpgagenError
 from .ir import Edge, Layer, Network, WidthConverter, divisors, in_ports, out_ports
 from .ir.layers import RESOURCES, add_resources
+from .report import proof_text
 from .validate import check_folding
 
 DEFAULT_TARGET_FPS = 30.0
@@ -235,7 +236,7 @@ def fold_network(net: Network, board: dict, folding: dict | None = None, target_
                                    "this is an fpgagen bug; please report it with the model")
             fifos = fifo.size_fifos(net)
             beyond = {r: fifos[r] - sum(optimize.base_fifo(lay)[r] for lay in net.layers) for r in RESOURCES}
-            proof = "proven optimal" if plan.optimal else f"NOT proven optimal, gap {plan.gap}"
+            proof = proof_text({"optimal": plan.optimal, "gap": plan.gap})
             log(f"  optimizer: {board['clock_mhz'] * 1e6 / plan.cycles:.1f} FPS in {plan.solve_s:.1f} s "
                 f"({plan.solves} MILP solves, {proof}); "
                 f"sized FIFOs: {fifos['LUT']:,} LUT, {fifos['BRAM18']} BRAM18")

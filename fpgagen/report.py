@@ -125,6 +125,15 @@ def _styles(lay: dict) -> str:
     return " ".join(parts) or "-"
 
 
+def proof_text(work: dict) -> str:
+    """What fpgagen.optimize.work_done's proof says, in words, for the log, the report and the benchmark."""
+    if not work["optimal"]:
+        return f"NOT proven optimal (gap {work['gap']})"
+    if not work["gap"]:
+        return "proven optimal (gap 0)"
+    return f"proven optimal: resources within {work['gap']:.2%} of the least"
+
+
 def markdown(doc: dict, plots: bool = False) -> str:
     b = doc["budget"]
     fold = doc.get("folding", {})
@@ -134,7 +143,7 @@ def markdown(doc: dict, plots: bool = False) -> str:
         how = f"integer program (HiGHS), {goal}, solved in {fold.get('solve_s', 0):.1f} s"
         work = fold.get("milp")
         if work:
-            proof = "proven optimal" if work["optimal"] else f"not proven optimal (gap {work['gap']})"
+            proof = proof_text(work)
             how += (f" ({proof}; {work['variables']:,} variables, {work['solves']} solves, {work['nodes']} "
                     f"branch-and-bound nodes; HiGHS log in logs/fold_milp.log)")
     elif how == "greedy":

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fpgagen import budget, export, fold, frontend, streamline  # noqa: E402
+from fpgagen import budget, export, fold, frontend, report, streamline  # noqa: E402
 from fpgagen.board import load_board  # noqa: E402
 from fpgagen.ir.layers import RESOURCES, add_resources  # noqa: E402
 from fpgagen.models import lpyolo  # noqa: E402
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
             print(f"    MILP work: {m['variables']:,} variables, {m['rows']:,} rows, {m['nonzeros']:,} nonzeros; "
                   f"{m['solves']} solves ({m['mip_solves']} integer, {m['lp_solves']} LP relaxations), "
                   f"{m['nodes']} branch-and-bound nodes, HiGHS {m['seconds']:.1f} s; "
-                  + ("proven optimal (gap 0)" if m["optimal"] else f"NOT proven optimal (gap {m['gap']})"))
+                  + report.proof_text(m))
             print(f"    optimizer: {usage_line(ilp_total, board)}")
             print(f"    greedy:    {usage_line(greedy_total, board)}")
     if args.json:
