@@ -562,8 +562,8 @@ def sweep(program: JointProgram, budgets: int = 8, time_limit: float = 60.0, log
         choices.append(widest)
     slow = widest.cycles if widest is not None else fastest.cycles * SLOWEST
     for bound in np.geomspace(fastest.cycles, slow, budgets + 2)[1:-1]:
-        c = program.min_loss(int(bound), time_limit)
-        log(f" period <= {int(bound):,} cycles: " + ("nothing fits" if c is None else
+        c = program.min_loss(round(bound), time_limit)
+        log(f" period <= {round(bound):,} cycles: " + ("nothing fits" if c is None else
                                                     f"score {c.score:.4g}, {c.cycles:,} cycles, {c.solve_s:.1f} s"))
         if c is not None:
             choices.append(c)
