@@ -70,6 +70,23 @@ def test_tiny_explore_writes_the_front(tiny_run):
     check_marking(doc["points"])
 
 
+def test_tiny_branched_explore(ray_session, tmp_path):
+    """A branched network (tests/support/explore_tiny.py's BranchedNet: fork, Concat, upsample, Add on a shared
+    quantizer) through the whole explore on Ray: its shared quantizer is one width, each node's dependence comes
+    from the probe lowerings, and the front's points carry the program's figures."""
+    from fpgagen.explore.run import explore
+
+    doc = explore(tiny_config(tmp_path / "run", factory=f"{TINY}:branched_factory", fit_points=1, budgets=1),
+                  log=lambda m: None)
+    assert doc["shape"]["act_quants"] == ["r0", "r1", "r2", "q4"] and doc["shape"]["shared"] == {"r0": ["r3"]}
+    assert sorted(p.name for p in (tmp_path / "run" / "ir").iterdir()) == sorted(
+        ["ir-w2_2_2_2_2-a4_4_4_4", "ir-w4_4_4_4_4-a4_4_4_4"] +
+        [f"probe-w{'_'.join('4' if j == i else '2' for j in range(5))}-a4_4_4_4" for i in range(5)])
+    front = [p for p in doc["points"] if "front" in p["role"]]
+    assert front and all(len(p["weight_bits"]) == 5 and len(p["act_bits"]) == 4 and p["fps"] > 0 for p in front)
+    check_marking(doc["points"])
+
+
 @pytest.mark.slow
 def test_tiny_verification_builds_the_baseline(ray_session, tiny_run, tmp_path):
     """The same explore resumed with verification on (a copy of the run folder): only the builds run, and the
