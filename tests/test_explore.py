@@ -134,6 +134,23 @@ def test_predictor_fit_and_quality():
     assert quality([1.0, 2.0], [2.0, 1.0])["spearman"] is None  # too few to rank
 
 
+def test_perturbation_leaves_out_each_channels_mean_shift():
+    import torch
+
+    from fpgagen.explore.predictor import perturbation
+
+    g = torch.Generator().manual_seed(0)
+    y_ref = torch.randn(8, 3, 4, 4, generator=g)
+    shift = torch.tensor([0.5, -1.0, 2.0]).reshape(1, 3, 1, 1)
+    assert perturbation(y_ref + shift, y_ref) < 1e-12  # a per-channel offset: what a bias absorbs
+    noise = 0.1 * torch.randn(8, 3, 4, 4, generator=g)
+    centred = noise - noise.mean(dim=(0, 2, 3), keepdim=True)
+    want = float((centred ** 2).mean() / (y_ref ** 2).mean())
+    assert abs(perturbation(y_ref + noise + shift, y_ref) - want) < 1e-6 and want > 0
+    flat = torch.randn(16, generator=g)  # a 1-D output: one channel
+    assert perturbation(flat + 3.0, flat) < 1e-12 and perturbation(2 * flat, flat) > 0.9
+
+
 def test_resume_redoes_only_what_is_missing(ray_session, tiny_run):
     from fpgagen.explore.run import explore
 
