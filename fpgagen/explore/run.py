@@ -27,6 +27,9 @@ from . import tasks
 from .predictor import Sensitivity, fit, quality
 
 FORMAT = "fpgagen-explore-1"
+# What the tasks compute: raised when it changes (2: the sensitivity leaves out each channel's mean shift, and the
+# lowering tasks return each node's signature for the probes), so a run folder of an older explore is another one.
+METHOD = 2
 CPUS = {"sensitivity_task": 1, "lower_task": 1, "finetune_task": 1, "build_task": 1}  # each task's declared CPU share
 
 
@@ -77,7 +80,7 @@ def _file_digest(spec: str | None) -> str | None:
 def identity(cfg: ExploreConfig, specs: dict) -> dict:
     """What makes two explores the same one (workers, verify and held-out counts and budgets may change on a
     resume: they add work, and what is done stays valid)."""
-    return {"specs": specs, "files": {k: _file_digest(v) for k, v in specs.items()},
+    return {"method": METHOD, "specs": specs, "files": {k: _file_digest(v) for k, v in specs.items()},
             "weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits, "board": cfg.board, "ceilings": cfg.ceilings,
             "fit_points": cfg.fit_points, "seed": cfg.seed}
 
