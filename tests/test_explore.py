@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from explore_tiny import check_marking
 
 from fpgagen.errors import FpgagenError
 
@@ -66,7 +67,24 @@ def test_tiny_explore_writes_the_front(tiny_run):
     assert pred["fitted_on"] == 2 and set(pred) >= {"spearman", "mae", "held_out"}
     sens = doc["sensitivity"]
     assert all(s["4"] == 0.0 and s["2"] > 0 for s in sens["weight"])  # widest = the reference; narrower hurts
-    _check_marking(doc["points"])
+    check_marking(doc["points"])
+
+
+def test_tiny_branched_explore(ray_session, tmp_path):
+    """A branched network (tests/support/explore_tiny.py's BranchedNet: fork, Concat, upsample, Add on a shared
+    quantizer) through the whole explore on Ray: its shared quantizer is one width, each node's dependence comes
+    from the probe lowerings, and the front's points carry the program's figures."""
+    from fpgagen.explore.run import explore
+
+    doc = explore(tiny_config(tmp_path / "run", factory=f"{TINY}:branched_factory", fit_points=1, budgets=1),
+                  log=lambda m: None)
+    assert doc["shape"]["act_quants"] == ["r0", "r1", "r2", "q4"] and doc["shape"]["shared"] == {"r0": ["r3"]}
+    assert sorted(p.name for p in (tmp_path / "run" / "ir").iterdir()) == sorted(
+        ["ir-w2_2_2_2_2-a4_4_4_4", "ir-w4_4_4_4_4-a4_4_4_4"] +
+        [f"probe-w{'_'.join('4' if j == i else '2' for j in range(5))}-a4_4_4_4" for i in range(5)])
+    front = [p for p in doc["points"] if "front" in p["role"]]
+    assert front and all(len(p["weight_bits"]) == 5 and len(p["act_bits"]) == 4 and p["fps"] > 0 for p in front)
+    check_marking(doc["points"])
 
 
 @pytest.mark.slow
@@ -87,17 +105,7 @@ def test_tiny_verification_builds_the_baseline(ray_session, tiny_run, tmp_path):
     assert base["fps"] == report["fps_estimated"] and base["lut"] == report["budget"]["LUT"]["used"]
     assert base["accuracy_measured"] is not None and base["cost_s"]["build_s"] > 0
     assert sum(p["status"] == "verified" for p in doc["points"]) >= 1
-    _check_marking(doc["points"])
-
-
-def _check_marking(points):
-    def fig(p):
-        return (p["accuracy_measured"] if p["accuracy_measured"] is not None else p["accuracy_predicted"]), p["fps"]
-
-    usable = [p for p in points if p["status"] in ("verified", "predicted") and None not in fig(p)]
-    for p in points:
-        beaten = any(fig(q)[0] >= fig(p)[0] and fig(q)[1] >= fig(p)[1] and fig(q) != fig(p) for q in usable)
-        assert p["pareto"] == (p in usable and not beaten), p
+    check_marking(doc["points"])
 
 
 def test_mark_pareto_exactly_the_non_dominated():
@@ -124,6 +132,23 @@ def test_predictor_fit_and_quality():
     q = quality([1.0, 2.0, 3.0, 4.0], [1.1, 2.5, 2.9, 4.2])
     assert q["spearman"] == 1.0 and abs(q["mae"] - 0.225) < 1e-12 and q["held_out"] == 4
     assert quality([1.0, 2.0], [2.0, 1.0])["spearman"] is None  # too few to rank
+
+
+def test_perturbation_leaves_out_each_channels_mean_shift():
+    import torch
+
+    from fpgagen.explore.predictor import perturbation
+
+    g = torch.Generator().manual_seed(0)
+    y_ref = torch.randn(8, 3, 4, 4, generator=g)
+    shift = torch.tensor([0.5, -1.0, 2.0]).reshape(1, 3, 1, 1)
+    assert perturbation(y_ref + shift, y_ref) < 1e-12  # a per-channel offset: what a bias absorbs
+    noise = 0.1 * torch.randn(8, 3, 4, 4, generator=g)
+    centred = noise - noise.mean(dim=(0, 2, 3), keepdim=True)
+    want = float((centred ** 2).mean() / (y_ref ** 2).mean())
+    assert abs(perturbation(y_ref + noise + shift, y_ref) - want) < 1e-6 and want > 0
+    flat = torch.randn(16, generator=g)  # a 1-D output: one channel
+    assert perturbation(flat + 3.0, flat) < 1e-12 and perturbation(2 * flat, flat) > 0.9
 
 
 def test_resume_redoes_only_what_is_missing(ray_session, tiny_run):
@@ -154,40 +179,37 @@ def test_program_figures_are_the_layers_own(tiny_run, tmp_path):
     """The program's choice applied to the IR lowered at the chosen widths: every layer's cycles and resources
     (plus its 2-deep output FIFO) and the width converter between a window and its MVAU where their words differ,
     as their own models price them, add up to what the program counted."""
+    from explore_tiny import layers_own_figures
+
     from fpgagen.board import load_board
     from fpgagen.explore import program, tasks
     from fpgagen.explore.run import point_id
     from fpgagen.ir import Network
-    from fpgagen.ir.layers import add_resources
-    from fpgagen.optimize import base_fifo, converter
 
     out, doc, _ = tiny_run
-    nets = {cfg: Network.load(out / "ir" / point_id("ir", *program.config_bits(cfg, 3, 2)))
-            for cfg in program.cost_configs([2, 4], [4])}
-    tables = {cfg: program.unit_tables(net, 3, 2) for cfg, net in nets.items()}
-    units = program.units_of(next(iter(nets.values())), 3, 2, "test")
+
+    def lowered(kind, wb, ab):
+        return Network.load(out / "ir" / point_id(kind, wb, ab))
+
+    base, probes = program.probe_configs([2, 4], [4], 3, 2)
+    units = program.units_of(lowered("ir", *base))
+    depends = program.dependence(units, program.signatures(lowered("ir", *base)),
+                                 {v: program.signatures(lowered("probe", *p)) for v, p in probes.items()}, "test")
+    # a chain: each unit's cost moves with its own layer's weights only (the act grid has one width)
+    assert [d for d in depends if d] == [[("w", 0)], [("w", 1)], [("w", 2)]]
+    configs = program.covering_configs(depends, [2, 4], [4], 3, 2)
+    assert len(configs) == 2
+    tables = {(tuple(wb), tuple(ab)): program.unit_tables(lowered("ir", wb, ab)) for wb, ab in configs}
     sens_w = [{2: 1.0, 4: 0.0}, {2: 0.0, 4: 0.0}, {2: 0.0, 4: 0.0}]  # only layer 0 at 2 bits costs loss
-    prog = program.joint_program(tables, units, [2, 4], [4], 3, 2, load_board("pynq_z2"), sens_w, [{4: 0.0}] * 2)
+    prog = program.joint_program(tables, units, depends, [2, 4], [4], 3, 2, load_board("pynq_z2"), sens_w,
+                                 [{4: 0.0}] * 2)
+    specs = {"factory": f"{TINY}:factory", "evaluate": None, "finetune": None, "calibration": None}
     for budget in (0.0, float("inf")):
         choice = prog.solve(budget)
         assert choice is not None and (budget or choice.weight_bits[0] == 4)
-        specs = {"factory": f"{TINY}:factory", "evaluate": None, "finetune": None, "calibration": None}
         ir = tmp_path / f"ir{budget}"
-        tasks.lower_task(specs, choice.weight_bits, choice.act_bits, (1, 3, 8, 8), str(ir))
-        net = Network.load(ir)
-        for lay in net.layers:
-            for key, value in choice.attrs[lay.name].items():
-                setattr(lay, key, value)
-            lay.validate()
-        parts = [add_resources(lay.resources(), base_fifo(lay)) for lay in net.layers]
-        cycles = [lay.cycles() for lay in net.layers]
-        for window, mvau in zip(net.layers, net.layers[1:], strict=False):  # a window feeding its MVAU
-            if window.TAKES_CONSUMER_SIMD and mvau.MATRIX_UNIT and window.simd != mvau.simd:
-                dwc = converter(window, window.simd, mvau.simd)
-                parts.append(add_resources(dwc.resources(), base_fifo(dwc)))
-                cycles.append(dwc.cycles())
-        assert add_resources(*parts) == choice.resources
-        assert max(cycles) == choice.cycles
+        tasks.lower_task(specs, choice.weight_bits, choice.act_bits, (1, 3, 8, 8), str(ir), tables=False)
+        assert layers_own_figures(Network.load(ir), choice.attrs) == (choice.resources, choice.cycles)
 
 
 # --- errors ------------------------------------------------------------------------------------------------

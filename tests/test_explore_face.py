@@ -4,7 +4,7 @@ its own Ray, whose workers inherit the size settings below; make bench runs the 
 from __future__ import annotations
 
 import pytest
-from test_explore import _check_marking  # noqa: E402 - tests/ is on sys.path (conftest)
+from explore_tiny import check_marking
 
 pytest.importorskip("ray")
 
@@ -21,4 +21,4 @@ def test_face_explore_small(tmp_path, monkeypatch):
     base = next(p for p in doc["points"] if "baseline" in p["role"])
     assert base["status"] == "verified" and base["accuracy_measured"] is not None
     assert base["weight_bits"] == [8] + [4] * 9 and base["act_bits"] == [4] * 9
-    _check_marking(doc["points"])
+    check_marking(doc["points"])

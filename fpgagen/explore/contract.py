@@ -5,7 +5,13 @@
 
 The lengths of the two lists are found by calling the factory with ints and tracing one forward pass: one entry
 per QuantConv/QuantLinear in forward order, and one per activation quantizer in forward order, leaving out the
-network's input quantizer (before the first weight layer) and its output quantizer (after the last one)."""
+network's input quantizer (before the first weight layer) and its output quantizer (after the last one).
+
+On a graph (forks, Concat, Add, Upsample): "forward order" is the order in which the modules first run. Modules
+that share one act_quant proxy (``QuantReLU(act_quant=other.act_quant)``, as branches meeting in an Add on one
+scale) are one quantizer with one entry, at its first call: streams that must share a scale share a width, and the
+factory sets it once (on the shared proxy). Quantizers after the last weight layer to run are the output's and
+stay as built; those of another output, reached earlier in the forward pass, are explored like any other."""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ import importlib.util
 import math
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import FpgagenError
@@ -189,13 +195,15 @@ def finetune_model(contract: Contract, model):
 @dataclass
 class Shape:
     """What one forward pass shows: the weight layers and the explored activation quantizers, in forward order
-    (module names), the quantizers left out, and each one's bit width as built."""
+    (module names), the quantizers left out, and each one's bit width as built. Modules that share one act_quant
+    proxy are one quantizer (``shared``: the first one's name -> the others')."""
 
     weight_layers: list[str]
     act_quants: list[str]
     excluded: list[str]
     weight_bits: list[int]
     act_bits: list[int]
+    shared: dict[str, list[str]] = field(default_factory=dict)  # an explored quantizer -> the others using it
 
 
 def _is_weight_layer(module) -> bool:
@@ -221,18 +229,24 @@ def trace(model, x) -> Shape:
     import torch
 
     order: list[tuple[str, str, object]] = []
-    seen: set[str] = set()
+    seen: set = set()
+    shared: dict[int, list[str]] = {}  # act_quant proxy -> the modules that use it
     hooks = []
     for name, module in model.named_modules():
         kind = "w" if _is_weight_layer(module) else "a" if _is_act_quant(module) else None
         if kind is None:
             continue
+        # modules that share one act_quant proxy (one scale, e.g. both inputs of a residual add) are one quantizer:
+        # one entry, at the first one's first call, so one width reaches all of them
+        ident = name if kind == "w" else id(module.act_quant)
+        if kind == "a":
+            shared.setdefault(ident, []).append(name)
 
-        def hook(mod, inp, out, name=name, kind=kind):
-            if name not in seen:
-                seen.add(name)
+        def hook(mod, inp, out, name=name, kind=kind, ident=ident):
+            if ident not in seen:
+                seen.add(ident)
                 bits = _weight_bits(mod) if kind == "w" else int(getattr(out, "bit_width", mod.act_quant.bit_width()))
-                order.append((name, kind, bits))
+                order.append((name, kind, bits, ident))
         hooks.append(module.register_forward_hook(hook))
     try:
         with torch.no_grad():
@@ -240,15 +254,16 @@ def trace(model, x) -> Shape:
     finally:
         for h in hooks:
             h.remove()
-    weights = [i for i, (_, k, _) in enumerate(order) if k == "w"]
+    weights = [i for i, (_, k, _, _) in enumerate(order) if k == "w"]
     if not weights:
         raise FpgagenError("the factory's network has no QuantConv or QuantLinear layer", "FACTORY",
                            "return a Brevitas network (brevitas.nn QuantConv2d / QuantLinear layers)")
     first, last = weights[0], weights[-1]
-    acts = [i for i, (_, k, _) in enumerate(order) if k == "a" and first < i < last]
-    excluded = [order[i][0] for i, (_, k, _) in enumerate(order) if k == "a" and not first < i < last]
+    acts = [i for i, (_, k, _, _) in enumerate(order) if k == "a" and first < i < last]
+    excluded = [order[i][0] for i, (_, k, _, _) in enumerate(order) if k == "a" and not first < i < last]
+    tied = {order[i][0]: shared[order[i][3]][1:] for i in acts if len(shared[order[i][3]]) > 1}
     return Shape([order[i][0] for i in weights], [order[i][0] for i in acts], excluded,
-                 [int(order[i][2]) for i in weights], [int(order[i][2]) for i in acts])
+                 [int(order[i][2]) for i in weights], [int(order[i][2]) for i in acts], tied)
 
 
 def discover(contract: Contract, x, probe_bits: tuple[int, int] = (4, 4)) -> Shape:

@@ -1,26 +1,38 @@
-"""One integer program for bit widths and folding together (HAO's formulation on fpgagen's cost models).
+"""One integer program for bit widths and folding together (HAO's formulation on fpgagen's cost models), for chains
+and graphs alike.
 
-The network's IR (a chain: sliding window -> MVAU [-> maxpool] ... as fpgagen.streamline lowers it) is split into
-*units*: a sliding window with the MVAU it feeds (with the width converter between them where the window's word
-differs from the MVAU's SIMD, as the folder may choose), or any other node alone. A unit belongs to the segment of
-weight layer j (the nodes after MVAU j-1 up to MVAU j), whose costs depend only on (a_{j-1}, w_j, a_j): the widths
-of its input activation, its weights and its output activation (thresholds). Each unit's options, per width triple,
-are the layer's own folding cores and style alternatives priced by ``resources()`` and ``cycles()``
-(``fpgagen.optimize.layer_cores``, which the folder uses), with Pareto-dominated ones dropped. The IRs come from
-lowering the factory's network at a few width patterns that cover every triple (``cost_configs``).
+Variables of the explore: ``("w", i)``, weight layer i's width, and ``("a", k)``, explored activation quantizer k's
+(fpgagen.explore.contract: a quantizer that several modules share is one variable, so the streams that must carry
+one scale, as a residual add's shared quantizer, get one width).
 
-Variables: ``b[v, w]`` binary, variable v (a weight layer's or activation quantizer's width) takes w, one per v;
-``x[u, key, o]`` binary, unit u takes option o at the widths ``key`` of the variables it depends on, one per
-unit, with ``sum_{key[v]=w, o} x[u, key, o] = b[v, w]`` for each of them (the unit's widths are the chosen
-ones); ``t`` >= every unit's cycles. Constraints: every resource within the board's caps (``budget.caps_of``);
-the predicted loss ``sum s[v, w] b[v, w] <= L``. Objective: ``t`` (the slowest node sets FPS), then resources
-(``solve``). ``sweep`` traces the front by the equivalent dual: the least predicted loss within a bound on ``t``
-(``min_loss``), at bounds spaced between the front's two ends.
+The network's IR (fpgagen.streamline's lowering: a graph of streams, with forks, Concat, AddStreams, Upsample, ...)
+is split into *units*: a sliding window with the MVAU it feeds (with the width converter between them where the
+window's word differs from the MVAU's SIMD, as the folder may choose), or any other node alone (``units_of``). Which
+variables a unit's cost depends on is read off the lowering, not assumed from a chain's shape: the IR is lowered at
+a base width pattern and once more with each variable moved (``probe_configs``), and a unit depends on a variable
+when the datatypes, resources or cycles of one of its nodes move with it (``signatures``, ``dependence``). So a
+weight layer's width reaches its own MVAU (its weights, accumulator and thresholds) and, where its output is not
+requantized, the nodes its stream feeds; an activation quantizer's reaches the node that thresholds to it and every
+node its codes pass through (windows, maxpools, forks, a Concat, an Add, an Upsample) up to the next requantizing
+one. The IR is then lowered at width patterns that give every unit every combination of the widths it depends on
+(``covering_configs``: variables that meet in some unit get different colours, and the patterns are all widths per
+colour). Each unit's options, per combination, are the layer's own folding cores and style alternatives priced by
+``resources()`` and ``cycles()`` (``fpgagen.optimize.layer_cores``, which the folder uses), with Pareto-dominated
+ones dropped.
+
+Program variables: ``b[v, w]`` binary, variable v takes width w, one per v; ``x[u, key, o]`` binary, unit u takes
+option o at the widths ``key`` of the variables it depends on, one per unit, with ``sum_{key[v]=w, o} x[u, key, o]
+= b[v, w]`` for each of them (the unit's widths are the chosen ones); ``t`` >= every unit's cycles. Constraints:
+every resource within the board's caps (``budget.caps_of``); the predicted loss ``sum s[v, w] b[v, w] <= L``.
+Objective: ``t`` (the slowest node sets FPS), then resources (``solve``). ``sweep`` traces the front by the
+equivalent dual: the least predicted loss within a bound on ``t`` (``min_loss``), at bounds spaced between the
+front's two ends.
 
 Not modelled here (the verification builds price them, and fold the network again with fpgagen's own folder):
-the width converters between units whose words differ, a window's input word following its producer's (each
-window option takes the input word it is priced at), and FIFO depths beyond two words. On uniform-width LPYOLO
-the program reaches the folder's optimum (575 FPS at 4 bits)."""
+the width converters between units whose words differ (on a graph, also those on the streams into and out of a
+fork, Concat or Add), a window's input word following its producer's (each window option takes the input word it
+is priced at), and FIFO depths beyond two words (a reconvergent branch's). On uniform-width LPYOLO the program
+reaches the folder's optimum (575 FPS at 4 bits)."""
 
 from __future__ import annotations
 
@@ -37,58 +49,120 @@ from scipy.sparse import coo_array
 from .. import optimize
 from ..budget import caps_of
 from ..errors import FpgagenError
-from ..ir import Network
-from ..ir.layers import RESOURCES, add_resources
+from ..ir import Network, in_ports, out_ports
+from ..ir.layers import RESOURCES, add_resources, dtype_fields
 
-IN, OUT = "in", "out"  # the fixed ends: the network's input and output quantizers
 DSP_STEPS = 8  # a core's DSP PEs: none, an eighth, ..., all of them (``_expand``)
 PROGRAM_SLOWEST = 3.0  # the program's options: at most this many times slower than the fastest (``joint_program``)
 SLOWEST = 8.0  # designs this many times slower than the fastest any could be are not priced (``core_window``)
+MAX_LOWERINGS = 256  # width patterns ``covering_configs`` may ask for before the explore is refused
 
-
-def cost_configs(w_grid: list[int], a_grid: list[int]) -> list[tuple[int, int, int]]:
-    """(w, a_even, a_odd) patterns: all weights w, activation k at a_even (k even) or a_odd (k odd). Over every
-    ordered pair of activation widths, segment j sees every (a_{j-1}, w, a_j) triple."""
-    return [(w, ae, ao) for w in w_grid for ae in a_grid for ao in a_grid]
-
-
-def config_bits(cfg: tuple[int, int, int], n_weight: int, n_act: int) -> tuple[list[int], list[int]]:
-    w, ae, ao = cfg
-    return [w] * n_weight, [ae if k % 2 == 0 else ao for k in range(n_act)]
+Var = tuple[str, int]  # ("w", i) | ("a", k)
 
 
 @dataclass
 class Unit:
     names: list[str]  # its IR nodes
-    segment: int
+    first: bool = False  # the host's input stream feeds it
 
 
-def units_of(net: Network, n_weight: int, n_act: int, where: str) -> list[Unit]:
-    names = [lay.name for lay in net.layers]
-    path = {(a, 0, b, 0) for a, b in zip(["input", *names], [*names, "output"], strict=True)}
-    if {(e.src, e.src_port, e.dst, e.dst_port) for e in net.stream_edges()} != path:  # a fork, a join, a skip
-        raise FpgagenError("explore's integer program handles chain networks (no branches) for now", where,
-                           "explore a chain-shaped network, or fold a graph with 'fpgagen build'")
-    matrix = [i for i, lay in enumerate(net.layers) if lay.MATRIX_UNIT]
-    if len(matrix) != n_weight or n_act != n_weight - 1:
-        raise FpgagenError(f"the lowered network has {len(matrix)} matrix units for {n_weight} weight layers and "
-                           f"{n_act} explored activation quantizers", where,
-                           "explore a chain with one activation quantizer after each weight layer but the last")
-    units, i, layers = [], 0, net.layers
-    while i < len(layers):
-        lay = layers[i]
-        seg = min(sum(1 for m in matrix if m < i), n_weight - 1)
-        if lay.TAKES_CONSUMER_SIMD and i + 1 < len(layers) and layers[i + 1].MATRIX_UNIT:
-            units.append(Unit([lay.name, layers[i + 1].name], seg))
-            i += 2
-        else:
-            units.append(Unit([lay.name], seg))
-            i += 1
+def units_of(net: Network) -> list[Unit]:
+    """The units of a lowered network, in its (topological) layer order: a sliding window whose one stream goes to
+    a matrix unit (MVAU, XNOR MVAU) forms a unit with it; every other node is a unit alone."""
+    edges = net.stream_edges()
+    out_of: dict[str, list] = {}
+    for e in edges:
+        out_of.setdefault(e.src, []).append(e)
+    fed_by_host = {e.dst for e in edges if e.src == "input"}
+    paired: dict[str, str] = {}  # MVAU -> its window
+    for lay in net.layers:
+        outs = out_of.get(lay.name, [])
+        if lay.TAKES_CONSUMER_SIMD and len(outs) == 1 and outs[0].dst != "output" and \
+                net.layer(outs[0].dst).MATRIX_UNIT:
+            paired[outs[0].dst] = lay.name
+    windows = {w: m for m, w in paired.items()}
+    units = []
+    for lay in net.layers:
+        if lay.name in paired:
+            continue
+        names = [lay.name, windows[lay.name]] if lay.name in windows else [lay.name]
+        units.append(Unit(names, lay.name in fed_by_host))
     return units
 
 
-def segment_key(seg: int, weight_bits: list[int], act_bits: list[int]) -> tuple:
-    return (act_bits[seg - 1] if seg > 0 else IN, weight_bits[seg], act_bits[seg] if seg < len(act_bits) else OUT)
+def signatures(net: Network) -> dict[str, str]:
+    """Per IR node, what its cost can depend on and what it costs at its default folding: its kind, the datatypes
+    of its ports and of its other DataType fields (weights, accumulator, thresholds), its resources and cycles."""
+    out = {}
+    for lay in net.layers:
+        dts = [dt.name for _, dt, _ in in_ports(lay)] + [dt.name for _, dt, _ in out_ports(lay)]
+        fields = [f"{n}={getattr(lay, n).name}" for n in dtype_fields(lay)]
+        out[lay.name] = f"{lay.kind}|{','.join(dts)}|{','.join(fields)}|{sorted(lay.resources().items())}|" \
+                        f"{lay.cycles()}"
+    return out
+
+
+def probe_configs(w_grid: list[int], a_grid: list[int], n_weight: int, n_act: int
+                  ) -> tuple[tuple[list[int], list[int]], dict[Var, tuple[list[int], list[int]]]]:
+    """The base pattern (every variable at its grid's narrowest) and, per variable whose grid has more than one
+    width, the base with that variable at its grid's widest."""
+    base = ([min(w_grid)] * n_weight, [min(a_grid)] * n_act)
+    probes: dict[Var, tuple[list[int], list[int]]] = {}
+    for kind, n, grid in (("w", n_weight, w_grid), ("a", n_act, a_grid)):
+        if len(grid) < 2:
+            continue
+        for i in range(n):
+            wb, ab = list(base[0]), list(base[1])
+            (wb if kind == "w" else ab)[i] = max(grid)
+            probes[(kind, i)] = (wb, ab)
+    return base, probes
+
+
+def dependence(units: list[Unit], base: dict[str, str], probes: dict[Var, dict[str, str]], where: str
+               ) -> list[list[Var]]:
+    """Per unit, the variables whose move changes one of its nodes' signatures (``signatures``), in variable
+    order (weights first)."""
+    for var, sig in probes.items():
+        if set(sig) != set(base):
+            raise FpgagenError(f"the network lowers to different layers when {_var_name(var)} changes width", where,
+                               "keep the topology independent of the bit widths")
+    order = sorted(probes, key=lambda v: (v[0] != "w", v[1]))
+    return [[v for v in order if any(probes[v][n] != base[n] for n in unit.names)] for unit in units]
+
+
+def _var_name(var: Var) -> str:
+    return f"weight_bits[{var[1]}]" if var[0] == "w" else f"act_bits[{var[1]}]"
+
+
+def covering_configs(depends: list[list[Var]], w_grid: list[int], a_grid: list[int], n_weight: int, n_act: int,
+                     where: str = "FACTORY") -> list[tuple[list[int], list[int]]]:
+    """Width patterns under which every unit sees every combination of the widths of the variables it depends on.
+    Variables of one kind that meet in some unit get different colours (greedily, in order); a pattern gives one
+    width per colour, and the patterns are every such choice: ``|W|^(weight colours) x |A|^(act colours)`` of them
+    (a chain: ``|W| x |A|^2``, each unit depending on its input's, its weights' and its output's widths)."""
+    colour: dict[Var, int] = {}
+    for kind, n in (("w", n_weight), ("a", n_act)):
+        for i in range(n):
+            near = {colour[v] for d in depends if (kind, i) in d for v in d if v in colour and v[0] == kind}
+            colour[(kind, i)] = next(c for c in itertools.count() if c not in near)
+    n_w = 1 + max((colour[("w", i)] for i in range(n_weight)), default=0)
+    n_a = 1 + max((colour[("a", k)] for k in range(n_act)), default=0)
+    total = len(w_grid) ** n_w * len(a_grid) ** n_a
+    if total > MAX_LOWERINGS:
+        raise FpgagenError(f"pricing every unit at every width combination it depends on takes {total} lowerings "
+                           f"({n_w} weight and {n_a} activation width colours)", where,
+                           "give fewer widths in --weight-bits/--act-bits, or tie quantizers that meet (a shared "
+                           "act_quant counts as one)")
+    out = []
+    for ws in itertools.product(w_grid, repeat=n_w):
+        for as_ in itertools.product(a_grid, repeat=n_a):
+            out.append(([ws[colour[("w", i)]] for i in range(n_weight)],
+                        [as_[colour[("a", k)]] for k in range(n_act)]))
+    return out
+
+
+def key_of(depends: list[Var], weight_bits: list[int], act_bits: list[int]) -> tuple[int, ...]:
+    return tuple(weight_bits[i] if kind == "w" else act_bits[i] for kind, i in depends)
 
 
 # --- options -----------------------------------------------------------------------------------------------
@@ -167,11 +241,11 @@ def _pick(layer, low: float, high: float) -> list[dict]:
     return inside or [max(cores, key=lambda cc: cc[1])[0]]
 
 
-def unit_options(net: Network, unit: Unit, first: bool, window: tuple[float, float, float] = (0, math.inf, 0)
-                 ) -> list[Option]:
+def unit_options(net: Network, unit: Unit, window: tuple[float, float, float] = (0, math.inf, 0)) -> list[Option]:
     """A unit's options: its cores within ``window`` (``core_window``), each with every combination of its style
     alternatives (DSP PEs none or all), priced by ``optimize.layer_cores``; dominated ones dropped."""
     layers = [net.layer(n) for n in unit.names]
+    first = unit.first
     low, high, floor = window
     if len(layers) == 1:
         lay = layers[0]
@@ -206,11 +280,11 @@ def unit_options(net: Network, unit: Unit, first: bool, window: tuple[float, flo
     return _front(out, floor)
 
 
-def unit_tables(net: Network, n_weight: int, n_act: int, slowest: float = SLOWEST) -> list[list[Option]]:
+def unit_tables(net: Network, slowest: float = SLOWEST) -> list[list[Option]]:
     """Every unit's options in one lowered network (what a lowering task returns)."""
-    units = units_of(net, n_weight, n_act, "FACTORY")
+    units = units_of(net)
     window = core_window(net, units, slowest)
-    return [unit_options(net, unit, i == 0, window) for i, unit in enumerate(units)]
+    return [unit_options(net, unit, window) for unit in units]
 
 
 def options_to_json(tables: list[list[Option]]) -> list[list[dict]]:
@@ -421,49 +495,54 @@ class JointProgram:
         return Choice(wb, ab, int(cycles), total, attrs, float(score), optimal, took)
 
 
-def _dependence(table: dict[tuple, list[Option]]) -> list[int]:
-    """The positions of the key (a_in, w, a_out) the unit's options actually depend on."""
+def _dependence(table: dict[tuple, list[Option]], size: int) -> list[int]:
+    """The positions of the key the unit's options actually depend on (fewest first): a variable may move a
+    node's datatypes and leave its cost alone."""
     def sig(opts):
         return tuple((o.cycles, tuple(o.res[r] for r in RESOURCES)) for o in opts)
 
-    for size in range(4):
-        for subset in itertools.combinations(range(3), size):
+    for k in range(size + 1):
+        for subset in itertools.combinations(range(size), k):
             groups: dict[tuple, tuple] = {}
-            if all(groups.setdefault(tuple(k[p] for p in subset), sig(v)) == sig(v) for k, v in table.items()):
+            if all(groups.setdefault(tuple(key[p] for p in subset), sig(v)) == sig(v) for key, v in table.items()):
                 return list(subset)
-    return [0, 1, 2]
+    return list(range(size))
 
 
-def joint_program(tables: dict[tuple, list[list[Option]]], units: list[Unit], w_grid: list[int], a_grid: list[int],
-                  n_weight: int, n_act: int, board: dict, sens_weight, sens_act, ceilings: dict | None = None,
-                  slowest: float = PROGRAM_SLOWEST) -> JointProgram:
-    """The program from each width pattern's unit tables (``cost_configs`` -> ``unit_tables``); options more than
-    ``slowest`` times slower than the fastest any design can be are left out (a smaller program: HiGHS solves
-    the sweep's programs within its time limit)."""
+def joint_program(tables: dict[tuple, list[list[Option]]], units: list[Unit], depends: list[list[Var]],
+                  w_grid: list[int], a_grid: list[int], n_weight: int, n_act: int, board: dict, sens_weight,
+                  sens_act, ceilings: dict | None = None, slowest: float = PROGRAM_SLOWEST) -> JointProgram:
+    """The program from each width pattern's unit tables (``tables``: (weight widths, act widths) as tuples ->
+    ``unit_tables`` of the IR lowered there; the patterns must cover every unit's combinations, as
+    ``covering_configs`` gives them). Options more than ``slowest`` times slower than the fastest any design can
+    be are left out (a smaller program: HiGHS solves the sweep's programs within its time limit)."""
     by_unit: list[dict[tuple, list[Option]]] = [{} for _ in units]
-    for cfg, table in tables.items():
+    for (wb, ab), table in tables.items():
         if len(table) != len(units):
             raise FpgagenError("the network lowers to different layers at different bit widths", "FACTORY",
-                               "keep the topology independent of the widths")
-        wb, ab = config_bits(cfg, n_weight, n_act)
-        for u, unit in enumerate(units):
-            by_unit[u].setdefault(segment_key(unit.segment, wb, ab), table[u])
+                               "keep the topology independent of the bit widths")
+        for u in range(len(units)):
+            by_unit[u].setdefault(key_of(depends[u], list(wb), list(ab)), table[u])
+    grids = {"w": list(w_grid), "a": list(a_grid)}
+    for u, (unit, table) in enumerate(zip(units, by_unit, strict=True)):
+        want = set(itertools.product(*(grids[kind] for kind, _ in depends[u])))
+        if set(table) != want:
+            raise FpgagenError(f"the cost tables miss width combinations of unit {'+'.join(unit.names)}", "explore",
+                               "price the IR at covering_configs' patterns (a resumed run folder from another "
+                               "fpgagen version: start over)")
     bound = max(min(o.cycles for opts in table.values() for o in opts) for table in by_unit)
     for table in by_unit:
         for key, opts in table.items():
             table[key] = [o for o in opts if o.cycles <= slowest * bound] or [min(opts, key=lambda o: o.cycles)]
-    options, depends = [], []
-    for unit, table in zip(units, by_unit, strict=True):
-        keep = _dependence(table)
-        seg = unit.segment
-        var = [("a", seg - 1), ("w", seg), ("a", seg)]
-        keep = [p for p in keep if next(iter(table))[p] not in (IN, OUT)]  # a fixed end is no variable
+    options, kept = [], []
+    for u, table in enumerate(by_unit):
+        keep = _dependence(table, len(depends[u]))
         reduced: dict[tuple, list[Option]] = {}
         for key, opts in table.items():
             reduced.setdefault(tuple(key[p] for p in keep), opts)
         options.append(reduced)
-        depends.append([var[p] for p in keep])
-    return JointProgram(units, options, depends, list(w_grid), list(a_grid), n_weight, n_act,
+        kept.append([depends[u][p] for p in keep])
+    return JointProgram(units, options, kept, list(w_grid), list(a_grid), n_weight, n_act,
                         caps_of(board, ceilings), sens_weight, sens_act)
 
 
@@ -483,8 +562,8 @@ def sweep(program: JointProgram, budgets: int = 8, time_limit: float = 60.0, log
         choices.append(widest)
     slow = widest.cycles if widest is not None else fastest.cycles * SLOWEST
     for bound in np.geomspace(fastest.cycles, slow, budgets + 2)[1:-1]:
-        c = program.min_loss(int(bound), time_limit)
-        log(f" period <= {int(bound):,} cycles: " + ("nothing fits" if c is None else
+        c = program.min_loss(round(bound), time_limit)
+        log(f" period <= {round(bound):,} cycles: " + ("nothing fits" if c is None else
                                                     f"score {c.score:.4g}, {c.cycles:,} cycles, {c.solve_s:.1f} s"))
         if c is not None:
             choices.append(c)

@@ -27,7 +27,10 @@ from . import tasks
 from .predictor import Sensitivity, fit, quality
 
 FORMAT = "fpgagen-explore-1"
-CPUS = {"sensitivity": 1, "lower": 1, "finetune": 1, "build": 1}  # each task's declared CPU share
+# What the tasks compute: raised when it changes (2: the sensitivity leaves out each channel's mean shift, and the
+# lowering tasks return each node's signature for the probes), so a run folder of an older explore is another one.
+METHOD = 2
+CPUS = {"sensitivity_task": 1, "lower_task": 1, "finetune_task": 1, "build_task": 1}  # each task's declared CPU share
 
 
 @dataclass
@@ -77,7 +80,7 @@ def _file_digest(spec: str | None) -> str | None:
 def identity(cfg: ExploreConfig, specs: dict) -> dict:
     """What makes two explores the same one (workers, verify and held-out counts and budgets may change on a
     resume: they add work, and what is done stays valid)."""
-    return {"specs": specs, "files": {k: _file_digest(v) for k, v in specs.items()},
+    return {"method": METHOD, "specs": specs, "files": {k: _file_digest(v) for k, v in specs.items()},
             "weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits, "board": cfg.board, "ceilings": cfg.ceilings,
             "fit_points": cfg.fit_points, "seed": cfg.seed}
 
@@ -192,8 +195,8 @@ def run_tasks(out: Path, label: str, jobs: list[tuple[str, str, dict]]) -> dict[
     bar = Progress(label, len(jobs), len(results))
     pending = {}
     for tid, fn, kwargs in todo:
-        remote = ray.remote(num_cpus=CPUS[label], max_retries=1, retry_exceptions=True)(getattr(tasks, fn))
-        pending[remote.remote(**kwargs, threads=CPUS[label])] = tid
+        remote = ray.remote(num_cpus=CPUS[fn], max_retries=1, retry_exceptions=True)(getattr(tasks, fn))
+        pending[remote.remote(**kwargs, threads=CPUS[fn])] = tid
     fatal = None
     try:
         while pending:
@@ -306,29 +309,39 @@ def explore(cfg: ExploreConfig, log=lambda m: print(m, file=sys.stderr)) -> dict
     started, engine = start_ray(cfg.workers, cfg.address)
     timing: dict[str, float] = {}
     try:
-        # 1. sensitivities
+        # 1. sensitivities, and the IR at the probe patterns (which variables each unit's cost depends on)
         t0 = time.perf_counter()
         widest = (max(w_grid), max(a_grid))
         jobs = [(f"sens-{kind}{i}", "sensitivity_task",
                  {"specs": specs, "kind": kind, "index": i, "grid": grid, "widest": widest, "shape": (n_w, n_a)})
                 for kind, n, grid in (("w", n_w, w_grid), ("a", n_a, a_grid)) for i in range(n)]
-        res = run_tasks(out, "sensitivity", jobs)
+
+        def lower_job(kind, wb, ab):
+            tid = point_id(kind, wb, ab)
+            return (tid, "lower_task", {"specs": specs, "weight_bits": wb, "act_bits": ab, "input_shape": input_shape,
+                                        "out_dir": str((out / "ir" / tid).resolve()), "tables": kind == "ir"})
+
+        base, probes = prog_mod.probe_configs(w_grid, a_grid, n_w, n_a)
+        base_job = lower_job("ir", *base)  # a covering pattern too: its tables are priced once
+        probe_jobs = {var: lower_job("probe", wb, ab) for var, (wb, ab) in probes.items()}
+        res = run_tasks(out, "sensitivity", jobs + [base_job, *probe_jobs.values()])
         sens = Sensitivity([{int(b): v for b, v in res[f"sens-w{i}"]["sensitivity"].items()} for i in range(n_w)],
                            [{int(b): v for b, v in res[f"sens-a{k}"]["sensitivity"].items()} for k in range(n_a)])
         timing["sensitivity_s"] = time.perf_counter() - t0
-        # 2. cost tables: the IR at width patterns covering every (a_in, w, a_out)
+        units = prog_mod.units_of(Network.load(Path(res[base_job[0]]["ir"])))
+        depends = prog_mod.dependence(units, res[base_job[0]]["signature"],
+                                      {var: res[job[0]]["signature"] for var, job in probe_jobs.items()},
+                                      c.factory_spec)
+        # 2. cost tables: the IR at width patterns that give every unit every combination of its widths
         t0 = time.perf_counter()
-        configs = prog_mod.cost_configs(w_grid, a_grid)
-        jobs = []
-        for cfg3 in configs:
-            wb, ab = prog_mod.config_bits(cfg3, n_w, n_a)
-            tid = point_id("ir", wb, ab)
-            jobs.append((tid, "lower_task", {"specs": specs, "weight_bits": wb, "act_bits": ab,
-                                             "input_shape": input_shape, "out_dir": str((out / "ir" / tid).resolve())}))
+        configs = prog_mod.covering_configs(depends, w_grid, a_grid, n_w, n_a, c.factory_spec)
+        jobs = [lower_job("ir", wb, ab) for wb, ab in configs]
         res = run_tasks(out, "lower", jobs)
-        tables = {cfg3: prog_mod.options_from_json(res[tid]["options"])
-                  for cfg3, (tid, _, _) in zip(configs, jobs, strict=True)}
-        units = prog_mod.units_of(Network.load(Path(res[jobs[0][0]]["ir"])), n_w, n_a, c.factory_spec)
+        if any(res[tid]["units"] != [u.names for u in units] for tid, _, _ in jobs):
+            raise FpgagenError("the network lowers to different layers at different bit widths", c.factory_spec,
+                               "keep the topology independent of the bit widths")
+        tables = {(tuple(wb), tuple(ab)): prog_mod.options_from_json(res[tid]["options"])
+                  for (wb, ab), (tid, _, _) in zip(configs, jobs, strict=True)}
         timing["lower_s"] = time.perf_counter() - t0
         # 3. fit fine-tunes
         t0 = time.perf_counter()
@@ -348,8 +361,8 @@ def explore(cfg: ExploreConfig, log=lambda m: print(m, file=sys.stderr)) -> dict
             f"(fitted on {predictor.fitted_on} fine-tunes)")
         # 4. the joint program and its sweep
         t0 = time.perf_counter()
-        program = prog_mod.joint_program(tables, units, w_grid, a_grid, n_w, n_a, board, sens.weight, sens.act,
-                                         cfg.ceilings)
+        program = prog_mod.joint_program(tables, units, depends, w_grid, a_grid, n_w, n_a, board, sens.weight,
+                                         sens.act, cfg.ceilings)
         choices = prog_mod.sweep(program, cfg.budgets, cfg.time_limit,
                                  log=lambda m: log(f"[explore program]{m}"))
         timing["program_s"] = time.perf_counter() - t0

@@ -57,9 +57,10 @@ def sensitivity_task(specs: dict, kind: str, index: int, grid: list[int], widest
 
 
 def lower_task(specs: dict, weight_bits: list[int], act_bits: list[int], input_shape: tuple, out_dir: str,
-               threads: int = 1) -> dict:
-    """The factory's network at these widths, exported to QONNX and lowered to fpgagen's IR (saved in out_dir),
-    with every unit's options priced by the layers' own models (``program.unit_tables``)."""
+               tables: bool = True, threads: int = 1) -> dict:
+    """The factory's network at these widths, exported to QONNX and lowered to fpgagen's IR (saved in out_dir): its
+    units and every node's signature (``program.units_of``, ``program.signatures``), and with ``tables`` every
+    unit's options priced by the layers' own models (``program.unit_tables``)."""
     import tempfile
 
     from .. import export, frontend, streamline
@@ -74,8 +75,11 @@ def lower_task(specs: dict, weight_bits: list[int], act_bits: list[int], input_s
             net = streamline.lower(frontend.load_qonnx(onnx), name="explore")
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         net.save(Path(out_dir))
-        tables = program.unit_tables(net, len(weight_bits), len(act_bits))
-        return {"ir": out_dir, "layers": len(net.layers), "options": program.options_to_json(tables)}
+        out = {"ir": out_dir, "layers": len(net.layers), "units": [u.names for u in program.units_of(net)],
+               "signature": program.signatures(net)}
+        if tables:
+            out["options"] = program.options_to_json(program.unit_tables(net))
+        return out
     except FpgagenError as exc:
         return _fatal(exc)
 
