@@ -557,8 +557,7 @@ def test_emitted_memories_match_declarations(layer):
     assert layer.resources()["BRAM18"] == sum(m.resources()["BRAM18"] for m in declared.values())
 
 
-KERNEL_HEADERS = sorted({cls.KERNEL_HEADER for cls in KINDS.values() if issubclass(cls, GraphLayer)} |
-                        {"fg_thresholds.h"})
+KERNEL_HEADERS = sorted({cls.KERNEL_HEADER for cls in KINDS.values() if issubclass(cls, GraphLayer)})
 
 
 @pytest.mark.parametrize("header", KERNEL_HEADERS)
