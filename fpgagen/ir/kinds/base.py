@@ -204,7 +204,7 @@ def threshold_dtype(thresholds: np.ndarray) -> DataType:
 def threshold_memories(thresholds: np.ndarray, negate: np.ndarray | None, lanes: int, style: str,
                        bits: int | None = None) -> list[Memory]:
     """The one threshold layout of every kind that thresholds (the kernels count with fg_arith.h's
-    ``count_passed``): a (C, NT) table read one fold of ``lanes`` channels per cycle is one ROM of C/lanes words,
+    count_passed): a (C, NT) table read one fold of ``lanes`` channels per cycle is one ROM of C/lanes words,
     word r holding the lanes x NT thresholds of channels r*lanes .. r*lanes + lanes-1, lane p's at p*NT
     ([1][C/lanes][lanes*NT], ``threshold_words``; one address counter, and a BRAM packs all lanes). ``bits``: the
     stored width (default ``threshold_dtype``'s). With ``negate``, the per-channel flags [1][C/lanes][lanes] in
