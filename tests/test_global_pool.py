@@ -103,7 +103,10 @@ def test_gap_memories_and_folding():
     assert [o["pe"] for o in layer.fold_options() if o["thr_style"] == "bram"] == [1, 2, 3]  # not at PE = C
     sums, thr, neg = layer.memories()
     assert (sums.banks, sums.depth, sums.elems, sums.storage) == (1, 2, 3, "registers")
-    assert (thr.banks, thr.depth, thr.elems) == (3, 2, layer.nt) and neg.elems == 1
+    # one word per channel fold, lane p's thresholds at p*NT (the layout of every thresholding kind)
+    assert (thr.banks, thr.depth, thr.elems) == (1, 2, 3 * layer.nt) and (neg.banks, neg.depth, neg.elems) == (1, 2, 3)
+    bram = GlobalAveragePool(**{**layer.__dict__, "thr_style": "bram"}).memories()
+    assert bram[1].storage == "bram" and bram[2].storage == "lutram"  # a few flag bits are not worth a BRAM18
     assert layer.cycles() == 15 * 2 and layer.sum_dtype == DataType["INT12"]  # 15 x INT8
     text = render_instance(layer)
     assert "fg::global_pool_requant<" in text and "BIND_STORAGE variable=thresholds" in text

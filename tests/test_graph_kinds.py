@@ -20,7 +20,7 @@ from fpgagen.ir.kinds import (
     KINDS,
     AffineView,
     GraphLayer,
-    MaxPoolGeneral,
+    MaxPool,
     QuantSpec,
     StreamFork,
     Upsample,
@@ -287,7 +287,7 @@ def test_add_factors_and_errors():
                                                                  clamp=(0, 1))], [(1, 1, 2)] * 2, "add")
 
 
-# --- MaxPoolGeneral -----------------------------------------------------------------------------------------
+# --- MaxPool (both kernels: the lowering's layer picks one) ---------------------------------------------------
 def maxpool_cases():
     u4, i5 = DataType["UINT4"], DataType["INT5"]
     pos = AffineView(np.full(4, 0.5), np.zeros(4), u4)
@@ -318,7 +318,7 @@ MAXPOOLS = maxpool_cases()
 
 
 @pytest.mark.parametrize("case", MAXPOOLS, ids=lambda c: c[0].name)
-def test_maxpool_general_reference_and_kernel(case):
+def test_maxpool_reference_and_kernel(case):
     layer, view, pre_pad, out_view = case
     rng = np.random.default_rng(5)
     x = codes(rng, view.dtype, layer.in_shapes[0], frames=3)
@@ -335,14 +335,15 @@ def test_maxpool_general_reference_and_kernel(case):
         pooled = torch.nn.functional.max_pool2d(t, layer.kernel, layer.stride, padding=(own[0], own[1]))
     expect = pooled.permute(0, 2, 3, 1).numpy()
     assert np.array_equal(out_view.real(ref), expect)
-    (got,) = bench("fg_maxpool_general.h", [c[0] for c in MAXPOOLS] + RANDOM_MAXPOOLS).run(layer.name, [x])
+    (got,) = bench("fg_maxpool.h", [c[0] for c in MAXPOOLS] + RANDOM_MAXPOOLS).run(layer.name, [x])
     assert np.array_equal(got, ref)
     check_io_pattern(layer)
     check_doc_roundtrip(layer)
 
 
-def test_maxpool_general_memory_and_errors():
+def test_maxpool_memory_and_errors():
     yolo = next(c[0] for c in MAXPOOLS if c[0].name == "mp_yolo_s1")
+    assert not yolo.plain and "fg::maxpool_general<" in render_instance(yolo)
     (rows,) = yolo.memories()
     assert (rows.banks, rows.reads, rows.writes) == (4, 1, 1) and rows.ports_ok()
     assert rows.depth == 3 * yolo.channel_words  # ceil(6 padded columns / KW=2) pixels per bank
@@ -357,6 +358,24 @@ def test_maxpool_general_memory_and_errors():
         lower_maxpool(node("MaxPool", kernel_shape=[2, 2], ceil_mode=1), view, (3, 3, 2), "mp")
 
 
+def test_maxpool_picks_the_cheaper_kernel_for_non_overlapping_windows():
+    """kernel == stride without padding: the non-overlapping kernel (KH-1 row memories of OW words, plus the
+    pipeline depth in cycles); the same window through the general kernel costs KH*KW banks. Any other window,
+    or a wider output type, takes the general kernel."""
+    plain = next(c[0] for c in MAXPOOLS if c[0].name == "mp_2x2_s2")
+    assert plain.plain and "fg::maxpool<" in render_instance(plain)
+    colmax, rowmax = plain.memories()
+    assert (rowmax.banks, rowmax.depth) == (1, plain.out_shape[1] * plain.channel_words)
+    assert plain.cycles() == 3 * 5 * plain.channel_words + plain.PIPELINE_DEPTH
+    general = MaxPool("g", plain.in_shape, plain.out_shape, plain.in_dtype, DataType["UINT5"], kernel=(2, 2),
+                      pe=plain.pe)
+    assert not general.plain and general.cycles() == 3 * 5 * general.channel_words
+    (rows,) = general.memories()
+    assert rows.banks * rows.depth > rowmax.banks * rowmax.depth
+    assert not MaxPool("s", (4, 4, 2), (3, 3, 2), DataType["UINT4"], DataType["UINT4"], kernel=(2, 2),
+                       stride=(1, 1)).plain
+
+
 def test_pad_of_node():
     consts = {"p": np.array([0, 0, 0, 0, 0, 0, 1, 1]), "v": np.array(0.0, np.float32),
               "bad": np.array([0, 1, 0, 0, 0, 0, 0, 0])}
@@ -368,7 +387,7 @@ def test_pad_of_node():
 
 
 # --- random configurations of the two kernels with the most counters ----------------------------------------
-def random_maxpools(n: int = 8) -> list[MaxPoolGeneral]:
+def random_maxpools(n: int = 8) -> list[MaxPool]:
     rng = np.random.default_rng(11)
     out = []
     for i in range(n):
@@ -383,8 +402,8 @@ def random_maxpools(n: int = 8) -> list[MaxPoolGeneral]:
         ph, pw = h + pads[0] + pads[2], w + pads[1] + pads[3]
         out_shape = ((ph - kh) // sh + 1, (pw - kw) // sw + 1, c)
         pad = int(rng.integers(int(dt.min()), int(dt.max()) + 1))
-        layer = MaxPoolGeneral(f"mp_rand{i}", ((h, w, c),), (out_shape,), (dt,), (dt,), kernel=(kh, kw),
-                               stride=(sh, sw), pads=pads, pad_value=pad, pe=pe)
+        layer = MaxPool(f"mp_rand{i}", (h, w, c), out_shape, dt, dt, kernel=(kh, kw), stride=(sh, sw), pads=pads,
+                        pad_value=pad, pe=pe)
         layer.validate()
         out.append(layer)
     return out
@@ -408,14 +427,14 @@ RANDOM_MAXPOOLS, RANDOM_UPSAMPLES = random_maxpools(), random_upsamples()
 
 
 @pytest.mark.parametrize("layer", RANDOM_MAXPOOLS, ids=lambda x: x.name)
-def test_maxpool_general_random_configs(layer):
+def test_maxpool_random_configs(layer):
     x = codes(np.random.default_rng(13), layer.in_dtypes[0], layer.in_shapes[0], frames=2)
     (ref,) = layer.run([x])
     t = torch.nn.functional.pad(torch.tensor(x, dtype=torch.float64).permute(0, 3, 1, 2),
                                 (layer.pads[1], layer.pads[3], layer.pads[0], layer.pads[2]), value=layer.pad_value)
     expect = torch.nn.functional.max_pool2d(t, layer.kernel, layer.stride).permute(0, 2, 3, 1).numpy()
     assert np.array_equal(ref, expect.astype(np.int64))
-    (got,) = bench("fg_maxpool_general.h", [c[0] for c in MAXPOOLS] + RANDOM_MAXPOOLS).run(layer.name, [x])
+    (got,) = bench("fg_maxpool.h", [c[0] for c in MAXPOOLS] + RANDOM_MAXPOOLS).run(layer.name, [x])
     assert np.array_equal(got, ref)
     check_io_pattern(layer)
 
@@ -558,7 +577,7 @@ def test_emitted_memories_match_declarations(layer):
 
 
 KERNEL_HEADERS = sorted({cls.KERNEL_HEADER for cls in KINDS.values() if issubclass(cls, GraphLayer)} |
-                        {"fg_thresholds.h"})
+                        {"fg_maxpool_general.h"})  # MaxPool's kernel for any window (its KERNEL_HEADER includes it)
 
 
 @pytest.mark.parametrize("header", KERNEL_HEADERS)

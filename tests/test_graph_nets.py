@@ -19,7 +19,7 @@ from fpgagen.accelerator import Accelerator
 from fpgagen.ir import Network, out_ports
 
 EXPECTED_KINDS = {"residual": {"StreamFork", "AddStreams"}, "concat": {"StreamFork", "Concat"},
-                  "upsample": {"Upsample"}, "pad_pool": {"MaxPoolGeneral"},
+                  "upsample": {"Upsample"}, "pad_pool": {"MaxPool"},
                   "concat_conv": {"StreamFork", "Concat", "Upsample"}, "concat_conv1x1": {"StreamFork", "Concat"},
                   "concat_linear": {"StreamFork", "Concat"}}
 

@@ -1,5 +1,5 @@
-// fpgagen static kernel library: arithmetic shared by the MVAU (fg_mvau.h) and the standalone threshold
-// (fg_threshold.h): ROM reads and multi-threshold comparisons.
+// fpgagen static kernel library: arithmetic shared by every kind that thresholds (the MVAU, Threshold, XnorMVAU,
+// AddStreams, Concat, GlobalAveragePool): ROM reads and multi-threshold comparisons.
 #pragma once
 #include "fg_common.h"
 
@@ -24,6 +24,8 @@ inline bool reaches(const V &value, const TROM &threshold) {
 
 // Parallel thresholds: how many of the NT thresholds word[base .. base+NT-1] (one lane's share of the ROM word
 // read at the fold's address) the value reaches. Constant indices after unrolling: no multiplexer into the word.
+// Every kind stores its thresholds so (fpgagen.ir.kinds.base.threshold_memories): [1][folds][PE*NT], lane p at
+// base p*NT.
 template <unsigned NT, typename THR, typename V, typename TROM>
 inline unsigned count_passed(const V &value, const TROM word[], unsigned base) {
     unsigned passed = 0;

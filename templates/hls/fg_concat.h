@@ -1,8 +1,7 @@
 // fpgagen static kernel library: Concat (fpgagen/ir/kinds/concat.py). Channel concatenation of K streams of
 // possibly different element types, with optional per-channel requantization by thresholds.
 #pragma once
-#include "fg_common.h"
-#include "fg_thresholds.h"
+#include "fg_arith.h"
 
 namespace fg {
 
@@ -68,12 +67,13 @@ concat_words:
     }
 }
 
-// As concat, and each channel c of output word w, lane p, becomes OUT_BASE + #{k : x' >= thresholds[p][w][k]},
-// x' = -x where negate[p][w][0] (a negative scale).
+// As concat, and each channel c of output word w, lane p, becomes
+// OUT_BASE + #{k : x' >= thresholds[0][w][p*NT + k]}, x' = -x where negate[0][w][p] (a negative scale;
+// count_passed, fg_arith.h).
 template <class C, typename... Ins>
 void concat_requant(hls::stream<Vec<typename C::out_t, C::PE> > &out,
-                    const typename C::thr_rom_t thresholds[C::PE][C::WORDS][C::NT],
-                    const typename C::neg_rom_t negate[C::PE][C::WORDS][1], Ins &... ins) {
+                    const typename C::thr_rom_t thresholds[1][C::WORDS][C::PE * C::NT],
+                    const typename C::neg_rom_t negate[1][C::WORDS][C::PE], Ins &... ins) {
     static_assert(sizeof...(Ins) == C::K, "one input stream per concat branch");
     ConcatCounters n = {0, C::branch_words(0), 0};
 concat_requant_words:
@@ -85,8 +85,8 @@ concat_requant_words:
     concat_requant_lanes:
         for (unsigned p = 0; p < C::PE; p++) {
 #pragma HLS UNROLL
-            const typename C::V value = negate[p][n.w][0] ? typename C::V(-x.v[p]) : x.v[p];
-            y.v[p] = C::OUT_BASE + int(thresholds_reached<C::NT, typename C::thr_t>(value, thresholds[p][n.w]));
+            const typename C::V value = negate[0][n.w][p] ? typename C::V(-x.v[p]) : x.v[p];
+            y.v[p] = C::OUT_BASE + int(count_passed<C::NT, typename C::thr_t>(value, thresholds[0][n.w], p * C::NT));
         }
         push(out, y);
         concat_advance<C>(n);

@@ -1,8 +1,7 @@
 // fpgagen static kernel library: global average pooling as integer sums (fpgagen/ir/kinds/global_pool.py), the
 // 1/(H*W) and the Quant after it folded into per-channel thresholds on the sums.
 #pragma once
-#include "fg_common.h"
-#include "fg_thresholds.h"
+#include "fg_arith.h"
 
 namespace fg {
 
@@ -44,13 +43,13 @@ global_pool_words:
     }
 }
 
-// As global_pool, and each finished sum S of lane p becomes OUT_BASE + #{k : S' >= thresholds[p][cw][k]}, S' = -S
-// where negate[p][cw][0]. C adds V (a signed type holding +-S), NT, OUT_BASE, thr_t. Memories add
-// thresholds[PE][CW][NT] and negate[PE][CW][1] (fpgagen.ir.kinds.base.threshold_memories).
+// As global_pool, and each finished sum S of lane p becomes OUT_BASE + #{k : S' >= thresholds[0][cw][p*NT + k]},
+// S' = -S where negate[0][cw][p] (count_passed, fg_arith.h). C adds V (a signed type holding +-S), NT, OUT_BASE,
+// thr_t. Memories add thresholds[1][CW][PE*NT] and negate[1][CW][PE] (fpgagen.ir.kinds.base.threshold_memories).
 template <class C, typename TROM, typename NROM>
 void global_pool_requant(hls::stream<Vec<typename C::in_t, C::PE> > &in,
                          hls::stream<Vec<typename C::out_t, C::PE> > &out, typename C::sum_t (&sums)[1][C::CW][C::PE],
-                         const TROM (&thresholds)[C::PE][C::CW][C::NT], const NROM (&negate)[C::PE][C::CW][1]) {
+                         const TROM (&thresholds)[1][C::CW][C::PE * C::NT], const NROM (&negate)[1][C::CW][C::PE]) {
 #pragma HLS INLINE
     unsigned cw = 0, px = 0;
 global_pool_requant_words:
@@ -62,8 +61,8 @@ global_pool_requant_words:
         for (unsigned p = 0; p < C::PE; p++) {
 #pragma HLS UNROLL
             const typename C::V sum = pool_add<C>(sums, cw, p, px == 0, x.v[p]);
-            const typename C::V value = negate[p][cw][0] ? typename C::V(-sum) : sum;
-            y.v[p] = C::OUT_BASE + int(thresholds_reached<C::NT, typename C::thr_t>(value, thresholds[p][cw]));
+            const typename C::V value = negate[0][cw][p] ? typename C::V(-sum) : sum;
+            y.v[p] = C::OUT_BASE + int(count_passed<C::NT, typename C::thr_t>(value, thresholds[0][cw], p * C::NT));
         }
         if (px == C::PIXELS - 1) push(out, y);
         if (cw == C::CW - 1) {

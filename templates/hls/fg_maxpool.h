@@ -1,6 +1,8 @@
-// fpgagen static kernel library: non-overlapping max pooling on integer codes.
+// fpgagen static kernel library: the MaxPool kind's kernels (fpgagen/ir/kinds/maxpool.py): non-overlapping max
+// pooling on integer codes here, any other window in fg_maxpool_general.h (the layer's config picks one).
 #pragma once
 #include "fg_common.h"
+#include "fg_maxpool_general.h"
 #ifndef FG_STREAM_LOOPS
 #include "fg_model.h"
 #endif
@@ -14,7 +16,7 @@
 namespace fg {
 
 // One input word (PE channels of one pixel) per cycle, in one flat pipelined loop of IH * IW * CW iterations.
-// Memories (declared by the layer, fpgagen.ir.layers.MaxPool.memories):
+// Memories (declared by the layer, fpgagen.ir.kinds.maxpool.MaxPool.memories):
 //   colmax[1][CW][PE]: registers, a shift register of the CW channel folds: the maximum over the window's
 //     columns so far for each fold; the fold read now comes back at the head CW cycles later, whatever CW.
 //   rowmax[KH-1][OW*CW][PE]: row memory k holds, between input rows, the maximum over window rows 0..k.

@@ -1,5 +1,5 @@
-// fpgagen static kernel library: MaxPoolGeneral (fpgagen/ir/kinds/maxpool_general.py). Max pooling with any
-// kernel, stride and padding on integer codes.
+// fpgagen static kernel library: the MaxPool kind's kernel for any kernel, stride and padding (fpgagen/ir/kinds/
+// maxpool.py; fg_maxpool.h holds the cheaper one for non-overlapping windows and includes this one).
 #pragma once
 #include "fg_common.h"
 

@@ -26,8 +26,7 @@ from .affine import AffineView, PendingMVAU, QuantSpec, Requant, StreamView, per
 from .base import GraphLayer, Lowered, Lowering, LoweringContext, Shape
 from .concat import Concat, lower_concat
 from .fork import StreamFork, lower_fork
-from .maxpool import MaxPool
-from .maxpool_general import MaxPoolGeneral, lower_maxpool, pad_of_node
+from .maxpool import MaxPool, lower_maxpool, pad_of_node
 from .mvau import MVAU
 from .sliding_window import SlidingWindow
 from .threshold import QuantizedConst, Threshold, quant_params, quant_spec, quantized_const
@@ -37,8 +36,8 @@ from .xnor import XnorMVAU, xnor_from_mvau, xnor_rewrite
 
 # The registration: one module per kind, each declaring KINDS (its classes), LOWERINGS (ONNX op type -> Lowering)
 # and optionally REWRITES (layer -> a cheaper layer with the same codes, or None).
-KIND_MODULES = ("fork", "concat", "upsample", "add", "maxpool_general", "xnor", "channel_slice",
-                "sliding_window", "mvau", "maxpool", "threshold", "width_converter", "vvu", "global_pool",
+KIND_MODULES = ("fork", "concat", "upsample", "add", "maxpool", "xnor", "channel_slice",
+                "sliding_window", "mvau", "threshold", "width_converter", "vvu", "global_pool",
                 "letterbox", "view_ops")
 
 _modules = [import_module(f".{name}", __name__) for name in KIND_MODULES]
@@ -69,7 +68,7 @@ def apply_rewrites(layer):
 
 
 __all__ = ["AffineView", "QuantSpec", "Requant", "requantize", "GraphLayer", "Shape", "StreamFork", "Concat",
-           "Upsample", "AddStreams", "MaxPoolGeneral", "lower_fork", "lower_concat", "lower_resize", "lower_add",
+           "Upsample", "AddStreams", "lower_fork", "lower_concat", "lower_resize", "lower_add",
            "lower_maxpool", "pad_of_node", "XnorMVAU", "xnor_from_mvau", "xnor_rewrite", "KINDS", "LOWERINGS",
            "REWRITES", "apply_rewrites", "lowering_for", "RULES", "KIND_MODULES", "StreamView", "PendingMVAU",
            "per_channel", "QuantizedConst", "quant_params", "quant_spec", "quantized_const", "MVAU", "SlidingWindow",

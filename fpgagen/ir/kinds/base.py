@@ -143,7 +143,7 @@ class PEWords:
 class Requantizing:
     """The thresholds of a Quant fused into a kind's output (AddStreams, Concat, GlobalAveragePool): output code
     ``out_base + #{k : x' >= thresholds[c, k]}`` with ``x' = -x`` where ``negate[c]``; no thresholds: the values
-    themselves are the output. Read one row of ``pe`` channels per cycle from ``thr_style`` memory
+    themselves are the output. Read one fold of ``pe`` channels per cycle from ``thr_style`` memory
     (``threshold_memories``). Mixed in before GraphLayer, after PEWords."""
 
     thresholds: np.ndarray | None = field(default=None, repr=False)  # (C, NT), non-decreasing per row, or None
@@ -160,10 +160,10 @@ class Requantizing:
         return 0 if self.thresholds is None else self.thresholds.shape[1]
 
     def threshold_tiles(self) -> np.ndarray:
-        return threshold_tiles(self.thresholds, self.pe)
+        return threshold_words(self.thresholds, self.pe)
 
     def negate_tiles(self) -> np.ndarray:
-        return threshold_tiles(np.asarray(self.negate, np.int64)[:, None], self.pe)
+        return threshold_words(np.asarray(self.negate, np.int64)[:, None], self.pe)
 
 
 def same_channels(views) -> list[tuple[int, int]]:
@@ -201,20 +201,28 @@ def threshold_dtype(thresholds: np.ndarray) -> DataType:
     return smallest_dtype(min(int(thresholds.min()), -1), max(int(thresholds.max()), 0))
 
 
-def threshold_memories(thresholds: np.ndarray, negate: np.ndarray, lanes: int, style: str) -> list[Memory]:
-    """A (rows, NT) threshold table read one row of ``lanes`` channels per cycle: [lanes][rows/lanes][NT] words,
-    plus the per-channel negate flags [lanes][rows/lanes][1]."""
+def threshold_memories(thresholds: np.ndarray, negate: np.ndarray | None, lanes: int, style: str,
+                       bits: int | None = None) -> list[Memory]:
+    """The one threshold layout of every kind that thresholds (the kernels count with fg_arith.h's
+    count_passed): a (C, NT) table read one fold of ``lanes`` channels per cycle is one ROM of C/lanes words,
+    word r holding the lanes x NT thresholds of channels r*lanes .. r*lanes + lanes-1, lane p's at p*NT
+    ([1][C/lanes][lanes*NT], ``threshold_words``; one address counter, and a BRAM packs all lanes). ``bits``: the
+    stored width (default ``threshold_dtype``'s). With ``negate``, the per-channel flags [1][C/lanes][lanes] in
+    LUTs (a BRAM18 for a few bits per word would be waste). Constants (registers) when C == lanes."""
     rows, nt = thresholds.shape
     depth = rows // lanes
-    storage = style if depth > 1 else "registers"
-    return [Memory("thresholds", lanes, depth, nt, threshold_dtype(thresholds).bitwidth(), storage, reads=1),
-            Memory("negate", lanes, depth, 1, 1, storage, reads=1)]
+    bits = bits or threshold_dtype(thresholds).bitwidth()
+    mems = [Memory("thresholds", 1, depth, lanes * nt, bits, style if depth > 1 else "registers")]
+    if negate is not None:
+        mems.append(Memory("negate", 1, depth, lanes, 1, "lutram" if depth > 1 else "registers"))
+    return mems
 
 
-def threshold_tiles(table: np.ndarray, lanes: int) -> np.ndarray:
-    """(rows, K) -> [lanes][rows/lanes][K]: row r*lanes + p goes to lane p, address r."""
+def threshold_words(table: np.ndarray, lanes: int) -> np.ndarray:
+    """(rows, K) -> [1][rows/lanes][lanes*K], ``threshold_memories``' layout: row r*lanes + p's K values in word
+    r at p*K."""
     rows, k = table.shape
-    return table.reshape(rows // lanes, lanes, k).transpose(1, 0, 2)
+    return np.asarray(table).reshape(1, rows // lanes, lanes * k)
 
 
 def compare_luts(lanes: int, nt: int, value_bits: int, thr_bits: int) -> int:
@@ -225,4 +233,4 @@ def compare_luts(lanes: int, nt: int, value_bits: int, thr_bits: int) -> int:
 
 __all__ = ["Shape", "GraphLayer", "Lowering", "LoweringContext", "Lowered", "same_channels", "Requantizing",
            "Cpp", "PEWords", "MEM_STYLES", "CONTROL_LUT", "CONTROL_FF", "divisors", "render_instance",
-           "environment", "threshold_dtype", "threshold_memories", "threshold_tiles", "compare_luts", "resources"]
+           "environment", "threshold_dtype", "threshold_memories", "threshold_words", "compare_luts", "resources"]

@@ -13,10 +13,10 @@ which float64 holds exactly only for N a power of two; any other N is refused wi
 
 Kernel ``fg::global_pool`` / ``fg::global_pool_requant`` (templates/hls/fg_global_pool.h): one flat loop, II=1,
 of H*W*C/PE iterations, each popping one word of PE channels and adding it to the sums of its channel fold; during
-the last pixel each iteration pushes its fold's PE finished sums, or their codes (NT comparators per lane, the
-graph kinds' thresholds_reached, a negated compare where a_c < 0). Memories: the sums, C/PE words of PE in
-registers (read, added to and written every cycle at the fold the counter names), and the threshold table and
-negate flags (fpgagen.ir.kinds.base.threshold_memories).
+the last pixel each iteration pushes its fold's PE finished sums, or their codes (NT comparators per lane,
+fg_arith.h's count_passed as every thresholding kind, a negated compare where a_c < 0). Memories: the sums, C/PE
+words of PE in registers (read, added to and written every cycle at the fold the counter names), and the
+threshold table and negate flags (fpgagen.ir.kinds.base.threshold_memories).
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ from ..layers import (
     resources,
 )
 from .affine import StreamView, per_channel
-from .base import Lowered, Lowering
+from .base import Lowered, Lowering, threshold_words
+from .base import threshold_memories as shared_threshold_memories
 from .sliding_window import SlidingWindow
 from .threshold import QuantizedConst, node_error
 
@@ -292,14 +293,15 @@ class MVAU(OnePortLayer):
 
     def threshold_memories(self) -> list[Memory]:
         """``parallel``: one ROM of NF words, each the PE x NT thresholds of one output fold (every PE reads the
-        same address). ``search`` (binary search, as finn-rtllib's thresholding: one memory per stage): stage s
-        holds 2^s thresholds per channel, NF*2^s words of TB bits per PE, and each PE reads its own address
-        nf*2^s + j (j: its answer's top s bits); in BRAM two PEs share a bank through its two read ports."""
+        same address: the layout of every thresholding kind, fpgagen.ir.kinds.base.threshold_memories). ``search``
+        (binary search, as finn-rtllib's thresholding: one memory per stage): stage s holds 2^s thresholds per
+        channel, NF*2^s words of TB bits per PE, and each PE reads its own address nf*2^s + j (j: its answer's top
+        s bits); in BRAM two PEs share a bank through its two read ports."""
         if not self.nt:
             return []
         nf, tb = self.mh // self.pe, self.thr_bits
         if self.thr_mode == "parallel":
-            return [Memory("thresholds", 1, nf, self.pe * self.nt, tb, self.thr_style if nf > 1 else "registers")]
+            return shared_threshold_memories(self.thresholds, None, self.pe, self.thr_style, tb)
         out = []
         for s in range(self.search_stages):
             storage = self.search_storage(nf * 2**s)
@@ -349,7 +351,7 @@ class MVAU(OnePortLayer):
         nf, sf = self.mh // self.pe, self.mw // self.simd
         out = {"weights": self.weight_tiles().transpose(1, 0, 2).reshape(1, nf * sf, self.pe * self.simd)}
         if self.nt and self.thr_mode == "parallel":
-            out["thresholds"] = self.threshold_tiles().transpose(1, 0, 2).reshape(1, nf, self.pe * self.nt)
+            out["thresholds"] = threshold_words(self.thresholds, self.pe)
         elif self.nt:
             for mem, table in zip(self.threshold_memories(), self.search_tables(), strict=True):
                 lanes = self.pe // mem.banks  # [PE][NF][2^s] -> PE p in bank p // lanes at offset (p % lanes)*depth
@@ -445,10 +447,6 @@ class MVAU(OnePortLayer):
         nf, sf = self.mh // self.pe, self.mw // self.simd
         return self.weights.reshape(nf, self.pe, sf, self.simd).transpose(1, 0, 2, 3).reshape(
             self.pe, nf * sf, self.simd)
-
-    def threshold_tiles(self) -> np.ndarray:
-        """Thresholds as the kernel's ROM: [PE][NF][NT]."""
-        return fold_channels(self.thresholds, self.pe)
 
 
 def _group(node) -> int:

@@ -25,13 +25,12 @@ from ..layers import (
     OnePortLayer,
     add_resources,
     divisors,
-    fold_channels,
     greedy_channel_pe,
     memory_resources,
     resources,
 )
 from .affine import QuantSpec, StreamView, per_channel
-from .base import Lowered, Lowering
+from .base import Lowered, Lowering, threshold_memories, threshold_words
 
 
 @dataclass(eq=False)
@@ -69,9 +68,6 @@ class Threshold(OnePortLayer):
         h, w, c = self.in_shape
         return h * w * c // self.pe
 
-    def threshold_tiles(self) -> np.ndarray:
-        return fold_channels(self.thresholds, self.pe)
-
     @property
     def thr_bits(self) -> int:
         return smallest_dtype(min(int(self.thresholds.min()), -1), int(self.thresholds.max())).bitwidth()
@@ -96,17 +92,13 @@ class Threshold(OnePortLayer):
         return apply_thresholds(x, self.thresholds, self.out_base, self.negate)
 
     def memories(self) -> list[Memory]:
-        """The threshold ROM (C/PE words, each the PE x NT thresholds of one channel fold; every lane reads the
-        same address) and the negate flags (C/PE words of PE bits, in LUTs: a BRAM18 for PE bits would be waste);
-        constants when C == PE."""
-        cw, nt = self.in_shape[2] // self.pe, self.thresholds.shape[1]
-        return [Memory("thresholds", 1, cw, self.pe * nt, self.thr_bits, self.thr_style if cw > 1 else "registers"),
-                Memory("negate", 1, cw, self.pe, 1, "lutram" if cw > 1 else "registers")]
+        """The threshold ROM and the negate flags in the layout every thresholding kind shares
+        (fpgagen.ir.kinds.base.threshold_memories)."""
+        return threshold_memories(self.thresholds, self.negate, self.pe, self.thr_style, self.thr_bits)
 
     def memory_contents(self) -> dict[str, np.ndarray]:
-        cw, nt = self.in_shape[2] // self.pe, self.thresholds.shape[1]
-        return {"thresholds": self.threshold_tiles().transpose(1, 0, 2).reshape(1, cw, self.pe * nt),
-                "negate": self.negate_tiles().T.reshape(1, cw, self.pe)}
+        return {"thresholds": threshold_words(self.thresholds, self.pe),
+                "negate": threshold_words(self.negate.astype(np.int64)[:, None], self.pe)}
 
     def memory_dtypes(self) -> dict[str, DataType]:
         return {"thresholds": DataType[f"INT{self.thr_bits}"], "negate": DataType["BINARY"]}
@@ -120,9 +112,6 @@ class Threshold(OnePortLayer):
         mem = {**mem, "LUT": math.ceil(1.1 * mem["LUT"])}
         return add_resources(mem, resources(LUT=1.1 * self.pe * cmp + CONTROL_LUT,
                                             FF=self.pe * (self.in_bits + nt + self.out_bits) + CONTROL_FF))
-
-    def negate_tiles(self) -> np.ndarray:
-        return fold_channels(self.negate.astype(np.int64)[:, None], self.pe)[..., 0]
 
 
 def node_error(node, what: str, fix: str) -> FpgagenError:

@@ -38,7 +38,16 @@ from qonnx.core.datatype import DataType
 from ...errors import FpgagenError
 from ...quant import apply_thresholds, smallest_dtype
 from ..memory import Memory
-from .base import CONTROL_FF, CONTROL_LUT, MEM_STYLES, GraphLayer, divisors, resources, threshold_tiles
+from .base import (
+    CONTROL_FF,
+    CONTROL_LUT,
+    MEM_STYLES,
+    GraphLayer,
+    divisors,
+    resources,
+    threshold_memories,
+    threshold_words,
+)
 
 BIPOLAR = DataType["BIPOLAR"]
 BINARY = DataType["BINARY"]
@@ -169,13 +178,11 @@ class XnorMVAU(GraphLayer):
         mems = [Memory("weights", self.pe, depth, self.simd, 1, self.mem_style if depth > 1 else "registers"),
                 Memory("inbuf", 1, self.sf, self.simd, 1, "lutram" if self.sf > 1 else "registers",
                        reads=1, writes=1)]
-        if self.nt:
-            bits = self.popcount_dtype.bitwidth()
-            mems.append(Memory("thresholds", self.pe, self.nf, self.nt, bits,
-                               self.thr_style if self.nf > 1 else "registers"))
+        bits = self.popcount_dtype.bitwidth()
+        if self.nt:  # the layout every thresholding kind shares, and the offsets the same way: one word per fold
+            mems += threshold_memories(self.popcount_thresholds(), None, self.pe, self.thr_style, bits)
         if self.bits_acc:
-            mems.append(Memory("offsets", self.pe, self.nf, 1, self.popcount_dtype.bitwidth(),
-                               self.thr_style if self.nf > 1 else "registers"))
+            mems.append(Memory("offsets", 1, self.nf, self.pe, bits, self.thr_style if self.nf > 1 else "registers"))
         return mems
 
     def logic(self) -> dict[str, int]:
@@ -205,10 +212,10 @@ class XnorMVAU(GraphLayer):
             self.pe, self.nf * self.sf, self.simd)
 
     def threshold_tiles(self) -> np.ndarray:
-        return threshold_tiles(self.popcount_thresholds(), self.pe)
+        return threshold_words(self.popcount_thresholds(), self.pe)
 
     def offset_tiles(self) -> np.ndarray:
-        return threshold_tiles(self.negatives()[:, None], self.pe)
+        return threshold_words(self.negatives()[:, None], self.pe)
 
 
 def xnor_from_mvau(name: str, in_shape, weights: np.ndarray, thresholds: np.ndarray | None, out_base: int,
