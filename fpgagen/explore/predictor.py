@@ -51,9 +51,10 @@ def output_of(model, x):
 def perturbation(y, y_ref) -> float:
     """``mean(e^2) / mean(y_ref^2)`` with ``e = y - y_ref`` less its mean over each output channel (axis 1; over
     everything for a 1-D output): a quantizer's shift of a channel's mean is what bias correction, or the first steps
-    of a fine-tune (a bias, a BatchNorm's beta), takes away, so it is not counted as damage. On the face detector's
-    stored explore (docs/explore/face_pareto.json: 3 fitted + 6 held-out fine-tunes) this ranks the held-out points
-    at Spearman 0.829 (MAE 0.122) where the raw output error gave 0.771 (MAE 0.125)."""
+    of a fine-tune (a bias, a BatchNorm's beta), takes away, so it is not counted as damage. Re-scored on an earlier
+    face explore's fine-tunes (3 fitted + 6 held out) it ranked the held-out points at Spearman 0.829 (MAE 0.122)
+    where the raw output error gave 0.771 (MAE 0.125); the fresh run in docs/explore/face_pareto.json gives 0.829
+    (MAE 0.170)."""
     e = y - y_ref
     dims = [d for d in range(e.ndim) if d != 1] if e.ndim > 1 else [0]
     e = e - e.mean(dim=dims, keepdim=True)
