@@ -304,6 +304,28 @@ def test_factory_missing_or_raising(tmp_path):
         contract.discover(c, contract.calibration_data(c))
 
 
+def test_factory_settings_are_part_of_the_identity(tmp_path, monkeypatch):
+    """A factory module's settings() (the face detector's sizes, read from the environment) goes into the run
+    folder's identity: resuming under other settings is refused instead of mixing fine-tunes of both."""
+    from fpgagen.explore import contract
+    from fpgagen.explore.run import identity, open_run_folder
+
+    mod = tmp_path / "sized.py"
+    mod.write_text(f"import os, sys\nsys.path.insert(0, {str(Path(TINY).parent)!r})\n"
+                   "from explore_tiny import factory, evaluate, calibration\n"
+                   "def settings():\n    return {'ITERS': int(os.environ.get('SIZED_ITERS', 30))}\n")
+    specs = {"factory": f"{mod}:factory"}
+    cfg = tiny_config(tmp_path / "run")
+    assert contract.resolve(f"{TINY}:factory").settings is None
+    settings = contract.resolve(f"{mod}:factory").settings
+    assert settings == {"ITERS": 30}
+    open_run_folder(tmp_path / "run", identity(cfg, specs, settings))
+    open_run_folder(tmp_path / "run", identity(cfg, specs, settings))  # the same: resumed
+    monkeypatch.setenv("SIZED_ITERS", "150")
+    with pytest.raises(FpgagenError, match="different explore .*settings"):
+        open_run_folder(tmp_path / "run", identity(cfg, specs, contract.resolve(f"{mod}:factory").settings))
+
+
 def test_discovered_lengths():
     from fpgagen.explore import contract
 

@@ -8,7 +8,10 @@
 * ``calibration()``: synthetic training images at 160x160;
 * ``BASELINE``: LPYOLO's hand-picked 4W4A (first layer's weights 8-bit, as the paper's).
 
-The environment variables FPGAGEN_EXPLORE_FACE_ITERS, _EVAL_IMAGES and _TRAIN_IMAGES shrink it (tests, benches)."""
+The environment variables FPGAGEN_EXPLORE_FACE_ITERS, _EVAL_IMAGES and _TRAIN_IMAGES shrink it (tests, benches);
+``settings()`` reports them, and an explore's run folder records them (a resume under other sizes is refused).
+For one width pattern and one set of sizes, fine-tune + evaluate is reproducible: the same state and AP in one
+process, in another, and from a freshly generated data folder (the data, the batches and the QAT are seeded)."""
 
 from __future__ import annotations
 
@@ -35,6 +38,11 @@ DEFAULTS = {"ITERS": 150, "EVAL_IMAGES": 300, "TRAIN_IMAGES": 800}  # QAT iterat
 def _size(name: str) -> int:
     """Read when used (a Ray worker may import this module before the driver's settings change)."""
     return int(os.environ.get(f"FPGAGEN_EXPLORE_FACE_{name}", DEFAULTS[name]))
+
+
+def settings() -> dict[str, int]:
+    """The sizes in force (the explore's run-folder identity: a resume under other sizes is another explore)."""
+    return {name: _size(name) for name in DEFAULTS}
 
 
 def _bits(value, n: int, what: str) -> list[int]:

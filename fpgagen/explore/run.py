@@ -77,10 +77,12 @@ def _file_digest(spec: str | None) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else None
 
 
-def identity(cfg: ExploreConfig, specs: dict) -> dict:
+def identity(cfg: ExploreConfig, specs: dict, settings: dict | None = None) -> dict:
     """What makes two explores the same one (workers, verify and held-out counts and budgets may change on a
-    resume: they add work, and what is done stays valid)."""
+    resume: they add work, and what is done stays valid). ``settings``: the factory module's own (its
+    ``settings()``, e.g. the face detector's fine-tune and eval sizes)."""
     return {"method": METHOD, "specs": specs, "files": {k: _file_digest(v) for k, v in specs.items()},
+            "settings": settings,
             "weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits, "board": cfg.board, "ceilings": cfg.ceilings,
             "fit_points": cfg.fit_points, "seed": cfg.seed}
 
@@ -295,7 +297,7 @@ def explore(cfg: ExploreConfig, log=lambda m: print(m, file=sys.stderr)) -> dict
     specs = {"factory": _absolute(c.factory_spec), "evaluate": _absolute(c.evaluate_spec),
              "finetune": _absolute(c.finetune_spec), "calibration": _absolute(c.calibration_spec)}
     out = Path(cfg.out)
-    open_run_folder(out, identity(cfg, specs))
+    open_run_folder(out, identity(cfg, specs, c.settings))
     x = contract_mod.calibration_data(c)
     shape = contract_mod.discover(c, x, (min(w_grid), min(a_grid)))
     n_w, n_a = len(shape.weight_layers), len(shape.act_quants)
