@@ -623,7 +623,8 @@ def pareto_markdown(doc: dict) -> str:
               f"held-out fine-tunes (fitted on {q['fitted_on']}).", ""]
     costs = [p["cost_s"] for p in doc["points"] if p.get("cost_s")]
     if costs:
-        means = {k: [c[k] for c in costs if c.get(k) is not None] for k in ("finetune_s", "evaluate_s", "build_s")}
+        kinds = ("finetune_s", "evaluate_s", "build_s", "matched_build_s")
+        means = {k: [c[k] for c in costs if c.get(k) is not None] for k in kinds}
         lines.append("Per-point cost (s, mean over the points that ran it): " + ", ".join(
             f"{k} {sum(v) / len(v):.1f} (n={len(v)})" for k, v in means.items() if v) + ".")
     return "\n".join(lines) + "\n"
