@@ -31,7 +31,8 @@ def tiny_config(out, **kw):
     from fpgagen.explore.run import ExploreConfig
 
     base = {"factory": f"{TINY}:factory", "out": str(out), "finetune": f"{TINY}:finetune", "weight_bits": [2, 4],
-            "act_bits": [4], "verify": 0, "fit_points": 2, "budgets": 3, "workers": 2, "baseline": False}
+            "act_bits": [4], "verify": 0, "fit_points": 2, "budgets": 3, "workers": 2, "baseline": False,
+            "ceilings": {"LUT": 0.25, "DSP": 0.05}}  # tight: 4-bit weights fold, so FPS trades against accuracy
     base.update(kw)
     return ExploreConfig(**base)
 
@@ -106,6 +107,72 @@ def test_tiny_verification_builds_the_baseline(ray_session, tiny_run, tmp_path):
     assert base["accuracy_measured"] is not None and base["cost_s"]["build_s"] > 0
     assert sum(p["status"] == "verified" for p in doc["points"]) >= 1
     check_marking(doc["points"])
+
+
+def test_matched_build_at_the_baseline_fps(ray_session, tiny_run, tmp_path):
+    """The tiny run resumed with verification on (a copy of its folder; under its ceilings the 2-bit point is
+    faster than the 4W4A baseline): a verified point at least as fast as the baseline is built again at the
+    baseline's verified FPS (its report's target), C-sim checked, and ``dominates_baseline`` applies the rule to
+    those figures; a resumed explore reads every build back instead of redoing it."""
+    import shutil
+
+    from fpgagen.explore.run import explore
+
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run[0], out)
+    cfg = {"verify": 2, "baseline": None}
+    doc = explore(tiny_config(out, **cfg), log=lambda m: None)
+    base = next(p for p in doc["points"] if "baseline" in p["role"])
+    assert base["status"] == "verified" and "at_baseline_fps" not in base
+    fast = [p for p in doc["points"] if p["status"] == "verified" and p is not base and p["fps"] >= base["fps"]]
+    assert fast, [(p["role"], p["status"], p["fps"]) for p in doc["points"]]
+    for p in fast:
+        m = p["at_baseline_fps"]
+        assert m["status"] == "verified" and m["target_fps"] == base["fps"] and m["build"] != p["build"]
+        report = json.loads((Path(m["build"]) / "report.json").read_text())
+        assert report["folding"]["target_fps"] == base["fps"]
+        assert (m["fps"], m["lut"], m["bram18"], m["dsp"]) == (
+            report["fps_estimated"], *(report["budget"][r]["used"] for r in ("LUT", "BRAM18", "DSP")))
+        assert m["fps"] >= base["fps"] and p["cost_s"]["matched_build_s"] > 0
+    want = [(p["weight_bits"], p["act_bits"]) for p in fast if p["accuracy_measured"] >= base["accuracy_measured"]
+            and p["at_baseline_fps"]["lut"] < base["lut"]]
+    assert [(w["weight_bits"], w["act_bits"]) for w in doc["dominates_baseline"]] == want
+    assert json.loads((out / "pareto.json").read_text())["dominates_baseline"] == doc["dominates_baseline"]
+    assert "Dominance: " in (out / "pareto.md").read_text()
+    stamps = {f.name: f.stat().st_mtime_ns for f in (out / "tasks").glob("*.json")}
+    assert any(n.startswith("match-") for n in stamps)
+    explore(tiny_config(out, **cfg), log=lambda m: None)
+    assert {f.name: f.stat().st_mtime_ns for f in (out / "tasks").glob("*.json")} == stamps
+
+
+def test_dominates_baseline_follows_the_rule():
+    from fpgagen.explore.run import dominates_baseline
+
+    def pt(acc, fps, lut, role="front", status="verified", matched=None):
+        p = {"weight_bits": [len(role), int(fps)], "act_bits": [lut], "role": role, "status": status,
+             "accuracy_measured": acc, "fps": fps, "lut": lut}
+        if matched is not None:
+            p["at_baseline_fps"] = {"status": "verified", "fps": matched[0], "lut": matched[1]}
+        return p
+
+    base = pt(0.70, 100.0, 1000, role="baseline")
+    points = [base,
+              pt(0.70, 120.0, 1200, matched=(100.0, 999)),  # equal accuracy, equal FPS, one LUT fewer: dominates
+              pt(0.80, 150.0, 1100, matched=(101.0, 900)),  # better on all three: dominates
+              pt(0.69, 150.0, 1100, matched=(100.0, 500)),  # less accurate
+              pt(0.90, 150.0, 1100, matched=(100.0, 1000)),  # as many LUTs
+              pt(0.90, 150.0, 1100, matched=(99.9, 500)),  # the matched build falls short of the baseline's FPS
+              pt(0.90, 150.0, 900),  # no matched build: max-FPS LUTs decide nothing
+              pt(0.90, 150.0, 900, matched=(100.0, 500)) | {"accuracy_measured": None}]
+    points[-2]["at_baseline_fps"] = None
+    bad = pt(0.90, 150.0, 1100, matched=(100.0, 500))
+    bad["at_baseline_fps"]["status"] = "failed: g++"
+    points.append(bad)
+    wins = dominates_baseline(points)
+    assert [(w["accuracy_measured"], w["fps"], w["lut"]) for w in wins] == [(0.70, 100.0, 999), (0.80, 101.0, 900)]
+    assert wins[0]["baseline"] == {"accuracy_measured": 0.70, "fps": 100.0, "lut": 1000}
+    assert dominates_baseline([dict(base, status="failed: g++")] + points[1:]) == []
+    assert dominates_baseline(points[1:]) == []
 
 
 def test_mark_pareto_exactly_the_non_dominated():
@@ -235,6 +302,28 @@ def test_factory_missing_or_raising(tmp_path):
     c = contract.resolve(f"{ignoring}:make")
     with pytest.raises(FpgagenError, match="does not apply per-layer bit widths"):
         contract.discover(c, contract.calibration_data(c))
+
+
+def test_factory_settings_are_part_of_the_identity(tmp_path, monkeypatch):
+    """A factory module's settings() (the face detector's sizes, read from the environment) goes into the run
+    folder's identity: resuming under other settings is refused instead of mixing fine-tunes of both."""
+    from fpgagen.explore import contract
+    from fpgagen.explore.run import identity, open_run_folder
+
+    mod = tmp_path / "sized.py"
+    mod.write_text(f"import os, sys\nsys.path.insert(0, {str(Path(TINY).parent)!r})\n"
+                   "from explore_tiny import factory, evaluate, calibration\n"
+                   "def settings():\n    return {'ITERS': int(os.environ.get('SIZED_ITERS', 30))}\n")
+    specs = {"factory": f"{mod}:factory"}
+    cfg = tiny_config(tmp_path / "run")
+    assert contract.resolve(f"{TINY}:factory").settings is None
+    settings = contract.resolve(f"{mod}:factory").settings
+    assert settings == {"ITERS": 30}
+    open_run_folder(tmp_path / "run", identity(cfg, specs, settings))
+    open_run_folder(tmp_path / "run", identity(cfg, specs, settings))  # the same: resumed
+    monkeypatch.setenv("SIZED_ITERS", "150")
+    with pytest.raises(FpgagenError, match="different explore .*settings"):
+        open_run_folder(tmp_path / "run", identity(cfg, specs, contract.resolve(f"{mod}:factory").settings))
 
 
 def test_discovered_lengths():

@@ -42,6 +42,9 @@ class Contract:
     calibration_spec: str
     calibration: Callable
     baseline: dict | None = None  # {"weight_bits": [..], "act_bits": [..], "name": ..} the module names
+    # the factory module's settings() when it defines one: what else decides its accuracy figures (sizes read from
+    # the environment, say); part of the run folder's identity, so a resume never mixes fine-tunes of two settings
+    settings: dict | None = None
 
 
 def _split(spec: str, option: str) -> tuple[str, str]:
@@ -119,9 +122,11 @@ def resolve(factory: str, evaluate: str | None = None, finetune: str | None = No
                                "--calibration", "pass --calibration module:function (-> a batch of model inputs)")
         calibration = f"{module}:calibration"
     baseline = getattr(mod, "BASELINE", None)
+    settings = mod.settings() if callable(getattr(mod, "settings", None)) else None
     return Contract(factory, fac, evaluate, load_callable(evaluate, "--evaluate"), finetune,
                     load_callable(finetune, "--finetune") if finetune else None, calibration,
-                    load_callable(calibration, "--calibration"), baseline if isinstance(baseline, dict) else None)
+                    load_callable(calibration, "--calibration"), baseline if isinstance(baseline, dict) else None,
+                    settings if isinstance(settings, dict) else None)
 
 
 def make_model(contract: Contract, weight_bits, act_bits):

@@ -8,7 +8,11 @@
 * ``calibration()``: synthetic training images at 160x160;
 * ``BASELINE``: LPYOLO's hand-picked 4W4A (first layer's weights 8-bit, as the paper's).
 
-The environment variables FPGAGEN_EXPLORE_FACE_ITERS, _EVAL_IMAGES and _TRAIN_IMAGES shrink it (tests, benches)."""
+The environment variables FPGAGEN_EXPLORE_FACE_ITERS, _EVAL_IMAGES and _TRAIN_IMAGES shrink it (tests, benches);
+``settings()`` reports them, and an explore's run folder records them (a resume under other sizes is refused).
+For one width pattern and one set of sizes, fine-tune + evaluate is reproducible: the same state and AP in one
+process, in another, and from a freshly generated data folder (the data, the batches and the QAT are seeded), and
+whatever torch's thread count outside (both run on one thread)."""
 
 from __future__ import annotations
 
@@ -35,6 +39,11 @@ DEFAULTS = {"ITERS": 150, "EVAL_IMAGES": 300, "TRAIN_IMAGES": 800}  # QAT iterat
 def _size(name: str) -> int:
     """Read when used (a Ray worker may import this module before the driver's settings change)."""
     return int(os.environ.get(f"FPGAGEN_EXPLORE_FACE_{name}", DEFAULTS[name]))
+
+
+def settings() -> dict[str, int]:
+    """The sizes in force (the explore's run-folder identity: a resume under other sizes is another explore)."""
+    return {name: _size(name) for name in DEFAULTS}
 
 
 def _bits(value, n: int, what: str) -> list[int]:
@@ -130,9 +139,22 @@ def finetune(model) -> nn.Sequential:
     iters = _size("ITERS")
     cfg = TrainConfig(size=TRAIN_SIZE, batch=16, qat_iters=iters, warmup=min(20, iters), lr_qat=1e-3, seed=0)
     batches = Batches(WiderFace(_root(), "train"), cfg)
-    with open(os.devnull, "w") as quiet, _stderr_to(quiet):
+    with open(os.devnull, "w") as quiet, _stderr_to(quiet), _one_thread():
         train_phase("qat", model, batches, cfg, log=lambda m: None)
     return model.eval()
+
+
+class _one_thread:  # noqa: N801 - a context manager
+    """Torch on one thread inside: the thread count changes float summation order, and over a QAT run that moves
+    the AP (0.748 on one thread, 0.724 on two, for the same point), so a point's figure must not depend on the CPU
+    share its task got. The explore gives each fine-tune one CPU anyway."""
+
+    def __enter__(self):
+        self.saved = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.saved)
 
 
 class _stderr_to:  # noqa: N801 - a context manager: the trainer's progress bar stays out of the worker's log
@@ -159,4 +181,5 @@ def evaluate(model) -> float:
 
     ds = WiderFace(_root(), "val", limit=_size("EVAL_IMAGES"))
     det = Detector(torch_backend(model), [list(a) for a in SYNTH_ANCHORS], 416, conf=AP_CONF, nms_iou=NMS_IOU)
-    return float(ap_of(*detect_dataset(det, ds))["all"].ap)
+    with _one_thread():
+        return float(ap_of(*detect_dataset(det, ds))["all"].ap)

@@ -77,10 +77,12 @@ def _file_digest(spec: str | None) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else None
 
 
-def identity(cfg: ExploreConfig, specs: dict) -> dict:
+def identity(cfg: ExploreConfig, specs: dict, settings: dict | None = None) -> dict:
     """What makes two explores the same one (workers, verify and held-out counts and budgets may change on a
-    resume: they add work, and what is done stays valid)."""
+    resume: they add work, and what is done stays valid). ``settings``: the factory module's own (its
+    ``settings()``, e.g. the face detector's fine-tune and eval sizes)."""
     return {"method": METHOD, "specs": specs, "files": {k: _file_digest(v) for k, v in specs.items()},
+            "settings": settings,
             "weight_bits": cfg.weight_bits, "act_bits": cfg.act_bits, "board": cfg.board, "ceilings": cfg.ceilings,
             "fit_points": cfg.fit_points, "seed": cfg.seed}
 
@@ -295,7 +297,7 @@ def explore(cfg: ExploreConfig, log=lambda m: print(m, file=sys.stderr)) -> dict
     specs = {"factory": _absolute(c.factory_spec), "evaluate": _absolute(c.evaluate_spec),
              "finetune": _absolute(c.finetune_spec), "calibration": _absolute(c.calibration_spec)}
     out = Path(cfg.out)
-    open_run_folder(out, identity(cfg, specs))
+    open_run_folder(out, identity(cfg, specs, c.settings))
     x = contract_mod.calibration_data(c)
     shape = contract_mod.discover(c, x, (min(w_grid), min(a_grid)))
     n_w, n_a = len(shape.weight_layers), len(shape.act_quants)
@@ -428,6 +430,27 @@ def explore(cfg: ExploreConfig, log=lambda m: print(m, file=sys.stderr)) -> dict
                          bottleneck=r["bottleneck"], csim=r["csim"])
             else:
                 p.update(fps=None, lut=None, bram18=None, dsp=None)
+        # 6. matched-FPS builds: a max-FPS build fills the LUT budget whatever the point, so LUTs compare only
+        # between designs at one FPS; each verified point at least as fast as the baseline is built again at the
+        # baseline's verified FPS (the folder's cheapest design reaching it)
+        base_v = next((p for p in verify if p["role"] == "baseline" and p["status"] == "verified"), None)
+        m_jobs = []
+        for tid, p in v_jobs.items():
+            if base_v is None or p is base_v or p["status"] != "verified" or p["fps"] < base_v["fps"]:
+                continue
+            mid = tid.replace("ft-", "match-", 1)
+            m_jobs.append((mid, "build_task", {"specs": specs, "weight_bits": p["weight_bits"],
+                                               "act_bits": p["act_bits"], "state": res[tid]["state"],
+                                               "input_shape": input_shape,
+                                               "out_dir": str((out / "builds" / mid).resolve()), "board": cfg.board,
+                                               "ceilings": cfg.ceilings, "target_fps": base_v["fps"]}))
+        res_m = run_tasks(out, "matched build", m_jobs)
+        for mid, _, kwargs in m_jobs:
+            r = res_m[mid]
+            p = v_jobs[mid.replace("match-", "ft-", 1)]
+            p["cost_s"]["matched_build_s"] = r.get("build_s")
+            p["at_baseline_fps"] = {"target_fps": kwargs["target_fps"], "status": r["status"],
+                                    **{k: r.get(k) for k in ("fps", "lut", "bram18", "dsp", "build")}}
         timing["verify_s"] = time.perf_counter() - t0
     finally:
         if started:
@@ -442,7 +465,7 @@ def explore(cfg: ExploreConfig, log=lambda m: print(m, file=sys.stderr)) -> dict
     q = quality([a for a, _ in held], [b for _, b in held])
     points = merge_points(points)
     mark_pareto(points)
-    doc = {"points": points,
+    doc = {"points": points, "dominates_baseline": dominates_baseline(points),
            "predictor": {"spearman": q["spearman"], "mae": q["mae"], "fitted_on": predictor.fitted_on,
                          "held_out": q["held_out"], "model": "accuracy = a0 - alpha * score, or a0 * exp(-alpha * "
                          "score) (form); score = the sum of per-layer output perturbations", **predictor.to_json()},
@@ -495,6 +518,28 @@ def pick_verify(front: list[dict], k: int, baseline: dict | None, sens, predicto
     return out
 
 
+def dominates_baseline(points: list[dict]) -> list[dict]:
+    """The points that dominate the verified baseline under the issue's rule, each with the figures that decide it:
+    measured accuracy at least the baseline's, and a verified build at the baseline's FPS (``at_baseline_fps``)
+    reaching at least that FPS with fewer LUTs than the baseline's build. Empty without a verified baseline."""
+    base = next((p for p in points if "baseline" in p["role"] and p["status"] == "verified"
+                 and p["accuracy_measured"] is not None), None)
+    if base is None:
+        return []
+    out = []
+    for p in points:
+        m = p.get("at_baseline_fps") or {}
+        if (p is base or p["accuracy_measured"] is None or m.get("status") != "verified"
+                or p["accuracy_measured"] < base["accuracy_measured"] or m["fps"] < base["fps"]
+                or m["lut"] >= base["lut"]):
+            continue
+        out.append({"weight_bits": p["weight_bits"], "act_bits": p["act_bits"],
+                    "accuracy_measured": p["accuracy_measured"], "fps": m["fps"], "lut": m["lut"],
+                    "baseline": {"accuracy_measured": base["accuracy_measured"], "fps": base["fps"],
+                                 "lut": base["lut"]}})
+    return out
+
+
 def merge_points(points: list[dict]) -> list[dict]:
     """One point per width choice: a verified one first, then the baseline, the front, a fit point; the roles are
     joined and the others' measured accuracy and costs kept."""
@@ -544,18 +589,42 @@ def pareto_markdown(doc: dict) -> str:
              f"wall time {doc['wall_s']:.0f} s ({', '.join(f'{k} {v:.0f}' for k, v in doc['timing_s'].items())}).",
              "", "FPS and resources are *estimated* by fpgagen's cost models (verified points: the build's report; "
              "predicted points: the joint integer program), never measured on hardware.", "",
-             "| role | weight bits | act bits | FPS | LUT | BRAM18 | DSP | acc. predicted | acc. measured | pareto | "
-             "status |", "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+             "| role | weight bits | act bits | FPS | LUT | BRAM18 | DSP | at baseline FPS: FPS / LUT | "
+             "acc. predicted | acc. measured | pareto | status |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for p in pts:
+        m = p.get("at_baseline_fps")
+        matched = "" if m is None else (f"{_fmt(m['fps'], '.1f')} / {_fmt(m['lut'], ',')}"
+                                        if m["status"] == "verified" else m["status"][:40])
         lines.append(f"| {p.get('name', p['role'])} | {','.join(map(str, p['weight_bits']))} | "
                      f"{','.join(map(str, p['act_bits']))} | {_fmt(p['fps'], '.1f')} | {_fmt(p['lut'], ',')} | "
-                     f"{_fmt(p['bram18'])} | {_fmt(p['dsp'])} | {_fmt(p['accuracy_predicted'])} | "
+                     f"{_fmt(p['bram18'])} | {_fmt(p['dsp'])} | {matched} | {_fmt(p['accuracy_predicted'])} | "
                      f"{_fmt(p['accuracy_measured'])} | {'yes' if p['pareto'] else ''} | {p['status']} |")
+    base = next((p for p in doc["points"] if "baseline" in p["role"]), None)
+    if base is not None:
+        lines += ["", "Max-FPS builds fill the LUT budget whatever the point, so LUTs are compared at one FPS: each "
+                  "verified point at least as fast as the baseline is built again at the baseline's verified FPS "
+                  "(the cheapest design reaching it; column 'at baseline FPS')."]
+        wins = doc.get("dominates_baseline") or []
+        name = base.get("name", "the baseline")
+        if base["status"] != "verified":
+            lines.append(f"Dominance: not decided ({name} is not verified: {base['status']}).")
+        elif wins:
+            lines.append(f"Dominance: {len(wins)} verified point(s) dominate {name} (measured accuracy >= "
+                         f"{_fmt(base['accuracy_measured'])}, FPS >= {base['fps']:.1f}, LUT < {base['lut']:,}): "
+                         + "; ".join(f"w {','.join(map(str, w['weight_bits']))} a {','.join(map(str, w['act_bits']))}"
+                                     f" (acc. {_fmt(w['accuracy_measured'])}, {w['fps']:.1f} FPS, {w['lut']:,} LUT)"
+                                     for w in wins) + ".")
+        else:
+            lines.append(f"Dominance: no verified point dominates {name} (measured accuracy >= "
+                         f"{_fmt(base['accuracy_measured'])}, FPS >= {_fmt(base['fps'], '.1f')} and LUT < "
+                         f"{_fmt(base['lut'], ',')} at the baseline's FPS).")
     lines += ["", f"Predictor: Spearman {_fmt(q['spearman'], '.3f')}, MAE {_fmt(q['mae'])} on {q['held_out']} "
               f"held-out fine-tunes (fitted on {q['fitted_on']}).", ""]
     costs = [p["cost_s"] for p in doc["points"] if p.get("cost_s")]
     if costs:
-        means = {k: [c[k] for c in costs if c.get(k) is not None] for k in ("finetune_s", "evaluate_s", "build_s")}
+        kinds = ("finetune_s", "evaluate_s", "build_s", "matched_build_s")
+        means = {k: [c[k] for c in costs if c.get(k) is not None] for k in kinds}
         lines.append("Per-point cost (s, mean over the points that ran it): " + ", ".join(
             f"{k} {sum(v) / len(v):.1f} (n={len(v)})" for k, v in means.items() if v) + ".")
     return "\n".join(lines) + "\n"
@@ -581,6 +650,11 @@ def write_plot(path: Path, doc: dict) -> None:
             ax.plot([p["fps"]] * 2, [p["accuracy_predicted"], p["accuracy_measured"]], color="grey", lw=0.6)
         if p.get("name"):
             ax.annotate(p["name"], (p["fps"], p["accuracy_measured"] or p["accuracy_predicted"]), fontsize=8)
+    for w in doc.get("dominates_baseline") or []:  # a star at the dominating point's own (max-FPS) build
+        p = next(q for q in pts if q["weight_bits"] == w["weight_bits"] and q["act_bits"] == w["act_bits"])
+        ax.scatter(p["fps"], p["accuracy_measured"], marker="*", s=220, facecolors="none", edgecolors="red")
+        ax.annotate("dominates baseline", (p["fps"], p["accuracy_measured"]), fontsize=8, color="red",
+                    xytext=(6, -10), textcoords="offset points")
     fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="LUT (estimated)")
     ax.set_xlabel("FPS (estimated by the cost model)")
     ax.set_ylabel("accuracy")

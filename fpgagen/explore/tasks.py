@@ -106,9 +106,11 @@ def finetune_task(specs: dict, weight_bits: list[int], act_bits: list[int], thre
 
 
 def build_task(specs: dict, weight_bits: list[int], act_bits: list[int], state: bytes, input_shape: tuple,
-               out_dir: str, board: str, ceilings: dict | None, threads: int = 1) -> dict:
+               out_dir: str, board: str, ceilings: dict | None, target_fps: float | None = None,
+               threads: int = 1) -> dict:
     """The fine-tuned model built with fpgagen.build (folded by fpgagen's folder, C-sim checked bit-exact against
-    the IR's numpy reference); FPS and resources are the build report's own figures."""
+    the IR's numpy reference); FPS and resources are the build report's own figures. Without ``target_fps`` the
+    folder picks the fastest design that fits; with it, the cheapest reaching that FPS."""
     import torch
 
     from .. import build, export
@@ -125,7 +127,8 @@ def build_task(specs: dict, weight_bits: list[int], act_bits: list[int], state: 
     except FpgagenError as exc:
         return _fatal(exc)
     try:
-        build(onnx, board=board, out_dir=out, ceilings=ceilings, verify=True, log=lambda m: None)
+        build(onnx, board=board, out_dir=out, ceilings=ceilings, target_fps=target_fps, verify=True,
+              log=lambda m: None)
     except FpgagenError as exc:
         text = " ".join(str(exc).split())
         status = f"does not fit: {exc.what}" if "does not fit" in exc.what else f"failed: {text}"
@@ -134,5 +137,6 @@ def build_task(specs: dict, weight_bits: list[int], act_bits: list[int], state: 
     used = {r: report["budget"][r]["used"] for r in ("LUT", "BRAM18", "DSP", "FF")}
     return {"status": "verified", "fps": report["fps_estimated"], "lut": used["LUT"], "bram18": used["BRAM18"],
             "dsp": used["DSP"], "ff": used["FF"], "bottleneck": report["bottleneck"], "build": str(out),
+            "target_fps": target_fps,
             "csim": "bit-exact (C-sim == numpy reference, np.array_equal)",
             "build_s": round(time.perf_counter() - t0, 1)}
