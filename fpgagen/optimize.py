@@ -335,16 +335,15 @@ class _Program:
         self.cycles = np.array(cycles, np.int64)
         self.cost = np.array([sum(w * rc[r] / max(caps[r], 1.0) for r, w in OBJECTIVE_WEIGHTS.items())
                               for rc in res_cols])
-        # per node, per core: its cycles and the least of each resource it can take (for ``fits_at_all``)
-        self.least = [(np.array([c.cycles for c in cs]), np.array([[_least([c], r, math.inf) for r in RESOURCES]
-                                                                    for c in cs]).reshape(len(cs), len(RESOURCES)))
-                      for cs in cores]
-        # per node, per core: its resources at its cheapest styles without DSP PEs, one DSP unit's, and the most units
+        # per node, per core: its resources at its cheapest styles without DSP PEs, one DSP unit's, and the most
+        # units; and its cycles with the least of each resource it can take (DSP units at their best)
         self.parts = [(np.array([[c.base[r] + sum(min(d[r] for _, d in alts) for alts in c.groups) for r in RESOURCES]
                                  for c in cs], float).reshape(len(cs), len(RESOURCES)),
                        np.array([[c.dsp_unit.get(r, 0) for r in RESOURCES] for c in cs], float).reshape(len(cs),
                                                                                                       len(RESOURCES)),
                        np.array([c.dsp_max for c in cs], float)) for cs in cores]
+        self.least = [(np.array([c.cycles for c in cs]), part + np.minimum(0.0, most[:, None] * unit))
+                      for cs, (part, unit, most) in zip(cores, self.parts, strict=True)]
         # per column, the core it belongs to (an index into the cores of all nodes in order), -1 for a stream's;
         # a style alternative's resources beyond its group's cheapest (0 for the other columns)
         first = np.cumsum([0] + [len(cs) for cs in cores])
@@ -355,10 +354,6 @@ class _Program:
             if c[0] == "y":
                 alts = cores[c[1]][c[2]].groups[c[3]]
                 self.extra[i] = [alts[c[4]][1][r] - min(d[r] for _, d in alts) for r in RESOURCES]
-
-    def fits_at_all(self, t: float, reserve: dict) -> bool:
-        """Necessary condition: every resource fits alone when each node takes its cheapest choice within ``t``."""
-        return self.possible(t, reserve) is not None
 
     def possible(self, t: float, reserve: dict) -> np.ndarray | None:
         """Which columns can be in a solution within ``t``: a core is left out when, for some resource, it needs
@@ -387,7 +382,7 @@ class _Program:
         return sorted({int(c) for c in np.unique(self.cycles) if c >= floor})
 
     def solve(self, t: float, reserve: dict, kind: str, time_limit: float, log_file: str | None = None,
-              gap: float = 0.0) -> tuple[dict[str, dict] | None, SolveRecord]:
+              gap: float = 0.0) -> tuple[dict[str, dict] | None, SolveRecord | None]:
         """The program for the cycle bound ``t`` with ``reserve`` kept free. ``kind``: "optimal", the least-resource
         choice per layer (attributes by layer name; proven optimal unless the record says otherwise); "feasible",
         any choice within the budget (the objective is 0, so the first one found is optimal); "lp", only whether
@@ -395,8 +390,8 @@ class _Program:
         fits. HiGHS' presolve is off: on these programs it costs more than it saves; ``possible`` drops the cores
         that cannot fit instead."""
         keep = self.possible(t, reserve)
-        if keep is None:
-            return None, SolveRecord(kind, int(t) if math.isfinite(t) else -1, 0, 0, 0, 0, "infeasible", False, 0.0)
+        if keep is None:  # not even each resource alone fits: no solve, no record
+            return None, None
         a = self.a[:, keep]
         hi = self.hi.copy()
         hi[self.budget_rows:] = [self.caps[r] - reserve.get(r, 0) for r in RESOURCES]
@@ -487,9 +482,9 @@ def optimize(net: Network, board: dict, ceilings: dict | None = None, target_fps
     answer: list[SolveRecord] = []  # the solve whose choice is returned
 
     def solve(t: float, kind: str):
-        if not prog.fits_at_all(t, reserve):
-            return None
         attrs, record = prog.solve(t, reserve, kind, time_limit, log_file, resource_gap)
+        if record is None:
+            return None
         records.append(record)
         if attrs is not None and kind == "optimal":
             answer[:] = [record]
