@@ -199,8 +199,9 @@ def schedule(net: Network, frames: int = FRAMES, improve: bool = True, graph: _G
     for name in g.order[bi + 1:]:
         if any(e.src == b or e.src in below for e in g.into[name]):
             below.add(name)
-    fallback = g.asap()  # also the anchor's start: B no earlier than its inputs' earliest words
-    times = dict(fallback)
+    # the anchor's start: B no earlier than its inputs' earliest words (ASAP; every entry is replaced below, so
+    # the fallback recomputes it rather than keeping a frame-sized copy of every process alive)
+    times = g.asap()
     steps = np.arange(len(times[b]), dtype=float)
     times[b] = steps + np.max(times[b] - steps)
     for name in g.order[bi + 1:]:
@@ -230,6 +231,7 @@ def schedule(net: Network, frames: int = FRAMES, improve: bool = True, graph: _G
         anchored = improved if g.valid(improved) else base
     if g.valid(anchored) and g.within_frames(anchored):
         return anchored, b, True
+    fallback = g.asap()
     for name in reversed(g.order[:-1]):  # else the ASAP-then-ALAP schedule, the sink kept at its earliest times
         fallback[name] = g.latest(name, fallback)
     return fallback, b, False
