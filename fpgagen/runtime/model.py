@@ -199,7 +199,7 @@ def shipped_face_build(board: str = "pynq_z2", log=print, camera: str | None = D
     if build_dir.exists():
         log(f"fpgagen: rebuilding the cached face detector ({problem}): {build_dir}")
         shutil.rmtree(build_dir, ignore_errors=True)
-    log(f"fpgagen: building the shipped face detector for {board} once (about 1 min on 2 cores: export, fold, "
+    log(f"fpgagen: building the shipped face detector for {board} once (about 20 s on 2 cores: export, fold, "
         f"generate, compile and verify the C-simulation); cached in {build_dir}")
     try:
         from fpgagen.train.model import load_checkpoint
