@@ -114,12 +114,20 @@ def level_thresholds(view: AffineView, quant: QuantSpec, base: int, top: int) ->
         raise ValueError("levels must cover every channel's output range")
     thresholds, negate = requant_thresholds(view.scale, view.offset, quant.scale, quant.zero, IntRange(base, top),
                                             view.lo, view.hi)
-    levels = np.arange(base + 1, top + 1)
-    in_lo = np.where(negate, -view.hi, view.lo)
-    in_hi = np.where(negate, -view.lo, view.hi)
-    thresholds = np.where(levels[None, :] <= q_lo[:, None], in_lo[:, None], thresholds)
-    thresholds = np.where(levels[None, :] > q_hi[:, None], in_hi[:, None] + 1, thresholds)
+    thresholds = clamp_levels(thresholds, negate, view.lo, view.hi, q_lo, q_hi, base, top)
     return Requant(thresholds.astype(np.int64), negate, base)
+
+
+def clamp_levels(thresholds: np.ndarray, negate: np.ndarray, lo: np.ndarray, hi: np.ndarray, q_lo: np.ndarray,
+                 q_hi: np.ndarray, base: int, top: int) -> np.ndarray:
+    """Per-channel clamp of a (C, top - base) threshold table over the input range [lo, hi] (negated where
+    ``negate``): the levels at or below a channel's floor ``q_lo`` always pass, those above its ceiling ``q_hi``
+    never do."""
+    levels = np.arange(base + 1, top + 1)
+    in_lo = np.where(negate, -hi, lo)
+    in_hi = np.where(negate, -lo, hi)
+    thresholds = np.where(levels[None, :] <= q_lo[:, None], in_lo[:, None], thresholds)
+    return np.where(levels[None, :] > q_hi[:, None], in_hi[:, None] + 1, thresholds)
 
 
 def out_view(quant: QuantSpec, q_lo: np.ndarray, q_hi: np.ndarray) -> AffineView:

@@ -29,7 +29,7 @@ from ..layers import (
     memory_resources,
     resources,
 )
-from .affine import QuantSpec, StreamView, per_channel
+from .affine import QuantSpec, StreamView, clamp_levels, per_channel
 from .base import Lowered, Lowering, threshold_memories, threshold_words
 
 
@@ -215,12 +215,7 @@ def lower_quant(node, views: list[StreamView], shapes, ctx) -> Lowered:
     else:
         thresholds, negate = requant_thresholds(s.alpha, s.beta, out_s, out_z, IntRange(base, top), s.lo,
                                                 s.hi, s.center)
-    levels = np.arange(base + 1, top + 1)
-    in_lo = np.where(negate, -s.hi, s.lo)
-    in_hi = np.where(negate, -s.lo, s.hi)
-    # Per-channel clamp levels: always pass below the channel's floor, never pass above its ceiling.
-    thresholds = np.where(levels[None, :] <= q_lo[:, None], in_lo[:, None], thresholds)
-    thresholds = np.where(levels[None, :] > q_hi[:, None], in_hi[:, None] + 1, thresholds)
+    thresholds = clamp_levels(thresholds, negate, s.lo, s.hi, q_lo, q_hi, base, top)
     odt = smallest_dtype(base, top)
     layer = finish = None
     if s.pending is not None and not s.pending.emitted:  # the MVAU computing s thresholds it itself
